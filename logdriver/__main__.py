@@ -1,0 +1,71 @@
+"""Composition root: settings from the environment, sinks from entry points, serve.
+
+The socket is created before anything slow happens: the daemon gives a
+managed plugin about 9.5 s to create it before marking it disabled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from importlib.metadata import entry_points
+
+import trio
+
+from ._docker_api import removed_containers
+from ._driver import Driver
+from ._exceptions import ConfigError
+from ._options import Settings
+from ._registry import FifoRegistry
+from ._server import serve_unix
+from ._store import LogStore
+from .abc import Sink
+
+log = logging.getLogger("logdriver")
+
+
+def load_sinks(settings: Settings) -> dict[str, Sink]:
+    sinks: dict[str, Sink] = {}
+    for entry in entry_points(group="logdriver.sinks"):
+        cls = entry.load()
+        sinks[entry.name] = cls.from_settings(settings)
+    return sinks
+
+
+async def serve(settings: Settings) -> None:
+    os.makedirs(settings.state_dir, exist_ok=True)
+    store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
+    registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
+    driver = Driver(settings, load_sinks(settings), store, registry)
+    if os.path.exists("/var/run/docker.sock"):
+        driver.container_exists = removed_containers
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                await nursery.start(driver.run)
+                await nursery.start(serve_unix, settings.socket_path, driver)
+                log.info("logdriver serving on %s (state %s, sinks %s)", settings.socket_path, settings.state_dir, ", ".join(driver.sinks))
+                async for signum in signals:
+                    log.info("%s: stopping; open FIFOs stay registered and resume at next start", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        store.close()
+
+
+def main() -> None:
+    # Plugin stderr lands in dockerd's log at level=error: log to stdout.
+    logging.basicConfig(stream=sys.stdout, level=os.environ.get("LOGDRIVER_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    trio.run(serve, settings)
+
+
+if __name__ == "__main__":
+    main()

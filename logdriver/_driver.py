@@ -1,0 +1,238 @@
+"""The Driver: owns every FIFO task and answers the plugin RPCs.
+
+One task per FIFO, keyed by the FIFO path (not the container: a stopped
+container's ``docker logs`` opens a throw-away FIFO for the same ID, and a
+live-restore re-attach opens a second one). Each task reads the pipe in
+batches, appends the raw frames to the ReadLogs store, rejoins split lines
+and hands them to the container's sink streams.
+
+StopLogging only marks the FIFO as stopping and answers at once: the daemon
+closes its write end after the reply, and the task drains to EOF. If EOF has
+not come ``stop_timeout`` seconds later the task gives up on the FIFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from . import _rpc
+from ._entries import EntryDecoder
+from ._exceptions import ConfigError, LogDriverError
+from ._fifo import FifoReader, open_fifo
+from ._framing import FrameDecoder
+from ._options import Settings, parse_log_opts
+from ._readlogs import read_logs
+from ._records import ContainerInfo, LogRecord
+from ._registry import FifoRegistry
+from ._store import LogStore
+from ._templates import extra_attributes, render_tag
+from .abc import ContainerContext, Sink, SinkStream
+
+log = logging.getLogger("logdriver.driver")
+
+
+@dataclass(slots=True)
+class FifoStatistics:
+    entries: int = 0
+    records: int = 0
+    bytes: int = 0
+    decode_errors: int = 0
+    corrupt_frames: int = 0
+    skipped_bytes: int = 0
+    records_not_delivered: int = 0
+
+
+@dataclass(slots=True)
+class _Fifo:
+    path: str
+    context: ContainerContext
+    fd: int
+    read_size: int
+    streams: dict[str, SinkStream]
+    stop_requested: trio.Event = field(default_factory=trio.Event)
+    statistics: FifoStatistics = field(default_factory=FifoStatistics)
+
+
+class Driver:
+    """Implements ``_server.Handler``; run it with ``await nursery.start(driver.run)``."""
+
+    def __init__(self, settings: Settings, sinks: Mapping[str, Sink], store: LogStore, registry: FifoRegistry) -> None:
+        self.settings = settings
+        self.sinks = dict(sinks)
+        self.store = store
+        self.registry = registry
+        self.stop_timeout = 30.0
+        self.follow_heartbeat = 5.0
+        self.container_exists: Any = None  # async (ids) -> set of removed ids, or None
+        self._fifos: dict[str, _Fifo] = {}
+        self._nursery: trio.Nursery | None = None
+        self.totals = FifoStatistics()
+
+    @property
+    def active_fifos(self) -> int:
+        return len(self._fifos)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._resume()
+            nursery.start_soon(self._collect_garbage_forever)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _resume(self) -> None:
+        """Reopen every FIFO a previous process was reading (the daemon never re-sends them)."""
+        for path, info in self.registry.entries().items():
+            try:
+                self._start(path, info)
+                log.info("resumed FIFO %s for container %s", path, info.get("ContainerID", "?")[:12])
+            except LogDriverError as exc:
+                log.warning("dropping FIFO %s from the registry: %s", path, exc)
+                self.registry.remove(path)
+
+    # -- RPC handlers ----------------------------------------------------------
+
+    async def start_logging(self, command: _rpc.StartLogging) -> None:
+        if command.file in self._fifos:
+            return  # a retried request: already reading it
+        self._start(command.file, command.info)
+        self.registry.add(command.file, command.info)
+
+    def _context(self, info: ContainerInfo) -> ContainerContext:
+        options = parse_log_opts(info.config, self.settings.defaults, frozenset(self.sinks))
+        try:
+            tag = render_tag(options.tag, info) if options.tag else ""
+        except ValueError as exc:
+            raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
+        try:
+            extras = extra_attributes(info, options.raw)
+        except re.error as exc:  # pragma: no cover - regexes are validated by parse_log_opts
+            raise ConfigError("labels-regex/env-regex", "", str(exc)) from exc
+        return ContainerContext(info=info, options=options, tag=tag, extras=extras)
+
+    def _start(self, path: str, raw_info: dict[str, Any]) -> None:
+        assert self._nursery is not None, "Driver.run has not started"
+        context = self._context(ContainerInfo.from_json(raw_info))
+        fd, pipe_size = open_fifo(path, self.settings.pipe_size)
+        streams = {name: self.sinks[name].open_stream(context) for name in context.options.sinks}
+        fifo = _Fifo(path, context, fd, max(pipe_size, 64 << 10), streams)
+        self._fifos[path] = fifo
+        self._nursery.start_soon(self._pump, fifo)
+
+    async def stop_logging(self, command: _rpc.StopLogging) -> None:
+        fifo = self._fifos.get(command.file)
+        if fifo is not None:
+            fifo.stop_requested.set()
+
+    def read_logs(self, command: _rpc.ReadLogs) -> AsyncIterator[bytes]:
+        container_id = str(command.info.get("ContainerID", ""))
+        return read_logs(
+            self.store,
+            container_id,
+            since_ns=command.since_ns,
+            until_ns=command.until_ns,
+            tail=command.tail,
+            follow=command.follow,
+            heartbeat=self.follow_heartbeat,
+        )
+
+    # -- the per-FIFO task -----------------------------------------------------
+
+    async def _pump(self, fifo: _Fifo) -> None:
+        info = fifo.context.info
+        options = fifo.context.options
+        frames = FrameDecoder()
+        entries = EntryDecoder(options.partial_max_size)
+        clog = self.store.open_writer(info.container_id, options.store_max_size, options.store_max_file)
+        reached_eof = False
+        reader = FifoReader(fifo.fd, fifo.read_size)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._stop_deadline, fifo, nursery.cancel_scope)
+                while chunk := await reader.receive():
+                    frames.receive_data(chunk)
+                    batch = frames.next_frames()
+                    if batch.raw:
+                        self.store.append(clog, batch.raw)
+                    await self._deliver(fifo, entries.decode(batch.bodies))
+                frames.receive_data(b"")
+                batch = frames.next_frames()
+                await self._deliver(fifo, entries.decode(batch.bodies) + entries.flush())
+                reached_eof = True
+                nursery.cancel_scope.cancel()
+        finally:
+            self._record(fifo, frames, entries)
+            self.store.close_writer(clog)
+            with trio.CancelScope(shield=True):
+                await reader.aclose()
+                with trio.move_on_after(5):
+                    for stream in fifo.streams.values():
+                        await stream.aclose()
+            del self._fifos[fifo.path]
+            if reached_eof or fifo.stop_requested.is_set():
+                self.registry.remove(fifo.path)
+            stats = fifo.statistics
+            log.info(
+                "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, %d decode errors, %d corrupt frames, %d not delivered",
+                os.path.basename(fifo.path)[:12], info.short_id, "" if reached_eof else " before EOF",
+                stats.entries, stats.records, stats.bytes, stats.decode_errors, stats.corrupt_frames,
+                stats.records_not_delivered,
+            )
+
+    async def _stop_deadline(self, fifo: _Fifo, scope: trio.CancelScope) -> None:
+        await fifo.stop_requested.wait()
+        await trio.sleep(self.stop_timeout)
+        log.warning("no EOF on %s %.0f s after StopLogging; closing it", fifo.path, self.stop_timeout)
+        scope.cancel()
+
+    async def _deliver(self, fifo: _Fifo, records: list[LogRecord]) -> None:
+        if not records:
+            return
+        fifo.statistics.records += len(records)
+        for name, stream in fifo.streams.items():
+            result = await stream.send_batch(records)
+            failed = len(result.retry) + len(result.rejected)
+            if failed:
+                # The retrying pipeline replaces this: until then, count and say so.
+                fifo.statistics.records_not_delivered += failed
+                log.error("sink %s did not take %d of %d lines for %s", name, failed, len(records), fifo.context.info.short_id)
+
+    @staticmethod
+    def _record(fifo: _Fifo, frames: FrameDecoder, entries: EntryDecoder) -> None:
+        stats = fifo.statistics
+        stats.entries = entries.statistics.entries
+        stats.bytes = frames.statistics.bytes
+        stats.decode_errors = entries.statistics.decode_errors
+        stats.corrupt_frames = frames.statistics.oversize_frames
+        stats.skipped_bytes = frames.statistics.skipped_bytes
+        if stats.corrupt_frames or stats.decode_errors:
+            log.error(
+                "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",
+                fifo.path, fifo.context.info.short_id, stats.corrupt_frames, stats.skipped_bytes, stats.decode_errors,
+            )
+
+    # -- housekeeping ----------------------------------------------------------
+
+    async def _collect_garbage_forever(self) -> None:
+        interval = self.settings.gc_interval
+        if not math.isfinite(interval) or interval <= 0:
+            return
+        while True:
+            await trio.sleep(interval)
+            removed = None
+            if self.container_exists is not None:
+                try:
+                    removed = await self.container_exists(self.store.container_ids())
+                except Exception as exc:  # noqa: BLE001 - the API is optional; retention still applies
+                    log.debug("docker API not usable for log garbage collection: %s", exc)
+            for container_id in self.store.collect_garbage(time.time(), self.settings.store_retention, removed):
+                log.info("deleted stored logs of container %s (removed or idle past retention)", container_id[:12])

@@ -1,0 +1,69 @@
+"""Every exception logdriver raises on purpose, in one tree.
+
+Each docstring says whose fault the error is, so a caller knows whether to
+fix its input, count-and-continue, or retry later.
+"""
+
+from __future__ import annotations
+
+
+class LogDriverError(Exception):
+    """Base class for logdriver's own errors."""
+
+
+class ConfigError(LogDriverError):
+    """A log-opt or plugin setting has a value logdriver cannot use.
+
+    The user's fault: the message names the option and what it accepts, and
+    StartLogging returns it so that ``docker run`` fails with it.
+    """
+
+    def __init__(self, option: str, value: str, accepts: str) -> None:
+        self.option = option
+        self.value = value
+        self.accepts = accepts
+        super().__init__(f"logdriver: invalid value {value!r} for log-opt {option!r}: expected {accepts}")
+
+
+class UnknownOptionError(LogDriverError):
+    """A log-opt in logdriver's own namespace that logdriver does not know (a typo)."""
+
+    def __init__(self, option: str, known: list[str]) -> None:
+        self.option = option
+        super().__init__(f"logdriver: unknown log-opt {option!r}; logdriver's options are: {', '.join(known)}")
+
+
+class FramingError(LogDriverError):
+    """The FIFO byte stream is not valid length-prefixed frames.
+
+    The writer's fault (or a crash mid-frame): the reader counts it, logs it and
+    resynchronises; it never ends the plugin.
+    """
+
+
+class FrameTooLarge(FramingError):
+    """A frame header announced more bytes than the configured maximum."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"frame of {length} bytes exceeds the {limit}-byte limit")
+
+
+class RpcError(LogDriverError):
+    """A plugin RPC request from the daemon (or an impostor) was malformed.
+
+    The caller's fault: answered with ``{"Err": ...}``; no state changes.
+    """
+
+
+class SinkError(LogDriverError):
+    """A sink failed to take a batch."""
+
+
+class SinkUnavailable(SinkError):
+    """The destination could not be reached; the batch may be retried."""
+
+
+class SinkRejected(SinkError):
+    """The destination refused the batch for good; retrying cannot help."""

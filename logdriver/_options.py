@@ -1,0 +1,204 @@
+"""Per-container log-opts and plugin-wide settings: one table, parsed once.
+
+Every logdriver log-opt has a plugin-wide default that an environment
+variable overrides (``LOGDRIVER_`` + the option upper-cased, ``-`` → ``_``),
+which is how ``docker plugin set`` configures a managed plugin. A bad value
+raises ``ConfigError`` naming the option, which StartLogging returns so that
+``docker run`` fails with it.
+
+Keys that are not logdriver's pass: the daemon merges its own (``mode``,
+``max-buffer-size``, ``cache-*``) and its default log-opts into every
+container's map. A key in logdriver's namespace that logdriver does not know
+is a typo and is rejected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._exceptions import ConfigError, UnknownOptionError
+from ._units import parse_duration, parse_size
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    name: str
+    default: str
+    accepts: str
+    help: str
+
+
+def _positive_size(value: str) -> int:
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(value)
+    return size
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _regex(value: str) -> str:
+    re.compile(value)
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return value
+
+    return parse
+
+
+def _name_list(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise ValueError(value)
+    return names
+
+
+OPTIONS: Final[dict[str, tuple[OptionSpec, Callable[[str], object]]]] = {
+    spec.name: (spec, parser)
+    for spec, parser in [
+        (OptionSpec("sinks", "file", "a comma-separated list of sink names", "where lines are shipped"), _name_list),
+        (OptionSpec("max-size", "20m", "a size such as 10m or 512k", "docker logs store: bytes per file"), _positive_size),
+        (OptionSpec("max-file", "5", "a positive integer", "docker logs store: files kept per container"), _positive_int),
+        (OptionSpec("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record"), str),
+        (OptionSpec("labels", "", "comma-separated label keys", "labels copied into records"), str),
+        (OptionSpec("labels-regex", "", "a regular expression", "labels whose key matches are copied"), _regex),
+        (OptionSpec("env", "", "comma-separated variable names", "env variables copied into records"), str),
+        (OptionSpec("env-regex", "", "a regular expression", "env variables whose name matches are copied"), _regex),
+        (OptionSpec("partial-max-size", "1m", "a size such as 1m", "longest rejoined line; longer ones are cut into pieces"), _positive_size),
+        (OptionSpec("file-format", "json", "json or text", "file sink: JSON lines or the raw text"), _choice("json", "text")),
+        (OptionSpec("file-max-size", "100m", "a size such as 100m", "file sink: bytes per file before rotation"), _positive_size),
+        (OptionSpec("file-max-file", "5", "a positive integer", "file sink: files kept per container"), _positive_int),
+    ]
+}
+
+# Prefixes that belong to logdriver: an unknown key with one of them is a typo.
+OWN_PREFIXES: Final = ("file-", "partial-", "fluentd-", "elasticsearch-", "buffer-", "batch-", "retry-", "spool-", "store-")
+# Keys the daemon adds or that belong to Docker's own drivers; accepted silently.
+DOCKER_KEYS: Final = frozenset(
+    {"mode", "max-buffer-size", "cache-disabled", "cache-max-size", "cache-max-file", "cache-compress", "compress"}
+)
+
+
+def env_name(option: str) -> str:
+    return "LOGDRIVER_" + option.upper().replace("-", "_")
+
+
+def plugin_defaults(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The default of every option, with ``LOGDRIVER_*`` overrides applied and checked."""
+    environ = os.environ if environ is None else environ
+    defaults = {}
+    for name, (spec, parser) in OPTIONS.items():
+        value = environ.get(env_name(name), spec.default)
+        if value:
+            try:
+                parser(value)
+            except (ValueError, re.error) as exc:
+                raise ConfigError(env_name(name), value, spec.accepts) from exc
+        defaults[name] = value
+    return defaults
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerOptions:
+    """A container's effective logdriver options, parsed and typed."""
+
+    raw: Mapping[str, str]
+    sinks: tuple[str, ...]
+    store_max_size: int
+    store_max_file: int
+    tag: str
+    partial_max_size: int
+    file_format: str
+    file_max_size: int
+    file_max_file: int
+    ignored: tuple[str, ...]
+
+
+def parse_log_opts(config: Mapping[str, str], defaults: Mapping[str, str], known_sinks: frozenset[str] | None = None) -> ContainerOptions:
+    """Validate a container's log-opts (``Info.Config``) over the plugin defaults."""
+    ignored = []
+    for key in config:
+        if key in OPTIONS or key in DOCKER_KEYS:
+            continue
+        if key.startswith(OWN_PREFIXES):
+            raise UnknownOptionError(key, sorted(OPTIONS))
+        ignored.append(key)
+    values: dict[str, Any] = {}
+    merged = {**defaults, **{k: v for k, v in config.items() if k in OPTIONS}}
+    for name, (spec, parser) in OPTIONS.items():
+        text = merged.get(name, spec.default)
+        try:
+            values[name] = parser(text) if text else text
+        except (ValueError, re.error) as exc:
+            raise ConfigError(name, text, spec.accepts) from exc
+    sinks = values["sinks"]
+    assert isinstance(sinks, tuple)
+    if known_sinks is not None:
+        for sink in sinks:
+            if sink not in known_sinks:
+                raise ConfigError("sinks", ",".join(sinks), f"names from: {', '.join(sorted(known_sinks))}")
+    return ContainerOptions(
+        raw=merged,
+        sinks=sinks,
+        store_max_size=int(values["max-size"]),
+        store_max_file=int(values["max-file"]),
+        tag=str(values["tag"]),
+        partial_max_size=int(values["partial-max-size"]),
+        file_format=str(values["file-format"]),
+        file_max_size=int(values["file-max-size"]),
+        file_max_file=int(values["file-max-file"]),
+        ignored=tuple(ignored),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Plugin-wide settings (environment variables), fixed for the process lifetime."""
+
+    socket_path: str
+    state_dir: str
+    file_dir: str
+    store_max_bytes: int
+    store_retention: float
+    gc_interval: float
+    pipe_size: int
+    log_level: str
+    defaults: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        state_dir = env.get("LOGDRIVER_STATE_DIR", "/var/lib/logdriver")
+
+        def get(name: str, default: str, parse: Callable[[str], object], accepts: str) -> Any:
+            value = env.get(name, default)
+            try:
+                return parse(value)
+            except ValueError as exc:
+                raise ConfigError(name, value, accepts) from exc
+
+        return cls(
+            socket_path=env.get("LOGDRIVER_SOCKET", "/run/docker/plugins/logdriver.sock"),
+            state_dir=state_dir,
+            file_dir=env.get("LOGDRIVER_FILE_DIR", os.path.join(state_dir, "files")),
+            store_max_bytes=int(get("LOGDRIVER_STORE_MAX_BYTES", "2g", _positive_size, "a size such as 2g")),
+            store_retention=float(get("LOGDRIVER_STORE_RETENTION", "7d", parse_duration, "a duration such as 72h")),
+            gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),
+            pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", _positive_size, "a size such as 1Mi")),
+            log_level=env.get("LOGDRIVER_LOG_LEVEL", "info").upper(),
+            defaults=plugin_defaults(env),
+        )

@@ -1,0 +1,165 @@
+"""Serving ``docker logs`` from the store, byte-identical to json-file.
+
+What json-file does and this module copies (docker-logging-protocol.md §4):
+- every stored entry is one message, so a line Docker split at 16 KiB is
+  several messages and ``--tail`` counts them, as json-file's lines do;
+- the newline the daemon stripped is put back on complete lines and on the
+  ``last`` chunk, not on other chunks nor on an unterminated final line;
+- json-file stores lines as JSON strings and Go replaces each invalid UTF-8
+  byte with U+FFFD on the way in; the same replacement happens here;
+- ``--tail`` is applied first, then ``--since``/``--until`` (the daemon does
+  not apply tail for plugins);
+- a follow stream ends when the container's last FIFO is drained after
+  StopLogging, or when the store removes the container.
+Follow streams also send an empty frame every ``heartbeat`` seconds: the
+daemon only notices a departed ``docker logs -f`` client when a frame
+arrives, and drops an entry with no source without printing it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import trio
+
+from ._framing import encode_frame
+from ._proto.entry_pb2 import LogEntry
+from ._store import ContainerLog, LogStore, iter_frames
+
+HEARTBEAT_FRAME = b"\x00\x00\x00\x00"
+_BATCH_BYTES = 256 << 10
+
+
+def _go_replace(error: UnicodeError) -> tuple[str, int]:
+    # Go's encoding/json writes one U+FFFD per invalid byte (utf8.DecodeRune width 1).
+    assert isinstance(error, UnicodeDecodeError)
+    return "\ufffd" * (error.end - error.start), error.end
+
+
+codecs.register_error("logdriver-go-json", _go_replace)
+
+
+def as_json_file_line(line: bytes) -> bytes:
+    try:
+        line.decode("utf-8")
+        return line
+    except UnicodeDecodeError:
+        return line.decode("utf-8", "logdriver-go-json").encode("utf-8")
+
+
+class _Encoder:
+    """Stored frame bodies to ReadLogs frames, applying since/until."""
+
+    def __init__(self, since_ns: int | None, until_ns: int | None) -> None:
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        self.past_until = False
+        self._in = LogEntry()
+        self._out = LogEntry()
+
+    def encode(self, bodies: list[bytes]) -> bytes:
+        parts = []
+        entry, out = self._in, self._out
+        for body in bodies:
+            try:
+                entry.ParseFromString(body)
+            except Exception:  # noqa: BLE001 - a corrupt stored frame is skipped, not fatal
+                continue
+            if entry.source not in ("stdout", "stderr"):
+                continue
+            if self.since_ns is not None and entry.time_nano < self.since_ns:
+                continue
+            if self.until_ns is not None and entry.time_nano > self.until_ns:
+                self.past_until = True
+                break
+            line = entry.line
+            if not entry.partial or entry.partial_log_metadata.last:
+                line += b"\n"
+            out.source = entry.source
+            out.time_nano = entry.time_nano
+            out.line = as_json_file_line(line)
+            parts.append(encode_frame(out.SerializeToString()))
+        return b"".join(parts)
+
+
+def _tail_start(clog: ContainerLog, tail: int) -> tuple[int, int]:
+    """(segment index, frames to skip in it) so that ``tail`` frames remain."""
+    if tail < 0:
+        return 0, 0
+    remaining = tail
+    for index in range(len(clog.segments) - 1, -1, -1):
+        count = sum(len(bodies) for bodies, _ in iter_frames(clog.path(clog.segments[index])))
+        if count >= remaining:
+            return index, count - remaining
+        remaining -= count
+    return 0, 0
+
+
+async def read_logs(
+    store: LogStore,
+    container_id: str,
+    *,
+    since_ns: int | None,
+    until_ns: int | None,
+    tail: int,
+    follow: bool,
+    heartbeat: float = 5.0,
+) -> AsyncIterator[bytes]:
+    """Yield ReadLogs response bytes (frames, batched) for one container."""
+    clog = store.get(container_id)
+    if clog is None:
+        return
+    clog.last_active = time.time()  # reading counts as activity for retention
+    encoder = _Encoder(since_ns, until_ns)
+    segments = list(clog.segments)
+    start_index, skip = _tail_start(clog, tail) if tail != 0 else (len(segments), 0)
+    seq, offset = (segments[-1], clog.sizes.get(segments[-1], 0)) if segments else (0, 0)
+    pending = b""
+    for index in range(start_index, len(segments)):
+        seq, offset = segments[index], 0
+        for bodies, offset in iter_frames(clog.path(seq)):  # noqa: B007 - offset is used after the loop
+            if skip:
+                dropped = min(skip, len(bodies))
+                bodies, skip = bodies[dropped:], skip - dropped
+            pending += encoder.encode(bodies)
+            if encoder.past_until:
+                if pending:
+                    yield pending
+                return
+            if len(pending) >= _BATCH_BYTES:
+                yield pending
+                pending = b""
+    if pending:
+        yield pending
+    if not follow or until_ns is not None and encoder.past_until:
+        return
+    async for data in _follow(store, container_id, clog, encoder, seq, offset, heartbeat):
+        yield data
+
+
+async def _follow(
+    store: LogStore, container_id: str, clog: ContainerLog, encoder: _Encoder, seq: int, offset: int, heartbeat: float
+) -> AsyncIterator[bytes]:
+    while True:
+        finished = clog.writers == 0 or store.get(container_id) is not clog
+        changed = clog.changed
+        for current in list(clog.segments):
+            if current < seq:
+                continue
+            if current > seq:
+                seq, offset = current, 0
+            for bodies, offset in iter_frames(clog.path(seq), offset):  # noqa: B007
+                data = encoder.encode(bodies)
+                if data:
+                    yield data
+                if encoder.past_until:
+                    return
+        if finished:
+            return
+        with trio.move_on_after(heartbeat) as scope:
+            await changed.wait()
+        if scope.cancelled_caught:
+            yield HEARTBEAT_FRAME

@@ -1,0 +1,52 @@
+"""The FIFOs this plugin is reading, persisted so a restarted plugin resumes them.
+
+The daemon never re-sends StartLogging after a plugin crash, restart or
+upgrade, and a container whose FIFO nobody reads freezes in its next write.
+So every StartLogging is recorded here before it is answered, and removed
+when its FIFO reaches EOF. The file is rewritten atomically (write, fsync,
+rename): a crash leaves either the old or the new set, never a torn one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("logdriver.registry")
+
+
+class FifoRegistry:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = {}
+        try:
+            with open(path, "rb") as handle:
+                loaded = orjson.loads(handle.read())
+            if isinstance(loaded, dict):
+                self._entries = {str(k): v for k, v in loaded.items() if isinstance(v, dict)}
+        except FileNotFoundError:
+            pass
+        except orjson.JSONDecodeError:
+            log.error("FIFO registry %s is corrupt; starting empty (unread FIFOs may block their containers)", path)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        return dict(self._entries)
+
+    def add(self, fifo: str, info: dict[str, Any]) -> None:
+        self._entries[fifo] = info
+        self._save()
+
+    def remove(self, fifo: str) -> None:
+        if self._entries.pop(fifo, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(orjson.dumps(self._entries))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)

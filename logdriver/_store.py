@@ -1,0 +1,265 @@
+"""The ReadLogs store: every container's entries, on local disk, bounded.
+
+Layout: ``<root>/<container-id>/<seq>.log`` segment files holding the FIFO's
+frames exactly as the daemon wrote them (4-byte length + LogEntry). Appending
+raw bytes costs one ``write`` per FIFO read, which is what keeps the store off
+the throughput budget; decoding happens only when ``docker logs`` asks.
+
+Bounds, all enforced on append:
+- per container, ``max-size`` bytes per segment and ``max-file`` segments
+  (json-file's log-opts; the oldest segment is deleted);
+- across containers, ``store_max_bytes``: over it, the oldest segments of the
+  whole store go first (down to 90 % of the cap) except each live writer's
+  current segment.
+Removed containers: see ``LogStore.collect_garbage``.
+
+Writes are plain blocking ``os.write`` on the event loop: the target is the
+page cache, and a thread hop per read batch would cost more than the write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import trio
+
+from ._framing import HEADER, FrameDecoder
+
+log = logging.getLogger("logdriver.store")
+
+_SUFFIX = ".log"
+_READ_CHUNK = 1 << 20
+
+
+def _segment_name(seq: int) -> str:
+    return f"{seq:08d}{_SUFFIX}"
+
+
+@dataclass(slots=True)
+class StoreStatistics:
+    bytes_written: int = 0
+    segments_rotated: int = 0
+    segments_evicted_by_cap: int = 0
+    containers_collected: int = 0
+
+
+@dataclass(slots=True)
+class ContainerLog:
+    """One container's segments and, while logging, its open writer."""
+
+    directory: str
+    segments: list[int] = field(default_factory=list)
+    sizes: dict[int, int] = field(default_factory=dict)
+    max_size: int = 20_000_000
+    max_file: int = 5
+    writers: int = 0
+    last_active: float = field(default_factory=time.time)
+    changed: trio.Event = field(default_factory=trio.Event)
+    fd: int = -1
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes.values())
+
+    def path(self, seq: int) -> str:
+        return os.path.join(self.directory, _segment_name(seq))
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class LogStore:
+    """All containers' logs under ``root``; see the module docstring for bounds."""
+
+    def __init__(self, root: str, max_total_bytes: int) -> None:
+        self.root = root
+        self.max_total_bytes = max_total_bytes
+        self.statistics = StoreStatistics()
+        self._logs: dict[str, ContainerLog] = {}
+        self._total = 0
+        os.makedirs(root, exist_ok=True)
+        for name in os.listdir(root):
+            directory = os.path.join(root, name)
+            if os.path.isdir(directory):
+                self._logs[name] = self._scan(directory)
+                self._total += self._logs[name].size
+
+    @staticmethod
+    def _scan(directory: str) -> ContainerLog:
+        clog = ContainerLog(directory, last_active=os.stat(directory).st_mtime)
+        for entry in os.scandir(directory):
+            if entry.name.endswith(_SUFFIX) and entry.name[: -len(_SUFFIX)].isdigit():
+                seq = int(entry.name[: -len(_SUFFIX)])
+                clog.segments.append(seq)
+                stat = entry.stat()
+                clog.sizes[seq] = stat.st_size
+                clog.last_active = max(clog.last_active, stat.st_mtime)
+        clog.segments.sort()
+        return clog
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total
+
+    def get(self, container_id: str) -> ContainerLog | None:
+        return self._logs.get(container_id)
+
+    def container_ids(self) -> list[str]:
+        return list(self._logs)
+
+    # -- writing ---------------------------------------------------------------
+
+    def open_writer(self, container_id: str, max_size: int, max_file: int) -> ContainerLog:
+        """Register a FIFO writing for this container (refcounted; no file is created yet)."""
+        clog = self._logs.get(container_id)
+        if clog is None:
+            directory = os.path.join(self.root, container_id)
+            os.makedirs(directory, exist_ok=True)
+            clog = self._logs[container_id] = ContainerLog(directory)
+        clog.max_size, clog.max_file = max_size, max_file
+        clog.writers += 1
+        clog.last_active = time.time()
+        return clog
+
+    def close_writer(self, clog: ContainerLog) -> None:
+        clog.writers -= 1
+        clog.last_active = time.time()
+        if clog.writers == 0 and clog.fd >= 0:
+            os.close(clog.fd)
+            clog.fd = -1
+        clog.notify()
+
+    def append(self, clog: ContainerLog, raw: bytes) -> None:
+        """Append whole frames; rotates at frame boundaries when a segment fills."""
+        while raw:
+            if clog.fd < 0 or clog.sizes[clog.segments[-1]] >= clog.max_size:
+                self._rotate(clog)
+            seq = clog.segments[-1]
+            room = clog.max_size - clog.sizes[seq]
+            cut = len(raw) if len(raw) <= room else _frames_fitting(raw, room)
+            if cut == 0 and clog.sizes[seq] > 0:
+                clog.sizes[seq] = clog.max_size  # force rotation before the next frame
+                continue
+            cut = cut or _first_frame_length(raw)
+            written = os.write(clog.fd, raw[:cut])
+            clog.sizes[seq] += written
+            self._total += written
+            self.statistics.bytes_written += written
+            raw = raw[written:]
+        clog.last_active = time.time()
+        clog.notify()
+        if self._total > self.max_total_bytes:
+            self._evict_to(int(self.max_total_bytes * 0.9))
+
+    def _rotate(self, clog: ContainerLog) -> None:
+        if clog.fd >= 0:
+            os.close(clog.fd)
+            self.statistics.segments_rotated += 1
+        seq = clog.segments[-1] + 1 if clog.segments else 1
+        if clog.segments and clog.sizes[clog.segments[-1]] == 0:
+            seq = clog.segments[-1]  # reuse an empty segment (e.g. after a restart)
+        else:
+            clog.segments.append(seq)
+            clog.sizes[seq] = 0
+        clog.fd = os.open(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        clog.sizes[seq] = os.fstat(clog.fd).st_size
+        while len(clog.segments) > clog.max_file:
+            self._delete_segment(clog, clog.segments[0])
+
+    def _delete_segment(self, clog: ContainerLog, seq: int) -> None:
+        try:
+            os.unlink(clog.path(seq))
+        except FileNotFoundError:
+            pass
+        clog.segments.remove(seq)
+        self._total -= clog.sizes.pop(seq)
+
+    def _evict_to(self, target: int) -> None:
+        candidates = []
+        for clog in self._logs.values():
+            live = clog.segments[-1] if clog.fd >= 0 and clog.segments else None
+            for seq in clog.segments:
+                if seq != live:
+                    try:
+                        candidates.append((os.stat(clog.path(seq)).st_mtime, seq, clog))
+                    except FileNotFoundError:
+                        continue
+        candidates.sort(key=lambda c: c[0])
+        for _mtime, seq, clog in candidates:
+            if self._total <= target:
+                break
+            self._delete_segment(clog, seq)
+            self.statistics.segments_evicted_by_cap += 1
+        log.warning("store over its %d-byte cap: evicted oldest segments, now %d bytes", self.max_total_bytes, self._total)
+
+    # -- removal ---------------------------------------------------------------
+
+    def remove(self, container_id: str) -> None:
+        clog = self._logs.pop(container_id, None)
+        if clog is None:
+            return
+        self._total -= clog.size
+        shutil.rmtree(clog.directory, ignore_errors=True)
+        self.statistics.containers_collected += 1
+        clog.notify()
+
+    def collect_garbage(self, now: float, retention: float, removed: set[str] | None = None) -> list[str]:
+        """Delete the logs of containers that are gone.
+
+        Policy: a container with no live FIFO is deleted when the daemon says it
+        no longer exists (``removed``, when the Docker API is reachable), or when
+        nothing wrote or read its logs for ``retention`` seconds.
+        """
+        collected = []
+        for container_id, clog in list(self._logs.items()):
+            if clog.writers:
+                continue
+            if (removed is not None and container_id in removed) or now - clog.last_active > retention:
+                self.remove(container_id)
+                collected.append(container_id)
+        return collected
+
+    def close(self) -> None:
+        for clog in self._logs.values():
+            if clog.fd >= 0:
+                os.close(clog.fd)
+                clog.fd = -1
+
+
+def _first_frame_length(raw: bytes) -> int:
+    return 4 + HEADER.unpack_from(raw, 0)[0]
+
+
+def _frames_fitting(raw: bytes, room: int) -> int:
+    """Length of the longest prefix of whole frames that fits in ``room`` bytes."""
+    pos = 0
+    while pos + 4 <= len(raw):
+        end = pos + 4 + HEADER.unpack_from(raw, pos)[0]
+        if end > room:
+            break
+        pos = end
+    return pos
+
+
+def iter_frames(path: str, offset: int = 0) -> Iterator[tuple[list[bytes], int]]:
+    """Frame bodies of one segment from ``offset``, per chunk, with the offset reached."""
+    decoder = FrameDecoder()
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in finally; generator may pause
+    except FileNotFoundError:
+        return
+    try:
+        handle.seek(offset)
+        while chunk := handle.read(_READ_CHUNK):
+            decoder.receive_data(chunk)
+            frames = decoder.next_frames()
+            offset += len(frames.raw)
+            yield frames.bodies, offset
+    finally:
+        handle.close()

@@ -1,0 +1,53 @@
+"""Parsers for the value syntaxes Docker users already know (sizes, durations, bools)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
+_POWERS: Final = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_UNITS: Final = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+}
+_TRUE: Final = frozenset({"1", "t", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "f", "false", "no", "off"})
+
+
+def parse_size(text: str, *, binary: bool = False) -> int:
+    """``10m`` → bytes. Decimal like Docker's ``FromHumanSize`` (json-file's ``max-size``)
+    unless ``binary`` (``RAMInBytes``) or the unit says ``Ki``/``Mi``."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(text)
+    number, unit, iec = match.groups()
+    base = 1024 if (binary or iec) else 1000
+    return int(float(number) * base ** _POWERS[unit.lower()])
+
+
+def parse_duration(text: str) -> float:
+    """Go-style duration (``500ms``, ``1m30s``, also ``7d``) → seconds; a bare number is seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    pos = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            raise ValueError(text)
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(text)
+    return total
+
+
+def parse_bool(text: str) -> bool:
+    """Go ``strconv.ParseBool`` plus yes/no/on/off."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(text)

@@ -1,0 +1,79 @@
+"""The sink interface: what Fluentd, Elasticsearch and file sinks implement.
+
+A ``Sink`` is one destination kind, created once per plugin process from the
+plugin settings. For every container that lists it in ``sinks``, the driver
+calls ``open_stream`` at StartLogging (it must not block: no network there,
+StartLogging delays ``docker start``) and then hands the stream batches of
+rejoined lines. The pipeline, not the sink, owns buffering and retries: a
+stream answers each batch with a ``SendResult`` and never sleeps to retry.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ._options import ContainerOptions, Settings
+from ._records import ContainerInfo, LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerContext:
+    """Everything a sink may use to label a container's records."""
+
+    info: ContainerInfo
+    options: ContainerOptions
+    tag: str
+    extras: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A stream's verdict on one batch.
+
+    ``retry`` holds indexes to send again later (transient failure);
+    ``rejected`` maps indexes to the reason they can never be delivered.
+    Everything else in the batch counts as delivered.
+    """
+
+    retry: Sequence[int] = ()
+    rejected: Mapping[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def retry_all(cls, size: int) -> SendResult:
+        return cls(retry=range(size))
+
+
+DELIVERED = SendResult()
+
+
+class SinkStream(abc.ABC):
+    """One container's lines going to one sink."""
+
+    @abc.abstractmethod
+    async def send_batch(self, records: Sequence[LogRecord]) -> SendResult:
+        """Deliver ``records`` in order; never raise for a destination failure."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Flush and release; called once, after the last batch."""
+
+
+class Sink(abc.ABC):
+    """A destination kind, registered under the ``logdriver.sinks`` entry-point group."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Settings) -> Sink:
+        """Build from plugin-wide settings; raise ConfigError for bad ones."""
+
+    @abc.abstractmethod
+    def open_stream(self, context: ContainerContext) -> SinkStream:
+        """Start shipping one container (fast: called inside StartLogging)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release plugin-wide resources at shutdown."""
