@@ -39,16 +39,23 @@ async def serve(settings: Settings) -> None:
     store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
     registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
     driver = Driver(settings, load_sinks(settings), store, registry)
-    if os.path.exists("/var/run/docker.sock"):
+    if os.path.exists("/var/run/docker.sock"):  # noqa: ASYNC240 - once, at startup
         driver.container_exists = removed_containers
     try:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 await nursery.start(driver.run)
                 await nursery.start(serve_unix, settings.socket_path, driver)
-                log.info("logdriver serving on %s (state %s, sinks %s)", settings.socket_path, settings.state_dir, ", ".join(driver.sinks))
+                log.info(
+                    "logdriver serving on %s (state %s, sinks %s)",
+                    settings.socket_path,
+                    settings.state_dir,
+                    ", ".join(driver.sinks),
+                )
                 async for signum in signals:
-                    log.info("%s: stopping; open FIFOs stay registered and resume at next start", signal.Signals(signum).name)
+                    log.info(
+                        "%s: stopping; open FIFOs stay registered and resume at next start", signal.Signals(signum).name
+                    )
                     nursery.cancel_scope.cancel()
                     break
     finally:
@@ -57,8 +64,11 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     # Plugin stderr lands in dockerd's log at level=error: log to stdout.
-    logging.basicConfig(stream=sys.stdout, level=os.environ.get("LOGDRIVER_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=os.environ.get("LOGDRIVER_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

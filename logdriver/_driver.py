@@ -182,9 +182,16 @@ class Driver:
                 self.registry.remove(fifo.path)
             stats = fifo.statistics
             log.info(
-                "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, %d decode errors, %d corrupt frames, %d not delivered",
-                os.path.basename(fifo.path)[:12], info.short_id, "" if reached_eof else " before EOF",
-                stats.entries, stats.records, stats.bytes, stats.decode_errors, stats.corrupt_frames,
+                "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, "
+                "%d decode errors, %d corrupt frames, %d not delivered",
+                os.path.basename(fifo.path)[:12],
+                info.short_id,
+                "" if reached_eof else " before EOF",
+                stats.entries,
+                stats.records,
+                stats.bytes,
+                stats.decode_errors,
+                stats.corrupt_frames,
                 stats.records_not_delivered,
             )
 
@@ -204,7 +211,9 @@ class Driver:
             if failed:
                 # The retrying pipeline replaces this: until then, count and say so.
                 fifo.statistics.records_not_delivered += failed
-                log.error("sink %s did not take %d of %d lines for %s", name, failed, len(records), fifo.context.info.short_id)
+                log.error(
+                    "sink %s did not take %d of %d lines for %s", name, failed, len(records), fifo.context.info.short_id
+                )
 
     @staticmethod
     def _record(fifo: _Fifo, frames: FrameDecoder, entries: EntryDecoder) -> None:
@@ -217,7 +226,11 @@ class Driver:
         if stats.corrupt_frames or stats.decode_errors:
             log.error(
                 "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",
-                fifo.path, fifo.context.info.short_id, stats.corrupt_frames, stats.skipped_bytes, stats.decode_errors,
+                fifo.path,
+                fifo.context.info.short_id,
+                stats.corrupt_frames,
+                stats.skipped_bytes,
+                stats.decode_errors,
             )
 
     # -- housekeeping ----------------------------------------------------------
@@ -232,7 +245,7 @@ class Driver:
             if self.container_exists is not None:
                 try:
                     removed = await self.container_exists(self.store.container_ids())
-                except Exception as exc:  # noqa: BLE001 - the API is optional; retention still applies
+                except Exception as exc:
                     log.debug("docker API not usable for log garbage collection: %s", exc)
             for container_id in self.store.collect_garbage(time.time(), self.settings.store_retention, removed):
                 log.info("deleted stored logs of container %s (removed or idle past retention)", container_id[:12])

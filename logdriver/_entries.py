@@ -20,7 +20,7 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from ._proto.entry_pb2 import LogEntry
-from ._records import PartialInfo, LogRecord
+from ._records import LogRecord, PartialInfo
 
 DEFAULT_MAX_LINE_SIZE: Final = 1 << 20
 
@@ -92,7 +92,9 @@ class EntryDecoder:
             out.append(LogRecord(line.source, line.time_nano, b"".join(line.parts), partial))
             self.statistics.lines_rejoined += 1
         elif line.size >= self.max_line_size:
-            out.append(LogRecord(line.source, line.time_nano, b"".join(line.parts), PartialInfo(meta.id, line.piece, False)))
+            out.append(
+                LogRecord(line.source, line.time_nano, b"".join(line.parts), PartialInfo(meta.id, line.piece, False))
+            )
             self.statistics.lines_cut += 1
             line.parts = []
             line.size = 0

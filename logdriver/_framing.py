@@ -113,6 +113,8 @@ class FrameDecoder:
                 if pos > start:
                     raw_parts.append(buf[start:pos])
                 self._resyncing = True
+                stats.skipped_bytes += 1
+                pos = start = pos + 1
                 continue
             end = pos + 4 + length
             if end > size:
@@ -131,8 +133,8 @@ class FrameDecoder:
         return Frames(bodies, raw)
 
     def _find_header(self, buf: bytes, start: int) -> int:
-        """Offset of the next plausible frame header at or after ``start + 1``, or -1."""
-        at = start + 5
+        """Offset of the next plausible frame header at or after ``start``, or -1."""
+        at = start + 4
         while True:
             hit = buf.find(SOURCE_FIELD_START, at)
             if hit < 0:

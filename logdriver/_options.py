@@ -67,26 +67,69 @@ def _name_list(value: str) -> tuple[str, ...]:
     return names
 
 
-OPTIONS: Final[dict[str, tuple[OptionSpec, Callable[[str], object]]]] = {
+_Parser = Callable[[str], object]
+
+OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
     spec.name: (spec, parser)
-    for spec, parser in [
-        (OptionSpec("sinks", "file", "a comma-separated list of sink names", "where lines are shipped"), _name_list),
-        (OptionSpec("max-size", "20m", "a size such as 10m or 512k", "docker logs store: bytes per file"), _positive_size),
-        (OptionSpec("max-file", "5", "a positive integer", "docker logs store: files kept per container"), _positive_int),
-        (OptionSpec("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record"), str),
-        (OptionSpec("labels", "", "comma-separated label keys", "labels copied into records"), str),
-        (OptionSpec("labels-regex", "", "a regular expression", "labels whose key matches are copied"), _regex),
-        (OptionSpec("env", "", "comma-separated variable names", "env variables copied into records"), str),
-        (OptionSpec("env-regex", "", "a regular expression", "env variables whose name matches are copied"), _regex),
-        (OptionSpec("partial-max-size", "1m", "a size such as 1m", "longest rejoined line; longer ones are cut into pieces"), _positive_size),
-        (OptionSpec("file-format", "json", "json or text", "file sink: JSON lines or the raw text"), _choice("json", "text")),
-        (OptionSpec("file-max-size", "100m", "a size such as 100m", "file sink: bytes per file before rotation"), _positive_size),
-        (OptionSpec("file-max-file", "5", "a positive integer", "file sink: files kept per container"), _positive_int),
-    ]
+    for spec, parser in list[tuple[OptionSpec, _Parser]](
+        [
+            (
+                OptionSpec("sinks", "file", "a comma-separated list of sink names", "where lines are shipped"),
+                _name_list,
+            ),
+            (
+                OptionSpec("max-size", "20m", "a size such as 10m or 512k", "docker logs store: bytes per file"),
+                _positive_size,
+            ),
+            (
+                OptionSpec("max-file", "5", "a positive integer", "docker logs store: files kept per container"),
+                _positive_int,
+            ),
+            (OptionSpec("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record"), str),
+            (OptionSpec("labels", "", "comma-separated label keys", "labels copied into records"), str),
+            (OptionSpec("labels-regex", "", "a regular expression", "labels whose key matches are copied"), _regex),
+            (OptionSpec("env", "", "comma-separated variable names", "env variables copied into records"), str),
+            (
+                OptionSpec("env-regex", "", "a regular expression", "env variables whose name matches are copied"),
+                _regex,
+            ),
+            (
+                OptionSpec(
+                    "partial-max-size",
+                    "1m",
+                    "a size such as 1m",
+                    "longest rejoined line; longer ones are cut into pieces",
+                ),
+                _positive_size,
+            ),
+            (
+                OptionSpec("file-format", "json", "json or text", "file sink: JSON lines or the raw text"),
+                _choice("json", "text"),
+            ),
+            (
+                OptionSpec("file-max-size", "100m", "a size such as 100m", "file sink: bytes per file before rotation"),
+                _positive_size,
+            ),
+            (
+                OptionSpec("file-max-file", "5", "a positive integer", "file sink: files kept per container"),
+                _positive_int,
+            ),
+        ]
+    )
 }
 
 # Prefixes that belong to logdriver: an unknown key with one of them is a typo.
-OWN_PREFIXES: Final = ("file-", "partial-", "fluentd-", "elasticsearch-", "buffer-", "batch-", "retry-", "spool-", "store-")
+OWN_PREFIXES: Final = (
+    "file-",
+    "partial-",
+    "fluentd-",
+    "elasticsearch-",
+    "buffer-",
+    "batch-",
+    "retry-",
+    "spool-",
+    "store-",
+)
 # Keys the daemon adds or that belong to Docker's own drivers; accepted silently.
 DOCKER_KEYS: Final = frozenset(
     {"mode", "max-buffer-size", "cache-disabled", "cache-max-size", "cache-max-file", "cache-compress", "compress"}
@@ -128,7 +171,9 @@ class ContainerOptions:
     ignored: tuple[str, ...]
 
 
-def parse_log_opts(config: Mapping[str, str], defaults: Mapping[str, str], known_sinks: frozenset[str] | None = None) -> ContainerOptions:
+def parse_log_opts(
+    config: Mapping[str, str], defaults: Mapping[str, str], known_sinks: frozenset[str] | None = None
+) -> ContainerOptions:
     """Validate a container's log-opts (``Info.Config``) over the plugin defaults."""
     ignored = []
     for key in config:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 
 import trio
@@ -66,7 +65,7 @@ class _Encoder:
         for body in bodies:
             try:
                 entry.ParseFromString(body)
-            except Exception:  # noqa: BLE001 - a corrupt stored frame is skipped, not fatal
+            except Exception:
                 continue
             if entry.source not in ("stdout", "stderr"):
                 continue
@@ -134,7 +133,7 @@ async def read_logs(
                 pending = b""
     if pending:
         yield pending
-    if not follow or until_ns is not None and encoder.past_until:
+    if not follow or (until_ns is not None and encoder.past_until):
         return
     async for data in _follow(store, container_id, clog, encoder, seq, offset, heartbeat):
         yield data
@@ -151,7 +150,8 @@ async def _follow(
                 continue
             if current > seq:
                 seq, offset = current, 0
-            for bodies, offset in iter_frames(clog.path(seq), offset):  # noqa: B007
+            for bodies, reached in iter_frames(clog.path(seq), offset):
+                offset = reached
                 data = encoder.encode(bodies)
                 if data:
                     yield data

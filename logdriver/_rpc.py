@@ -2,14 +2,14 @@
 
 The daemon POSTs JSON with no Content-Type, empty bodies for Activate and
 Capabilities, and expects HTTP 200 with a JSON body for everything except a
-failed ReadLogs (docker-logging-protocol.md §0–§1).
+failed ReadLogs (docker-logging-protocol.md §0 to §1).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -53,13 +53,11 @@ class ReadLogs:
 
 Command = Activate | Capabilities | StartLogging | StopLogging | ReadLogs
 
-_GO_TIME = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))$"
-)
+_GO_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))$")
 
 
 def parse_go_time(text: str) -> int | None:
-    """RFC 3339 with 0–9 fraction digits → Unix ns; Go's zero time → None (unset)."""
+    """RFC 3339 with 0 to 9 fraction digits → Unix ns; Go's zero time → None (unset)."""
     match = _GO_TIME.match(text)
     if match is None:
         raise RpcError(f"bad time {text!r}")
@@ -67,7 +65,7 @@ def parse_go_time(text: str) -> int | None:
     if year == "0001" and month == "01" and day == "01":
         return None
     offset = 0 if zulu or sign is None else (int(off_h) * 60 + int(off_m)) * (1 if sign == "+" else -1)
-    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
     seconds = int(moment.timestamp()) - offset * 60
     nanos = int((frac or "").ljust(9, "0"))
     return seconds * 1_000_000_000 + nanos

@@ -8,6 +8,7 @@ the handler produces them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -42,10 +43,8 @@ async def serve_unix(
 ) -> None:
     """Listen on ``path`` (replacing a stale socket) and serve until cancelled."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     await sock.bind(path)
     sock.listen(128)
@@ -53,12 +52,14 @@ async def serve_unix(
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(listener)
-            await trio.serve_listeners(lambda stream: _serve_connection(stream, handler), [listener], handler_nursery=nursery)
+
+            async def serve_one(stream: trio.SocketStream) -> None:
+                await _serve_connection(stream, handler)
+
+            await trio.serve_listeners(serve_one, [listener], handler_nursery=nursery)
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 async def _serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
@@ -90,7 +91,7 @@ async def _next_request(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[
         event = conn.next_event()
         if event is h11.NEED_DATA:
             data = await stream.receive_some(65536)
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
             path = event.target.decode("ascii", "replace")

@@ -19,6 +19,7 @@ page cache, and a thread hop per read batch would cost more than the write.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -58,6 +59,7 @@ class ContainerLog:
     max_size: int = 20_000_000
     max_file: int = 5
     writers: int = 0
+    next_seq: int = 1
     last_active: float = field(default_factory=time.time)
     changed: trio.Event = field(default_factory=trio.Event)
     fd: int = -1
@@ -101,6 +103,7 @@ class LogStore:
                 clog.sizes[seq] = stat.st_size
                 clog.last_active = max(clog.last_active, stat.st_mtime)
         clog.segments.sort()
+        clog.next_seq = clog.segments[-1] + 1 if clog.segments else 1
         return clog
 
     @property
@@ -143,10 +146,11 @@ class LogStore:
             seq = clog.segments[-1]
             room = clog.max_size - clog.sizes[seq]
             cut = len(raw) if len(raw) <= room else _frames_fitting(raw, room)
-            if cut == 0 and clog.sizes[seq] > 0:
-                clog.sizes[seq] = clog.max_size  # force rotation before the next frame
-                continue
-            cut = cut or _first_frame_length(raw)
+            if cut == 0:
+                if clog.sizes[seq] > 0:
+                    self._rotate(clog)  # the next frame does not fit: start a new segment
+                    continue
+                cut = _first_frame_length(raw)  # a frame bigger than max-size gets a segment alone
             written = os.write(clog.fd, raw[:cut])
             clog.sizes[seq] += written
             self._total += written
@@ -161,10 +165,11 @@ class LogStore:
         if clog.fd >= 0:
             os.close(clog.fd)
             self.statistics.segments_rotated += 1
-        seq = clog.segments[-1] + 1 if clog.segments else 1
         if clog.segments and clog.sizes[clog.segments[-1]] == 0:
             seq = clog.segments[-1]  # reuse an empty segment (e.g. after a restart)
         else:
+            seq = clog.next_seq
+            clog.next_seq += 1
             clog.segments.append(seq)
             clog.sizes[seq] = 0
         clog.fd = os.open(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -173,30 +178,33 @@ class LogStore:
             self._delete_segment(clog, clog.segments[0])
 
     def _delete_segment(self, clog: ContainerLog, seq: int) -> None:
-        try:
+        if clog.fd >= 0 and clog.segments and seq == clog.segments[-1]:
+            os.close(clog.fd)  # the live segment: the next append starts a new one
+            clog.fd = -1
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(clog.path(seq))
-        except FileNotFoundError:
-            pass
         clog.segments.remove(seq)
         self._total -= clog.sizes.pop(seq)
 
     def _evict_to(self, target: int) -> None:
+        # Oldest first by modification time; live segments are newest, so they go
+        # last, and only when closed segments alone cannot get under the cap.
         candidates = []
         for clog in self._logs.values():
-            live = clog.segments[-1] if clog.fd >= 0 and clog.segments else None
             for seq in clog.segments:
-                if seq != live:
-                    try:
-                        candidates.append((os.stat(clog.path(seq)).st_mtime, seq, clog))
-                    except FileNotFoundError:
-                        continue
+                try:
+                    candidates.append((os.stat(clog.path(seq)).st_mtime_ns, seq, clog))
+                except FileNotFoundError:
+                    continue
         candidates.sort(key=lambda c: c[0])
         for _mtime, seq, clog in candidates:
             if self._total <= target:
                 break
             self._delete_segment(clog, seq)
             self.statistics.segments_evicted_by_cap += 1
-        log.warning("store over its %d-byte cap: evicted oldest segments, now %d bytes", self.max_total_bytes, self._total)
+        log.warning(
+            "store over its %d-byte cap: evicted oldest segments, now %d bytes", self.max_total_bytes, self._total
+        )
 
     # -- removal ---------------------------------------------------------------
 
@@ -233,7 +241,8 @@ class LogStore:
 
 
 def _first_frame_length(raw: bytes) -> int:
-    return 4 + HEADER.unpack_from(raw, 0)[0]
+    (length,) = HEADER.unpack_from(raw, 0)
+    return 4 + int(length)
 
 
 def _frames_fitting(raw: bytes, room: int) -> int:

@@ -92,7 +92,11 @@ class FileStream(SinkStream):
         dumps = orjson.dumps
         suffix = self._suffix
         for record in records:
-            body = b'{"time":"' + self._timestamp(record.time_nano) + _STREAMS.get(record.source, b'","stream":"stdout","message":')
+            body = (
+                b'{"time":"'
+                + self._timestamp(record.time_nano)
+                + _STREAMS.get(record.source, b'","stream":"stdout","message":')
+            )
             body += dumps(record.line.decode("utf-8", "replace"))
             if record.partial is not None:
                 p = record.partial

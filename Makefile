@@ -1,0 +1,58 @@
+# logdriver — see README.md. Every target that needs the venv creates it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
+
+.PHONY: run test test-unit test-integration lint typecheck proto check-proto plugin bench clean docker
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
+run: $(STAMP) docker
+	$(PY) -m logdriver
+
+## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
+test: $(STAMP) docker
+	$(VENV)/bin/ruff check logdriver sinks tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP) docker
+	$(PY) -m pytest -q tests/integration
+
+docker:
+	./scripts/ensure-docker.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check logdriver sinks tests bench
+	$(VENV)/bin/ruff format --check logdriver sinks tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## Regenerate logdriver/_proto from proto/entry.proto (tests fail if they drift).
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=logdriver/_proto --pyi_out=logdriver/_proto proto/entry.proto
+
+## Build the managed plugin (rootfs by debootstrap, no registry) and create + enable it.
+plugin: $(STAMP) docker
+	./scripts/build-plugin.sh
+
+## Throughput against Docker's own drivers (local, json-file, none), median of 5.
+bench: $(STAMP) docker
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

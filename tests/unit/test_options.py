@@ -1,0 +1,72 @@
+"""Log-opt parsing: defaults, env overrides, errors that name the option."""
+
+from __future__ import annotations
+
+import pytest
+
+from logdriver import ConfigError
+from logdriver._exceptions import UnknownOptionError
+from logdriver._options import Settings, parse_log_opts, plugin_defaults
+from logdriver._units import parse_duration, parse_size
+
+
+def test_defaults_are_json_file_like() -> None:
+    options = parse_log_opts({}, plugin_defaults({}))
+    assert options.sinks == ("file",)
+    assert options.store_max_size == 20_000_000
+    assert options.store_max_file == 5
+    assert options.file_format == "json"
+
+
+def test_docker_keys_and_foreign_keys_pass() -> None:
+    config = {"mode": "non-blocking", "max-buffer-size": "4m", "cache-disabled": "false", "some-other": "x"}
+    options = parse_log_opts(config, plugin_defaults({}))
+    assert options.ignored == ("some-other",)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("file-format", "xml", "json or text"),
+        ("max-size", "lots", "a size"),
+        ("max-file", "0", "a positive integer"),
+        ("labels-regex", "(", "a regular expression"),
+        ("sinks", "file,carrier-pigeon", "names from: file"),
+    ],
+)
+def test_bad_value_names_the_option(key: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_log_opts({key: value}, plugin_defaults({}), frozenset({"file"}))
+    assert repr(key) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_typo_in_our_namespace_is_rejected() -> None:
+    with pytest.raises(UnknownOptionError, match="file-fromat"):
+        parse_log_opts({"file-fromat": "json"}, plugin_defaults({}))
+
+
+def test_env_sets_plugin_defaults_and_log_opts_override() -> None:
+    defaults = plugin_defaults({"LOGDRIVER_FILE_FORMAT": "text", "LOGDRIVER_MAX_FILE": "2"})
+    assert parse_log_opts({}, defaults).file_format == "text"
+    assert parse_log_opts({"file-format": "json"}, defaults).file_format == "json"
+    with pytest.raises(ConfigError, match="LOGDRIVER_MAX_FILE"):
+        plugin_defaults({"LOGDRIVER_MAX_FILE": "many"})
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env({"LOGDRIVER_STATE_DIR": "/s", "LOGDRIVER_STORE_MAX_BYTES": "1g"})
+    assert settings.file_dir == "/s/files"
+    assert settings.store_max_bytes == 1_000_000_000
+    assert settings.socket_path == "/run/docker/plugins/logdriver.sock"
+
+
+def test_units() -> None:
+    assert parse_size("10m") == 10_000_000
+    assert parse_size("1Mi") == 1 << 20
+    assert parse_size("512k", binary=True) == 512 << 10
+    assert parse_duration("1m30s") == 90
+    assert parse_duration("7d") == 7 * 86400
+    assert parse_duration("250ms") == 0.25
+    with pytest.raises(ValueError, match="x"):
+        parse_duration("5x")

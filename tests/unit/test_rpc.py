@@ -1,0 +1,108 @@
+"""Plugin RPC decoding and the HTTP server as the daemon really speaks to it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+
+from logdriver import _rpc
+from logdriver._exceptions import ConfigError, RpcError
+from logdriver._server import serve_unix
+
+
+def test_go_times() -> None:
+    assert _rpc.parse_go_time("0001-01-01T00:00:00Z") is None
+    assert _rpc.parse_go_time("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert _rpc.parse_go_time("1970-01-01T02:00:01.000000007+02:00") == 1_000_000_007
+    with pytest.raises(RpcError):
+        _rpc.parse_go_time("yesterday")
+
+
+def test_read_logs_request() -> None:
+    body = (
+        b'{"Info":{"ContainerID":"abc"},"Config":{"Since":"1970-01-01T00:00:02Z",'
+        b'"Until":"0001-01-01T00:00:00Z","Tail":3,"Follow":true}}\n'
+    )
+    command = _rpc.parse_request("/LogDriver.ReadLogs", body)
+    assert command == _rpc.ReadLogs({"ContainerID": "abc"}, 2_000_000_000, None, 3, True)
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"File":"relative"}', b'{"File":"/x"}'])
+def test_malformed_start_logging(body: bytes) -> None:
+    with pytest.raises(RpcError):
+        _rpc.parse_request("/LogDriver.StartLogging", body)
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    async def start_logging(self, command: _rpc.StartLogging) -> None:
+        self.calls.append(command)
+        if command.info["ContainerID"] == "bad":
+            raise ConfigError("file-format", "xml", "json or text")
+
+    async def stop_logging(self, command: _rpc.StopLogging) -> None:
+        self.calls.append(command)
+        raise RuntimeError("boom")  # must still answer {}
+
+    async def read_logs(self, command: _rpc.ReadLogs) -> AsyncIterator[bytes]:
+        for chunk in (b"\x00\x00\x00\x01", b"A"):
+            yield chunk
+
+
+def raw_call(path: str, request: bytes) -> tuple[str, bytes]:
+    """One request exactly as dockerd sends it: no Content-Type, Go's Accept header."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), body
+
+
+def post(endpoint: str, body: bytes) -> bytes:
+    return (
+        f"POST {endpoint} HTTP/1.1\r\nHost: plugin.moby.localhost\r\n"
+        f"Accept: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+async def test_server_answers_like_the_daemon_expects(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.sock")
+    handler = RecordingHandler()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_unix, path, handler)
+
+        async def call(endpoint: str, body: bytes) -> tuple[str, bytes]:
+            return await trio.to_thread.run_sync(raw_call, path, post(endpoint, body))
+
+        assert await call("/Plugin.Activate", b"") == ("HTTP/1.1 200 ", b'{"Implements":["LogDriver"]}')
+        assert await call("/LogDriver.Capabilities", b"") == ("HTTP/1.1 200 ", b'{"Cap":{"ReadLogs":true}}')
+        start = b'{"File":"/run/docker/logging/f1","Info":{"ContainerID":"c1"}}\n'
+        assert await call("/LogDriver.StartLogging", start) == ("HTTP/1.1 200 ", b"{}")
+        status, body = await call("/LogDriver.StartLogging", start.replace(b"c1", b"bad"))
+        assert status == "HTTP/1.1 200 "
+        assert "file-format" in orjson.loads(body)["Err"]
+        assert await call("/LogDriver.StopLogging", b'{"File":"/run/docker/logging/f1"}\n') == ("HTTP/1.1 200 ", b"{}")
+        assert await call("/LogDriver.StopLogging", b"garbage") == ("HTTP/1.1 200 ", b"{}")
+        status, body = await call("/LogDriver.StartLogging", b"garbage")
+        assert "not JSON" in orjson.loads(body)["Err"]
+        status, body = await call("/LogDriver.ReadLogs", b'{"Info":{"ContainerID":"c1"},"Config":{"Tail":-1}}')
+        assert status == "HTTP/1.1 200 "
+        assert b"\x00\x00\x00\x01" in body  # chunked framing around our bytes
+        assert b"A" in body
+        status, _ = await call("/LogDriver.Nope", b"")
+        assert status.startswith("HTTP/1.1 404")
+        nursery.cancel_scope.cancel()
+    assert not os.path.exists(path)  # noqa: ASYNC240 - a test assertion

@@ -1,0 +1,145 @@
+"""ReadLogs store: rotation, caps, tail/since/until, follow (virtual clock), GC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logdriver import PartialInfo, encode_entry, encode_frame
+from logdriver._framing import FrameDecoder
+from logdriver._proto.entry_pb2 import LogEntry
+from logdriver._readlogs import HEARTBEAT_FRAME, as_json_file_line, read_logs
+from logdriver._store import LogStore
+
+CID = "c" * 64
+
+
+def frames(*lines: tuple[int, bytes]) -> bytes:
+    return b"".join(encode_frame(encode_entry("stdout", t, line)) for t, line in lines)
+
+
+def decode(data: bytes) -> list[tuple[int, bytes]]:
+    decoder = FrameDecoder()
+    decoder.receive_data(data)
+    out = []
+    for body in decoder.next_frames().bodies:
+        entry = LogEntry()
+        entry.ParseFromString(body)
+        if entry.source:
+            out.append((entry.time_nano, entry.line))
+    return out
+
+
+async def collect(store: LogStore, **kwargs: object) -> list[tuple[int, bytes]]:
+    args: dict[str, object] = {"since_ns": None, "until_ns": None, "tail": -1, "follow": False}
+    args.update(kwargs)
+    return decode(b"".join([chunk async for chunk in read_logs(store, CID, **args)]))  # type: ignore[arg-type]
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    count=st.integers(min_value=0, max_value=60),
+    tail=st.integers(min_value=-1, max_value=70),
+    seg=st.integers(min_value=20, max_value=200),
+)
+def test_tail_over_rotated_segments(tmp_path_factory: object, count: int, tail: int, seg: int) -> None:
+    root = tmp_path_factory.mktemp("store")  # type: ignore[attr-defined]
+    store = LogStore(str(root), max_total_bytes=1 << 30)
+    clog = store.open_writer(CID, max_size=seg, max_file=1000)
+    for i in range(count):
+        store.append(clog, frames((i, b"%d" % i)))
+    got = trio.run(lambda: collect(store, tail=tail))
+    expected = [(i, b"%d\n" % i) for i in range(count)]
+    assert got == (expected if tail < 0 else expected[max(0, len(expected) - tail) :] if tail else [])
+
+
+def test_max_file_and_global_cap(tmp_path: Path) -> None:
+    store = LogStore(str(tmp_path), max_total_bytes=3000)
+    a = store.open_writer("a" * 64, max_size=500, max_file=3)
+    for i in range(100):
+        store.append(a, frames((i, b"x" * 20)))
+    assert len(a.segments) == 3
+    assert a.size <= 1500 + 30
+    b = store.open_writer("b" * 64, max_size=10_000, max_file=3)
+    for i in range(100):
+        store.append(b, frames((i, b"y" * 20)))
+    assert store.total_bytes <= 3000
+    assert store.statistics.segments_evicted_by_cap > 0
+    reopened = LogStore(str(tmp_path), max_total_bytes=3000)
+    assert reopened.total_bytes == store.total_bytes
+
+
+async def test_newlines_partials_since_until(tmp_path: Path) -> None:
+    store = LogStore(str(tmp_path), 1 << 30)
+    clog = store.open_writer(CID, 1 << 20, 5)
+    data = b"".join(
+        encode_frame(body)
+        for body in [
+            encode_entry("stdout", 1, b""),
+            encode_entry("stdout", 2, b"a" * 10, PartialInfo("p", 1, False)),
+            encode_entry("stdout", 2, b"b", PartialInfo("p", 2, True)),
+            encode_entry("stderr", 3, b"\xe2\x82A"),
+            encode_entry("stdout", 4, b"tail", PartialInfo("q", 1, False)),
+        ]
+    )
+    store.append(clog, data)
+    assert await collect(store) == [
+        (1, b"\n"),
+        (2, b"a" * 10),
+        (2, b"b\n"),
+        (3, "\ufffd\ufffdA\n".encode()),
+        (4, b"tail"),
+    ]
+    assert await collect(store, since_ns=3) == [(3, "\ufffd\ufffdA\n".encode()), (4, b"tail")]
+    assert await collect(store, until_ns=2) == [(1, b"\n"), (2, b"a" * 10), (2, b"b\n")]
+    assert await collect(store, tail=2, since_ns=4) == [(4, b"tail")]
+
+
+def test_go_json_replacement_is_per_byte() -> None:
+    assert as_json_file_line(b"ok\n") == b"ok\n"
+    assert as_json_file_line(b"\xed\xa0\x80") == "\ufffd\ufffd\ufffd".encode()
+    assert as_json_file_line(b"\xff") == "\ufffd".encode()
+
+
+async def test_follow_streams_new_entries_and_ends_at_close(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    store = LogStore(str(tmp_path), 1 << 30)
+    clog = store.open_writer(CID, max_size=200, max_file=100)
+    store.append(clog, frames((0, b"before")))
+    received: list[bytes] = []
+
+    async def follow() -> None:
+        async for chunk in read_logs(store, CID, since_ns=None, until_ns=None, tail=0, follow=True, heartbeat=10):
+            received.append(chunk)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow)
+        for i in range(1, 30):
+            await trio.sleep(1)
+            store.append(clog, frames((i, b"line %d" % i)))  # rotates every few lines
+        await trio.sleep(25)  # idle: heartbeats keep the daemon's reader awake
+        store.close_writer(clog)
+    lines = decode(b"".join(received))
+    assert lines == [(i, b"line %d\n" % i) for i in range(1, 30)]
+    assert HEARTBEAT_FRAME in received
+
+
+def test_garbage_collection_policy(tmp_path: Path) -> None:
+    store = LogStore(str(tmp_path), 1 << 30)
+    live = store.open_writer("l" * 64, 1000, 2)
+    gone = store.open_writer("g" * 64, 1000, 2)
+    idle = store.open_writer("i" * 64, 1000, 2)
+    for clog in (live, gone, idle):
+        store.append(clog, frames((1, b"x")))
+    store.close_writer(gone)
+    store.close_writer(idle)
+    now = idle.last_active
+    assert store.collect_garbage(now + 10, retention=100, removed={"g" * 64, "l" * 64}) == ["g" * 64]
+    assert store.collect_garbage(now + 1000, retention=100) == ["i" * 64]
+    assert store.container_ids() == ["l" * 64]  # a live writer is never collected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l" * 64]
