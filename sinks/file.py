@@ -3,8 +3,8 @@
 File name: ``<12-char id>-<name>.log`` under the sink directory
 (``LOGDRIVER_FILE_DIR``). Rotation as json-file does it: when the file passes
 ``file-max-size`` it becomes ``.1``, ``.1`` becomes ``.2`` and so on, keeping
-``file-max-file`` files in all. The size is checked once per batch, so a file
-can pass the limit by one batch.
+``file-max-file`` files in all. A file rotates after the line that reaches
+``file-max-size``, so it passes the limit by less than one line.
 
 A JSON record::
 
@@ -85,41 +85,56 @@ class FileStream(SinkStream):
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode()
         return self._second_text + b"%09dZ" % nanos
 
-    def encode(self, records: Sequence[LogRecord]) -> bytes:
+    def encode(self, records: Sequence[LogRecord]) -> list[bytes]:
+        """One encoded line per record."""
         if self.text:
-            return b"".join([r.line + b"\n" for r in records])
+            return [r.line + b"\n" for r in records]
         parts = []
         dumps = orjson.dumps
         suffix = self._suffix
         for record in records:
+            stream = _STREAMS.get(record.source, _STREAMS["stdout"])
             body = (
                 b'{"time":"'
                 + self._timestamp(record.time_nano)
-                + _STREAMS.get(record.source, b'","stream":"stdout","message":')
+                + stream
+                + dumps(record.line.decode("utf-8", "replace"))
             )
-            body += dumps(record.line.decode("utf-8", "replace"))
             if record.partial is not None:
                 p = record.partial
                 body += b',"partial":' + dumps({"id": p.id, "ordinal": p.ordinal, "last": p.last})
             parts.append(body + suffix)
-        return b"".join(parts)
+        return parts
 
     async def send_batch(self, records: Sequence[LogRecord]) -> SendResult:
         try:
             if self._fd < 0:
                 self._open()
-            data = self.encode(records)
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            self._size += len(data)
-            if self._size >= self.max_size:
-                self._rotate()
+            lines = self.encode(records)
+            data = b"".join(lines)
+            if self._size + len(data) < self.max_size:
+                self._write(data)  # the common case: no rotation inside this batch
+            else:
+                start = 0
+                room = self.max_size - self._size
+                for index, line in enumerate(lines):
+                    room -= len(line)
+                    if room <= 0:
+                        self._write(b"".join(lines[start : index + 1]))
+                        self._rotate()
+                        start, room = index + 1, self.max_size
+                self._write(b"".join(lines[start:]))
         except OSError as exc:
             log.error("file sink cannot write %s: %s", self.path, exc)
             return SendResult.retry_all(len(records))
         return DELIVERED
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
 
     def _rotate(self) -> None:
         os.close(self._fd)

@@ -1,0 +1,140 @@
+"""Fixtures for tests against the real Docker engine (``make test`` starts it).
+
+The plugin runs as a legacy plugin under the name ``logdriver-it`` so that a
+``make run`` instance on the same machine is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+IMAGE = "logdriver-test"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 120, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run(["docker", *args], capture_output=True, timeout=timeout, check=False, input=stdin)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr.decode(errors='replace')}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine() -> None:
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        subprocess.run([str(ROOT / "scripts" / "ensure-docker.sh")], check=True)
+    elif docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        subprocess.run([str(ROOT / "scripts" / "build-test-image.sh"), IMAGE], check=True)
+
+
+class Plugin:
+    """A logdriver process serving dockerd on a legacy socket; restartable, killable."""
+
+    def __init__(self, name: str, state_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.state_dir = state_dir
+        self.socket = f"/run/docker/plugins/{name}.sock"
+        self.env = {
+            **os.environ,
+            "LOGDRIVER_SOCKET": self.socket,
+            "LOGDRIVER_STATE_DIR": str(state_dir),
+            "LOGDRIVER_LOG_LEVEL": "DEBUG",
+            **env,
+        }
+        self.log_path = state_dir / "plugin.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.containers: list[str] = []
+
+    @property
+    def file_dir(self) -> Path:
+        return Path(self.env.get("LOGDRIVER_FILE_DIR", str(self.state_dir / "files")))
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "logdriver"], env=self.env, stdout=log, stderr=log, cwd=ROOT
+            )
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.socket):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"plugin did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def run(
+        self, *command: str, opts: dict[str, str] | None = None, args: tuple[str, ...] = (), driver: str | None = None
+    ) -> str:
+        """``docker run -d`` with this plugin (or ``driver``) and wait for the exit."""
+        container = self.create(*command, opts=opts, args=args, driver=driver)
+        docker("start", container)
+        assert docker("wait", container, timeout=300).stdout.strip() == b"0"
+        return container
+
+    def create(
+        self, *command: str, opts: dict[str, str] | None = None, args: tuple[str, ...] = (), driver: str | None = None
+    ) -> str:
+        log_opts = [f"--log-opt={k}={v}" for k, v in (opts or {}).items()]
+        name = f"it-{uuid.uuid4().hex[:10]}"
+        result = docker(
+            "create", "--name", name, f"--log-driver={driver or self.name}", *log_opts, *args, IMAGE, *command
+        )
+        container = result.stdout.decode().strip()
+        self.containers.append(container)
+        return container
+
+    def file_records(self, container: str) -> list[dict[str, object]]:
+        paths = sorted(self.file_dir.glob(f"{container[:12]}-*.log"))
+        assert paths, f"no file-sink file for {container[:12]} in {self.file_dir}"
+        return [orjson.loads(line) for line in paths[0].read_bytes().splitlines()]
+
+    def cleanup(self) -> None:
+        if self.containers:
+            docker("rm", "-f", *self.containers, check=False)
+        self.stop()
+
+
+@pytest.fixture
+def make_plugin(tmp_path: Path) -> Iterator[object]:
+    plugins: list[Plugin] = []
+
+    def factory(**env: str) -> Plugin:
+        plugin = Plugin("logdriver-it", tmp_path / f"state{len(plugins)}", env)
+        plugin.state_dir.mkdir()
+        plugins.append(plugin)
+        plugin.start()
+        return plugin
+
+    yield factory
+    for plugin in plugins:
+        plugin.cleanup()
+
+
+@pytest.fixture
+def plugin(make_plugin: object) -> Plugin:
+    return make_plugin()  # type: ignore[operator, no-any-return]
+
+
+def logs(container: str, *args: str) -> tuple[bytes, bytes]:
+    result = docker("logs", *args, container, timeout=300)
+    return result.stdout, result.stderr
