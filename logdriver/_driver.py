@@ -25,13 +25,13 @@ from typing import Any
 import trio
 
 from . import _rpc
-from ._entries import EntryDecoder
 from ._exceptions import ConfigError, LogDriverError
 from ._fifo import FifoReader, open_fifo
-from ._framing import FrameDecoder
+from ._framing import DEFAULT_MAX_FRAME_SIZE
+from ._native import Batch, FrameReader
 from ._options import Settings, parse_log_opts
 from ._readlogs import read_logs
-from ._records import ContainerInfo, LogRecord
+from ._records import ContainerInfo
 from ._registry import FifoRegistry
 from ._store import LogStore
 from ._templates import extra_attributes, render_tag
@@ -150,8 +150,7 @@ class Driver:
     async def _pump(self, fifo: _Fifo) -> None:
         info = fifo.context.info
         options = fifo.context.options
-        frames = FrameDecoder()
-        entries = EntryDecoder(options.partial_max_size)
+        decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
         clog = self.store.open_writer(info.container_id, options.store_max_size, options.store_max_file)
         reached_eof = False
         reader = FifoReader(fifo.fd, fifo.read_size)
@@ -159,18 +158,15 @@ class Driver:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._stop_deadline, fifo, nursery.cancel_scope)
                 while chunk := await reader.receive():
-                    frames.receive_data(chunk)
-                    batch = frames.next_frames()
-                    if batch.raw:
-                        self.store.append(clog, batch.raw)
-                    await self._deliver(fifo, entries.decode(batch.bodies))
-                frames.receive_data(b"")
-                batch = frames.next_frames()
-                await self._deliver(fifo, entries.decode(batch.bodies) + entries.flush())
+                    raw, batch = decoder.feed(chunk)
+                    if raw:
+                        self.store.append(clog, raw)
+                    await self._deliver(fifo, batch)
+                await self._deliver(fifo, decoder.finish())
                 reached_eof = True
                 nursery.cancel_scope.cancel()
         finally:
-            self._record(fifo, frames, entries)
+            self._record(fifo, decoder)
             self.store.close_writer(clog)
             with trio.CancelScope(shield=True):
                 await reader.aclose()
@@ -201,28 +197,29 @@ class Driver:
         log.warning("no EOF on %s %.0f s after StopLogging; closing it", fifo.path, self.stop_timeout)
         scope.cancel()
 
-    async def _deliver(self, fifo: _Fifo, records: list[LogRecord]) -> None:
-        if not records:
+    async def _deliver(self, fifo: _Fifo, batch: Batch) -> None:
+        if not batch:
             return
-        fifo.statistics.records += len(records)
+        fifo.statistics.records += len(batch)
         for name, stream in fifo.streams.items():
-            result = await stream.send_batch(records)
+            result = await stream.send_batch(batch)
             failed = len(result.retry) + len(result.rejected)
             if failed:
                 # The retrying pipeline replaces this: until then, count and say so.
                 fifo.statistics.records_not_delivered += failed
                 log.error(
-                    "sink %s did not take %d of %d lines for %s", name, failed, len(records), fifo.context.info.short_id
+                    "sink %s did not take %d of %d lines for %s", name, failed, len(batch), fifo.context.info.short_id
                 )
 
     @staticmethod
-    def _record(fifo: _Fifo, frames: FrameDecoder, entries: EntryDecoder) -> None:
+    def _record(fifo: _Fifo, decoder: FrameReader) -> None:
+        counts = decoder.statistics()
         stats = fifo.statistics
-        stats.entries = entries.statistics.entries
-        stats.bytes = frames.statistics.bytes
-        stats.decode_errors = entries.statistics.decode_errors
-        stats.corrupt_frames = frames.statistics.oversize_frames
-        stats.skipped_bytes = frames.statistics.skipped_bytes
+        stats.entries = counts["entries"]
+        stats.bytes = counts["bytes"]
+        stats.decode_errors = counts["decode_errors"]
+        stats.corrupt_frames = counts["oversize_frames"]
+        stats.skipped_bytes = counts["skipped_bytes"]
         if stats.corrupt_frames or stats.decode_errors:
             log.error(
                 "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",

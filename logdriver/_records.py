@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._native import Batch
+
 STDOUT: Final = "stdout"
 STDERR: Final = "stderr"
 
@@ -113,3 +115,21 @@ def env_map(env: Sequence[str]) -> dict[str, str]:
         if sep:
             out[key] = value
     return out
+
+
+def records_of(batch: Batch) -> list[LogRecord]:
+    """A batch as ``LogRecord`` objects (the convenient, slower view for sinks)."""
+    return [
+        LogRecord(source, time_nano, line, PartialInfo(*partial) if partial is not None else None)
+        for source, time_nano, line, partial in batch.tuples()
+    ]
+
+
+def batch_of(records: Sequence[LogRecord]) -> Batch:
+    """A batch made from records (tests, and sinks that rebuild one)."""
+    return Batch.from_tuples(
+        [
+            (r.source, r.time_nano, r.line, (r.partial.id, r.partial.ordinal, r.partial.last) if r.partial else None)
+            for r in records
+        ]
+    )

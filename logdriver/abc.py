@@ -4,7 +4,7 @@ A ``Sink`` is one destination kind, created once per plugin process from the
 plugin settings. For every container that lists it in ``sinks``, the driver
 calls ``open_stream`` at StartLogging (it must not block: no network there,
 StartLogging delays ``docker start``) and then hands the stream batches of
-rejoined lines. The pipeline, not the sink, owns buffering and retries: a
+rejoined lines (``logdriver.LogBatch``). The pipeline, not the sink, owns buffering and retries: a
 stream answers each batch with a ``SendResult`` and never sleeps to retry.
 """
 
@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ._native import Batch
 from ._options import ContainerOptions, Settings
-from ._records import ContainerInfo, LogRecord
+from ._records import ContainerInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,12 @@ class SinkStream(abc.ABC):
     """One container's lines going to one sink."""
 
     @abc.abstractmethod
-    async def send_batch(self, records: Sequence[LogRecord]) -> SendResult:
-        """Deliver ``records`` in order; never raise for a destination failure."""
+    async def send_batch(self, batch: Batch) -> SendResult:
+        """Deliver the batch's lines in order; never raise for a destination failure.
+
+        Indexes in the result refer to positions in ``batch``;
+        ``logdriver.records_of(batch)`` gives the lines as ``LogRecord`` objects.
+        """
 
     @abc.abstractmethod
     async def aclose(self) -> None:

@@ -1,0 +1,142 @@
+"""Throughput of logdriver against Docker's own drivers, measured in the same run.
+
+Each workload runs detached (``docker run -d`` then ``docker wait``) through
+logdriver (file sink + docker-logs store), ``local``, ``json-file`` and ``none``,
+interleaved round-robin, RUNS times each; the median wall time from start to
+wait gives lines/s and MB/s. The plugin's CPU seconds (utime+stime from /proc)
+per 1M lines and its peak RSS (VmHWM) are reported as well.
+
+Usage: python bench/bench.py [--runs 5] [--lines 1000000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "logdriver-test"
+PLUGIN = "logdriver-bench"
+DRIVERS = [PLUGIN, "local", "json-file", "none"]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def workloads(lines: int) -> dict[str, tuple[str, int]]:
+    """name → (shell command, bytes of output)."""
+    seq_bytes = sum(len(str(i)) + 1 for i in range(1, lines + 1))
+    return {
+        f"seq 1 {lines}": (f"seq 1 {lines}", seq_bytes),
+        f"{lines} x 200 B lines": (f"yes $(head -c 199 /dev/zero | tr '\\0' x) | head -n {lines}", lines * 200),
+    }
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_once(driver: str, command: str) -> float:
+    container = docker("create", f"--log-driver={driver}", IMAGE, "sh", "-c", command)
+    try:
+        started = time.perf_counter()
+        docker("start", container)
+        code = docker("wait", container)
+        elapsed = time.perf_counter() - started
+        if code != "0":
+            raise RuntimeError(f"{driver}: container exited {code}")
+        return elapsed
+    finally:
+        docker("rm", "-f", container)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    state = tempfile.mkdtemp(prefix="logdriver-bench-", dir="/var/tmp")
+    env = {
+        **os.environ,
+        "LOGDRIVER_SOCKET": f"/run/docker/plugins/{PLUGIN}.sock",
+        "LOGDRIVER_STATE_DIR": state,
+        "LOGDRIVER_GC_INTERVAL": "5s",
+        "LOGDRIVER_LOG_LEVEL": "WARNING",
+    }
+    plugin = subprocess.Popen([sys.executable, "-m", "logdriver"], env=env, cwd=ROOT)
+    while not os.path.exists(env["LOGDRIVER_SOCKET"]):
+        time.sleep(0.05)
+    results: dict[str, dict[str, object]] = {}
+    try:
+        run_once(PLUGIN, "true")  # warm-up: the daemon activates the plugin lazily
+        for name, (command, size) in workloads(args.lines).items():
+            times: dict[str, list[float]] = {d: [] for d in DRIVERS}
+            cpu: list[float] = []
+            for _ in range(args.runs):
+                for driver in DRIVERS:
+                    before = cpu_seconds(plugin.pid)
+                    times[driver].append(run_once(driver, command))
+                    if driver == PLUGIN:
+                        cpu.append(cpu_seconds(plugin.pid) - before)
+            medians = {d: statistics.median(t) for d, t in times.items()}
+            rows = {}
+            for driver in DRIVERS:
+                rate = args.lines / medians[driver]
+                rows[driver] = {
+                    "lines_per_s": rate,
+                    "mb_per_s": size / medians[driver] / 1e6,
+                    "x_local": medians["local"] / medians[driver],
+                    "x_json_file": medians["json-file"] / medians[driver],
+                    "runs_s": times[driver],
+                }
+            results[name] = {
+                "drivers": rows,
+                "plugin_cpu_s_per_1M": statistics.median(cpu) * 1_000_000 / args.lines,
+                "plugin_peak_rss_mib": peak_rss_mib(plugin.pid),
+            }
+            print_table(name, results[name])
+    finally:
+        plugin.terminate()
+        plugin.wait(timeout=30)
+        subprocess.run(["rm", "-rf", state], check=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def print_table(name: str, result: dict[str, object]) -> None:
+    print(f"\n## {name}  (median of runs; detached run + wait)")
+    print(f"{'driver':<18}{'lines/s':>12}{'MB/s':>9}{'x local':>9}{'x json-file':>13}")
+    rows = result["drivers"]
+    assert isinstance(rows, dict)
+    for driver, row in rows.items():
+        label = "logdriver (file)" if driver == PLUGIN else driver
+        print(
+            f"{label:<18}{row['lines_per_s']:>12,.0f}{row['mb_per_s']:>9.1f}{row['x_local']:>9.2f}{row['x_json_file']:>13.2f}"
+        )
+    print(
+        f"plugin CPU per 1M lines: {result['plugin_cpu_s_per_1M']:.2f} s; plugin peak RSS: {result['plugin_peak_rss_mib']:.0f} MiB"
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

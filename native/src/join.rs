@@ -1,0 +1,117 @@
+//! Rejoining Docker's 16 KiB partial chunks; mirrors `logdriver/_entries.py`.
+
+use std::collections::HashMap;
+
+use crate::wire::{Entry, Partial, Source};
+
+/// One line of a batch; its bytes are `arena[start..end]` of the owning `Lines`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub source: Source,
+    pub time_nano: i64,
+    pub start: usize,
+    pub end: usize,
+    /// Set only for a line that could not be rejoined whole (cut at the cap, or unterminated).
+    pub partial: Option<Partial>,
+}
+
+/// Lines stored back to back in one buffer: one allocation per batch, not per line.
+#[derive(Debug, Default, Clone)]
+pub struct Lines {
+    pub arena: Vec<u8>,
+    pub records: Vec<Record>,
+}
+
+impl Lines {
+    pub fn push(&mut self, source: Source, time_nano: i64, line: &[u8], partial: Option<Partial>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(line);
+        self.records.push(Record { source, time_nano, start, end: self.arena.len(), partial });
+    }
+
+    pub fn line(&self, record: &Record) -> &[u8] {
+        &self.arena[record.start..record.end]
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct JoinStats {
+    pub entries: u64,
+    pub decode_errors: u64,
+    pub lines_rejoined: u64,
+    pub lines_cut: u64,
+    pub lines_unterminated: u64,
+}
+
+struct OpenLine {
+    id: String,
+    source: Source,
+    time_nano: i64,
+    line: Vec<u8>,
+    piece: i32,
+    opened: u64,
+}
+
+pub struct Joiner {
+    pub max_line_size: usize,
+    open: HashMap<String, OpenLine>,
+    opened: u64,
+    pub stats: JoinStats,
+}
+
+impl Joiner {
+    pub fn new(max_line_size: usize) -> Self {
+        Joiner { max_line_size, open: HashMap::new(), opened: 0, stats: JoinStats::default() }
+    }
+
+    pub fn open_bytes(&self) -> usize {
+        self.open.values().map(|o| o.line.len()).sum()
+    }
+
+    pub fn push(&mut self, entry: Entry<'_>, out: &mut Lines) {
+        self.stats.entries += 1;
+        if !entry.partial {
+            out.push(entry.source, entry.time_nano, entry.line, None);
+            return;
+        }
+        let meta = entry.meta.unwrap_or(Partial { id: String::new(), ordinal: 0, last: false });
+        // Daemons before 19.03 send no metadata: chunks of one stream are consecutive.
+        let key = if meta.id.is_empty() { format!("\0{}", entry.source.as_str()) } else { meta.id.clone() };
+        let opened = &mut self.opened;
+        let line = self.open.entry(key.clone()).or_insert_with(|| {
+            *opened += 1;
+            OpenLine {
+                id: meta.id.clone(),
+                source: entry.source,
+                time_nano: entry.time_nano,
+                line: Vec::new(),
+                piece: 1,
+                opened: *opened,
+            }
+        });
+        line.line.extend_from_slice(entry.line);
+        if meta.last {
+            let line = self.open.remove(&key).expect("present");
+            let partial = (line.piece > 1).then(|| Partial { id: meta.id, ordinal: line.piece, last: true });
+            out.push(line.source, line.time_nano, &line.line, partial);
+            self.stats.lines_rejoined += 1;
+        } else if line.line.len() >= self.max_line_size {
+            let partial = Partial { id: line.id.clone(), ordinal: line.piece, last: false };
+            out.push(line.source.clone(), line.time_nano, &line.line, Some(partial));
+            line.line.clear();
+            line.piece += 1;
+            self.stats.lines_cut += 1;
+        }
+    }
+
+    /// End of stream: every open line, oldest first, marked partial and not last.
+    pub fn flush(&mut self, out: &mut Lines) {
+        let mut lines: Vec<OpenLine> = self.open.drain().map(|(_, v)| v).collect();
+        lines.sort_by_key(|l| (l.time_nano, l.opened));
+        self.stats.lines_unterminated += lines.len() as u64;
+        for line in lines {
+            let partial = Partial { id: line.id, ordinal: line.piece, last: false };
+            out.push(line.source, line.time_nano, &line.line, Some(partial));
+        }
+    }
+}

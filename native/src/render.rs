@@ -1,0 +1,172 @@
+//! Rendering records as JSON lines or text, the file sink's formats.
+
+use crate::join::Lines;
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// RFC 3339 UTC with nine fraction digits, e.g. `2026-11-28T14:02:36.000000001Z`.
+pub fn rfc3339_nanos(time_nano: i64, out: &mut Vec<u8>) {
+    let seconds = time_nano.div_euclid(1_000_000_000);
+    let nanos = time_nano.rem_euclid(1_000_000_000);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let secs_of_day = seconds.rem_euclid(86_400);
+    let text = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        year,
+        month,
+        day,
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60,
+        nanos
+    );
+    out.extend_from_slice(text.as_bytes());
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// 0: copy as is; b'u': \u00XX; otherwise the character after the backslash.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table
+};
+
+fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
+    let mut run = 0;
+    for (i, &b) in raw.iter().enumerate() {
+        let code = ESCAPE[usize::from(b)];
+        if code == 0 {
+            continue;
+        }
+        out.extend_from_slice(&raw[run..i]);
+        if code == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        } else {
+            out.push(b'\\');
+            out.push(code);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&raw[run..]);
+}
+
+/// A JSON string (with quotes) of `bytes`, invalid UTF-8 replaced by U+FFFD.
+pub fn json_string(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    match std::str::from_utf8(bytes) {
+        Ok(_) => escape_into(bytes, out),
+        Err(_) => escape_into(String::from_utf8_lossy(bytes).as_bytes(), out),
+    }
+    out.push(b'"');
+}
+
+fn push_digits(mut value: u64, width: usize, out: &mut Vec<u8>) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    while value > 0 || digits.len() - i < width {
+        i -= 1;
+        digits[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `{"time":..,"stream":..,"message":..[,"partial":{..}]` + `suffix` per record.
+/// `suffix` carries the per-container constant fields and the closing `}\n`.
+pub fn json_lines(lines: &Lines, suffix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.arena.len() + lines.records.len() * (90 + suffix.len()));
+    let mut cached_second = i64::MIN;
+    let mut cached = Vec::with_capacity(40);
+    for record in &lines.records {
+        out.extend_from_slice(b"{\"time\":\"");
+        let second = record.time_nano.div_euclid(1_000_000_000);
+        if second != cached_second {
+            cached.clear();
+            rfc3339_nanos(second * 1_000_000_000, &mut cached);
+            cached.truncate(cached.len() - 11); // keep "YYYY-MM-DDTHH:MM:SS"
+            cached_second = second;
+        }
+        out.extend_from_slice(&cached);
+        out.push(b'.');
+        push_digits(record.time_nano.rem_euclid(1_000_000_000) as u64, 9, &mut out);
+        match record.source.as_str() {
+            "stdout" => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
+            "stderr" => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
+            other => {
+                out.extend_from_slice(b"Z\",\"stream\":");
+                json_string(other.as_bytes(), &mut out);
+                out.extend_from_slice(b",\"message\":");
+            }
+        }
+        json_string(lines.line(record), &mut out);
+        if let Some(p) = &record.partial {
+            out.extend_from_slice(b",\"partial\":{\"id\":");
+            json_string(p.id.as_bytes(), &mut out);
+            out.extend_from_slice(b",\"ordinal\":");
+            if p.ordinal < 0 {
+                out.push(b'-');
+            }
+            push_digits(u64::from(p.ordinal.unsigned_abs()), 1, &mut out);
+            out.extend_from_slice(if p.last { b",\"last\":true}" } else { b",\"last\":false}" });
+        }
+        out.extend_from_slice(suffix);
+    }
+    out
+}
+
+pub fn text_lines(lines: &Lines) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.arena.len() + lines.records.len());
+    for record in &lines.records {
+        out.extend_from_slice(lines.line(record));
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times() {
+        let mut out = Vec::new();
+        rfc3339_nanos(1_764_338_556_000_000_001, &mut out);
+        assert_eq!(out, b"2025-11-28T14:02:36.000000001Z");
+        out.clear();
+        rfc3339_nanos(0, &mut out);
+        assert_eq!(out, b"1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn escapes_like_orjson() {
+        let mut out = Vec::new();
+        json_string(b"a\"b\\c\n\x01\xff", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\n\\u0001\u{fffd}\"");
+    }
+}

@@ -1,0 +1,284 @@
+//! Docker's FIFO wire format: 4-byte big-endian length + protobuf `LogEntry`.
+//!
+//! Mirrors `logdriver/_framing.py` and the protobuf schema in `proto/entry.proto`;
+//! the Python tests check both decoders agree on arbitrary input.
+
+/// Every daemon frame body starts with field 1 (`source`): tag 0x0A, length 6, "std".
+pub const SOURCE_FIELD_START: &[u8] = b"\x0a\x06std";
+
+/// The stream a line came from; anything else is kept verbatim (and dropped by ReadLogs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    Stdout,
+    Stderr,
+    Other(String),
+}
+
+impl Source {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Source, DecodeError> {
+        Ok(match bytes {
+            b"stdout" => Source::Stdout,
+            b"stderr" => Source::Stderr,
+            other => Source::Other(utf8(other)?),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Source::Stdout => "stdout",
+            Source::Stderr => "stderr",
+            Source::Other(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    pub id: String,
+    pub ordinal: i32,
+    pub last: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Entry<'a> {
+    pub source: Source,
+    pub time_nano: i64,
+    pub line: &'a [u8],
+    pub partial: bool,
+    pub meta: Option<Partial>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FrameStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub oversize_frames: u64,
+    pub skipped_bytes: u64,
+    pub truncated_bytes_at_eof: u64,
+}
+
+/// Splits a byte stream into frame bodies; resynchronises after an oversize header.
+pub struct Framer {
+    pub max_frame_size: usize,
+    pending: Vec<u8>,
+    resyncing: bool,
+    pub stats: FrameStats,
+}
+
+impl Framer {
+    pub fn new(max_frame_size: usize) -> Self {
+        Framer { max_frame_size, pending: Vec::new(), resyncing: false, stats: FrameStats::default() }
+    }
+
+    /// Feed bytes; call `on_frame(body)` per complete frame and `on_raw(span)` per
+    /// contiguous span of whole frames (headers included, garbage excluded), for the store.
+    pub fn feed(&mut self, data: &[u8], mut on_frame: impl FnMut(&[u8]), mut on_raw: impl FnMut(&[u8])) {
+        // Work on `data` directly unless a frame straddles the previous read.
+        let joined;
+        let buf: &[u8] = if self.pending.is_empty() {
+            data
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(data);
+            joined = pending;
+            &joined
+        };
+        let mut pos = 0usize;
+        let mut start = 0usize;
+        loop {
+            if self.resyncing {
+                match find_header(buf, pos, self.max_frame_size) {
+                    None => {
+                        let keep = pos.max(buf.len().saturating_sub(SOURCE_FIELD_START.len() + 3));
+                        self.stats.skipped_bytes += (keep - pos) as u64;
+                        pos = keep;
+                        start = keep;
+                        break;
+                    }
+                    Some(found) => {
+                        self.stats.skipped_bytes += (found - pos) as u64;
+                        pos = found;
+                        start = found;
+                        self.resyncing = false;
+                    }
+                }
+            }
+            if buf.len() - pos < 4 {
+                break;
+            }
+            let length = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
+            if length > self.max_frame_size {
+                self.stats.oversize_frames += 1;
+                if pos > start {
+                    self.stats.bytes += (pos - start) as u64;
+                    on_raw(&buf[start..pos]);
+                }
+                self.resyncing = true;
+                self.stats.skipped_bytes += 1;
+                pos += 1;
+                start = pos;
+                continue;
+            }
+            let end = pos + 4 + length;
+            if end > buf.len() {
+                break;
+            }
+            on_frame(&buf[pos + 4..end]);
+            self.stats.frames += 1;
+            pos = end;
+        }
+        if pos > start {
+            self.stats.bytes += (pos - start) as u64;
+            on_raw(&buf[start..pos]);
+        }
+        self.pending = buf[pos..].to_vec();
+    }
+
+    /// End of stream: whatever is left is a truncated frame.
+    pub fn finish(&mut self) {
+        self.stats.truncated_bytes_at_eof += self.pending.len() as u64;
+        self.pending.clear();
+    }
+
+}
+
+fn find_header(buf: &[u8], start: usize, max_frame_size: usize) -> Option<usize> {
+    let mut at = start + 4;
+    while at + SOURCE_FIELD_START.len() <= buf.len() {
+        let rel = buf[at..].windows(SOURCE_FIELD_START.len()).position(|w| w == SOURCE_FIELD_START)?;
+        let hit = at + rel;
+        let h = hit - 4;
+        let length = u32::from_be_bytes([buf[h], buf[h + 1], buf[h + 2], buf[h + 3]]) as usize;
+        if length >= SOURCE_FIELD_START.len() && length <= max_frame_size {
+            return Some(h);
+        }
+        at = hit + 1;
+    }
+    None
+}
+
+#[derive(Debug)]
+pub struct DecodeError;
+
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let byte = *buf.get(*pos).ok_or(DecodeError)?;
+        *pos += 1;
+        if shift == 63 && byte > 1 {
+            return Err(DecodeError);
+        }
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err(DecodeError)
+}
+
+fn delimited<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], DecodeError> {
+    let length = usize::try_from(varint(buf, pos)?).map_err(|_| DecodeError)?;
+    let end = pos.checked_add(length).ok_or(DecodeError)?;
+    let slice = buf.get(*pos..end).ok_or(DecodeError)?;
+    *pos = end;
+    Ok(slice)
+}
+
+fn skip(buf: &[u8], pos: &mut usize, wire: u64) -> Result<(), DecodeError> {
+    match wire {
+        0 => varint(buf, pos).map(|_| ()),
+        1 | 5 => {
+            let size = if wire == 1 { 8 } else { 4 };
+            if *pos + size > buf.len() {
+                return Err(DecodeError);
+            }
+            *pos += size;
+            Ok(())
+        }
+        2 => delimited(buf, pos).map(|_| ()),
+        _ => Err(DecodeError),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError)
+}
+
+fn check_field(key: u64) -> Result<(u64, u64), DecodeError> {
+    let (field, wire) = (key >> 3, key & 7);
+    if field == 0 {
+        return Err(DecodeError);
+    }
+    Ok((field, wire))
+}
+
+fn decode_partial(buf: &[u8], into: &mut Partial) -> Result<(), DecodeError> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (field, wire) = check_field(varint(buf, &mut pos)?)?;
+        match (field, wire) {
+            (1, 0) => into.last = varint(buf, &mut pos)? != 0,
+            (2, 2) => into.id = utf8(delimited(buf, &mut pos)?)?,
+            (3, 0) => into.ordinal = varint(buf, &mut pos)? as i32,
+            _ => skip(buf, &mut pos, wire)?,
+        }
+    }
+    Ok(())
+}
+
+/// Decode one `LogEntry` body with proto3 semantics (absent = default, last value wins,
+/// submessages merge, unknown fields skipped, `string` fields must be UTF-8).
+pub fn decode_entry(buf: &[u8]) -> Result<Entry<'_>, DecodeError> {
+    let mut entry = Entry { source: Source::Other(String::new()), ..Entry::default() };
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (field, wire) = check_field(varint(buf, &mut pos)?)?;
+        match (field, wire) {
+            (1, 2) => entry.source = Source::from_bytes(delimited(buf, &mut pos)?)?,
+            (2, 0) => entry.time_nano = varint(buf, &mut pos)? as i64,
+            (3, 2) => entry.line = delimited(buf, &mut pos)?,
+            (4, 0) => entry.partial = varint(buf, &mut pos)? != 0,
+            (5, 2) => {
+                let body = delimited(buf, &mut pos)?;
+                let meta = entry.meta.get_or_insert(Partial { id: String::new(), ordinal: 0, last: false });
+                decode_partial(body, meta)?;
+            }
+            _ => skip(buf, &mut pos, wire)?,
+        }
+    }
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn splits_across_feeds() {
+        let body = b"\x0a\x06stdout\x10\x05\x1a\x02hi";
+        let data = [frame(body), frame(body)].concat();
+        let mut framer = Framer::new(1 << 20);
+        let mut got = Vec::new();
+        let mut raw = Vec::new();
+        for byte in &data {
+            framer.feed(std::slice::from_ref(byte), |b| got.push(b.to_vec()), |r| raw.extend_from_slice(r));
+        }
+        assert_eq!(raw, data);
+        assert_eq!(got, vec![body.to_vec(), body.to_vec()]);
+        let entry = decode_entry(body).unwrap();
+        assert_eq!((entry.source.as_str(), entry.time_nano, entry.line), ("stdout", 5, &b"hi"[..]));
+    }
+
+    #[test]
+    fn rejects_truncated_varint() {
+        assert!(decode_entry(b"\x10\xff").is_err());
+        assert!(decode_entry(b"\x1a\x05ab").is_err());
+    }
+}
