@@ -132,9 +132,8 @@ def print_table(name: str, result: dict[str, object]) -> None:
         print(
             f"{label:<18}{row['lines_per_s']:>12,.0f}{row['mb_per_s']:>9.1f}{row['x_local']:>9.2f}{row['x_json_file']:>13.2f}"
         )
-    print(
-        f"plugin CPU per 1M lines: {result['plugin_cpu_s_per_1M']:.2f} s; plugin peak RSS: {result['plugin_peak_rss_mib']:.0f} MiB"
-    )
+    cpu, rss = result["plugin_cpu_s_per_1M"], result["plugin_peak_rss_mib"]
+    print(f"plugin CPU per 1M lines: {cpu:.2f} s; plugin peak RSS: {rss:.0f} MiB")
     sys.stdout.flush()
 
 
