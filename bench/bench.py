@@ -53,6 +53,10 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def dockerd_pid() -> int:
+    return int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
 def run_once(driver: str, command: str) -> float:
     container = docker("create", f"--log-driver={driver}", IMAGE, "sh", "-c", command)
     try:
@@ -72,6 +76,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--only", help="run only workloads whose name contains this")
     args = parser.parse_args()
 
     state = tempfile.mkdtemp(prefix="logdriver-bench-", dir="/var/tmp")
@@ -89,12 +94,17 @@ def main() -> None:
     try:
         run_once(PLUGIN, "true")  # warm-up: the daemon activates the plugin lazily
         for name, (command, size) in workloads(args.lines).items():
+            if args.only and args.only not in name:
+                continue
             times: dict[str, list[float]] = {d: [] for d in DRIVERS}
             cpu: list[float] = []
+            daemon_cpu: dict[str, list[float]] = {d: [] for d in DRIVERS}
+            daemon = dockerd_pid()
             for _ in range(args.runs):
                 for driver in DRIVERS:
-                    before = cpu_seconds(plugin.pid)
+                    before, daemon_before = cpu_seconds(plugin.pid), cpu_seconds(daemon)
                     times[driver].append(run_once(driver, command))
+                    daemon_cpu[driver].append(cpu_seconds(daemon) - daemon_before)
                     if driver == PLUGIN:
                         cpu.append(cpu_seconds(plugin.pid) - before)
             medians = {d: statistics.median(t) for d, t in times.items()}
@@ -107,6 +117,7 @@ def main() -> None:
                     "x_local": medians["local"] / medians[driver],
                     "x_json_file": medians["json-file"] / medians[driver],
                     "runs_s": times[driver],
+                    "dockerd_cpu_s": statistics.median(daemon_cpu[driver]),
                 }
             results[name] = {
                 "drivers": rows,
@@ -124,13 +135,14 @@ def main() -> None:
 
 def print_table(name: str, result: dict[str, object]) -> None:
     print(f"\n## {name}  (median of runs; detached run + wait)")
-    print(f"{'driver':<18}{'lines/s':>12}{'MB/s':>9}{'x local':>9}{'x json-file':>13}")
+    print(f"{'driver':<18}{'lines/s':>12}{'MB/s':>9}{'x local':>9}{'x json-file':>13}{'dockerd CPU s':>15}")
     rows = result["drivers"]
     assert isinstance(rows, dict)
     for driver, row in rows.items():
         label = "logdriver (file)" if driver == PLUGIN else driver
         print(
-            f"{label:<18}{row['lines_per_s']:>12,.0f}{row['mb_per_s']:>9.1f}{row['x_local']:>9.2f}{row['x_json_file']:>13.2f}"
+            f"{label:<18}{row['lines_per_s']:>12,.0f}{row['mb_per_s']:>9.1f}{row['x_local']:>9.2f}"
+            f"{row['x_json_file']:>13.2f}{row['dockerd_cpu_s']:>15.2f}"
         )
     cpu, rss = result["plugin_cpu_s_per_1M"], result["plugin_peak_rss_mib"]
     print(f"plugin CPU per 1M lines: {cpu:.2f} s; plugin peak RSS: {rss:.0f} MiB")

@@ -153,7 +153,7 @@ class Driver:
         decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
         clog = self.store.open_writer(info.container_id, options.store_max_size, options.store_max_file)
         reached_eof = False
-        reader = FifoReader(fifo.fd, fifo.read_size)
+        reader = FifoReader(fifo.fd, fifo.read_size, self.settings.read_wait)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._stop_deadline, fifo, nursery.cancel_scope)

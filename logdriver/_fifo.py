@@ -66,7 +66,8 @@ class FifoReader:
         if self._short:
             await trio.sleep(self._batch_wait)
         data = await self._stream.receive_some(self._read_size)
-        self._short = len(data) < self._read_size
+        # A read that took half the pipe or more means we are behind: read again at once.
+        self._short = len(data) < self._read_size // 2
         return data
 
     async def aclose(self) -> None:

@@ -221,6 +221,7 @@ class Settings:
     store_retention: float
     gc_interval: float
     pipe_size: int
+    read_wait: float
     log_level: str
     defaults: Mapping[str, str]
 
@@ -244,6 +245,7 @@ class Settings:
             store_retention=float(get("LOGDRIVER_STORE_RETENTION", "7d", parse_duration, "a duration such as 72h")),
             gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),
             pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", _positive_size, "a size such as 1Mi")),
+            read_wait=float(get("LOGDRIVER_READ_WAIT", "2ms", parse_duration, "a duration such as 2ms")),
             log_level=env.get("LOGDRIVER_LOG_LEVEL", "info").upper(),
             defaults=plugin_defaults(env),
         )
