@@ -24,7 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "logdriver-test"
 PLUGIN = "logdriver-bench"
-DRIVERS = [PLUGIN, "local", "json-file", "none"]
+DRAIN = "logdriver-drain"
+# label → (log driver, log-opts)
+DRIVERS: dict[str, tuple[str, dict[str, str]]] = {
+    "logdriver (file)": (PLUGIN, {}),
+    "logdriver (store only)": (PLUGIN, {"sinks": "none"}),
+    "drain-only plugin": (DRAIN, {}),
+    "local": ("local", {}),
+    "json-file": ("json-file", {}),
+    "none": ("none", {}),
+}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -57,8 +66,9 @@ def dockerd_pid() -> int:
     return int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
-def run_once(driver: str, command: str) -> float:
-    container = docker("create", f"--log-driver={driver}", IMAGE, "sh", "-c", command)
+def run_once(driver: str, command: str, opts: dict[str, str] | None = None) -> float:
+    log_opts = [f"--log-opt={k}={v}" for k, v in (opts or {}).items()]
+    container = docker("create", f"--log-driver={driver}", *log_opts, IMAGE, "sh", "-c", command)
     try:
         started = time.perf_counter()
         docker("start", container)
@@ -88,25 +98,28 @@ def main() -> None:
         "LOGDRIVER_LOG_LEVEL": "WARNING",
     }
     plugin = subprocess.Popen([sys.executable, "-m", "logdriver"], env=env, cwd=ROOT)
-    while not os.path.exists(env["LOGDRIVER_SOCKET"]):
+    drain_socket = f"/run/docker/plugins/{DRAIN}.sock"
+    drain = subprocess.Popen([sys.executable, str(ROOT / "bench" / "drain_plugin.py"), drain_socket], cwd=ROOT)
+    while not (os.path.exists(env["LOGDRIVER_SOCKET"]) and os.path.exists(drain_socket)):
         time.sleep(0.05)
     results: dict[str, dict[str, object]] = {}
     try:
-        run_once(PLUGIN, "true")  # warm-up: the daemon activates the plugin lazily
+        run_once(PLUGIN, "true")  # warm-up: the daemon activates plugins lazily
+        run_once(DRAIN, "true")
         for name, (command, size) in workloads(args.lines).items():
             if args.only and args.only not in name:
                 continue
             times: dict[str, list[float]] = {d: [] for d in DRIVERS}
-            cpu: list[float] = []
+            cpu: dict[str, list[float]] = {d: [] for d in DRIVERS if DRIVERS[d][0] == PLUGIN}
             daemon_cpu: dict[str, list[float]] = {d: [] for d in DRIVERS}
             daemon = dockerd_pid()
             for _ in range(args.runs):
-                for driver in DRIVERS:
+                for label, (driver, opts) in DRIVERS.items():
                     before, daemon_before = cpu_seconds(plugin.pid), cpu_seconds(daemon)
-                    times[driver].append(run_once(driver, command))
-                    daemon_cpu[driver].append(cpu_seconds(daemon) - daemon_before)
-                    if driver == PLUGIN:
-                        cpu.append(cpu_seconds(plugin.pid) - before)
+                    times[label].append(run_once(driver, command, opts))
+                    daemon_cpu[label].append(cpu_seconds(daemon) - daemon_before)
+                    if label in cpu:
+                        cpu[label].append(cpu_seconds(plugin.pid) - before)
             medians = {d: statistics.median(t) for d, t in times.items()}
             rows = {}
             for driver in DRIVERS:
@@ -121,13 +134,14 @@ def main() -> None:
                 }
             results[name] = {
                 "drivers": rows,
-                "plugin_cpu_s_per_1M": statistics.median(cpu) * 1_000_000 / args.lines,
+                "plugin_cpu_s_per_1M": {k: statistics.median(v) * 1_000_000 / args.lines for k, v in cpu.items()},
                 "plugin_peak_rss_mib": peak_rss_mib(plugin.pid),
             }
             print_table(name, results[name])
     finally:
-        plugin.terminate()
-        plugin.wait(timeout=30)
+        for process in (plugin, drain):
+            process.terminate()
+            process.wait(timeout=30)
         subprocess.run(["rm", "-rf", state], check=False)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -135,17 +149,19 @@ def main() -> None:
 
 def print_table(name: str, result: dict[str, object]) -> None:
     print(f"\n## {name}  (median of runs; detached run + wait)")
-    print(f"{'driver':<18}{'lines/s':>12}{'MB/s':>9}{'x local':>9}{'x json-file':>13}{'dockerd CPU s':>15}")
+    print(f"{'driver':<24}{'lines/s':>12}{'MB/s':>9}{'x local':>9}{'x json-file':>13}{'dockerd CPU s':>15}")
     rows = result["drivers"]
     assert isinstance(rows, dict)
     for driver, row in rows.items():
-        label = "logdriver (file)" if driver == PLUGIN else driver
+        label = driver
         print(
-            f"{label:<18}{row['lines_per_s']:>12,.0f}{row['mb_per_s']:>9.1f}{row['x_local']:>9.2f}"
+            f"{label:<24}{row['lines_per_s']:>12,.0f}{row['mb_per_s']:>9.1f}{row['x_local']:>9.2f}"
             f"{row['x_json_file']:>13.2f}{row['dockerd_cpu_s']:>15.2f}"
         )
     cpu, rss = result["plugin_cpu_s_per_1M"], result["plugin_peak_rss_mib"]
-    print(f"plugin CPU per 1M lines: {cpu:.2f} s; plugin peak RSS: {rss:.0f} MiB")
+    assert isinstance(cpu, dict)
+    per_mode = ", ".join(f"{k}: {v:.2f} s" for k, v in cpu.items())
+    print(f"plugin CPU per 1M lines: {per_mode}; plugin peak RSS: {rss:.0f} MiB")
     sys.stdout.flush()
 
 

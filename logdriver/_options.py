@@ -61,10 +61,11 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _name_list(value: str) -> tuple[str, ...]:
+    """Sink names; ``none`` alone means only the ``docker logs`` store."""
     names = tuple(n.strip() for n in value.split(",") if n.strip())
-    if not names:
+    if not names or ("none" in names and len(names) > 1):
         raise ValueError(value)
-    return names
+    return () if names == ("none",) else names
 
 
 _Parser = Callable[[str], object]
@@ -74,7 +75,7 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
     for spec, parser in list[tuple[OptionSpec, _Parser]](
         [
             (
-                OptionSpec("sinks", "file", "a comma-separated list of sink names", "where lines are shipped"),
+                OptionSpec("sinks", "file", "a comma-separated list of sink names, or none", "where lines are shipped"),
                 _name_list,
             ),
             (
