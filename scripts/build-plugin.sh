@@ -1,0 +1,46 @@
+#!/bin/sh
+# Build logdriver as a managed (v2) plugin without any image registry, then
+# create and enable it:  scripts/build-plugin.sh [NAME] [STATE_DIR]
+#
+# rootfs: debootstrap (minbase + python3) from the Debian mirror this host's apt
+# uses, cached as a tarball; logdriver and its dependencies are installed into
+# /opt/logdriver from wheels built on this host (same Debian, same CPython minor).
+set -eu
+NAME=${1:-logdriver}
+STATE=${2:-/var/lib/logdriver-plugin}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+BUILD=${PLUGIN_BUILD_DIR:-$ROOT/build/plugin-$(echo "$NAME" | tr -c 'a-zA-Z0-9\n' '_')}
+CACHE=${LOGDRIVER_ROOTFS_CACHE:-/var/cache/logdriver/rootfs-bookworm.tar.gz}
+
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+[ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || { echo "no Debian mirror found in this host's apt sources" >&2; exit 1; }
+command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+
+if [ ! -s "$CACHE" ]; then
+  echo "debootstrap bookworm rootfs (once; cached in $CACHE)"
+  tmp=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3 bookworm "$tmp" "$mirror" >/dev/null
+  rm -rf "$tmp"/var/cache/apt/* "$tmp"/var/lib/apt/lists/* "$tmp"/usr/share/doc "$tmp"/usr/share/man "$tmp"/usr/share/locale
+  mkdir -p "$(dirname "$CACHE")"
+  tar -C "$tmp" -czf "$CACHE.tmp" . && mv "$CACHE.tmp" "$CACHE"
+  rm -rf "$tmp"
+fi
+
+rm -rf "$BUILD"
+mkdir -p "$BUILD/rootfs" "$BUILD/wheels"
+tar -C "$BUILD/rootfs" -xzf "$CACHE"
+CARGO_TARGET_DIR="$ROOT/native/target" "$PY" -m pip wheel -q -w "$BUILD/wheels" "$ROOT"
+"$PY" -m pip install -q --no-index --find-links "$BUILD/wheels" --target "$BUILD/rootfs/opt/logdriver" logdriver
+cp "$ROOT/config.json" "$BUILD/config.json"
+
+docker plugin disable -f "$NAME" >/dev/null 2>&1 || true
+docker plugin rm -f "$NAME" >/dev/null 2>&1 || true
+docker plugin create "$NAME" "$BUILD" >/dev/null
+mkdir -p "$STATE"
+docker plugin set "$NAME" state.source="$STATE"
+# --timeout 0: the CLI's default 30 s would also cut every `docker logs -f` at 30 s.
+docker plugin enable --timeout 0 "$NAME" >/dev/null
+rm -rf "$BUILD"
+echo "plugin $NAME enabled; state in $STATE; use --log-driver $NAME"
