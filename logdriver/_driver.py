@@ -18,7 +18,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ class Driver:
         self.follow_heartbeat = 5.0
         self.container_exists: Any = None  # async (ids) -> set of removed ids, or None
         self._fifos: dict[str, _Fifo] = {}
+        self.active_reads = 0
         self._nursery: trio.Nursery | None = None
         self.totals = FifoStatistics()
 
@@ -133,9 +134,9 @@ class Driver:
         if fifo is not None:
             fifo.stop_requested.set()
 
-    def read_logs(self, command: _rpc.ReadLogs) -> AsyncIterator[bytes]:
+    async def read_logs(self, command: _rpc.ReadLogs) -> AsyncGenerator[bytes, None]:
         container_id = str(command.info.get("ContainerID", ""))
-        return read_logs(
+        frames = read_logs(
             self.store,
             container_id,
             since_ns=command.since_ns,
@@ -144,6 +145,22 @@ class Driver:
             follow=command.follow,
             heartbeat=self.follow_heartbeat,
         )
+        self.active_reads += 1
+        outcome = "client went away"
+        try:
+            async for data in frames:
+                yield data
+            outcome = "complete"
+        finally:
+            self.active_reads -= 1
+            await frames.aclose()
+            log.debug(
+                "ReadLogs of %s (follow=%s, tail=%d) ended: %s",
+                container_id[:12],
+                command.follow,
+                command.tail,
+                outcome,
+            )
 
     # -- the per-FIFO task -----------------------------------------------------
 

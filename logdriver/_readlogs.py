@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import trio
 
@@ -106,7 +106,7 @@ async def read_logs(
     tail: int,
     follow: bool,
     heartbeat: float = 5.0,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield ReadLogs response bytes (frames, batched) for one container."""
     clog = store.get(container_id)
     if clog is None:
@@ -141,7 +141,7 @@ async def read_logs(
 
 async def _follow(
     store: LogStore, container_id: str, clog: ContainerLog, encoder: _Encoder, seq: int, offset: int, heartbeat: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     while True:
         finished = clog.writers == 0 or store.get(container_id) is not clog
         changed = clog.changed

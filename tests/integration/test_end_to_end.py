@@ -166,3 +166,18 @@ def test_logs_of_removed_containers_are_deleted(make_plugin: object) -> None:
     assert not (store / removed).exists()
     assert (store / kept).is_dir()
     assert logs(kept) == (b"kept\n", b"")
+
+
+def test_follow_ends_when_the_client_goes_away(plugin: Plugin) -> None:
+    """The daemon only notices a departed `docker logs -f` on the next frame: heartbeats provide one."""
+    container = plugin.create("sh", "-c", "echo started; sleep 60")
+    docker("start", container)
+    with subprocess.Popen(["docker", "logs", "-f", container], stdout=subprocess.PIPE) as client:
+        assert client.stdout is not None
+        assert client.stdout.readline() == b"started\n"
+        client.kill()
+        client.wait()
+        deadline = time.monotonic() + 20
+        while "follow=True, tail=-1) ended: client went away" not in plugin.log():
+            assert time.monotonic() < deadline, plugin.log()[-2000:]
+            time.sleep(0.2)
