@@ -8,7 +8,8 @@ export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
 .PHONY: run test test-unit test-integration lint typecheck proto check-proto plugin bench clean docker
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml native/Cargo.toml
+	@command -v cargo >/dev/null || { echo "cargo (Rust) is needed to build native/: install it with rustup" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
