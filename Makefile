@@ -8,7 +8,7 @@ export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
 .PHONY: run test test-unit test-integration lint typecheck proto check-proto plugin bench clean docker
 
-$(STAMP): pyproject.toml native/Cargo.toml
+$(STAMP): pyproject.toml native/Cargo.toml $(wildcard native/src/*.rs)
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is needed to build native/: install it with rustup" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -25,6 +25,7 @@ run: $(STAMP) docker
 test: $(STAMP) docker
 	$(VENV)/bin/ruff check logdriver sinks tests bench
 	$(VENV)/bin/mypy
+	cd native && PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --no-default-features
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)
