@@ -17,7 +17,7 @@ import trio
 from ._docker_api import removed_containers
 from ._driver import Driver
 from ._exceptions import ConfigError
-from ._options import Settings
+from ._options import Settings, parse_log_opts
 from ._registry import FifoRegistry
 from ._server import serve_unix
 from ._store import LogStore
@@ -38,7 +38,9 @@ async def serve(settings: Settings) -> None:
     os.makedirs(settings.state_dir, exist_ok=True)
     store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
     registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
-    driver = Driver(settings, load_sinks(settings), store, registry)
+    sinks = load_sinks(settings)
+    parse_log_opts({}, settings.defaults, frozenset(sinks))  # a bad LOGDRIVER_* default fails now, not per container
+    driver = Driver(settings, sinks, store, registry)
     if os.path.exists("/var/run/docker.sock"):  # noqa: ASYNC240 - once, at startup
         driver.container_exists = removed_containers
     try:
@@ -71,10 +73,10 @@ def main() -> None:
     )
     try:
         settings = Settings.from_env()
+        trio.run(serve, settings)
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
-    trio.run(serve, settings)
 
 
 if __name__ == "__main__":

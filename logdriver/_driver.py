@@ -18,7 +18,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,8 @@ class _Fifo:
     read_size: int
     streams: dict[str, SinkStream]
     stop_requested: trio.Event = field(default_factory=trio.Event)
+    errors_reported: int = 0
+    errors_reported_at: float = -math.inf
     statistics: FifoStatistics = field(default_factory=FifoStatistics)
 
 
@@ -72,7 +74,8 @@ class Driver:
         self.registry = registry
         self.stop_timeout = 30.0
         self.follow_heartbeat = 5.0
-        self.container_exists: Any = None  # async (ids) -> set of removed ids, or None
+        # Asks the Docker API which of these containers are gone; None when there is no API.
+        self.container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._fifos: dict[str, _Fifo] = {}
         self.active_reads = 0
         self._nursery: trio.Nursery | None = None
@@ -178,6 +181,8 @@ class Driver:
                     raw, batch = decoder.feed(chunk)
                     if raw:
                         self.store.append(clog, raw)
+                    if decoder.errors != fifo.errors_reported:
+                        self._report_errors(fifo, decoder)
                     await self._deliver(fifo, batch)
                 await self._deliver(fifo, decoder.finish())
                 reached_eof = True
@@ -227,6 +232,25 @@ class Driver:
                 log.error(
                     "sink %s did not take %d of %d lines for %s", name, failed, len(batch), fifo.context.info.short_id
                 )
+
+    ERROR_LOG_INTERVAL = 60.0
+
+    def _report_errors(self, fifo: _Fifo, decoder: FrameReader) -> None:
+        """Log corrupt input as it happens, at most once a minute per FIFO (counts are cumulative)."""
+        now = trio.current_time()
+        if now - fifo.errors_reported_at < self.ERROR_LOG_INTERVAL:
+            return
+        fifo.errors_reported_at = now
+        fifo.errors_reported = decoder.errors
+        counts = decoder.statistics()
+        log.error(
+            "FIFO %s of %s: %d corrupt frame headers (%d bytes skipped to resync), %d undecodable entries so far",
+            fifo.path,
+            fifo.context.info.short_id,
+            counts["oversize_frames"],
+            counts["skipped_bytes"],
+            counts["decode_errors"],
+        )
 
     @staticmethod
     def _record(fifo: _Fifo, decoder: FrameReader) -> None:

@@ -23,6 +23,9 @@ from ._proto.entry_pb2 import LogEntry
 from ._records import LogRecord, PartialInfo
 
 DEFAULT_MAX_LINE_SIZE: Final = 1 << 20
+# Docker keeps at most one split line open per stream; more means a corrupt or
+# hostile stream, and the oldest open line is flushed rather than held forever.
+MAX_OPEN_LINES: Final = 8
 
 
 @dataclass(slots=True)
@@ -35,9 +38,10 @@ class EntryStatistics:
 
 
 class _OpenLine:
-    __slots__ = ("id", "parts", "piece", "size", "source", "time_nano")
+    __slots__ = ("id", "opened", "parts", "piece", "size", "source", "time_nano")
 
-    def __init__(self, partial_id: str, source: str, time_nano: int) -> None:
+    def __init__(self, partial_id: str, source: str, time_nano: int, opened: int) -> None:
+        self.opened = opened
         self.id = partial_id
         self.source = source
         self.time_nano = time_nano
@@ -53,6 +57,7 @@ class EntryDecoder:
         self.max_line_size = max_line_size
         self._message = LogEntry()
         self._open: dict[str, _OpenLine] = {}
+        self._opened = 0
         self.statistics = EntryStatistics()
 
     @property
@@ -83,7 +88,11 @@ class EntryDecoder:
         key = meta.id or "\0" + message.source
         line = self._open.get(key)
         if line is None:
-            line = self._open[key] = _OpenLine(meta.id, message.source, message.time_nano)
+            if len(self._open) >= MAX_OPEN_LINES:
+                oldest = min(self._open, key=lambda k: self._open[k].opened)
+                out.append(self._unterminated(self._open.pop(oldest)))
+            self._opened += 1
+            line = self._open[key] = _OpenLine(meta.id, message.source, message.time_nano, self._opened)
         line.parts.append(message.line)
         line.size += len(message.line)
         if meta.last:
@@ -100,16 +109,15 @@ class EntryDecoder:
             line.size = 0
             line.piece += 1
 
+    def _unterminated(self, line: _OpenLine) -> LogRecord:
+        self.statistics.lines_unterminated += 1
+        return LogRecord(line.source, line.time_nano, b"".join(line.parts), PartialInfo(line.id, line.piece, False))
+
     def flush(self) -> list[LogRecord]:
-        """Emit every unterminated line (at EOF): marked partial, not last."""
-        out = [
-            LogRecord(line.source, line.time_nano, b"".join(line.parts), PartialInfo(line.id, line.piece, False))
-            for line in self._open.values()
-        ]
-        out.sort(key=lambda r: r.time_nano)
-        self.statistics.lines_unterminated += len(out)
+        """Emit every unterminated line (at EOF), oldest first: marked partial, not last."""
+        lines = sorted(self._open.values(), key=lambda line: (line.time_nano, line.opened))
         self._open.clear()
-        return out
+        return [self._unterminated(line) for line in lines]
 
 
 def encode_entry(source: str, time_nano: int, line: bytes, partial: PartialInfo | None = None) -> bytes:

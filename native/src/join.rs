@@ -52,6 +52,10 @@ struct OpenLine {
     opened: u64,
 }
 
+/// Docker keeps at most one split line open per stream; more means a corrupt or
+/// hostile stream, and the oldest open line is flushed rather than held forever.
+pub const MAX_OPEN_LINES: usize = 8;
+
 pub struct Joiner {
     pub max_line_size: usize,
     open: HashMap<String, OpenLine>,
@@ -77,6 +81,9 @@ impl Joiner {
         let meta = entry.meta.unwrap_or(Partial { id: String::new(), ordinal: 0, last: false });
         // Daemons before 19.03 send no metadata: chunks of one stream are consecutive.
         let key = if meta.id.is_empty() { format!("\0{}", entry.source.as_str()) } else { meta.id.clone() };
+        if !self.open.contains_key(&key) && self.open.len() >= MAX_OPEN_LINES {
+            self.flush_oldest(out);
+        }
         let opened = &mut self.opened;
         let line = self.open.entry(key.clone()).or_insert_with(|| {
             *opened += 1;
@@ -101,6 +108,16 @@ impl Joiner {
             line.line.clear();
             line.piece += 1;
             self.stats.lines_cut += 1;
+        }
+    }
+
+    fn flush_oldest(&mut self, out: &mut Lines) {
+        let oldest = self.open.iter().min_by_key(|(_, l)| l.opened).map(|(k, _)| k.clone());
+        if let Some(key) = oldest {
+            let line = self.open.remove(&key).expect("present");
+            self.stats.lines_unterminated += 1;
+            let partial = Partial { id: line.id, ordinal: line.piece, last: false };
+            out.push(line.source, line.time_nano, &line.line, Some(partial));
         }
     }
 

@@ -155,6 +155,12 @@ impl FrameReader {
         Batch { lines: out }
     }
 
+    /// Corrupt frame headers plus undecodable entries so far (cheap, for per-read checks).
+    #[getter]
+    fn errors(&self) -> u64 {
+        self.framer.stats.oversize_frames + self.joiner.stats.decode_errors
+    }
+
     #[getter]
     fn open_bytes(&self) -> usize {
         self.joiner.open_bytes()

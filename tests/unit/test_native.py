@@ -16,7 +16,8 @@ from logdriver._native import FrameReader
 sources = st.sampled_from(["stdout", "stderr", "", "other"])
 partials = st.one_of(
     st.none(),
-    st.builds(PartialInfo, st.sampled_from(["", "a", "b", "c" * 64]), st.integers(1, 5), st.booleans()),
+    # More ids than MAX_OPEN_LINES, so the cap on open lines is exercised too.
+    st.builds(PartialInfo, st.sampled_from(["", *"abcdefghij", "c" * 64]), st.integers(1, 5), st.booleans()),
 )
 bodies = st.one_of(
     st.builds(encode_entry, sources, st.integers(0, 2**63 - 1), st.binary(max_size=64), partials),
