@@ -72,8 +72,10 @@ class Driver:
         self.sinks = dict(sinks)
         self.store = store
         self.registry = registry
+        # EOF must follow StopLogging at once (the daemon closes right after our reply);
+        # 30 s covers a daemon stalled under load.
         self.stop_timeout = 30.0
-        self.follow_heartbeat = 5.0
+        self.follow_heartbeat = settings.follow_heartbeat
         # Asks the Docker API which of these containers are gone; None when there is no API.
         self.container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._fifos: dict[str, _Fifo] = {}

@@ -223,6 +223,7 @@ class Settings:
     gc_interval: float
     pipe_size: int
     read_wait: float
+    follow_heartbeat: float
     log_level: str
     defaults: Mapping[str, str]
 
@@ -247,6 +248,7 @@ class Settings:
             gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),
             pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", _positive_size, "a size such as 1Mi")),
             read_wait=float(get("LOGDRIVER_READ_WAIT", "2ms", parse_duration, "a duration such as 2ms")),
+            follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),
             log_level=env.get("LOGDRIVER_LOG_LEVEL", "info").upper(),
             defaults=plugin_defaults(env),
         )

@@ -105,7 +105,7 @@ async def read_logs(
     until_ns: int | None,
     tail: int,
     follow: bool,
-    heartbeat: float = 5.0,
+    heartbeat: float = 2.0,
 ) -> AsyncGenerator[bytes, None]:
     """Yield ReadLogs response bytes (frames, batched) for one container."""
     clog = store.get(container_id)
