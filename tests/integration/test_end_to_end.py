@@ -79,7 +79,7 @@ def test_since_and_timestamps(plugin: Plugin) -> None:
         container = plugin.run("sh", "-c", "echo a; echo b >&2; sleep 2; echo c; printf d", driver=driver)
         out, err = logs(container, "--timestamps")
         stamped = out.decode().splitlines() + err.decode().splitlines()
-        first = min(datetime.fromisoformat(line.split(" ")[0][:26]) for line in stamped)
+        first = min(datetime.fromisoformat(line.split(" ")[0][:26] + "+00:00") for line in stamped)
         since = (first.timestamp() + 1.0).__format__(".3f")
         results.append((container, stamped, logs(container, "--since", since)))
     (ours, our_stamped, our_since), (_, their_stamped, their_since) = results
