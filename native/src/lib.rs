@@ -88,12 +88,18 @@ impl Batch {
 
     /// JSON lines: ``{"time","stream","message"[,"partial"]`` then ``suffix`` (``,...}\n``).
     fn json_lines<'py>(&self, py: Python<'py>, suffix: &[u8]) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &render::json_lines(&self.lines, suffix))
+        render::with_scratch(|out| {
+            render::json_lines(&self.lines, suffix, out);
+            PyBytes::new(py, out)
+        })
     }
 
     /// Each line followed by a newline.
     fn text_lines<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &render::text_lines(&self.lines))
+        render::with_scratch(|out| {
+            render::text_lines(&self.lines, out);
+            PyBytes::new(py, out)
+        })
     }
 }
 

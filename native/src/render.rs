@@ -55,13 +55,38 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the 8 bytes in `word` may need escaping (< 0x20, `"` or `\\`).
+/// May say yes wrongly (the bytes are then checked one by one), never no wrongly.
+#[inline]
+fn may_need_escape(word: u64) -> bool {
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
+    let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash) & HIGHS != 0
+}
+
 fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
     let mut run = 0;
-    for (i, &b) in raw.iter().enumerate() {
+    let mut i = 0;
+    while i < raw.len() {
+        // Skip 8 clean bytes at a time: most log text needs no escaping at all.
+        if i + 8 <= raw.len() {
+            let word = u64::from_le_bytes(raw[i..i + 8].try_into().expect("8 bytes"));
+            if !may_need_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = raw[i];
         let code = ESCAPE[usize::from(b)];
+        i += 1;
         if code == 0 {
             continue;
         }
+        let i = i - 1;
         out.extend_from_slice(&raw[run..i]);
         if code == b'u' {
             out.extend_from_slice(b"\\u00");
@@ -74,6 +99,20 @@ fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
         run = i + 1;
     }
     out.extend_from_slice(&raw[run..]);
+}
+
+/// Reused across calls: a fresh megabyte-sized buffer per batch costs page faults.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local!(static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        let result = f(&mut buf);
+        if buf.capacity() > 64 << 20 {
+            *buf = Vec::new(); // do not keep a huge buffer after one huge batch
+        }
+        result
+    })
 }
 
 /// A JSON string (with quotes) of `bytes`, invalid UTF-8 replaced by U+FFFD.
@@ -99,8 +138,8 @@ fn push_digits(mut value: u64, width: usize, out: &mut Vec<u8>) {
 
 /// `{"time":..,"stream":..,"message":..[,"partial":{..}]` + `suffix` per record.
 /// `suffix` carries the per-container constant fields and the closing `}\n`.
-pub fn json_lines(lines: &Lines, suffix: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lines.arena.len() + lines.records.len() * (90 + suffix.len()));
+pub fn json_lines(lines: &Lines, suffix: &[u8], out: &mut Vec<u8>) {
+    out.reserve(lines.arena.len() + lines.records.len() * (90 + suffix.len()));
     let mut cached_second = i64::MIN;
     let mut cached = Vec::with_capacity(40);
     for record in &lines.records {
@@ -114,39 +153,37 @@ pub fn json_lines(lines: &Lines, suffix: &[u8]) -> Vec<u8> {
         }
         out.extend_from_slice(&cached);
         out.push(b'.');
-        push_digits(record.time_nano.rem_euclid(1_000_000_000) as u64, 9, &mut out);
+        push_digits(record.time_nano.rem_euclid(1_000_000_000) as u64, 9, out);
         match record.source.as_str() {
             "stdout" => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
             "stderr" => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
             other => {
                 out.extend_from_slice(b"Z\",\"stream\":");
-                json_string(other.as_bytes(), &mut out);
+                json_string(other.as_bytes(), out);
                 out.extend_from_slice(b",\"message\":");
             }
         }
-        json_string(lines.line(record), &mut out);
+        json_string(lines.line(record), out);
         if let Some(p) = &record.partial {
             out.extend_from_slice(b",\"partial\":{\"id\":");
-            json_string(p.id.as_bytes(), &mut out);
+            json_string(p.id.as_bytes(), out);
             out.extend_from_slice(b",\"ordinal\":");
             if p.ordinal < 0 {
                 out.push(b'-');
             }
-            push_digits(u64::from(p.ordinal.unsigned_abs()), 1, &mut out);
+            push_digits(u64::from(p.ordinal.unsigned_abs()), 1, out);
             out.extend_from_slice(if p.last { b",\"last\":true}" } else { b",\"last\":false}" });
         }
         out.extend_from_slice(suffix);
     }
-    out
 }
 
-pub fn text_lines(lines: &Lines) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lines.arena.len() + lines.records.len());
+pub fn text_lines(lines: &Lines, out: &mut Vec<u8>) {
+    out.reserve(lines.arena.len() + lines.records.len());
     for record in &lines.records {
         out.extend_from_slice(lines.line(record));
         out.push(b'\n');
     }
-    out
 }
 
 #[cfg(test)]
@@ -161,6 +198,18 @@ mod tests {
         out.clear();
         rfc3339_nanos(0, &mut out);
         assert_eq!(out, b"1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn word_scan_never_misses() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                let needs = ESCAPE[usize::from(b)] != 0;
+                assert!(!needs || may_need_escape(u64::from_le_bytes(word)), "byte {b:#x} at {at}");
+            }
+        }
     }
 
     #[test]
