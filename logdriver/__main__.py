@@ -39,7 +39,8 @@ async def serve(settings: Settings) -> None:
     store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
     registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
     sinks = load_sinks(settings)
-    parse_log_opts({}, settings.defaults, frozenset(sinks))  # a bad LOGDRIVER_* default fails now, not per container
+    # A bad LOGDRIVER_* default fails now, not in every container's StartLogging.
+    parse_log_opts({}, settings.defaults, {n: s.pipeline_defaults for n, s in sinks.items()}, settings.environ)
     driver = Driver(settings, sinks, store, registry)
     if os.path.exists("/var/run/docker.sock"):  # noqa: ASYNC240 - once, at startup
         driver.container_exists = removed_containers
@@ -56,8 +57,12 @@ async def serve(settings: Settings) -> None:
                 )
                 async for signum in signals:
                     log.info(
-                        "%s: stopping; open FIFOs stay registered and resume at next start", signal.Signals(signum).name
+                        "%s: flushing sinks for up to %g s; open FIFOs stay registered and resume at next start",
+                        signal.Signals(signum).name,
+                        settings.shutdown_grace,
                     )
+                    with trio.move_on_after(settings.shutdown_grace):
+                        await driver.shutdown()
                     nursery.cancel_scope.cancel()
                     break
     finally:

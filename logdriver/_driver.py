@@ -25,17 +25,19 @@ from typing import Any
 import trio
 
 from . import _rpc
+from ._deadletter import DeadLetters
 from ._exceptions import ConfigError, LogDriverError
 from ._fifo import FifoReader, open_fifo
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._native import Batch, FrameReader
 from ._options import Settings, parse_log_opts
+from ._pipeline import SinkPipeline
 from ._readlogs import read_logs
 from ._records import ContainerInfo
 from ._registry import FifoRegistry
 from ._store import LogStore
 from ._templates import extra_attributes, render_tag
-from .abc import ContainerContext, Sink, SinkStream
+from .abc import ContainerContext, Sink
 
 log = logging.getLogger("logdriver.driver")
 
@@ -57,8 +59,10 @@ class _Fifo:
     context: ContainerContext
     fd: int
     read_size: int
-    streams: dict[str, SinkStream]
+    pipelines: dict[str, SinkPipeline]
     stop_requested: trio.Event = field(default_factory=trio.Event)
+    read_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    finished: trio.Event = field(default_factory=trio.Event)
     errors_reported: int = 0
     errors_reported_at: float = -math.inf
     statistics: FifoStatistics = field(default_factory=FifoStatistics)
@@ -79,6 +83,8 @@ class Driver:
         # Asks the Docker API which of these containers are gone; None when there is no API.
         self.container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._fifos: dict[str, _Fifo] = {}
+        self._dead_letter_dir = os.path.join(settings.state_dir, "deadletter")
+        self._dead_letters: dict[str, DeadLetters] = {}
         self.active_reads = 0
         self._nursery: trio.Nursery | None = None
         self.totals = FifoStatistics()
@@ -114,7 +120,8 @@ class Driver:
         self.registry.add(command.file, command.info)
 
     def _context(self, info: ContainerInfo) -> ContainerContext:
-        options = parse_log_opts(info.config, self.settings.defaults, frozenset(self.sinks))
+        kinds = {name: sink.pipeline_defaults for name, sink in self.sinks.items()}
+        options = parse_log_opts(info.config, self.settings.defaults, kinds, self.settings.environ)
         try:
             tag = render_tag(options.tag, info) if options.tag else ""
         except ValueError as exc:
@@ -129,8 +136,17 @@ class Driver:
         assert self._nursery is not None, "Driver.run has not started"
         context = self._context(ContainerInfo.from_json(raw_info))
         fd, pipe_size = open_fifo(path, self.settings.pipe_size)
-        streams = {name: self.sinks[name].open_stream(context) for name in context.options.sinks}
-        fifo = _Fifo(path, context, fd, max(pipe_size, 64 << 10), streams)
+        pipelines = {
+            name: SinkPipeline(
+                name,
+                context.info.container_id,
+                self.sinks[name].open_stream(context),
+                context.options.pipelines[name],
+                self._dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name)),
+            )
+            for name in context.options.sinks
+        }
+        fifo = _Fifo(path, context, fd, max(pipe_size, 64 << 10), pipelines)
         self._fifos[path] = fifo
         self._nursery.start_soon(self._pump, fifo)
 
@@ -177,33 +193,46 @@ class Driver:
         reached_eof = False
         reader = FifoReader(fifo.fd, fifo.read_size, self.settings.read_wait)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._stop_deadline, fifo, nursery.cancel_scope)
-                while chunk := await reader.receive():
-                    raw, batch = decoder.feed(chunk)
-                    if raw:
-                        self.store.append(clog, raw)
-                    if decoder.errors != fifo.errors_reported:
-                        self._report_errors(fifo, decoder)
-                    await self._deliver(fifo, batch)
-                await self._deliver(fifo, decoder.finish())
-                reached_eof = True
-                nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as pipelines:
+                for pipeline in fifo.pipelines.values():
+                    await pipelines.start(pipeline.run)
+                with fifo.read_scope:  # cancelled by the stop deadline or a plugin shutdown
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._stop_deadline, fifo)
+                        while chunk := await reader.receive():
+                            raw, batch = decoder.feed(chunk)
+                            if raw:
+                                self.store.append(clog, raw)
+                            if decoder.errors != fifo.errors_reported:
+                                self._report_errors(fifo, decoder)
+                            await self._deliver(fifo, batch)
+                        await self._deliver(fifo, decoder.finish())
+                        reached_eof = True
+                        nursery.cancel_scope.cancel()
+                # Give every sink its flush-timeout for what is queued, all at once.
+                for pipeline in fifo.pipelines.values():
+                    pipelines.start_soon(pipeline.aclose)
         finally:
             self._record(fifo, decoder)
             self.store.close_writer(clog)
             with trio.CancelScope(shield=True):
                 await reader.aclose()
-                with trio.move_on_after(5):
-                    for stream in fifo.streams.values():
-                        await stream.aclose()
             del self._fifos[fifo.path]
+            fifo.finished.set()
             if reached_eof or fifo.stop_requested.is_set():
                 self.registry.remove(fifo.path)
             stats = fifo.statistics
+            stats.records_not_delivered = sum(
+                p.statistics.dropped + p.statistics.dead_lettered for p in fifo.pipelines.values()
+            )
+            sinks = "; ".join(
+                f"{name}: {p.statistics.entries_out} delivered, {p.statistics.dropped} dropped, "
+                f"{p.statistics.dead_lettered} dead-lettered"
+                for name, p in fifo.pipelines.items()
+            )
             log.info(
                 "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, "
-                "%d decode errors, %d corrupt frames, %d not delivered",
+                "%d decode errors, %d corrupt frames, %d not delivered%s",
                 os.path.basename(fifo.path)[:12],
                 info.short_id,
                 "" if reached_eof else " before EOF",
@@ -213,27 +242,32 @@ class Driver:
                 stats.decode_errors,
                 stats.corrupt_frames,
                 stats.records_not_delivered,
+                f" ({sinks})" if sinks else "",
             )
 
-    async def _stop_deadline(self, fifo: _Fifo, scope: trio.CancelScope) -> None:
+    async def _stop_deadline(self, fifo: _Fifo) -> None:
         await fifo.stop_requested.wait()
         await trio.sleep(self.stop_timeout)
         log.warning("no EOF on %s %.0f s after StopLogging; closing it", fifo.path, self.stop_timeout)
-        scope.cancel()
+        fifo.read_scope.cancel()
+
+    async def shutdown(self) -> None:
+        """Stop reading every FIFO (they stay registered) and let the sinks flush.
+
+        Each sink gets its flush-timeout; the caller bounds the whole with its grace.
+        """
+        fifos = list(self._fifos.values())
+        for fifo in fifos:
+            fifo.read_scope.cancel()
+        for fifo in fifos:
+            await fifo.finished.wait()
 
     async def _deliver(self, fifo: _Fifo, batch: Batch) -> None:
         if not batch:
             return
         fifo.statistics.records += len(batch)
-        for name, stream in fifo.streams.items():
-            result = await stream.send_batch(batch)
-            failed = len(result.retry) + len(result.rejected)
-            if failed:
-                # The retrying pipeline replaces this: until then, count and say so.
-                fifo.statistics.records_not_delivered += failed
-                log.error(
-                    "sink %s did not take %d of %d lines for %s", name, failed, len(batch), fifo.context.info.short_id
-                )
+        for pipeline in fifo.pipelines.values():
+            await pipeline.put(batch)  # waits only for a sink whose overflow policy is block
 
     ERROR_LOG_INTERVAL = 60.0
 

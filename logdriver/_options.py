@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._exceptions import ConfigError, UnknownOptionError
+from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
 from ._units import parse_duration, parse_size
 
 
@@ -170,18 +171,26 @@ class ContainerOptions:
     file_max_size: int
     file_max_file: int
     ignored: tuple[str, ...]
+    pipelines: Mapping[str, PipelineOptions]
 
 
 def parse_log_opts(
-    config: Mapping[str, str], defaults: Mapping[str, str], known_sinks: frozenset[str] | None = None
+    config: Mapping[str, str],
+    defaults: Mapping[str, str],
+    known_sinks: Mapping[str, Mapping[str, str]] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ContainerOptions:
-    """Validate a container's log-opts (``Info.Config``) over the plugin defaults."""
+    """Validate a container's log-opts (``Info.Config``) over the plugin defaults.
+
+    ``known_sinks`` maps each sink name to its kind's pipeline defaults; ``environ``
+    holds the ``LOGDRIVER_*`` variables for pipeline defaults.
+    """
     ignored = []
     for key in config:
-        if key in OPTIONS or key in DOCKER_KEYS:
+        if key in OPTIONS or key in DOCKER_KEYS or is_pipeline_key(key, known_sinks or {}):
             continue
         if key.startswith(OWN_PREFIXES):
-            raise UnknownOptionError(key, sorted(OPTIONS))
+            raise UnknownOptionError(key, sorted([*OPTIONS, *PIPELINE_OPTIONS]))
         ignored.append(key)
     values: dict[str, Any] = {}
     merged = {**defaults, **{k: v for k, v in config.items() if k in OPTIONS}}
@@ -193,10 +202,12 @@ def parse_log_opts(
             raise ConfigError(name, text, spec.accepts) from exc
     sinks = values["sinks"]
     assert isinstance(sinks, tuple)
+    pipelines = {}
     if known_sinks is not None:
         for sink in sinks:
             if sink not in known_sinks:
                 raise ConfigError("sinks", ",".join(sinks), f"names from: {', '.join(sorted(known_sinks))}")
+            pipelines[sink] = pipeline_options(sink, known_sinks[sink], config, environ or {})
     return ContainerOptions(
         raw=merged,
         sinks=sinks,
@@ -208,6 +219,7 @@ def parse_log_opts(
         file_max_size=int(values["file-max-size"]),
         file_max_file=int(values["file-max-file"]),
         ignored=tuple(ignored),
+        pipelines=pipelines,
     )
 
 
@@ -224,8 +236,10 @@ class Settings:
     pipe_size: int
     read_wait: float
     follow_heartbeat: float
+    shutdown_grace: float
     log_level: str
     defaults: Mapping[str, str]
+    environ: Mapping[str, str]  # the LOGDRIVER_* variables, for per-sink pipeline defaults
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -249,6 +263,9 @@ class Settings:
             pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", _positive_size, "a size such as 1Mi")),
             read_wait=float(get("LOGDRIVER_READ_WAIT", "2ms", parse_duration, "a duration such as 2ms")),
             follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),
+            # dockerd sends SIGKILL 10 s after SIGTERM to a managed plugin.
+            shutdown_grace=float(get("LOGDRIVER_SHUTDOWN_GRACE", "8s", parse_duration, "a duration such as 8s")),
             log_level=env.get("LOGDRIVER_LOG_LEVEL", "info").upper(),
             defaults=plugin_defaults(env),
+            environ={k: v for k, v in env.items() if k.startswith("LOGDRIVER_")},
         )

@@ -70,6 +70,9 @@ class Sink(abc.ABC):
     """A destination kind, registered under the ``logdriver.sinks`` entry-point group."""
 
     name: ClassVar[str]
+    # Pipeline option defaults for this kind of destination, e.g. {"overflow": "block"}
+    # for a local file; see logdriver/_pipeline_options.py for the names.
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     @abc.abstractmethod

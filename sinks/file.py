@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import ClassVar
 
 import orjson
 
@@ -33,6 +35,8 @@ log = logging.getLogger("logdriver.sinks.file")
 
 class FileSink(Sink):
     name = "file"
+    # Local disk: block like json-file rather than drop, and write what each read brought.
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {"overflow": "block", "batch-max-wait": "0s"}
 
     def __init__(self, directory: str) -> None:
         self.directory = directory

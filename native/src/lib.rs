@@ -76,6 +76,43 @@ impl Batch {
         PyList::new(py, items)
     }
 
+    /// One batch of all the given batches' records, in order.
+    #[staticmethod]
+    fn concat(batches: Vec<PyRef<'_, Batch>>) -> Batch {
+        let mut lines = Lines {
+            arena: Vec::with_capacity(batches.iter().map(|b| b.lines.arena.len()).sum()),
+            records: Vec::with_capacity(batches.iter().map(|b| b.lines.records.len()).sum()),
+        };
+        for batch in &batches {
+            for r in &batch.lines.records {
+                lines.push(r.source.clone(), r.time_nano, batch.lines.line(r), r.partial.clone());
+            }
+        }
+        Batch { lines }
+    }
+
+    /// The records ``start`` (inclusive) to ``stop`` (exclusive), clamped to the batch.
+    fn slice(&self, start: usize, stop: usize) -> Batch {
+        let stop = stop.min(self.lines.records.len());
+        let mut lines = Lines::default();
+        for r in &self.lines.records[start.min(stop)..stop] {
+            lines.push(r.source.clone(), r.time_nano, self.lines.line(r), r.partial.clone());
+        }
+        Batch { lines }
+    }
+
+    /// How many leading records fit in ``limit`` line bytes (at least one, if any).
+    fn count_within(&self, limit: usize) -> usize {
+        let mut total = 0;
+        for (i, r) in self.lines.records.iter().enumerate() {
+            total += r.end - r.start;
+            if total > limit {
+                return i.max(1);
+            }
+        }
+        self.lines.records.len()
+    }
+
     /// A new batch of the records at ``indexes`` (for partial retries).
     fn select(&self, indexes: Vec<usize>) -> PyResult<Batch> {
         let mut lines = Lines::default();

@@ -36,7 +36,7 @@ def test_docker_keys_and_foreign_keys_pass() -> None:
 )
 def test_bad_value_names_the_option(key: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_log_opts({key: value}, plugin_defaults({}), frozenset({"file"}))
+        parse_log_opts({key: value}, plugin_defaults({}), {"file": {}})
     assert repr(key) in str(caught.value)
     assert expected in str(caught.value)
 

@@ -1,0 +1,160 @@
+"""Sans-IO: one sink's bounded queue of batches for one container, and its overflow policy.
+
+Limits are in line bytes and in entries. When a batch does not fit:
+- ``block``: nothing is taken; the caller waits for room (and so stops reading
+  the FIFO, so the container's writes block, as json-file's do);
+- ``drop-newest``: the part of the new batch that fits is taken, the rest dropped;
+- ``drop-oldest``: the oldest queued entries are dropped to make room.
+Every dropped entry is counted; the caller logs them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from ._native import Batch
+
+
+class Overflow(enum.Enum):
+    BLOCK = "block"
+    DROP_NEWEST = "drop-newest"
+    DROP_OLDEST = "drop-oldest"
+
+
+@dataclass(slots=True)
+class Offer:
+    """What ``BatchQueue.offer`` did with a batch."""
+
+    accepted: int = 0
+    dropped: int = 0
+    dropped_bytes: int = 0
+    must_wait: bool = False
+
+
+class BatchQueue:
+    def __init__(self, max_bytes: int, max_entries: int, overflow: Overflow) -> None:
+        if max_bytes <= 0 or max_entries <= 0:
+            raise ValueError("queue limits must be positive")
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.overflow = overflow
+        self._items: deque[tuple[float, Batch]] = deque()
+        self.bytes = 0
+        self.entries = 0
+
+    def __len__(self) -> int:
+        return self.entries
+
+    def oldest_since(self) -> float | None:
+        """When the oldest queued entry was queued (the caller's clock), or None."""
+        return self._items[0][0] if self._items else None
+
+    def _fits(self, batch: Batch) -> bool:
+        return self.bytes + batch.nbytes <= self.max_bytes and self.entries + len(batch) <= self.max_entries
+
+    def _push(self, now: float, batch: Batch) -> None:
+        self._items.append((now, batch))
+        self.bytes += batch.nbytes
+        self.entries += len(batch)
+
+    def offer(self, batch: Batch, now: float) -> Offer:
+        if not batch:
+            return Offer()
+        if self._fits(batch):
+            self._push(now, batch)
+            return Offer(accepted=len(batch))
+        if self.overflow is Overflow.BLOCK:
+            if not self._items:  # a single batch larger than the queue still goes through
+                self._push(now, batch)
+                return Offer(accepted=len(batch))
+            return Offer(must_wait=True)
+        if self.overflow is Overflow.DROP_NEWEST:
+            room = self._room_for(batch)
+            kept = batch.slice(0, room)
+            if kept:
+                self._push(now, kept)
+            return Offer(accepted=len(kept), dropped=len(batch) - len(kept), dropped_bytes=batch.nbytes - kept.nbytes)
+        # DROP_OLDEST: make room from the front; keep the newest part of an oversize batch.
+        offer = Offer()
+        if len(batch) > self.max_entries or batch.nbytes > self.max_bytes:
+            keep = min(len(batch), self.max_entries, max(1, _tail_count(batch, self.max_bytes)))
+            dropped = batch.slice(0, len(batch) - keep)
+            offer.dropped, offer.dropped_bytes = len(dropped), dropped.nbytes
+            batch = batch.slice(len(batch) - keep, len(batch))
+        while self._items and not self._fits(batch):
+            head_time, head = self._items[0]
+            excess_entries = self.entries + len(batch) - self.max_entries
+            excess_bytes = self.bytes + batch.nbytes - self.max_bytes
+            cut = max(excess_entries, head.count_within(excess_bytes) if excess_bytes > 0 else 0, 0)
+            cut = min(max(cut, 1), len(head))
+            gone = head.slice(0, cut)
+            self._items.popleft()
+            self.bytes -= head.nbytes
+            self.entries -= len(head)
+            if cut < len(head):
+                rest = head.slice(cut, len(head))
+                self._items.appendleft((head_time, rest))
+                self.bytes += rest.nbytes
+                self.entries += len(rest)
+            offer.dropped += len(gone)
+            offer.dropped_bytes += gone.nbytes
+        self._push(now, batch)
+        offer.accepted = len(batch)
+        return offer
+
+    def _room_for(self, batch: Batch) -> int:
+        """How many leading entries of ``batch`` fit in the free room."""
+        by_entries = self.max_entries - self.entries
+        free_bytes = self.max_bytes - self.bytes
+        by_bytes = batch.count_within(free_bytes) if free_bytes > 0 else 0
+        if by_bytes == 1 and batch.slice(0, 1).nbytes > free_bytes:
+            by_bytes = 0  # count_within returns at least one
+        return max(0, min(by_entries, by_bytes))
+
+    def take(self, max_entries: int, max_bytes: int) -> Batch | None:
+        """Up to the limits from the front (at least one entry), or None when empty."""
+        parts: list[Batch] = []
+        entries = size = 0
+        while self._items and entries < max_entries:
+            queued_at, head = self._items[0]
+            want = min(max_entries - entries, head.count_within(max_bytes - size) if size < max_bytes else 0)
+            if want <= 0:
+                break
+            self._items.popleft()
+            self.bytes -= head.nbytes
+            self.entries -= len(head)
+            if want < len(head):
+                rest = head.slice(want, len(head))
+                self._items.appendleft((queued_at, rest))
+                self.bytes += rest.nbytes
+                self.entries += len(rest)
+                head = head.slice(0, want)
+            parts.append(head)
+            entries += len(head)
+            size += head.nbytes
+            if size >= max_bytes:
+                break
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else Batch.concat(parts)
+
+    def drain(self) -> int:
+        """Empty the queue; returns how many entries were in it."""
+        dropped = self.entries
+        self._items.clear()
+        self.bytes = self.entries = 0
+        return dropped
+
+
+def _tail_count(batch: Batch, max_bytes: int) -> int:
+    """How many trailing entries of ``batch`` fit in ``max_bytes``."""
+    count = 0
+    size = 0
+    for _source, _time, line, _partial in reversed(batch.tuples()):
+        size += len(line)
+        if size > max_bytes:
+            break
+        count += 1
+    return count

@@ -1,0 +1,227 @@
+"""One sink's pipeline for one container: bounded queue, batching, retries, flush.
+
+The FIFO task ``put``s every read batch into each of the container's pipelines;
+each pipeline's worker task takes batches (by entries, bytes and time), sends
+them, and retries what the sink asks to retry with full-jitter backoff. A slow
+or dead sink fills only its own queue; what happens then is its overflow
+policy (``_buffer``). Nothing is dropped silently: every drop is counted here
+and logged at most every ``DROP_LOG_INTERVAL`` seconds.
+
+Closing (EOF after StopLogging, or plugin shutdown) gives the worker
+``flush-timeout`` to deliver what is queued; what is left then is counted as
+dropped. Nothing here can hold up ``docker stop``: the FIFO keeps being read
+unless the policy is ``block``, and a block lasts at most ``block-timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import trio
+
+from ._buffer import BatchQueue
+from ._deadletter import DeadLetters
+from ._native import Batch
+from ._pipeline_options import PipelineOptions
+from .abc import SendResult, SinkStream
+
+log = logging.getLogger("logdriver.pipeline")
+
+DROP_LOG_INTERVAL = 10.0
+
+
+@dataclass(slots=True)
+class PipelineStatistics:
+    entries_in: int = 0
+    entries_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    send_failures: int = 0
+    failing_since: float | None = None  # when sends started failing (None: healthy)
+
+
+class SinkPipeline:
+    """Run with ``await nursery.start(pipeline.run)``; feed with ``put``; end with ``close``."""
+
+    def __init__(
+        self,
+        sink: str,
+        container_id: str,
+        stream: SinkStream,
+        options: PipelineOptions,
+        dead_letters: DeadLetters | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sink = sink
+        self.container_id = container_id
+        self.stream = stream
+        self.options = options
+        self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow)
+        self.dead_letters = dead_letters
+        self.rng = rng or random.Random()
+        self.statistics = PipelineStatistics()
+        self._changed = trio.Event()
+        self._space = trio.Event()
+        self._closing = False
+        self._flush_deadline = 0.0
+        self._in_flight = 0
+        self._unlogged_drops = 0
+        self._last_drop_log = -DROP_LOG_INTERVAL
+        self._done = trio.Event()
+        self._scope = trio.CancelScope()
+
+    # -- producer side ---------------------------------------------------------
+
+    async def put(self, batch: Batch) -> None:
+        """Queue a batch under the overflow policy; waits only under ``block``."""
+        if not batch:
+            return
+        self.statistics.entries_in += len(batch)
+        self.statistics.bytes_in += batch.nbytes
+        offer = self.queue.offer(batch, trio.current_time())
+        if offer.must_wait:
+            with trio.move_on_after(self.options.block_timeout):
+                while offer.must_wait and not self._closing:
+                    space = self._space
+                    await space.wait()
+                    offer = self.queue.offer(batch, trio.current_time())
+            if offer.must_wait:
+                self._drop(len(batch), f"blocked longer than block-timeout ({self.options.block_timeout:g} s)")
+        if offer.dropped:
+            self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
+        self._wake()
+
+    def close(self) -> None:
+        """No more puts: deliver what is queued within flush-timeout, then stop."""
+        if not self._closing:
+            self._closing = True
+            self._flush_deadline = trio.current_time() + self.options.flush_timeout
+            self._wake()
+            self._space.set()
+
+    async def aclose(self) -> None:
+        """Close, wait for the flush (bounded by flush-timeout), then stop the worker."""
+        self.close()
+        with trio.move_on_after(self.options.flush_timeout + 1.0):
+            await self._done.wait()
+        self._scope.cancel()  # a sink stuck past its deadline (it should not be)
+        await self._done.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _drop(self, count: int, reason: str) -> None:
+        self.statistics.dropped += count
+        self._unlogged_drops += count
+        now = trio.current_time()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL or self._closing:
+            log.warning(
+                "sink %s dropped %d lines of container %s (%s); %d dropped in all",
+                self.sink,
+                self._unlogged_drops,
+                self.container_id[:12],
+                reason,
+                self.statistics.dropped,
+            )
+            self._unlogged_drops = 0
+            self._last_drop_log = now
+
+    # -- consumer side ---------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            with self._scope:
+                while (batch := await self._next_batch()) is not None:
+                    self._in_flight = len(batch)
+                    self._space.set()
+                    self._space = trio.Event()
+                    await self._deliver(batch)
+                    self._in_flight = 0
+        finally:
+            left = self.queue.drain() + self._in_flight
+            if left:
+                self._drop(left, "not delivered within flush-timeout")
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.stream.aclose()
+            self._done.set()
+
+    async def _next_batch(self) -> Batch | None:
+        opts = self.options
+        while True:
+            queue = self.queue
+            if self._closing and not queue.entries:
+                return None
+            full = queue.entries >= opts.batch_max_entries or queue.bytes >= opts.batch_max_bytes
+            oldest = queue.oldest_since()
+            if oldest is not None and (full or self._closing or trio.current_time() >= oldest + opts.batch_max_wait):
+                return queue.take(opts.batch_max_entries, opts.batch_max_bytes)
+            changed = self._changed
+            if oldest is None:
+                await changed.wait()
+            else:
+                with trio.move_on_at(oldest + opts.batch_max_wait):
+                    await changed.wait()
+
+    async def _deliver(self, batch: Batch) -> None:
+        policy = self.options.retry
+        started = trio.current_time()
+        attempt = 0
+        while batch:
+            result = await self._send(batch)
+            if result.rejected:
+                self._dead_letter(batch, result.rejected)
+            retry = list(result.retry)
+            delivered = len(batch) - len(retry) - len(result.rejected)
+            self.statistics.entries_out += delivered
+            if not retry:
+                self.statistics.failing_since = None
+                self.statistics.bytes_out += batch.nbytes
+                return
+            if self.statistics.failing_since is None:
+                self.statistics.failing_since = started
+            batch = batch.select(retry)
+            self.statistics.retried += len(batch)
+            delay = policy.delay(attempt, self.rng)
+            attempt += 1
+            now = trio.current_time()
+            if policy.gives_up(now - started, delay):
+                self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempt} attempts"))
+                return
+            if self._closing and now + delay > self._flush_deadline:
+                self._drop(len(batch), "not delivered within flush-timeout")
+                self._in_flight = 0
+                return
+            await trio.sleep(delay)
+
+    async def _send(self, batch: Batch) -> SendResult:
+        try:
+            with trio.move_on_at(self._flush_deadline if self._closing else math.inf):
+                return await self.stream.send_batch(batch)
+            log.warning("sink %s: send still pending at the flush deadline", self.sink)
+        except Exception:
+            # A sink must answer with a verdict; one that raises is treated as "retry all".
+            log.exception("sink %s raised while sending %d lines; retrying them", self.sink, len(batch))
+        self.statistics.send_failures += 1
+        return SendResult.retry_all(len(batch))
+
+    def _dead_letter(self, batch: Batch, rejected: Mapping[int, str]) -> None:
+        by_reason: dict[str, list[int]] = {}
+        for index, reason in rejected.items():
+            by_reason.setdefault(str(reason), []).append(index)
+        for reason, indexes in by_reason.items():
+            count = len(indexes)
+            self.statistics.dead_lettered += count
+            if self.dead_letters is not None:
+                self.dead_letters.write(batch.select(indexes), self.container_id, reason)
+            log.warning(
+                "sink %s rejected %d lines of %s for good: %s", self.sink, count, self.container_id[:12], reason
+            )
