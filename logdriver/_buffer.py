@@ -110,7 +110,9 @@ class BatchQueue:
         free_bytes = self.max_bytes - self.bytes
         by_bytes = batch.count_within(free_bytes) if free_bytes > 0 else 0
         if by_bytes == 1 and batch.slice(0, 1).nbytes > free_bytes:
-            by_bytes = 0  # count_within returns at least one
+            # count_within returns at least one; an entry larger than the whole
+            # buffer still goes through an empty queue, or it could never pass.
+            by_bytes = 0 if self.entries else 1
         return max(0, min(by_entries, by_bytes))
 
     def take(self, max_entries: int, max_bytes: int) -> Batch | None:
