@@ -17,6 +17,7 @@ import trio
 from ._docker_api import removed_containers
 from ._driver import Driver
 from ._exceptions import ConfigError
+from ._metrics import serve_metrics
 from ._options import Settings, parse_log_opts
 from ._registry import FifoRegistry
 from ._server import serve_unix
@@ -49,6 +50,8 @@ async def serve(settings: Settings) -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 await nursery.start(driver.run)
                 await nursery.start(serve_unix, settings.socket_path, driver)
+                if settings.metrics_address:
+                    await nursery.start(serve_metrics, settings.metrics_address, driver, settings.health_failing_after)
                 log.info(
                     "logdriver serving on %s (state %s, sinks %s)",
                     settings.socket_path,

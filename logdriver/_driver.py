@@ -13,6 +13,7 @@ not come ``stop_timeout`` seconds later the task gives up on the FIFO.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from ._fifo import FifoReader, open_fifo
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._native import Batch, FrameReader
 from ._options import Settings, parse_log_opts
-from ._pipeline import SinkPipeline
+from ._pipeline import COUNTER_FIELDS, PipelineStatistics, SinkPipeline, SinkSnapshot
 from ._readlogs import read_logs
 from ._records import ContainerInfo
 from ._registry import FifoRegistry
@@ -62,6 +63,7 @@ class _Fifo:
     pipelines: dict[str, SinkPipeline]
     stop_requested: trio.Event = field(default_factory=trio.Event)
     read_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    decoder: FrameReader | None = None
     finished: trio.Event = field(default_factory=trio.Event)
     errors_reported: int = 0
     errors_reported_at: float = -math.inf
@@ -85,6 +87,7 @@ class Driver:
         self._fifos: dict[str, _Fifo] = {}
         self._dead_letter_dir = os.path.join(settings.state_dir, "deadletter")
         self._dead_letters: dict[str, DeadLetters] = {}
+        self._sink_totals: dict[str, PipelineStatistics] = {}
         self.active_reads = 0
         self._nursery: trio.Nursery | None = None
         self.totals = FifoStatistics()
@@ -188,7 +191,7 @@ class Driver:
     async def _pump(self, fifo: _Fifo) -> None:
         info = fifo.context.info
         options = fifo.context.options
-        decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
+        decoder = fifo.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
         clog = self.store.open_writer(info.container_id, options.store_max_size, options.store_max_file)
         reached_eof = False
         reader = FifoReader(fifo.fd, fifo.read_size, self.settings.read_wait)
@@ -214,6 +217,7 @@ class Driver:
                     pipelines.start_soon(pipeline.aclose)
         finally:
             self._record(fifo, decoder)
+            self._fold_into_totals(fifo)
             self.store.close_writer(clog)
             with trio.CancelScope(shield=True):
                 await reader.aclose()
@@ -287,6 +291,56 @@ class Driver:
             counts["skipped_bytes"],
             counts["decode_errors"],
         )
+
+    # -- statistics (for metrics and health) -------------------------------------
+
+    def _fold_into_totals(self, fifo: _Fifo) -> None:
+        for field_name in ("entries", "bytes", "decode_errors", "corrupt_frames", "skipped_bytes"):
+            setattr(self.totals, field_name, getattr(self.totals, field_name) + getattr(fifo.statistics, field_name))
+        for name, pipeline in fifo.pipelines.items():
+            total = self._sink_totals.setdefault(name, PipelineStatistics())
+            for field_name in COUNTER_FIELDS:
+                setattr(total, field_name, getattr(total, field_name) + getattr(pipeline.statistics, field_name))
+
+    def fifo_statistics(self) -> FifoStatistics:
+        """Totals over every FIFO this process has read, closed and open."""
+        out = dataclasses.replace(self.totals)
+        for fifo in self._fifos.values():
+            if fifo.decoder is not None:
+                counts = fifo.decoder.statistics()
+                out.entries += counts["entries"]
+                out.bytes += counts["bytes"]
+                out.decode_errors += counts["decode_errors"]
+                out.corrupt_frames += counts["oversize_frames"]
+                out.skipped_bytes += counts["skipped_bytes"]
+        return out
+
+    def sink_statistics(self) -> dict[str, SinkSnapshot]:
+        """Per sink: counters over all containers, and the live queues' gauges."""
+        now = trio.current_time()
+        out = {name: SinkSnapshot(totals=PipelineStatistics()) for name in self.sinks}
+        for name, total in self._sink_totals.items():
+            snap = out.setdefault(name, SinkSnapshot(totals=PipelineStatistics()))
+            for field_name in COUNTER_FIELDS:
+                setattr(snap.totals, field_name, getattr(total, field_name))
+        for fifo in self._fifos.values():
+            for name, pipeline in fifo.pipelines.items():
+                snap = out.setdefault(name, SinkSnapshot(totals=PipelineStatistics()))
+                for field_name in COUNTER_FIELDS:
+                    setattr(
+                        snap.totals,
+                        field_name,
+                        getattr(snap.totals, field_name) + getattr(pipeline.statistics, field_name),
+                    )
+                snap.buffer_entries += pipeline.queue.entries
+                snap.buffer_bytes += pipeline.queue.bytes
+                oldest = pipeline.queue.oldest_since()
+                if oldest is not None:
+                    snap.oldest_age = max(snap.oldest_age, now - oldest)
+                failing = pipeline.statistics.failing_since
+                if failing is not None:
+                    snap.failing_for = max(snap.failing_for, now - failing)
+        return out
 
     @staticmethod
     def _record(fifo: _Fifo, decoder: FrameReader) -> None:

@@ -237,6 +237,8 @@ class Settings:
     read_wait: float
     follow_heartbeat: float
     shutdown_grace: float
+    metrics_address: str
+    health_failing_after: float
     log_level: str
     defaults: Mapping[str, str]
     environ: Mapping[str, str]  # the LOGDRIVER_* variables, for per-sink pipeline defaults
@@ -265,6 +267,10 @@ class Settings:
             follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),
             # dockerd sends SIGKILL 10 s after SIGTERM to a managed plugin.
             shutdown_grace=float(get("LOGDRIVER_SHUTDOWN_GRACE", "8s", parse_duration, "a duration such as 8s")),
+            metrics_address=env.get("LOGDRIVER_METRICS_ADDRESS", ""),
+            health_failing_after=float(
+                get("LOGDRIVER_HEALTH_FAILING_AFTER", "60s", parse_duration, "a duration such as 60s")
+            ),
             log_level=env.get("LOGDRIVER_LOG_LEVEL", "info").upper(),
             defaults=plugin_defaults(env),
             environ={k: v for k, v in env.items() if k.startswith("LOGDRIVER_")},

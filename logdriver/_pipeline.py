@@ -47,6 +47,29 @@ class PipelineStatistics:
     failing_since: float | None = None  # when sends started failing (None: healthy)
 
 
+COUNTER_FIELDS = (
+    "entries_in",
+    "entries_out",
+    "bytes_in",
+    "bytes_out",
+    "dropped",
+    "retried",
+    "dead_lettered",
+    "send_failures",
+)
+
+
+@dataclass(slots=True)
+class SinkSnapshot:
+    """One sink across containers, for metrics and health."""
+
+    totals: PipelineStatistics
+    buffer_entries: int = 0
+    buffer_bytes: int = 0
+    oldest_age: float = 0.0
+    failing_for: float = 0.0  # longest current run of failed sends among its containers
+
+
 class SinkPipeline:
     """Run with ``await nursery.start(pipeline.run)``; feed with ``put``; end with ``close``."""
 

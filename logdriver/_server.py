@@ -66,7 +66,7 @@ async def _serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
     try:
         while True:
-            request = await _next_request(stream, conn)
+            request = await next_request(stream, conn)
             if request is None:
                 return
             path, body = request
@@ -84,7 +84,7 @@ async def _serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
         await stream.aclose()
 
 
-async def _next_request(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[str, bytes] | None:
+async def next_request(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[str, bytes] | None:
     path = ""
     body = bytearray()
     while True:

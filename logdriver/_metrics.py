@@ -1,0 +1,128 @@
+"""Prometheus metrics and a health endpoint, served over HTTP (h11) on a TCP address.
+
+Values are read from the Driver when scraped, so the hot path keeps plain
+integer counters and pays nothing for metrics. ``/health`` answers 503 when a
+sink has been failing to deliver for longer than ``failing_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import h11
+import orjson
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ._driver import Driver
+from ._server import next_request
+
+log = logging.getLogger("logdriver.metrics")
+
+
+class DriverCollector(Collector):
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+
+    def collect(self) -> Iterator[Metric]:
+        sinks = self.driver.sink_statistics()
+        entries = CounterMetricFamily(
+            "logdriver_sink_entries", "Log lines per sink and outcome", labels=["sink", "outcome"]
+        )
+        size = CounterMetricFamily(
+            "logdriver_sink_bytes", "Line bytes per sink and direction", labels=["sink", "direction"]
+        )
+        failures = CounterMetricFamily("logdriver_sink_send_failures", "Failed sends per sink", labels=["sink"])
+        buffer_entries = GaugeMetricFamily("logdriver_buffer_entries", "Lines queued per sink", labels=["sink"])
+        buffer_bytes = GaugeMetricFamily("logdriver_buffer_bytes", "Line bytes queued per sink", labels=["sink"])
+        oldest = GaugeMetricFamily("logdriver_oldest_queued_seconds", "Age of the oldest queued line", labels=["sink"])
+        failing = GaugeMetricFamily(
+            "logdriver_sink_failing_seconds", "How long sends have been failing", labels=["sink"]
+        )
+        for name, snap in sorted(sinks.items()):
+            t = snap.totals
+            for outcome, value in (
+                ("in", t.entries_in),
+                ("delivered", t.entries_out),
+                ("dropped", t.dropped),
+                ("retried", t.retried),
+                ("dead_lettered", t.dead_lettered),
+            ):
+                entries.add_metric([name, outcome], value)
+            size.add_metric([name, "in"], t.bytes_in)
+            size.add_metric([name, "out"], t.bytes_out)
+            failures.add_metric([name], t.send_failures)
+            buffer_entries.add_metric([name], snap.buffer_entries)
+            buffer_bytes.add_metric([name], snap.buffer_bytes)
+            oldest.add_metric([name], snap.oldest_age)
+            failing.add_metric([name], snap.failing_for)
+        yield from (entries, size, failures, buffer_entries, buffer_bytes, oldest, failing)
+        fifo = self.driver.fifo_statistics()
+        yield CounterMetricFamily("logdriver_fifo_entries", "Entries read from FIFOs", value=fifo.entries)
+        yield CounterMetricFamily("logdriver_fifo_bytes", "Bytes read from FIFOs", value=fifo.bytes)
+        yield CounterMetricFamily("logdriver_decode_errors", "Undecodable entries", value=fifo.decode_errors)
+        yield CounterMetricFamily(
+            "logdriver_corrupt_frames", "Corrupt frame headers (resynced)", value=fifo.corrupt_frames
+        )
+        yield GaugeMetricFamily("logdriver_active_fifos", "FIFOs being read", value=self.driver.active_fifos)
+        yield GaugeMetricFamily(
+            "logdriver_active_reads", "docker logs streams being served", value=self.driver.active_reads
+        )
+        yield GaugeMetricFamily(
+            "logdriver_store_bytes", "Size of the docker logs store", value=self.driver.store.total_bytes
+        )
+
+
+def health(driver: Driver, failing_after: float) -> tuple[int, bytes]:
+    failing = {
+        name: round(s.failing_for, 1) for name, s in driver.sink_statistics().items() if s.failing_for > failing_after
+    }
+    body = {
+        "status": "unhealthy" if failing else "ok",
+        "failing_sinks_seconds": failing,
+        "active_fifos": driver.active_fifos,
+    }
+    return (503 if failing else 200), orjson.dumps(body)
+
+
+async def serve_metrics(
+    address: str,
+    driver: Driver,
+    failing_after: float,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``/metrics`` and ``/health`` on ``host:port`` until cancelled."""
+    host, _, port = address.rpartition(":")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DriverCollector(driver))
+    listeners = await trio.open_tcp_listeners(int(port), host=host or None)
+    task_status.started()
+    log.info("metrics on http://%s/metrics, health on /health", address)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            request = await next_request(stream, conn)
+            if request is None:
+                return
+            path = request[0].split("?", 1)[0]
+            if path == "/metrics":
+                status, body, kind = 200, generate_latest(registry), "text/plain; version=0.0.4"
+            elif path == "/health":
+                status, body = health(driver, failing_after)
+                kind = "application/json"
+            else:
+                status, body, kind = 404, b"not found\n", "text/plain"
+            headers = [("Content-Type", kind), ("Content-Length", str(len(body))), ("Connection", "close")]
+            await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+            await stream.send_all((conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+        except (trio.BrokenResourceError, h11.RemoteProtocolError):
+            return
+        finally:
+            await stream.aclose()
+
+    await trio.serve_listeners(handle, listeners)
