@@ -6,6 +6,7 @@ managed plugin about 9.5 s to create it before marking it disabled.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -28,11 +29,14 @@ log = logging.getLogger("logdriver")
 
 
 def load_sinks(settings: Settings) -> dict[str, Sink]:
-    sinks: dict[str, Sink] = {}
-    for entry in entry_points(group="logdriver.sinks"):
-        cls = entry.load()
-        sinks[entry.name] = cls.from_settings(settings)
-    return sinks
+    """Sinks from the ``logdriver.sinks`` entry points, plus ``LOGDRIVER_SINK_CLASSES``
+    (``name=module:Class,...``) for sinks that are not packaged."""
+    classes = {entry.name: entry.load() for entry in entry_points(group="logdriver.sinks")}
+    for item in filter(None, os.environ.get("LOGDRIVER_SINK_CLASSES", "").split(",")):
+        name, _, target = item.partition("=")
+        module, _, attribute = target.partition(":")
+        classes[name.strip()] = getattr(importlib.import_module(module.strip()), attribute.strip())
+    return {name: cls.from_settings(settings) for name, cls in classes.items()}
 
 
 async def serve(settings: Settings) -> None:

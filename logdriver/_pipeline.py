@@ -10,7 +10,8 @@ and logged at most every ``DROP_LOG_INTERVAL`` seconds.
 Closing (EOF after StopLogging, or plugin shutdown) gives the worker
 ``flush-timeout`` to deliver what is queued; what is left then is counted as
 dropped. Nothing here can hold up ``docker stop``: the FIFO keeps being read
-unless the policy is ``block``, and a block lasts at most ``block-timeout``.
+unless the policy is ``block``, and a block lasts at most ``block-timeout``,
+after which the pipeline drops (counted) until the sink delivers again.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class SinkPipeline:
         self._changed = trio.Event()
         self._space = trio.Event()
         self._closing = False
+        self._shedding = False  # block timed out and the sink has not recovered since
         self._flush_deadline = 0.0
         self._in_flight = 0
         self._unlogged_drops = 0
@@ -109,14 +111,17 @@ class SinkPipeline:
         self.statistics.entries_in += len(batch)
         self.statistics.bytes_in += batch.nbytes
         offer = self.queue.offer(batch, trio.current_time())
-        if offer.must_wait:
+        if offer.must_wait and not self._shedding:
             with trio.move_on_after(self.options.block_timeout):
                 while offer.must_wait and not self._closing:
                     space = self._space
                     await space.wait()
                     offer = self.queue.offer(batch, trio.current_time())
-            if offer.must_wait:
-                self._drop(len(batch), f"blocked longer than block-timeout ({self.options.block_timeout:g} s)")
+            # Blocked too long: stop blocking until the sink takes lines again, so that
+            # a dead destination costs the container one block-timeout, not one per read.
+            self._shedding = offer.must_wait
+        if offer.must_wait:
+            self._drop(len(batch), f"sink stuck past block-timeout ({self.options.block_timeout:g} s)")
         if offer.dropped:
             self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
         self._wake()
@@ -207,6 +212,7 @@ class SinkPipeline:
             self.statistics.entries_out += delivered
             if not retry:
                 self.statistics.failing_since = None
+                self._shedding = False
                 self.statistics.bytes_out += batch.nbytes
                 return
             if self.statistics.failing_since is None:

@@ -165,6 +165,14 @@ async def test_block_is_bounded_by_block_timeout(autojump_clock: trio.testing.Mo
         await pipeline.put(batch_of(lines("c")))
         assert trio.current_time() - start == pytest.approx(3)
         assert pipeline.statistics.dropped == 1
+        start = trio.current_time()
+        await pipeline.put(batch_of(lines("d")))  # still stuck: dropped at once, no second wait
+        assert trio.current_time() == start
+        assert pipeline.statistics.dropped == 2
+        stream.resume()
+        await trio.sleep(1)  # the sink delivers again: blocking resumes
+        await pipeline.put(batch_of(lines("e")))
+        assert pipeline.statistics.dropped == 2
         nursery.cancel_scope.cancel()
 
 
