@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -25,10 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "logdriver-test"
 PLUGIN = "logdriver-bench"
 DRAIN = "logdriver-drain"
+STALLED = "logdriver-stalled"  # a second plugin whose only sink's peer never answers
 # label → (log driver, log-opts)
 DRIVERS: dict[str, tuple[str, dict[str, str]]] = {
     "logdriver (file)": (PLUGIN, {}),
     "logdriver (store only)": (PLUGIN, {"sinks": "none"}),
+    "logdriver (file+discard)": (PLUGIN, {"sinks": "file,discard"}),
+    "logdriver (stalled sink)": (STALLED, {"sinks": "fakenet", "overflow": "drop-newest"}),
     "drain-only plugin": (DRAIN, {}),
     "local": ("local", {}),
     "json-file": ("json-file", {}),
@@ -98,28 +102,42 @@ def main() -> None:
         "LOGDRIVER_LOG_LEVEL": "WARNING",
     }
     plugin = subprocess.Popen([sys.executable, "-m", "logdriver"], env=env, cwd=ROOT)
+    # A peer that accepts connections and never answers: the sink stalls for the whole run.
+    stalled_peer = socket.socket()
+    stalled_peer.bind(("127.0.0.1", 0))
+    stalled_peer.listen(64)
+    stalled_env = {
+        **env,
+        "LOGDRIVER_SOCKET": f"/run/docker/plugins/{STALLED}.sock",
+        "LOGDRIVER_STATE_DIR": state + "-stalled",
+        "LOGDRIVER_SINK_CLASSES": "fakenet=tests.integration.netsink:FakeNetSink",
+        "FAKENET_PORT": str(stalled_peer.getsockname()[1]),
+    }
+    stalled = subprocess.Popen([sys.executable, "-m", "logdriver"], env=stalled_env, cwd=ROOT)
     drain_socket = f"/run/docker/plugins/{DRAIN}.sock"
     drain = subprocess.Popen([sys.executable, str(ROOT / "bench" / "drain_plugin.py"), drain_socket], cwd=ROOT)
-    while not (os.path.exists(env["LOGDRIVER_SOCKET"]) and os.path.exists(drain_socket)):
+    while not all(os.path.exists(p) for p in (env["LOGDRIVER_SOCKET"], drain_socket, stalled_env["LOGDRIVER_SOCKET"])):
         time.sleep(0.05)
     results: dict[str, dict[str, object]] = {}
     try:
         run_once(PLUGIN, "true")  # warm-up: the daemon activates plugins lazily
         run_once(DRAIN, "true")
+        run_once(STALLED, "true")
         for name, (command, size) in workloads(args.lines).items():
             if args.only and args.only not in name:
                 continue
             times: dict[str, list[float]] = {d: [] for d in DRIVERS}
-            cpu: dict[str, list[float]] = {d: [] for d in DRIVERS if DRIVERS[d][0] == PLUGIN}
+            cpu: dict[str, list[float]] = {d: [] for d in DRIVERS if DRIVERS[d][0] in (PLUGIN, STALLED)}
             daemon_cpu: dict[str, list[float]] = {d: [] for d in DRIVERS}
             daemon = dockerd_pid()
             for _ in range(args.runs):
                 for label, (driver, opts) in DRIVERS.items():
-                    before, daemon_before = cpu_seconds(plugin.pid), cpu_seconds(daemon)
+                    pid = stalled.pid if driver == STALLED else plugin.pid
+                    before, daemon_before = cpu_seconds(pid), cpu_seconds(daemon)
                     times[label].append(run_once(driver, command, opts))
                     daemon_cpu[label].append(cpu_seconds(daemon) - daemon_before)
                     if label in cpu:
-                        cpu[label].append(cpu_seconds(plugin.pid) - before)
+                        cpu[label].append(cpu_seconds(pid) - before)
             medians = {d: statistics.median(t) for d, t in times.items()}
             rows = {}
             for driver in DRIVERS:
@@ -136,13 +154,15 @@ def main() -> None:
                 "drivers": rows,
                 "plugin_cpu_s_per_1M": {k: statistics.median(v) * 1_000_000 / args.lines for k, v in cpu.items()},
                 "plugin_peak_rss_mib": peak_rss_mib(plugin.pid),
+                "stalled_plugin_peak_rss_mib": peak_rss_mib(stalled.pid),
             }
             print_table(name, results[name])
     finally:
-        for process in (plugin, drain):
+        stalled_peer.close()
+        for process in (plugin, drain, stalled):
             process.terminate()
             process.wait(timeout=30)
-        subprocess.run(["rm", "-rf", state], check=False)
+        subprocess.run(["rm", "-rf", state, state + "-stalled"], check=False)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -162,6 +182,8 @@ def print_table(name: str, result: dict[str, object]) -> None:
     assert isinstance(cpu, dict)
     per_mode = ", ".join(f"{k}: {v:.2f} s" for k, v in cpu.items())
     print(f"plugin CPU per 1M lines: {per_mode}; plugin peak RSS: {rss:.0f} MiB")
+    stalled_rss = result["stalled_plugin_peak_rss_mib"]
+    print(f"peak RSS of the plugin whose sink stalled all along (16 MiB buffer per container): {stalled_rss:.0f} MiB")
     sys.stdout.flush()
 
 

@@ -172,8 +172,8 @@ class SinkPipeline:
                     self._in_flight = len(batch)
                     self._space.set()
                     self._space = trio.Event()
-                    await self._deliver(batch)
-                    self._in_flight = 0
+                    # What is still undelivered at the flush deadline stays counted as in flight.
+                    self._in_flight = await self._deliver(batch)
         finally:
             left = self.queue.drain() + self._in_flight
             if left:
@@ -186,8 +186,8 @@ class SinkPipeline:
         opts = self.options
         while True:
             queue = self.queue
-            if self._closing and not queue.entries:
-                return None
+            if self._closing and (not queue.entries or trio.current_time() >= self._flush_deadline):
+                return None  # run() counts whatever is left as dropped, in one go
             full = queue.entries >= opts.batch_max_entries or queue.bytes >= opts.batch_max_bytes
             oldest = queue.oldest_since()
             if oldest is not None and (full or self._closing or trio.current_time() >= oldest + opts.batch_max_wait):
@@ -199,43 +199,42 @@ class SinkPipeline:
                 with trio.move_on_at(oldest + opts.batch_max_wait):
                     await changed.wait()
 
-    async def _deliver(self, batch: Batch) -> None:
+    async def _deliver(self, batch: Batch) -> int:
+        """Send with retries; returns how many lines are left undelivered (flush deadline)."""
         policy = self.options.retry
         started = trio.current_time()
         attempt = 0
-        while batch:
+        while True:
             result = await self._send(batch)
             if result.rejected:
                 self._dead_letter(batch, result.rejected)
             retry = list(result.retry)
-            delivered = len(batch) - len(retry) - len(result.rejected)
-            self.statistics.entries_out += delivered
-            if not retry:
+            again = batch.select(retry) if retry else None
+            rejected_bytes = batch.select(list(result.rejected)).nbytes if result.rejected else 0
+            self.statistics.entries_out += len(batch) - len(retry) - len(result.rejected)
+            self.statistics.bytes_out += batch.nbytes - (again.nbytes if again else 0) - rejected_bytes
+            if again is None:
                 self.statistics.failing_since = None
                 self._shedding = False
-                self.statistics.bytes_out += batch.nbytes
-                return
+                return 0
             if self.statistics.failing_since is None:
                 self.statistics.failing_since = started
-            batch = batch.select(retry)
+            batch = again
             self.statistics.retried += len(batch)
             delay = policy.delay(attempt, self.rng)
             attempt += 1
             now = trio.current_time()
             if policy.gives_up(now - started, delay):
                 self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempt} attempts"))
-                return
+                return 0
             if self._closing and now + delay > self._flush_deadline:
-                self._drop(len(batch), "not delivered within flush-timeout")
-                self._in_flight = 0
-                return
+                return len(batch)
             await trio.sleep(delay)
 
     async def _send(self, batch: Batch) -> SendResult:
         try:
             with trio.move_on_at(self._flush_deadline if self._closing else math.inf):
                 return await self.stream.send_batch(batch)
-            log.warning("sink %s: send still pending at the flush deadline", self.sink)
         except Exception:
             # A sink must answer with a verdict; one that raises is treated as "retry all".
             log.exception("sink %s raised while sending %d lines; retrying them", self.sink, len(batch))
