@@ -88,6 +88,7 @@ class Driver:
         self._dead_letter_dir = os.path.join(settings.state_dir, "deadletter")
         self._dead_letters: dict[str, DeadLetters] = {}
         self._sink_totals: dict[str, PipelineStatistics] = {}
+        self._spools_in_use: set[str] = set()
         self.active_reads = 0
         self._nursery: trio.Nursery | None = None
         self.totals = FifoStatistics()
@@ -139,16 +140,26 @@ class Driver:
         assert self._nursery is not None, "Driver.run has not started"
         context = self._context(ContainerInfo.from_json(raw_info))
         fd, pipe_size = open_fifo(path, self.settings.pipe_size)
-        pipelines = {
-            name: SinkPipeline(
+        pipelines = {}
+        for name in context.options.sinks:
+            options = context.options.pipelines[name]
+            spool_dir = os.path.join(self.settings.state_dir, "spool", name, context.info.container_id)
+            if options.buffer == "disk":
+                if spool_dir in self._spools_in_use:
+                    # A second FIFO of the same container (live-restore re-attach, or
+                    # docker logs on a stopped one) must not share the spool files.
+                    log.warning("spool %s is in use by another FIFO; this one buffers in memory", spool_dir)
+                    options = dataclasses.replace(options, buffer="memory")
+                else:
+                    self._spools_in_use.add(spool_dir)
+            pipelines[name] = SinkPipeline(
                 name,
                 context.info.container_id,
                 self.sinks[name].open_stream(context),
-                context.options.pipelines[name],
+                options,
                 self._dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name)),
+                spool_dir=spool_dir,
             )
-            for name in context.options.sinks
-        }
         fifo = _Fifo(path, context, fd, max(pipe_size, 64 << 10), pipelines)
         self._fifos[path] = fifo
         self._nursery.start_soon(self._pump, fifo)
@@ -222,6 +233,9 @@ class Driver:
             with trio.CancelScope(shield=True):
                 await reader.aclose()
             del self._fifos[fifo.path]
+            for pipeline in fifo.pipelines.values():
+                if pipeline.spool is not None:
+                    self._spools_in_use.discard(pipeline.spool.directory)
             fifo.finished.set()
             if reached_eof or fifo.stop_requested.is_set():
                 self.registry.remove(fifo.path)

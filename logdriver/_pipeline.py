@@ -28,6 +28,7 @@ from ._buffer import BatchQueue
 from ._deadletter import DeadLetters
 from ._native import Batch
 from ._pipeline_options import PipelineOptions
+from ._spool import DiskQueue
 from .abc import SendResult, SinkStream
 
 log = logging.getLogger("logdriver.pipeline")
@@ -82,12 +83,26 @@ class SinkPipeline:
         options: PipelineOptions,
         dead_letters: DeadLetters | None = None,
         rng: random.Random | None = None,
+        spool_dir: str | None = None,
     ) -> None:
         self.sink = sink
         self.container_id = container_id
         self.stream = stream
         self.options = options
-        self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow)
+        self.spool: DiskQueue | None = None
+        self.queue: BatchQueue | DiskQueue
+        if options.buffer == "disk":
+            if spool_dir is None:
+                raise ValueError("buffer=disk needs a spool directory")
+            self.queue = self.spool = DiskQueue(
+                spool_dir,
+                options.buffer_max_bytes,
+                options.buffer_max_entries,
+                options.overflow,
+                now=trio.current_time(),
+            )
+        else:
+            self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow)
         self.dead_letters = dead_letters
         self.rng = rng or random.Random()
         self.statistics = PipelineStatistics()
@@ -174,10 +189,21 @@ class SinkPipeline:
                     self._space = trio.Event()
                     # What is still undelivered at the flush deadline stays counted as in flight.
                     self._in_flight = await self._deliver(batch)
+                    if self.spool is not None and not self._in_flight:
+                        self.spool.ack()
         finally:
-            left = self.queue.drain() + self._in_flight
-            if left:
-                self._drop(left, "not delivered within flush-timeout")
+            if self.spool is not None:
+                # Undelivered lines stay in the spool (not acked) and replay at the next start.
+                kept = self.spool.entries + self._in_flight
+                if kept:
+                    log.warning(
+                        "sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12]
+                    )
+                self.spool.close()
+            else:
+                left = self.queue.drain() + self._in_flight
+                if left:
+                    self._drop(left, "not delivered within flush-timeout")
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self.stream.aclose()
             self._done.set()

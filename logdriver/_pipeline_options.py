@@ -34,6 +34,15 @@ def _positive_size(value: str) -> int:
     return size
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return value
+
+    return parse
+
+
 def _duration(value: str) -> float:
     seconds = parse_duration(value)
     if seconds < 0:
@@ -44,6 +53,7 @@ def _duration(value: str) -> float:
 # name → (default, what it accepts, parser)
 PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
     "overflow": ("drop-newest", "block, drop-newest or drop-oldest", Overflow),
+    "buffer": ("memory", "memory or disk", _choice("memory", "disk")),
     "buffer-max-bytes": ("16m", "a size such as 16m", _positive_size),
     "buffer-max-entries": ("100000", "a positive integer", _positive_int),
     "block-timeout": ("10s", "a duration such as 10s", _duration),
@@ -60,6 +70,7 @@ PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     overflow: Overflow
+    buffer: str
     buffer_max_bytes: int
     buffer_max_entries: int
     block_timeout: float
@@ -112,6 +123,7 @@ def pipeline_options(
     assert isinstance(overflow, Overflow)
     return PipelineOptions(
         overflow=overflow,
+        buffer=str(values["buffer"]),
         buffer_max_bytes=int(values["buffer-max-bytes"]),
         buffer_max_entries=int(values["buffer-max-entries"]),
         block_timeout=float(values["block-timeout"]),

@@ -113,6 +113,39 @@ impl Batch {
         self.lines.records.len()
     }
 
+    /// The records as Docker frames (length + LogEntry, partial metadata kept): the spool's format.
+    fn to_frames<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut out = Vec::with_capacity(self.lines.arena.len() + self.lines.records.len() * 32);
+        for r in &self.lines.records {
+            wire::encode_frame(r.source.as_str(), r.time_nano, self.lines.line(r), r.partial.as_ref(), &mut out);
+        }
+        PyBytes::new(py, &out)
+    }
+
+    /// The inverse of ``to_frames``: no rejoining, records exactly as stored.
+    #[staticmethod]
+    fn from_frames(data: &[u8]) -> PyResult<Batch> {
+        let mut framer = Framer::new(usize::MAX >> 1);
+        let mut lines = Lines::default();
+        let mut bad = false;
+        framer.feed(
+            data,
+            |body| match decode_entry(body) {
+                Ok(e) => {
+                    let partial = e.partial.then(|| e.meta.unwrap_or(Partial { id: String::new(), ordinal: 0, last: false }));
+                    lines.push(e.source, e.time_nano, e.line, partial);
+                }
+                Err(_) => bad = true,
+            },
+            |_| {},
+        );
+        framer.finish();
+        if bad || framer.stats.truncated_bytes_at_eof > 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err("not a sequence of LogEntry frames"));
+        }
+        Ok(Batch { lines })
+    }
+
     /// A new batch of the records at ``indexes`` (for partial retries).
     fn select(&self, indexes: Vec<usize>) -> PyResult<Batch> {
         let mut lines = Lines::default();

@@ -158,6 +158,52 @@ fn find_header(buf: &[u8], start: usize, max_frame_size: usize) -> Option<usize>
     None
 }
 
+fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_bytes(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(field << 3 | 2);
+    put_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// One frame (4-byte big-endian length + LogEntry), fields in ascending order as gogo writes them.
+pub fn encode_frame(source: &str, time_nano: i64, line: &[u8], partial: Option<&Partial>, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(line.len() + 32);
+    if !source.is_empty() {
+        put_bytes(1, source.as_bytes(), &mut body);
+    }
+    if time_nano != 0 {
+        body.push(2 << 3);
+        put_varint(time_nano as u64, &mut body);
+    }
+    if !line.is_empty() {
+        put_bytes(3, line, &mut body);
+    }
+    if let Some(p) = partial {
+        body.extend_from_slice(&[4 << 3, 1]);
+        let mut meta = Vec::new();
+        if p.last {
+            meta.extend_from_slice(&[1 << 3, 1]);
+        }
+        if !p.id.is_empty() {
+            put_bytes(2, p.id.as_bytes(), &mut meta);
+        }
+        if p.ordinal != 0 {
+            meta.push(3 << 3);
+            put_varint(i64::from(p.ordinal) as u64, &mut meta);
+        }
+        put_bytes(5, &meta, &mut body);
+    }
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+}
+
 #[derive(Debug)]
 pub struct DecodeError;
 

@@ -246,3 +246,28 @@ def test_queue_against_a_model(policy: Overflow, max_entries: int, max_bytes: in
     assert positions == sorted(positions)  # order kept
     if policy is Overflow.DROP_NEWEST and taken:
         assert taken[0] == offered[0]  # the oldest entry is never the one dropped first
+
+
+async def test_disk_buffer_keeps_what_a_dead_sink_did_not_take(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    spool = str(tmp_path / "spool")
+    dead = FakeStream()
+    dead.fail_times = 10**9
+    opts = options(buffer="disk", **{"batch-max-wait": "0s", "flush-timeout": "2s"})
+    first = SinkPipeline("fake", "c" * 64, dead, opts, None, random.Random(1), spool_dir=spool)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        for i in range(5):
+            await first.put(batch_of(lines(f"{i}a", f"{i}b")))
+        await trio.sleep(3)
+        await first.aclose()
+    assert first.statistics.dropped == 0  # nothing dropped: it stays on disk
+    alive = FakeStream()
+    second = SinkPipeline("fake", "c" * 64, alive, opts, None, random.Random(1), spool_dir=spool)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(second.run)  # replays the spool first
+        await second.put(batch_of(lines("new")))
+        await trio.sleep(1)
+        await second.aclose()
+    assert [r.line for r in alive.delivered] == [f"{i}{x}".encode() for i in range(5) for x in "ab"] + [b"new"]

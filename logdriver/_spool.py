@@ -1,0 +1,244 @@
+"""Disk spool (``buffer=disk``): one sink's queue for one container, on disk.
+
+Layout: ``<dir>/<seq>.spool`` segment files of records, and ``cursor`` (the
+first record not yet delivered, as ``seq offset``). A record is
+``[u32 length][u32 crc32][u32 entries][payload]``, big-endian, and the payload
+is the batch as Docker frames (``LogBatch.to_frames``). Only offsets are kept
+in memory: a batch is read back from disk when the worker takes it.
+
+Guarantees:
+- an offered batch is written (``write``) before ``offer`` returns, so it
+  survives a plugin crash; ``fsync`` runs at most every ``fsync_interval``
+  seconds and at close, so a host crash loses at most that much;
+- the cursor moves only in ``ack``, after delivery, and is rewritten
+  atomically: after a crash the spool replays from the last ack, so delivery
+  is at-least-once (a batch delivered but not yet acked is sent again);
+- a corrupt record (bad length or checksum) ends its segment: the rest of that
+  segment is skipped and counted, never a stuck queue;
+- bounded like the memory queue, in bytes on disk and in entries, with the
+  same overflow policies (``_buffer.Overflow``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass
+
+from ._buffer import Offer, Overflow
+from ._native import Batch
+
+log = logging.getLogger("logdriver.spool")
+
+_HEAD = struct.Struct(">III")
+_SUFFIX = ".spool"
+
+
+@dataclass(slots=True)
+class _Record:
+    seq: int
+    end: int  # offset just past this record in its segment
+    size: int  # bytes on disk, header included
+    entries: int
+    queued_at: float
+
+
+class DiskQueue:
+    """The ``BatchQueue`` interface on disk, plus ``ack`` for delivered batches."""
+
+    def __init__(
+        self,
+        directory: str,
+        max_bytes: int,
+        max_entries: int,
+        overflow: Overflow,
+        segment_bytes: int = 8 << 20,
+        fsync_interval: float = 1.0,
+        now: float = 0.0,
+    ) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.overflow = overflow
+        self.segment_bytes = segment_bytes
+        self.fsync_interval = fsync_interval
+        self.bytes = 0  # on disk, undelivered
+        self.entries = 0  # undelivered, not yet handed out
+        self.corrupt_bytes = 0
+        self._records: deque[_Record] = deque()  # undelivered, in order
+        self._taken = 0  # records at the head handed out by take(), not yet acked
+        self._fd = -1
+        self._seq = 0
+        self._size = 0
+        self._last_sync = 0.0
+        os.makedirs(directory, exist_ok=True)
+        self._load(now)
+
+    # -- recovery ----------------------------------------------------------------
+
+    def _segments(self) -> list[int]:
+        return sorted(int(n[: -len(_SUFFIX)]) for n in os.listdir(self.directory) if n.endswith(_SUFFIX))
+
+    def _path(self, seq: int) -> str:
+        return os.path.join(self.directory, f"{seq:08d}{_SUFFIX}")
+
+    def _load(self, now: float) -> None:
+        cursor_seq, cursor_offset = 0, 0
+        try:
+            with open(os.path.join(self.directory, "cursor")) as handle:
+                cursor_seq, cursor_offset = (int(x) for x in handle.read().split())
+        except (FileNotFoundError, ValueError):
+            pass
+        segments = self._segments()
+        for seq in segments:
+            if seq < cursor_seq:
+                os.unlink(self._path(seq))
+                continue
+            with open(self._path(seq), "rb") as handle:
+                data = handle.read()
+            pos = cursor_offset if seq == cursor_seq else 0
+            while pos < len(data):
+                if len(data) - pos < _HEAD.size:
+                    break
+                length, crc, entries = _HEAD.unpack_from(data, pos)
+                payload = data[pos + _HEAD.size : pos + _HEAD.size + length]
+                if len(payload) != length or zlib.crc32(payload) != crc:
+                    break
+                pos += _HEAD.size + length
+                self._records.append(_Record(seq, pos, _HEAD.size + length, entries, now))
+                self.bytes += _HEAD.size + length
+                self.entries += entries
+            if pos < len(data):
+                skipped = len(data) - pos
+                self.corrupt_bytes += skipped
+                log.error(
+                    "spool %s: skipped %d corrupt or truncated bytes at the end of %s",
+                    self.directory,
+                    skipped,
+                    self._path(seq),
+                )
+            self._seq = seq
+        self._seq = (segments[-1] + 1) if segments else 1
+
+    # -- the BatchQueue interface ------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.entries
+
+    def oldest_since(self) -> float | None:
+        head = self._taken
+        return self._records[head].queued_at if len(self._records) > head else None
+
+    def offer(self, batch: Batch, now: float) -> Offer:
+        if not batch:
+            return Offer()
+        payload = batch.to_frames()
+        size = _HEAD.size + len(payload)
+        fits = self.bytes + size <= self.max_bytes and self.entries + len(batch) <= self.max_entries
+        offer = Offer()
+        if not fits and self._records:
+            if self.overflow is Overflow.BLOCK:
+                return Offer(must_wait=True)
+            if self.overflow is Overflow.DROP_NEWEST:
+                return Offer(dropped=len(batch), dropped_bytes=batch.nbytes)
+            while len(self._records) > self._taken and not (
+                self.bytes + size <= self.max_bytes and self.entries + len(batch) <= self.max_entries
+            ):
+                dropped = self._records[self._taken]
+                offer.dropped += dropped.entries
+                self._forget(self._taken)
+        self._append(payload, size, len(batch), now)
+        offer.accepted = len(batch)
+        return offer
+
+    def take(self, max_entries: int, max_bytes: int) -> Batch | None:
+        """Whole records from the head (at least one), up to the limits."""
+        parts: list[Batch] = []
+        entries = size = 0
+        while len(self._records) > self._taken and (not parts or (entries < max_entries and size < max_bytes)):
+            record = self._records[self._taken]
+            if parts and entries + record.entries > max_entries:
+                break
+            batch = self._read(record)
+            parts.append(batch)
+            entries += record.entries
+            size += batch.nbytes
+            self.entries -= record.entries
+            self._taken += 1
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else Batch.concat(parts)
+
+    def ack(self) -> None:
+        """Everything taken so far was delivered (or given up on): move the cursor past it."""
+        if not self._taken:
+            return
+        last = self._records[self._taken - 1]
+        for _ in range(self._taken):
+            self.bytes -= self._records.popleft().size
+        self._taken = 0
+        self._write_cursor(last.seq, last.end)
+
+    def drain(self) -> int:
+        """Close-time: what is left stays on disk for the next start; nothing is dropped."""
+        self.sync()
+        return 0
+
+    # -- internals ---------------------------------------------------------------
+
+    def _read(self, record: _Record) -> Batch:
+        with open(self._path(record.seq), "rb") as handle:
+            handle.seek(record.end - record.size + _HEAD.size)
+            return Batch.from_frames(handle.read(record.size - _HEAD.size))
+
+    def _forget(self, index: int) -> None:
+        """Drop an untaken record (drop-oldest); its bytes stay until the cursor passes them."""
+        record = self._records[index]
+        del self._records[index]
+        self.bytes -= record.size
+        self.entries -= record.entries
+        if index == 0:
+            self._write_cursor(record.seq, record.end)
+
+    def _append(self, payload: bytes, size: int, entries: int, now: float) -> None:
+        if self._fd < 0 or self._size >= self.segment_bytes:
+            self._roll()
+        os.write(self._fd, _HEAD.pack(len(payload), zlib.crc32(payload), entries) + payload)
+        self._size += size
+        self._records.append(_Record(self._seq, self._size, size, entries, now))
+        self.bytes += size
+        self.entries += entries
+        if time.monotonic() - self._last_sync >= self.fsync_interval:
+            self.sync()
+
+    def _roll(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+        self._seq += 1 if self._fd >= 0 else 0
+        self._fd = os.open(self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def _write_cursor(self, seq: int, offset: int) -> None:
+        tmp = os.path.join(self.directory, "cursor.tmp")
+        with open(tmp, "w") as handle:
+            handle.write(f"{seq} {offset}")
+        os.replace(tmp, os.path.join(self.directory, "cursor"))
+        for old in self._segments():
+            if old < seq:
+                os.unlink(self._path(old))
+
+    def sync(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
