@@ -109,6 +109,8 @@ class Plugin:
         return [orjson.loads(line) for line in paths[0].read_bytes().splitlines()]
 
     def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is not None and self.containers:
+            self.start()  # a dead plugin leaves containers frozen in write(): rm -f would hang
         if self.containers:
             docker("rm", "-f", *self.containers, check=False)
         self.stop()
