@@ -54,6 +54,7 @@ plugin: $(STAMP) docker
 
 ## Throughput against Docker's own drivers (local, json-file, none), median of 5.
 bench: $(STAMP) docker
+	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 
 clean:
