@@ -35,8 +35,8 @@ def main() -> None:
         shutil.rmtree(directory)
     megabytes = args.lines * len(line) / 1e6
     print(
-        f"spool append: {args.lines:,} lines of {len(line)} B in {elapsed:.2f} s = {megabytes / elapsed:.0f} MB/s of lines "
-        f"({spool.bytes / elapsed / 1e6:.0f} MB/s on disk, fsync every 1 s)"
+        f"spool append: {args.lines:,} lines of {len(line)} B in {elapsed:.2f} s = "
+        f"{megabytes / elapsed:.0f} MB/s of lines ({spool.bytes / elapsed / 1e6:.0f} MB/s on disk, fsync every 1 s)"
     )
 
 
