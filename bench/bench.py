@@ -32,6 +32,7 @@ DRIVERS: dict[str, tuple[str, dict[str, str]]] = {
     "logdriver (file)": (PLUGIN, {}),
     "logdriver (store only)": (PLUGIN, {"sinks": "none"}),
     "logdriver (file+discard)": (PLUGIN, {"sinks": "file,discard"}),
+    "logdriver (discard)": (PLUGIN, {"sinks": "discard"}),
     "logdriver (stalled sink)": (STALLED, {"sinks": "fakenet", "overflow": "drop-newest"}),
     "drain-only plugin": (DRAIN, {}),
     "local": ("local", {}),

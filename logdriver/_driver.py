@@ -348,6 +348,8 @@ class Driver:
                     )
                 snap.buffer_entries += pipeline.queue.entries
                 snap.buffer_bytes += pipeline.queue.bytes
+                if pipeline.spool is not None:
+                    snap.spool_bytes += pipeline.spool.bytes
                 oldest = pipeline.queue.oldest_since()
                 if oldest is not None:
                     snap.oldest_age = max(snap.oldest_age, now - oldest)

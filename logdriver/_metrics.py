@@ -38,6 +38,7 @@ class DriverCollector(Collector):
         failures = CounterMetricFamily("logdriver_sink_send_failures", "Failed sends per sink", labels=["sink"])
         buffer_entries = GaugeMetricFamily("logdriver_buffer_entries", "Lines queued per sink", labels=["sink"])
         buffer_bytes = GaugeMetricFamily("logdriver_buffer_bytes", "Line bytes queued per sink", labels=["sink"])
+        spool_bytes = GaugeMetricFamily("logdriver_spool_bytes", "Bytes in disk spools per sink", labels=["sink"])
         oldest = GaugeMetricFamily("logdriver_oldest_queued_seconds", "Age of the oldest queued line", labels=["sink"])
         failing = GaugeMetricFamily(
             "logdriver_sink_failing_seconds", "How long sends have been failing", labels=["sink"]
@@ -57,9 +58,10 @@ class DriverCollector(Collector):
             failures.add_metric([name], t.send_failures)
             buffer_entries.add_metric([name], snap.buffer_entries)
             buffer_bytes.add_metric([name], snap.buffer_bytes)
+            spool_bytes.add_metric([name], snap.spool_bytes)
             oldest.add_metric([name], snap.oldest_age)
             failing.add_metric([name], snap.failing_for)
-        yield from (entries, size, failures, buffer_entries, buffer_bytes, oldest, failing)
+        yield from (entries, size, failures, buffer_entries, buffer_bytes, spool_bytes, oldest, failing)
         fifo = self.driver.fifo_statistics()
         yield CounterMetricFamily("logdriver_fifo_entries", "Entries read from FIFOs", value=fifo.entries)
         yield CounterMetricFamily("logdriver_fifo_bytes", "Bytes read from FIFOs", value=fifo.bytes)

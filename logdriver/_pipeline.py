@@ -68,6 +68,7 @@ class SinkSnapshot:
     totals: PipelineStatistics
     buffer_entries: int = 0
     buffer_bytes: int = 0
+    spool_bytes: int = 0
     oldest_age: float = 0.0
     failing_for: float = 0.0  # longest current run of failed sends among its containers
 
