@@ -84,25 +84,29 @@ class BatchQueue:
             offer.dropped, offer.dropped_bytes = len(dropped), dropped.nbytes
             batch = batch.slice(len(batch) - keep, len(batch))
         while self._items and not self._fits(batch):
-            head_time, head = self._items[0]
+            head = self._items[0][1]
             excess_entries = self.entries + len(batch) - self.max_entries
             excess_bytes = self.bytes + batch.nbytes - self.max_bytes
             cut = max(excess_entries, head.count_within(excess_bytes) if excess_bytes > 0 else 0, 0)
-            cut = min(max(cut, 1), len(head))
-            gone = head.slice(0, cut)
-            self._items.popleft()
-            self.bytes -= head.nbytes
-            self.entries -= len(head)
-            if cut < len(head):
-                rest = head.slice(cut, len(head))
-                self._items.appendleft((head_time, rest))
-                self.bytes += rest.nbytes
-                self.entries += len(rest)
+            gone = self._pop_head(min(max(cut, 1), len(head)))
             offer.dropped += len(gone)
             offer.dropped_bytes += gone.nbytes
         self._push(now, batch)
         offer.accepted = len(batch)
         return offer
+
+    def _pop_head(self, count: int) -> Batch:
+        """Remove and return the first ``count`` entries of the head batch."""
+        queued_at, head = self._items.popleft()
+        self.bytes -= head.nbytes
+        self.entries -= len(head)
+        if count >= len(head):
+            return head
+        rest = head.slice(count, len(head))
+        self._items.appendleft((queued_at, rest))
+        self.bytes += rest.nbytes
+        self.entries += len(rest)
+        return head.slice(0, count)
 
     def _room_for(self, batch: Batch) -> int:
         """How many leading entries of ``batch`` fit in the free room."""
@@ -120,19 +124,11 @@ class BatchQueue:
         parts: list[Batch] = []
         entries = size = 0
         while self._items and entries < max_entries:
-            queued_at, head = self._items[0]
+            head = self._items[0][1]
             want = min(max_entries - entries, head.count_within(max_bytes - size) if size < max_bytes else 0)
             if want <= 0:
                 break
-            self._items.popleft()
-            self.bytes -= head.nbytes
-            self.entries -= len(head)
-            if want < len(head):
-                rest = head.slice(want, len(head))
-                self._items.appendleft((queued_at, rest))
-                self.bytes += rest.nbytes
-                self.entries += len(rest)
-                head = head.slice(0, want)
+            head = self._pop_head(want)
             parts.append(head)
             entries += len(head)
             size += head.nbytes

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from ._exceptions import ConfigError, UnknownOptionError
 from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
-from ._units import parse_duration, parse_size
+from ._units import choice, parse_duration, positive_int, positive_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,32 +33,9 @@ class OptionSpec:
     help: str
 
 
-def _positive_size(value: str) -> int:
-    size = parse_size(value)
-    if size <= 0:
-        raise ValueError(value)
-    return size
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError(value)
-    return number
-
-
 def _regex(value: str) -> str:
     re.compile(value)
     return value
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value not in choices:
-            raise ValueError(value)
-        return value
-
-    return parse
 
 
 def _name_list(value: str) -> tuple[str, ...]:
@@ -81,11 +58,11 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
             ),
             (
                 OptionSpec("max-size", "20m", "a size such as 10m or 512k", "docker logs store: bytes per file"),
-                _positive_size,
+                positive_size,
             ),
             (
                 OptionSpec("max-file", "5", "a positive integer", "docker logs store: files kept per container"),
-                _positive_int,
+                positive_int,
             ),
             (OptionSpec("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record"), str),
             (OptionSpec("labels", "", "comma-separated label keys", "labels copied into records"), str),
@@ -102,19 +79,19 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
                     "a size such as 1m",
                     "longest rejoined line; longer ones are cut into pieces",
                 ),
-                _positive_size,
+                positive_size,
             ),
             (
                 OptionSpec("file-format", "json", "json or text", "file sink: JSON lines or the raw text"),
-                _choice("json", "text"),
+                choice("json", "text"),
             ),
             (
                 OptionSpec("file-max-size", "100m", "a size such as 100m", "file sink: bytes per file before rotation"),
-                _positive_size,
+                positive_size,
             ),
             (
                 OptionSpec("file-max-file", "5", "a positive integer", "file sink: files kept per container"),
-                _positive_int,
+                positive_int,
             ),
         ]
     )
@@ -259,10 +236,10 @@ class Settings:
             socket_path=env.get("LOGDRIVER_SOCKET", "/run/docker/plugins/logdriver.sock"),
             state_dir=state_dir,
             file_dir=env.get("LOGDRIVER_FILE_DIR", os.path.join(state_dir, "files")),
-            store_max_bytes=int(get("LOGDRIVER_STORE_MAX_BYTES", "2g", _positive_size, "a size such as 2g")),
+            store_max_bytes=int(get("LOGDRIVER_STORE_MAX_BYTES", "2g", positive_size, "a size such as 2g")),
             store_retention=float(get("LOGDRIVER_STORE_RETENTION", "7d", parse_duration, "a duration such as 72h")),
             gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),
-            pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", _positive_size, "a size such as 1Mi")),
+            pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", positive_size, "a size such as 1Mi")),
             read_wait=float(get("LOGDRIVER_READ_WAIT", "2ms", parse_duration, "a duration such as 2ms")),
             follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),
             # dockerd sends SIGKILL 10 s after SIGTERM to a managed plugin.

@@ -17,53 +17,22 @@ from typing import Any, Final
 from ._buffer import Overflow
 from ._exceptions import ConfigError
 from ._retry import RetryPolicy
-from ._units import parse_duration, parse_size
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError(value)
-    return number
-
-
-def _positive_size(value: str) -> int:
-    size = parse_size(value)
-    if size <= 0:
-        raise ValueError(value)
-    return size
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value not in choices:
-            raise ValueError(value)
-        return value
-
-    return parse
-
-
-def _duration(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds < 0:
-        raise ValueError(value)
-    return seconds
-
+from ._units import choice, non_negative_duration, positive_int, positive_size
 
 # name → (default, what it accepts, parser)
 PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
     "overflow": ("drop-newest", "block, drop-newest or drop-oldest", Overflow),
-    "buffer": ("memory", "memory or disk", _choice("memory", "disk")),
-    "buffer-max-bytes": ("16m", "a size such as 16m", _positive_size),
-    "buffer-max-entries": ("100000", "a positive integer", _positive_int),
-    "block-timeout": ("10s", "a duration such as 10s", _duration),
-    "batch-max-entries": ("5000", "a positive integer", _positive_int),
-    "batch-max-bytes": ("4m", "a size such as 4m", _positive_size),
-    "batch-max-wait": ("1s", "a duration such as 1s or 0s", _duration),
-    "retry-initial": ("500ms", "a duration such as 500ms", _duration),
-    "retry-max-delay": ("30s", "a duration such as 30s", _duration),
-    "retry-max-time": ("0s", "a duration; 0s retries forever", _duration),
-    "flush-timeout": ("5s", "a duration such as 5s", _duration),
+    "buffer": ("memory", "memory or disk", choice("memory", "disk")),
+    "buffer-max-bytes": ("16m", "a size such as 16m", positive_size),
+    "buffer-max-entries": ("100000", "a positive integer", positive_int),
+    "block-timeout": ("10s", "a duration such as 10s", non_negative_duration),
+    "batch-max-entries": ("5000", "a positive integer", positive_int),
+    "batch-max-bytes": ("4m", "a size such as 4m", positive_size),
+    "batch-max-wait": ("1s", "a duration such as 1s or 0s", non_negative_duration),
+    "retry-initial": ("500ms", "a duration such as 500ms", non_negative_duration),
+    "retry-max-delay": ("30s", "a duration such as 30s", non_negative_duration),
+    "retry-max-time": ("0s", "a duration; 0s retries forever", non_negative_duration),
+    "flush-timeout": ("5s", "a duration such as 5s", non_negative_duration),
 }
 
 

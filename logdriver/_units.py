@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
@@ -58,3 +59,35 @@ def parse_bool(text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(text)
+
+
+def positive_size(value: str) -> int:
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(value)
+    return size
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def non_negative_duration(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(value)
+    return seconds
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    """A parser accepting exactly one of ``choices``."""
+
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(value)
+        return value
+
+    return parse
