@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
 import trio
 import trio.testing
+from prometheus_client import CollectorRegistry, generate_latest
 
 from logdriver import ConfigError, PartialInfo, encode_entry, encode_frame
 from logdriver._driver import Driver
+from logdriver._metrics import DriverCollector, health
 from logdriver._options import Settings
 from logdriver._registry import FifoRegistry
 from logdriver._rpc import ReadLogs, StartLogging, StopLogging
 from logdriver._store import LogStore
+from logdriver.abc import ContainerContext, Sink, SinkStream
 from sinks.file import FileSink
+
+from ..fakes import FakeStream
 
 CID = "f" * 64
 
@@ -133,4 +139,79 @@ async def test_no_eof_after_stop_gives_up_after_the_timeout(
     await trio.sleep(driver.stop_timeout + 1)  # virtual time: the writer never closes
     assert driver.active_fifos == 0
     assert driver.registry.entries() == {}
+    os.close(fd)
+
+
+class FakeSinkKind(Sink):
+    """A sink kind whose streams are FakeStreams the test can reach."""
+
+    name = "fake"
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {"batch-max-wait": "0s", "retry-initial": "1s"}
+
+    def __init__(self) -> None:
+        self.streams: list[FakeStream] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakeSinkKind:
+        return cls()
+
+    def open_stream(self, context: ContainerContext) -> SinkStream:
+        self.streams.append(FakeStream())
+        return self.streams[-1]
+
+
+def fake_driver(tmp_path: Path, kind: FakeSinkKind) -> Driver:
+    settings = Settings.from_env(
+        {"LOGDRIVER_STATE_DIR": str(tmp_path), "LOGDRIVER_GC_INTERVAL": "0s", "LOGDRIVER_SINKS": "fake"}
+    )
+    store = LogStore(str(tmp_path / "store"), settings.store_max_bytes)
+    return Driver(settings, {"fake": kind}, store, FifoRegistry(str(tmp_path / "fifos.json")))
+
+
+async def test_metrics_and_health_see_a_failing_sink(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, info()))
+        kind.streams[0].fail_times = 10**9
+        os.write(fd, frames(encode_entry("stdout", 1, b"one"), encode_entry("stdout", 2, b"two")))
+        await trio.sleep(120)
+        status, body = health(driver, failing_after=60)
+        assert status == 503
+        assert "fake" in orjson.loads(body)["failing_sinks_seconds"]
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(DriverCollector(driver))
+        text = generate_latest(registry).decode()
+        assert 'logdriver_sink_entries_total{outcome="in",sink="fake"} 2.0' in text
+        assert 'logdriver_buffer_entries{sink="fake"}' in text
+        assert "logdriver_active_fifos 1.0" in text
+        kind.streams[0].fail_times = 0
+        await trio.sleep(60)
+        assert health(driver, failing_after=60)[0] == 200
+        assert [r.line for r in kind.streams[0].delivered] == [b"one", b"two"]
+        text = generate_latest(registry).decode()
+        assert 'logdriver_sink_entries_total{outcome="delivered",sink="fake"} 2.0' in text
+        os.close(fd)
+        nursery.cancel_scope.cancel()
+
+
+async def test_shutdown_flushes_sinks_and_keeps_the_fifo_registered(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, info()))
+        kind.streams[0].fail_times = 3  # the destination recovers during the grace period
+        os.write(fd, frames(encode_entry("stdout", 1, b"queued at SIGTERM")))
+        await trio.sleep(0.1)
+        with trio.move_on_after(8):
+            await driver.shutdown()
+        nursery.cancel_scope.cancel()
+    assert [r.line for r in kind.streams[0].delivered] == [b"queued at SIGTERM"]
+    assert path in FifoRegistry(str(tmp_path / "fifos.json")).entries()
     os.close(fd)
