@@ -32,26 +32,16 @@ from ._fifo import FifoReader, open_fifo
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._native import Batch, FrameReader
 from ._options import Settings, parse_log_opts
-from ._pipeline import COUNTER_FIELDS, PipelineStatistics, SinkPipeline, SinkSnapshot
+from ._pipeline import SinkPipeline, SinkSnapshot
 from ._readlogs import read_logs
 from ._records import ContainerInfo
 from ._registry import FifoRegistry
 from ._store import LogStore
 from ._templates import extra_attributes, render_tag
+from ._totals import FifoStatistics, Totals
 from .abc import ContainerContext, Sink
 
 log = logging.getLogger("logdriver.driver")
-
-
-@dataclass(slots=True)
-class FifoStatistics:
-    entries: int = 0
-    records: int = 0
-    bytes: int = 0
-    decode_errors: int = 0
-    corrupt_frames: int = 0
-    skipped_bytes: int = 0
-    records_not_delivered: int = 0
 
 
 @dataclass(slots=True)
@@ -87,11 +77,10 @@ class Driver:
         self._fifos: dict[str, _Fifo] = {}
         self._dead_letter_dir = os.path.join(settings.state_dir, "deadletter")
         self._dead_letters: dict[str, DeadLetters] = {}
-        self._sink_totals: dict[str, PipelineStatistics] = {}
         self._spools_in_use: set[str] = set()
         self.active_reads = 0
         self._nursery: trio.Nursery | None = None
-        self.totals = FifoStatistics()
+        self.totals = Totals()
 
     @property
     def active_fifos(self) -> int:
@@ -228,7 +217,7 @@ class Driver:
                     pipelines.start_soon(pipeline.aclose)
         finally:
             self._record(fifo, decoder)
-            self._fold_into_totals(fifo)
+            self.totals.fold(fifo.statistics, fifo.pipelines)
             self.store.close_writer(clog)
             with trio.CancelScope(shield=True):
                 await reader.aclose()
@@ -308,55 +297,13 @@ class Driver:
 
     # -- statistics (for metrics and health) -------------------------------------
 
-    def _fold_into_totals(self, fifo: _Fifo) -> None:
-        for field_name in ("entries", "bytes", "decode_errors", "corrupt_frames", "skipped_bytes"):
-            setattr(self.totals, field_name, getattr(self.totals, field_name) + getattr(fifo.statistics, field_name))
-        for name, pipeline in fifo.pipelines.items():
-            total = self._sink_totals.setdefault(name, PipelineStatistics())
-            for field_name in COUNTER_FIELDS:
-                setattr(total, field_name, getattr(total, field_name) + getattr(pipeline.statistics, field_name))
-
     def fifo_statistics(self) -> FifoStatistics:
         """Totals over every FIFO this process has read, closed and open."""
-        out = dataclasses.replace(self.totals)
-        for fifo in self._fifos.values():
-            if fifo.decoder is not None:
-                counts = fifo.decoder.statistics()
-                out.entries += counts["entries"]
-                out.bytes += counts["bytes"]
-                out.decode_errors += counts["decode_errors"]
-                out.corrupt_frames += counts["oversize_frames"]
-                out.skipped_bytes += counts["skipped_bytes"]
-        return out
+        return self.totals.fifo_snapshot(f.decoder for f in self._fifos.values() if f.decoder is not None)
 
     def sink_statistics(self) -> dict[str, SinkSnapshot]:
         """Per sink: counters over all containers, and the live queues' gauges."""
-        now = trio.current_time()
-        out = {name: SinkSnapshot(totals=PipelineStatistics()) for name in self.sinks}
-        for name, total in self._sink_totals.items():
-            snap = out.setdefault(name, SinkSnapshot(totals=PipelineStatistics()))
-            for field_name in COUNTER_FIELDS:
-                setattr(snap.totals, field_name, getattr(total, field_name))
-        for fifo in self._fifos.values():
-            for name, pipeline in fifo.pipelines.items():
-                snap = out.setdefault(name, SinkSnapshot(totals=PipelineStatistics()))
-                for field_name in COUNTER_FIELDS:
-                    setattr(
-                        snap.totals,
-                        field_name,
-                        getattr(snap.totals, field_name) + getattr(pipeline.statistics, field_name),
-                    )
-                snap.buffer_entries += pipeline.queue.entries
-                snap.buffer_bytes += pipeline.queue.bytes
-                if pipeline.spool is not None:
-                    snap.spool_bytes += pipeline.spool.bytes
-                oldest = pipeline.queue.oldest_since()
-                if oldest is not None:
-                    snap.oldest_age = max(snap.oldest_age, now - oldest)
-                failing = pipeline.statistics.failing_since
-                if failing is not None:
-                    snap.failing_for = max(snap.failing_for, now - failing)
-        return out
+        return self.totals.sink_snapshot(self.sinks, (f.pipelines for f in self._fifos.values()), trio.current_time())
 
     @staticmethod
     def _record(fifo: _Fifo, decoder: FrameReader) -> None:
