@@ -1,0 +1,177 @@
+"""Sans-IO Fluent Forward protocol v1: what the client sends and how to read replies.
+
+- Events go out as PackedForward ``[tag, bin(entries), option]`` (or
+  CompressedPackedForward with ``compressed: gzip``), entries being
+  concatenated msgpack ``[time, record]``; ``time`` is an EventTime (ext 0:
+  seconds, nanoseconds) or integer seconds, as Docker's fluentd driver sends
+  depending on ``fluentd-sub-second-precision``.
+- With ``chunk`` in the option the server answers ``{"ack": chunk}``.
+- A server with ``<security>`` opens with HELO; the client answers PING with
+  ``sha512(salt + hostname + nonce + shared_key)`` and checks the PONG digest.
+Nothing here touches a socket: bytes in, events out (h11 style).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import os
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import msgpack
+
+from logdriver import LogRecord
+
+
+class ForwardProtocolError(Exception):
+    """The server sent something the protocol does not allow (its fault, not ours)."""
+
+
+def event_time(time_nano: int) -> msgpack.ExtType:
+    seconds, nanos = divmod(time_nano, 1_000_000_000)
+    return msgpack.ExtType(0, struct.pack(">II", seconds & 0xFFFFFFFF, nanos))
+
+
+def docker_record(
+    record: LogRecord, container_id: str, container_name: str, extras: Mapping[str, str]
+) -> dict[str, str]:
+    """The record Docker's fluentd driver sends: same keys, string values, extras last."""
+    out = {
+        "container_id": container_id,
+        "container_name": container_name,
+        "source": record.source,
+        "log": record.line.decode("utf-8", "replace"),
+    }
+    if record.partial is not None:
+        out["partial_message"] = "true"
+        out["partial_id"] = record.partial.id
+        out["partial_ordinal"] = str(record.partial.ordinal)
+        out["partial_last"] = "true" if record.partial.last else "false"
+    out.update(extras)
+    return out
+
+
+def new_chunk_id() -> str:
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def pack_entries(
+    records: Iterable[LogRecord],
+    container_id: str,
+    container_name: str,
+    extras: Mapping[str, str],
+    sub_second: bool = True,
+) -> tuple[bytes, int]:
+    """Concatenated ``[time, record]`` entries and their count."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = []
+    for record in records:
+        when = event_time(record.time_nano) if sub_second else record.time_nano // 1_000_000_000
+        parts.append(packer.pack([when, docker_record(record, container_id, container_name, extras)]))
+    return b"".join(parts), len(parts)
+
+
+def packed_forward(tag: str, entries: bytes, size: int, chunk: str | None, compress: bool) -> bytes:
+    """One PackedForward (or CompressedPackedForward) message."""
+    option: dict[str, object] = {"size": size}
+    if chunk is not None:
+        option["chunk"] = chunk
+    if compress:
+        entries = gzip.compress(entries)
+        option["compressed"] = "gzip"
+    message: bytes = msgpack.packb([tag, entries, option], use_bin_type=True)
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class Helo:
+    nonce: bytes
+    auth_salt: bytes
+    keepalive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    auth_ok: bool
+    reason: str
+    server_hostname: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    chunk: str
+
+
+Reply = Helo | Pong | Ack
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise ForwardProtocolError(f"expected bytes, got {type(value).__name__}")
+
+
+class ReplyReader:
+    """Feed bytes from the server; take decoded replies."""
+
+    def __init__(self, max_buffer: int = 1 << 20) -> None:
+        self._unpacker = msgpack.Unpacker(raw=True, max_buffer_size=max_buffer)
+
+    def receive_data(self, data: bytes) -> list[Reply]:
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull as exc:
+            raise ForwardProtocolError("reply too large") from exc
+        return [self._convert(obj) for obj in self._unpacker]
+
+    @staticmethod
+    def _convert(obj: object) -> Reply:
+        if isinstance(obj, dict) and b"ack" in obj:
+            return Ack(_as_bytes(obj[b"ack"]).decode())
+        if isinstance(obj, list) and obj and obj[0] == b"HELO" and len(obj) >= 2 and isinstance(obj[1], dict):
+            options = obj[1]
+            return Helo(
+                _as_bytes(options.get(b"nonce", b"")),
+                _as_bytes(options.get(b"auth", b"")),
+                bool(options.get(b"keepalive", True)),
+            )
+        if isinstance(obj, list) and len(obj) >= 5 and obj[0] == b"PONG":
+            return Pong(
+                bool(obj[1]),
+                _as_bytes(obj[2]).decode(errors="replace"),
+                _as_bytes(obj[3]).decode(errors="replace"),
+                _as_bytes(obj[4]).decode(errors="replace"),
+            )
+        raise ForwardProtocolError(f"unexpected reply {obj!r:.80}")
+
+
+def _hex_sha512(*parts: bytes) -> str:
+    return hashlib.sha512(b"".join(parts)).hexdigest()
+
+
+def ping(
+    helo: Helo, hostname: str, shared_key: str, username: str = "", password: str = "", salt: bytes | None = None
+) -> tuple[bytes, bytes]:
+    """The PING for a HELO, and the salt to check the PONG with."""
+    salt = salt if salt is not None else os.urandom(16).hex().encode()
+    digest = _hex_sha512(salt, hostname.encode(), helo.nonce, shared_key.encode())
+    password_digest = _hex_sha512(helo.auth_salt, username.encode(), password.encode()) if username else ""
+    message = msgpack.packb(["PING", hostname, salt, digest, username, password_digest], use_bin_type=True)
+    return message, salt
+
+
+def check_pong(pong: Pong, helo: Helo, salt: bytes, shared_key: str, own_hostname: str) -> None:
+    """Raise ForwardProtocolError unless the server authenticated itself (and us)."""
+    if not pong.auth_ok:
+        raise ForwardProtocolError(f"handshake refused by the server: {pong.reason}")
+    expected = _hex_sha512(salt, pong.server_hostname.encode(), helo.nonce, shared_key.encode())
+    if pong.digest != expected:
+        raise ForwardProtocolError("server's shared-key digest does not match: wrong key or not the server")
+    if pong.server_hostname == own_hostname:
+        raise ForwardProtocolError("server has our hostname: a loop back to ourselves?")

@@ -1,0 +1,95 @@
+"""Sans-IO forward protocol: encoding checked against fluent-logger, replies, handshake."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import msgpack
+import pytest
+from fluent import sender as fluent_sender
+
+from logdriver import LogRecord, PartialInfo
+from sinks.fluentd._forward import (
+    Ack,
+    ForwardProtocolError,
+    Helo,
+    Pong,
+    ReplyReader,
+    check_pong,
+    event_time,
+    pack_entries,
+    packed_forward,
+    ping,
+)
+
+ID = "a" * 64
+
+
+def test_event_time_matches_fluent_logger() -> None:
+    ours = msgpack.packb(event_time(1_764_338_556_500_000_000))
+    reference = msgpack.packb(fluent_sender.EventTime(1764338556.5))
+    assert ours == reference
+    assert ours[:2] == b"\xd7\x00"  # fixext8, type 0
+
+
+def test_entries_carry_dockers_fluentd_record() -> None:
+    records = [
+        LogRecord("stdout", 1_764_338_556_000_000_123, b"hello"),
+        LogRecord("stderr", 2_000_000_000, b"x" * 10, PartialInfo("p1", 2, True)),
+    ]
+    entries, size = pack_entries(records, ID, "/web", {"team": "core"})
+    assert size == 2
+    decoder = msgpack.Unpacker(raw=False)
+    decoder.feed(entries)
+    decoded = list(decoder)
+    assert decoded[0][1] == {
+        "container_id": ID,
+        "container_name": "/web",
+        "source": "stdout",
+        "log": "hello",
+        "team": "core",
+    }
+    assert decoded[0][0] == msgpack.ExtType(0, (1764338556).to_bytes(4, "big") + (123).to_bytes(4, "big"))
+    assert decoded[1][1]["partial_message"] == "true"
+    assert decoded[1][1]["partial_ordinal"] == "2"
+    assert decoded[1][1]["partial_last"] == "true"
+    seconds, _ = pack_entries(records[:1], ID, "/web", {}, sub_second=False)
+    decoder.feed(seconds)
+    assert next(decoder)[0] == 1764338556  # integer seconds when sub-second precision is off
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_packed_forward_shape(compress: bool) -> None:
+    entries, size = pack_entries([LogRecord("stdout", 1, b"a")], ID, "/web", {})
+    message = msgpack.unpackb(packed_forward("docker.web", entries, size, "Y2h1bms=", compress), raw=False)
+    tag, payload, option = message
+    assert tag == "docker.web"
+    assert isinstance(payload, bytes)  # bin, as the spec asks of clients
+    assert (gzip.decompress(payload) if compress else payload) == entries
+    assert option == {"size": 1, "chunk": "Y2h1bms=", **({"compressed": "gzip"} if compress else {})}
+
+
+def test_replies_split_anywhere() -> None:
+    reader = ReplyReader()
+    wire = msgpack.packb({"ack": "abc"}) + msgpack.packb(["HELO", {"nonce": b"n" * 16, "auth": b"", "keepalive": True}])
+    replies = []
+    for byte in wire:
+        replies += reader.receive_data(bytes([byte]))
+    assert replies == [Ack("abc"), Helo(b"n" * 16, b"", True)]
+    with pytest.raises(ForwardProtocolError):
+        reader.receive_data(msgpack.packb({"nope": 1}))
+
+
+def test_handshake_digests() -> None:
+    helo = Helo(nonce=b"N" * 16, auth_salt=b"S" * 16, keepalive=True)
+    message, salt = ping(helo, "client-host", "secret", salt=b"salty")
+    kind, hostname, sent_salt, digest, username, password_digest = msgpack.unpackb(message, raw=False)
+    assert (kind, hostname, sent_salt, username, password_digest) == ("PING", "client-host", b"salty", "", "")
+    assert digest == hashlib.sha512(b"salty" + b"client-host" + b"N" * 16 + b"secret").hexdigest()
+    server_digest = hashlib.sha512(b"salty" + b"server-host" + b"N" * 16 + b"secret").hexdigest()
+    check_pong(Pong(True, "", "server-host", server_digest), helo, salt, "secret", "client-host")
+    with pytest.raises(ForwardProtocolError, match="digest"):
+        check_pong(Pong(True, "", "server-host", server_digest), helo, salt, "wrong key", "client-host")
+    with pytest.raises(ForwardProtocolError, match="refused"):
+        check_pong(Pong(False, "shared key mismatch", "server-host", ""), helo, salt, "secret", "client-host")
