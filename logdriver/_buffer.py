@@ -29,7 +29,6 @@ class Offer:
 
     accepted: int = 0
     dropped: int = 0
-    dropped_bytes: int = 0
     must_wait: bool = False
 
 
@@ -75,38 +74,36 @@ class BatchQueue:
             kept = batch.slice(0, room)
             if kept:
                 self._push(now, kept)
-            return Offer(accepted=len(kept), dropped=len(batch) - len(kept), dropped_bytes=batch.nbytes - kept.nbytes)
+            return Offer(accepted=len(kept), dropped=len(batch) - len(kept))
         # DROP_OLDEST: make room from the front; keep the newest part of an oversize batch.
         offer = Offer()
         if len(batch) > self.max_entries or batch.nbytes > self.max_bytes:
             keep = min(len(batch), self.max_entries, max(1, _tail_count(batch, self.max_bytes)))
-            dropped = batch.slice(0, len(batch) - keep)
-            offer.dropped, offer.dropped_bytes = len(dropped), dropped.nbytes
+            offer.dropped = len(batch) - keep
             batch = batch.slice(len(batch) - keep, len(batch))
         while self._items and not self._fits(batch):
             head = self._items[0][1]
             excess_entries = self.entries + len(batch) - self.max_entries
             excess_bytes = self.bytes + batch.nbytes - self.max_bytes
             cut = max(excess_entries, head.count_within(excess_bytes) if excess_bytes > 0 else 0, 0)
-            gone = self._pop_head(min(max(cut, 1), len(head)))
-            offer.dropped += len(gone)
-            offer.dropped_bytes += gone.nbytes
+            cut = min(max(cut, 1), len(head))
+            self._split_head(cut)  # the dropped part is only counted, never built
+            offer.dropped += cut
         self._push(now, batch)
         offer.accepted = len(batch)
         return offer
 
-    def _pop_head(self, count: int) -> Batch:
-        """Remove and return the first ``count`` entries of the head batch."""
+    def _split_head(self, count: int) -> Batch:
+        """Take the first ``count`` entries of the head batch out of the queue; return the whole head."""
         queued_at, head = self._items.popleft()
         self.bytes -= head.nbytes
         self.entries -= len(head)
-        if count >= len(head):
-            return head
-        rest = head.slice(count, len(head))
-        self._items.appendleft((queued_at, rest))
-        self.bytes += rest.nbytes
-        self.entries += len(rest)
-        return head.slice(0, count)
+        if count < len(head):
+            rest = head.slice(count, len(head))
+            self._items.appendleft((queued_at, rest))
+            self.bytes += rest.nbytes
+            self.entries += len(rest)
+        return head
 
     def _room_for(self, batch: Batch) -> int:
         """How many leading entries of ``batch`` fit in the free room."""
@@ -128,7 +125,9 @@ class BatchQueue:
             want = min(max_entries - entries, head.count_within(max_bytes - size) if size < max_bytes else 0)
             if want <= 0:
                 break
-            head = self._pop_head(want)
+            head = self._split_head(want)
+            if want < len(head):
+                head = head.slice(0, want)
             parts.append(head)
             entries += len(head)
             size += head.nbytes

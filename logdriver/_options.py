@@ -216,7 +216,6 @@ class Settings:
     shutdown_grace: float
     metrics_address: str
     health_failing_after: float
-    log_level: str
     defaults: Mapping[str, str]
     environ: Mapping[str, str]  # the LOGDRIVER_* variables, for per-sink pipeline defaults
 
@@ -248,7 +247,6 @@ class Settings:
             health_failing_after=float(
                 get("LOGDRIVER_HEALTH_FAILING_AFTER", "60s", parse_duration, "a duration such as 60s")
             ),
-            log_level=env.get("LOGDRIVER_LOG_LEVEL", "info").upper(),
             defaults=plugin_defaults(env),
             environ={k: v for k, v in env.items() if k.startswith("LOGDRIVER_")},
         )

@@ -144,7 +144,7 @@ class DiskQueue:
             if self.overflow is Overflow.BLOCK:
                 return Offer(must_wait=True)
             if self.overflow is Overflow.DROP_NEWEST:
-                return Offer(dropped=len(batch), dropped_bytes=batch.nbytes)
+                return Offer(dropped=len(batch))
             while len(self._records) > self._taken and not (
                 self.bytes + size <= self.max_bytes and self.entries + len(batch) <= self.max_entries
             ):
