@@ -8,8 +8,10 @@ from ._entries import encode_entry
 from ._exceptions import ConfigError, LogDriverError, SinkError, SinkRejected, SinkUnavailable
 from ._framing import encode_frame
 from ._native import Batch as LogBatch
-from ._options import ContainerOptions, Settings
+from ._options import ContainerOptions, Settings, SinkOption
 from ._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
+from ._templates import render_tag
+from ._units import choice, non_negative_int, parse_bool, parse_duration, parse_size
 
 __all__ = [
     "ConfigError",
@@ -21,12 +23,19 @@ __all__ = [
     "PartialInfo",
     "Settings",
     "SinkError",
+    "SinkOption",
     "SinkRejected",
     "SinkUnavailable",
     "batch_of",
+    "choice",
     "encode_entry",
     "encode_frame",
+    "non_negative_int",
+    "parse_bool",
+    "parse_duration",
+    "parse_size",
     "records_of",
+    "render_tag",
 ]
 
 __version__ = "0.1.0"

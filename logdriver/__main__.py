@@ -44,8 +44,8 @@ async def serve(settings: Settings) -> None:
     store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
     registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
     sinks = load_sinks(settings)
-    # A bad LOGDRIVER_* default fails now, not in every container's StartLogging.
-    parse_log_opts({}, settings.defaults, {n: s.pipeline_defaults for n, s in sinks.items()}, settings.environ)
+    # A bad LOGDRIVER_* default (of any sink) fails now, not in every container's StartLogging.
+    parse_log_opts({"sinks": ",".join(sinks)}, settings.defaults, sinks, settings.environ)
     driver = Driver(settings, sinks, store, registry)
     if os.path.exists("/var/run/docker.sock"):  # noqa: ASYNC240 - once, at startup
         driver.container_exists = removed_containers

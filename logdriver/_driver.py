@@ -113,8 +113,7 @@ class Driver:
         self.registry.add(command.file, command.info)
 
     def _context(self, info: ContainerInfo) -> ContainerContext:
-        kinds = {name: sink.pipeline_defaults for name, sink in self.sinks.items()}
-        options = parse_log_opts(info.config, self.settings.defaults, kinds, self.settings.environ)
+        options = parse_log_opts(info.config, self.settings.defaults, self.sinks, self.settings.environ)
         try:
             tag = render_tag(options.tag, info) if options.tag else ""
         except ValueError as exc:

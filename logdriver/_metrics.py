@@ -62,6 +62,13 @@ class DriverCollector(Collector):
             oldest.add_metric([name], snap.oldest_age)
             failing.add_metric([name], snap.failing_for)
         yield from (entries, size, failures, buffer_entries, buffer_bytes, spool_bytes, oldest, failing)
+        events = CounterMetricFamily(
+            "logdriver_sink_events", "Sink-specific events (see each sink's docs)", labels=["sink", "event"]
+        )
+        for name, sink in sorted(self.driver.sinks.items()):
+            for event, value in sorted(sink.counters().items()):
+                events.add_metric([name, event], value)
+        yield events
         fifo = self.driver.fifo_statistics()
         yield CounterMetricFamily("logdriver_fifo_entries", "Entries read from FIFOs", value=fifo.entries)
         yield CounterMetricFamily("logdriver_fifo_bytes", "Bytes read from FIFOs", value=fifo.bytes)

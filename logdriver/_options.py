@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
 from ._exceptions import ConfigError, UnknownOptionError
 from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
@@ -31,6 +31,35 @@ class OptionSpec:
     default: str
     accepts: str
     help: str
+
+
+@dataclass(frozen=True, slots=True)
+class SinkOption:
+    """A log-opt that belongs to one kind of sink (``fluentd-address``).
+
+    Its plugin-wide default can be replaced with ``LOGDRIVER_<NAME>``, the way
+    secrets are kept out of ``docker inspect``. ``pipeline`` names the pipeline
+    option it sets for this sink, for Docker option names that mean one
+    (``fluentd-buffer-limit`` is ``fluentd-buffer-max-entries``).
+    """
+
+    name: str
+    default: str
+    accepts: str
+    help: str
+    parse: Callable[[str], object] = str
+    pipeline: str = ""
+    secret: bool = False  # never logged or shown
+
+
+class SinkKind(Protocol):
+    """What option parsing needs to know about a kind of sink."""
+
+    @property
+    def pipeline_defaults(self) -> Mapping[str, str]: ...
+
+    @property
+    def options(self) -> Sequence[SinkOption]: ...
 
 
 def _regex(value: str) -> str:
@@ -149,25 +178,30 @@ class ContainerOptions:
     file_max_file: int
     ignored: tuple[str, ...]
     pipelines: Mapping[str, PipelineOptions]
+    # Parsed sink-owned options of each listed sink: sink name → option name → value.
+    sink_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def parse_log_opts(
     config: Mapping[str, str],
     defaults: Mapping[str, str],
-    known_sinks: Mapping[str, Mapping[str, str]] | None = None,
+    known_sinks: Mapping[str, SinkKind] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ContainerOptions:
     """Validate a container's log-opts (``Info.Config``) over the plugin defaults.
 
-    ``known_sinks`` maps each sink name to its kind's pipeline defaults; ``environ``
-    holds the ``LOGDRIVER_*`` variables for pipeline defaults.
+    ``known_sinks`` maps each sink name to its kind (pipeline defaults and own
+    options); ``environ`` holds the ``LOGDRIVER_*`` variables for their defaults.
     """
+    known_sinks = known_sinks or {}
+    environ = environ or {}
+    sink_keys = {option.name for kind in known_sinks.values() for option in kind.options}
     ignored = []
     for key in config:
-        if key in OPTIONS or key in DOCKER_KEYS or is_pipeline_key(key, known_sinks or {}):
+        if key in OPTIONS or key in DOCKER_KEYS or key in sink_keys or is_pipeline_key(key, known_sinks):
             continue
         if key.startswith(OWN_PREFIXES):
-            raise UnknownOptionError(key, sorted([*OPTIONS, *PIPELINE_OPTIONS]))
+            raise UnknownOptionError(key, sorted([*OPTIONS, *PIPELINE_OPTIONS, *sink_keys]))
         ignored.append(key)
     values: dict[str, Any] = {}
     merged = {**defaults, **{k: v for k, v in config.items() if k in OPTIONS}}
@@ -180,11 +214,14 @@ def parse_log_opts(
     sinks = values["sinks"]
     assert isinstance(sinks, tuple)
     pipelines = {}
-    if known_sinks is not None:
+    sink_options = {}
+    if known_sinks:
         for sink in sinks:
             if sink not in known_sinks:
                 raise ConfigError("sinks", ",".join(sinks), f"names from: {', '.join(sorted(known_sinks))}")
-            pipelines[sink] = pipeline_options(sink, known_sinks[sink], config, environ or {})
+            own, pipeline_config = _sink_options(sink, known_sinks[sink], config, environ)
+            sink_options[sink] = own
+            pipelines[sink] = pipeline_options(sink, known_sinks[sink].pipeline_defaults, pipeline_config, environ)
     return ContainerOptions(
         raw=merged,
         sinks=sinks,
@@ -197,7 +234,38 @@ def parse_log_opts(
         file_max_file=int(values["file-max-file"]),
         ignored=tuple(ignored),
         pipelines=pipelines,
+        sink_options=sink_options,
     )
+
+
+def _sink_options(
+    sink: str, kind: SinkKind, config: Mapping[str, str], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One sink's own options (log-opt > LOGDRIVER_<NAME> > default), and the
+    log-opts with the sink's pipeline aliases turned into ``<sink>-<option>`` keys."""
+    values: dict[str, Any] = {}
+    pipeline_config = dict(config)
+    for option in kind.options:
+        where, text = option.name, config.get(option.name)
+        if text is None:
+            where, text = env_name(option.name), environ.get(env_name(option.name), option.default)
+        try:
+            values[option.name] = option.parse(text) if text or option.parse is str else None
+        except (ValueError, re.error) as exc:
+            raise ConfigError(where, "<hidden>" if option.secret else text, option.accepts) from exc
+        target = f"{sink}-{option.pipeline}"
+        if option.pipeline and option.name in config and target not in config:
+            pipeline_config[target] = _as_text(values[option.name])
+    return values, pipeline_config
+
+
+def _as_text(value: object) -> str:
+    """A parsed value back in a syntax the pipeline parsers accept."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value!r}s"
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,11 +249,12 @@ class SinkPipeline:
             batch = again
             self.statistics.retried += len(batch)
             delay = policy.delay(attempt, self.rng)
-            attempt += 1
             now = trio.current_time()
-            if policy.gives_up(now - started, delay):
+            if policy.gives_up(now - started, delay, attempt):
+                attempt += 1
                 self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempt} attempts"))
                 return 0
+            attempt += 1
             if self._closing and now + delay > self._flush_deadline:
                 return len(batch)
             await trio.sleep(delay)

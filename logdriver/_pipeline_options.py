@@ -17,7 +17,7 @@ from typing import Any, Final
 from ._buffer import Overflow
 from ._exceptions import ConfigError
 from ._retry import RetryPolicy
-from ._units import choice, non_negative_duration, positive_int, positive_size
+from ._units import choice, non_negative_duration, non_negative_int, positive_int, positive_size
 
 # name → (default, what it accepts, parser)
 PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
@@ -32,6 +32,7 @@ PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
     "retry-initial": ("500ms", "a duration such as 500ms", non_negative_duration),
     "retry-max-delay": ("30s", "a duration such as 30s", non_negative_duration),
     "retry-max-time": ("0s", "a duration; 0s retries forever", non_negative_duration),
+    "retry-max-attempts": ("0", "a whole number; 0 retries forever", non_negative_int),
     "flush-timeout": ("5s", "a duration such as 5s", non_negative_duration),
 }
 
@@ -103,6 +104,7 @@ def pipeline_options(
             initial=float(values["retry-initial"]),
             max_delay=float(values["retry-max-delay"]),
             max_elapsed=max_time if max_time > 0 else math.inf,
+            max_attempts=int(values["retry-max-attempts"]),
         ),
         flush_timeout=float(values["flush-timeout"]),
     )

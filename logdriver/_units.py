@@ -75,6 +75,13 @@ def positive_int(value: str) -> int:
     return number
 
 
+def non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
 def non_negative_duration(value: str) -> float:
     seconds = parse_duration(value)
     if seconds < 0:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._native import Batch
-from ._options import ContainerOptions, Settings
+from ._options import ContainerOptions, Settings, SinkOption
 from ._records import ContainerInfo
 
 
@@ -28,6 +28,10 @@ class ContainerContext:
     options: ContainerOptions
     tag: str
     extras: Mapping[str, str]
+
+    def sink_options(self, sink: str) -> Mapping[str, Any]:
+        """The parsed values of ``sink``'s own options (``Sink.options``) for this container."""
+        return self.options.sink_options.get(sink, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,8 @@ class Sink(abc.ABC):
     # Pipeline option defaults for this kind of destination, e.g. {"overflow": "block"}
     # for a local file; see logdriver/_pipeline_options.py for the names.
     pipeline_defaults: ClassVar[Mapping[str, str]] = {}
+    # The log-opts this kind of sink owns, validated at StartLogging like the rest.
+    options: ClassVar[Sequence[SinkOption]] = ()
 
     @classmethod
     @abc.abstractmethod
@@ -82,6 +88,10 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def open_stream(self, context: ContainerContext) -> SinkStream:
         """Start shipping one container (fast: called inside StartLogging)."""
+
+    def counters(self) -> Mapping[str, int]:
+        """Sink-specific event counts for the metrics endpoint (e.g. lines resent unacknowledged)."""
+        return {}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release plugin-wide resources at shutdown."""

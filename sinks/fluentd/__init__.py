@@ -1,2 +1,251 @@
-"""Fluentd / Fluent Bit sink (forward protocol v1). Work in progress: the sans-IO
-protocol core is in ``_forward``; the trio connection and the sink come next."""
+"""Fluentd sink: Fluent forward protocol v1 to Fluentd, Fluent Bit or any forward server.
+
+A drop-in for Docker's ``fluentd`` driver: the same option names, tag and
+record keys, so an existing Fluentd configuration keeps working. What differs
+is what that driver cannot do: a dead server never blocks the container (the
+pipeline buffers and drops by policy, counted), batches go out as
+PackedForward (optionally gzip) with acks on by default (at-least-once), and
+there are TLS, the shared-key handshake and several servers.
+
+Counters (``logdriver_sink_events{sink="fluentd"}``): ``unacked_lines``
+(lines written but never acknowledged, so resent: the only source of
+duplicates), ``connects``, ``connect_failures``, ``failovers`` (batches a
+server other than the first choice took).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import trio
+
+from logdriver import (
+    LogBatch,
+    Settings,
+    SinkOption,
+    choice,
+    non_negative_int,
+    parse_bool,
+    parse_duration,
+    parse_size,
+    records_of,
+    render_tag,
+)
+from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+
+from ._connection import ConnectOptions, ForwardConnection, ForwardFailure, tls_context
+from ._forward import new_chunk_id, pack_entries, packed_forward
+from ._servers import ServerChoice, parse_addresses
+
+log = logging.getLogger("logdriver.sinks.fluentd")
+
+__all__ = ["FluentdSink"]
+
+
+def _entries(text: str) -> int:
+    value = parse_size(text, binary=True)  # Docker parses it with RAMInBytes: "1m" is 1048576
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+_DURATION = "a duration such as 10s"
+_BOOL = "true or false"
+
+OPTIONS = (
+    SinkOption(
+        "fluentd-address",
+        "",
+        "tcp://host:port, tls://host:port, unix:///path or host:port, comma-separated",
+        "servers; empty means tcp://127.0.0.1:24224",
+        parse_addresses,
+    ),
+    SinkOption(
+        "fluentd-balance",
+        "failover",
+        "failover or weighted",
+        "failover: the first healthy server takes all; weighted: share by ?weight=N",
+        choice("failover", "weighted"),
+    ),
+    SinkOption("fluentd-recover-wait", "10s", _DURATION, "how long a failed server is skipped", parse_duration),
+    SinkOption("fluentd-request-ack", "true", _BOOL, "wait for the server's ack (at-least-once)", parse_bool),
+    SinkOption("fluentd-ack-timeout", "30s", _DURATION, "resend a batch not acked by then", parse_duration),
+    SinkOption("fluentd-connect-timeout", "5s", _DURATION, "connect plus handshake", parse_duration),
+    SinkOption("fluentd-write-timeout", "10s", _DURATION + "; 0s waits forever", "one batch write", parse_duration),
+    SinkOption(
+        "fluentd-sub-second-precision", "true", _BOOL, "EventTime with nanoseconds, else whole seconds", parse_bool
+    ),
+    SinkOption(
+        "fluentd-compress",
+        "none",
+        "none or gzip",
+        "gzip sends CompressedPackedForward",
+        choice("none", "gzip"),
+    ),
+    SinkOption("fluentd-shared-key", "", "a string", "turns on the HELO/PING/PONG handshake", secret=True),
+    SinkOption("fluentd-username", "", "a string", "handshake user (servers with user auth)"),
+    SinkOption("fluentd-password", "", "a string", "handshake password", secret=True),
+    SinkOption("fluentd-hostname", "", "a host name", "our name in the handshake; empty means this host's"),
+    SinkOption("fluentd-tls-ca", "", "a PEM file path", "CA bundle for tls://; empty means the system's"),
+    SinkOption("fluentd-tls-cert", "", "a PEM file path", "client certificate"),
+    SinkOption("fluentd-tls-key", "", "a PEM file path", "client key"),
+    SinkOption("fluentd-tls-server-name", "", "a host name", "name to verify; empty means the address host"),
+    SinkOption("fluentd-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
+    # Docker's fluentd driver options, with the pipeline option each one means here.
+    SinkOption("fluentd-async", "false", _BOOL, "accepted; logdriver never blocks docker run", parse_bool),
+    SinkOption("fluentd-async-connect", "false", _BOOL, "accepted (deprecated in Docker)", parse_bool),
+    SinkOption(
+        "fluentd-async-reconnect-interval",
+        "",
+        _DURATION,
+        "longest wait between reconnects",
+        parse_duration,
+        pipeline="retry-max-delay",
+    ),
+    SinkOption(
+        "fluentd-buffer-limit",
+        "",
+        "a number of lines (1m = 1048576)",
+        "lines buffered",
+        _entries,
+        pipeline="buffer-max-entries",
+    ),
+    SinkOption("fluentd-retry-wait", "", _DURATION, "first retry delay", parse_duration, pipeline="retry-initial"),
+    SinkOption(
+        "fluentd-max-retries",
+        "",
+        "a whole number",
+        "retries before a batch is dead-lettered",
+        non_negative_int,
+        pipeline="retry-max-attempts",
+    ),
+)
+
+
+class FluentdSink(Sink):
+    name = "fluentd"
+    options = OPTIONS
+    # A network destination: retry soon, and never hold the container (drop-newest, counted).
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "retry-max-delay": "10s"}
+
+    def __init__(self) -> None:
+        self.events = {"unacked_lines": 0, "connects": 0, "connect_failures": 0, "failovers": 0}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FluentdSink:
+        return cls()
+
+    def open_stream(self, context: ContainerContext) -> SinkStream:
+        return FluentdStream(self, context, context.sink_options(self.name))
+
+    def counters(self) -> Mapping[str, int]:
+        return self.events
+
+
+class FluentdStream(SinkStream):
+    def __init__(self, sink: FluentdSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
+        self.sink = sink
+        info = context.info
+        self.tag = context.tag or render_tag("{{.ID}}", info)  # Docker's fluentd default tag
+        self.container = info.short_id
+        self.container_id = info.container_id
+        self.container_name = info.name  # with its leading "/", as Docker sends it
+        self.extras = dict(context.extras)
+        self.request_ack = bool(options["fluentd-request-ack"])
+        self.sub_second = bool(options["fluentd-sub-second-precision"])
+        self.compress = options["fluentd-compress"] == "gzip"
+        servers = options["fluentd-address"]
+        tls = None
+        if any(server.scheme == "tls" for server in servers):
+            tls = tls_context(
+                options["fluentd-tls-ca"],
+                options["fluentd-tls-cert"],
+                options["fluentd-tls-key"],
+                bool(options["fluentd-tls-verify"]),
+            )
+        write_timeout = float(options["fluentd-write-timeout"])
+        self.connect = ConnectOptions(
+            connect_timeout=float(options["fluentd-connect-timeout"]),
+            write_timeout=write_timeout if write_timeout > 0 else float("inf"),
+            ack_timeout=float(options["fluentd-ack-timeout"]),
+            shared_key=options["fluentd-shared-key"],
+            username=options["fluentd-username"],
+            password=options["fluentd-password"],
+            hostname=options["fluentd-hostname"] or socket.gethostname(),
+            tls_context=tls,
+            tls_server_name=options["fluentd-tls-server-name"],
+        )
+        self.choice = ServerChoice(
+            servers, options["fluentd-balance"] == "weighted", float(options["fluentd-recover-wait"])
+        )
+        self._connections: dict[int, ForwardConnection] = {}
+        self._failing: set[int] = set()
+
+    async def send_batch(self, batch: LogBatch) -> SendResult:
+        entries, size = pack_entries(
+            records_of(batch), self.container_id, self.container_name, self.extras, self.sub_second
+        )
+        chunk = new_chunk_id() if self.request_ack else None
+        message = packed_forward(self.tag, entries, size, chunk, self.compress)
+        for position, index in enumerate(self.choice.order(trio.current_time())):
+            try:
+                await self._send_to(index, message, chunk, size)
+            except ForwardFailure as exc:
+                self.choice.failed(index, trio.current_time())
+                if exc.after_send and chunk is not None:
+                    self.sink.events["unacked_lines"] += size
+                if index not in self._failing:
+                    self._failing.add(index)
+                    log.warning("fluentd: container %s: %s; trying elsewhere or later", self.container, exc)
+                continue
+            self.choice.succeeded(index)
+            if index in self._failing:
+                self._failing.discard(index)
+                log.warning("fluentd: container %s: %s is taking batches again", self.container, self._server(index))
+            if position:
+                self.sink.events["failovers"] += 1
+            return DELIVERED
+        return SendResult.retry_all(len(batch))
+
+    def _server(self, index: int) -> str:
+        return str(self.choice.servers[index])
+
+    async def _send_to(self, index: int, message: bytes, chunk: str | None, size: int) -> None:
+        connection = self._connections.pop(index, None)
+        # A kept-alive connection may have been closed by the server while idle:
+        # on its failure, one more try on a fresh connection before calling the server down.
+        for reused in (True, False) if connection is not None else (False,):
+            if connection is None:
+                connection = await self._open(index)
+            try:
+                await connection.send(message, chunk, self.connect)
+            except ForwardFailure as exc:
+                await connection.aclose()
+                connection = None
+                if reused:
+                    if exc.after_send and chunk is not None:
+                        self.sink.events["unacked_lines"] += size
+                    continue
+                raise
+            if connection.keepalive:
+                self._connections[index] = connection
+            else:
+                await connection.aclose()
+            return
+
+    async def _open(self, index: int) -> ForwardConnection:
+        try:
+            connection = await ForwardConnection.open(self.choice.servers[index], self.connect)
+        except ForwardFailure:
+            self.sink.events["connect_failures"] += 1
+            raise
+        self.sink.events["connects"] += 1
+        return connection
+
+    async def aclose(self) -> None:
+        for connection in self._connections.values():
+            await connection.aclose()
+        self._connections.clear()

@@ -8,6 +8,7 @@ from logdriver import ConfigError
 from logdriver._exceptions import UnknownOptionError
 from logdriver._options import Settings, parse_log_opts, plugin_defaults
 from logdriver._units import parse_duration, parse_size
+from sinks.file import FileSink
 
 
 def test_defaults_are_json_file_like() -> None:
@@ -36,7 +37,7 @@ def test_docker_keys_and_foreign_keys_pass() -> None:
 )
 def test_bad_value_names_the_option(key: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_log_opts({key: value}, plugin_defaults({}), {"file": {}})
+        parse_log_opts({key: value}, plugin_defaults({}), {"file": FileSink("/nonexistent")})
     assert repr(key) in str(caught.value)
     assert expected in str(caught.value)
 
