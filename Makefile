@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The real forward-protocol server the Fluentd tests and benchmark run against (npm).
+PEERS  := tests/peers/fluent/node_modules/.package-lock.json
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: run test test-unit test-integration lint typecheck proto check-proto plugin bench clean docker
+.PHONY: peers venv run test test-unit test-integration lint typecheck proto check-proto plugin bench clean docker
 
 $(STAMP): pyproject.toml native/Cargo.toml $(wildcard native/src/*.rs)
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is needed to build native/: install it with rustup" >&2; exit 1; }
@@ -17,12 +19,19 @@ $(STAMP): pyproject.toml native/Cargo.toml $(wildcard native/src/*.rs)
 
 venv: $(STAMP)
 
+$(PEERS): tests/peers/fluent/package.json tests/peers/fluent/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for the test peers: apt-get install -y nodejs npm" >&2; exit 1; }
+	cd tests/peers/fluent && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+peers: $(PEERS)
+
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
 run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
-test: $(STAMP) docker
+test: $(STAMP) $(PEERS) docker
 	$(VENV)/bin/ruff check logdriver sinks tests bench
 	$(VENV)/bin/mypy
 	cd native && PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --no-default-features
@@ -31,7 +40,7 @@ test: $(STAMP) docker
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) docker
+test-integration: $(STAMP) $(PEERS) docker
 	$(PY) -m pytest -q tests/integration
 
 docker:
@@ -53,7 +62,7 @@ plugin: $(STAMP) docker
 	./scripts/build-plugin.sh
 
 ## Throughput against Docker's own drivers (local, json-file, none), median of 5.
-bench: $(STAMP) docker
+bench: $(STAMP) $(PEERS) docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 

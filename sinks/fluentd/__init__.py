@@ -222,10 +222,10 @@ class FluentdStream(SinkStream):
                 connection = await self._open(index)
             try:
                 await connection.send(message, chunk, self.connect)
-            except ForwardFailure as exc:
+            except BaseException as exc:  # also a cancelled flush: never leak the socket
                 await connection.aclose()
                 connection = None
-                if reused:
+                if reused and isinstance(exc, ForwardFailure):
                     if exc.after_send and chunk is not None:
                         self.sink.events["unacked_lines"] += size
                     continue

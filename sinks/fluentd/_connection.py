@@ -63,8 +63,17 @@ async def _open_stream(server: Server, options: ConnectOptions) -> trio.abc.Stre
         return tcp
     assert options.tls_context is not None, "tls addresses need a TLS context"
     stream = trio.SSLStream(tcp, options.tls_context, server_hostname=options.tls_server_name or server.host)
-    await stream.do_handshake()
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
     return stream
+
+
+def _reason(exc: BaseException) -> str:
+    """The message of ``exc`` or of what caused it (trio wraps SSL errors)."""
+    return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
 
 
 class ForwardConnection:
@@ -84,7 +93,7 @@ class ForwardConnection:
         except trio.TooSlowError:
             raise ForwardFailure(f"{server}: no connection within {options.connect_timeout:g}s") from None
         except _NETWORK_ERRORS as exc:
-            raise ForwardFailure(f"{server}: cannot connect: {exc}") from None
+            raise ForwardFailure(f"{server}: cannot connect: {_reason(exc)}") from None
         if options.shared_key:
             try:
                 with trio.fail_after(options.connect_timeout):
@@ -113,7 +122,7 @@ class ForwardConnection:
         except ForwardProtocolError as exc:
             raise ForwardFailure(f"{self.server}: handshake failed: {exc}") from None
         except _NETWORK_ERRORS as exc:
-            raise ForwardFailure(f"{self.server}: connection lost during the handshake: {exc}") from None
+            raise ForwardFailure(f"{self.server}: connection lost during the handshake: {_reason(exc)}") from None
         self.keepalive = helo.keepalive
 
     async def _next_reply(self) -> Reply:
@@ -133,7 +142,7 @@ class ForwardConnection:
         except trio.TooSlowError:
             raise ForwardFailure(f"{self.server}: write took over {options.write_timeout:g}s", True) from None
         except _NETWORK_ERRORS as exc:
-            raise ForwardFailure(f"{self.server}: write failed: {exc}", True) from None
+            raise ForwardFailure(f"{self.server}: write failed: {_reason(exc)}", True) from None
         if chunk is None:
             return
         try:
@@ -144,7 +153,7 @@ class ForwardConnection:
         except ForwardProtocolError as exc:
             raise ForwardFailure(f"{self.server}: bad reply: {exc}", True) from None
         except _NETWORK_ERRORS as exc:
-            raise ForwardFailure(f"{self.server}: connection lost before the ack: {exc}", True) from None
+            raise ForwardFailure(f"{self.server}: connection lost before the ack: {_reason(exc)}", True) from None
         if isinstance(reply, Helo):
             raise ForwardFailure(f"{self.server}: the server wants a handshake: set fluentd-shared-key", True)
         if not isinstance(reply, Ack) or reply.chunk != chunk:
