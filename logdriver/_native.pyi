@@ -26,6 +26,9 @@ class Batch:
         """How many leading records fit in ``limit`` line bytes (at least one, if any)."""
     def json_lines(self, suffix: bytes) -> bytes: ...
     def text_lines(self) -> bytes: ...
+    def forward_entries(
+        self, head: bytes, head_pairs: int, tail: bytes, tail_pairs: int, sub_second: bool
+    ) -> bytes: ...
 
 @final
 class FrameReader:

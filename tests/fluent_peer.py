@@ -92,11 +92,12 @@ class FluentPeer:
         self.stop()
 
 
-async def received(peer: FluentPeer, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """``FluentPeer.wait_for`` for trio tests: polls without blocking the event loop."""
+async def received(peer: FluentPeer, count: int, within: float = 20.0) -> list[dict[str, Any]]:
+    """``FluentPeer.wait_for`` for trio tests: polls without blocking the event loop
+    (the peer is another process, so there is no event to wait on)."""
     import trio
 
-    with trio.move_on_after(timeout):
-        while len(peer.events()) < count:
+    with trio.move_on_after(within):
+        while len(peer.events()) < count:  # noqa: ASYNC110 - polling a file another process writes
             await trio.sleep(0.05)
     return peer.events()

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+pub mod forward;
 pub mod join;
 pub mod render;
 pub mod wire;
@@ -160,6 +161,24 @@ impl Batch {
     fn json_lines<'py>(&self, py: Python<'py>, suffix: &[u8]) -> Bound<'py, PyBytes> {
         render::with_scratch(|out| {
             render::json_lines(&self.lines, suffix, out);
+            PyBytes::new(py, out)
+        })
+    }
+
+    /// Fluent forward entries (the PackedForward payload); see ``forward.rs``.
+    /// ``head``/``tail`` are packed key/value pairs placed before and after the line's own.
+    #[pyo3(signature = (head, head_pairs, tail, tail_pairs, sub_second))]
+    fn forward_entries<'py>(
+        &self,
+        py: Python<'py>,
+        head: &[u8],
+        head_pairs: usize,
+        tail: &[u8],
+        tail_pairs: usize,
+        sub_second: bool,
+    ) -> Bound<'py, PyBytes> {
+        render::with_scratch(|out| {
+            forward::forward_entries(&self.lines, head, head_pairs, tail, tail_pairs, sub_second, out);
             PyBytes::new(py, out)
         })
     }

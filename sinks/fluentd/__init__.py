@@ -31,13 +31,12 @@ from logdriver import (
     parse_bool,
     parse_duration,
     parse_size,
-    records_of,
     render_tag,
 )
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 from ._connection import ConnectOptions, ForwardConnection, ForwardFailure, tls_context
-from ._forward import new_chunk_id, pack_entries, packed_forward
+from ._forward import EntryEncoder, new_chunk_id, packed_forward
 from ._servers import ServerChoice, parse_addresses
 
 log = logging.getLogger("logdriver.sinks.fluentd")
@@ -151,11 +150,11 @@ class FluentdStream(SinkStream):
         info = context.info
         self.tag = context.tag or render_tag("{{.ID}}", info)  # Docker's fluentd default tag
         self.container = info.short_id
-        self.container_id = info.container_id
-        self.container_name = info.name  # with its leading "/", as Docker sends it
-        self.extras = dict(context.extras)
+        # container_name keeps its leading "/", as Docker sends it.
+        self.encoder = EntryEncoder(
+            info.container_id, info.name, context.extras, bool(options["fluentd-sub-second-precision"])
+        )
         self.request_ack = bool(options["fluentd-request-ack"])
-        self.sub_second = bool(options["fluentd-sub-second-precision"])
         self.compress = options["fluentd-compress"] == "gzip"
         servers = options["fluentd-address"]
         tls = None
@@ -185,9 +184,7 @@ class FluentdStream(SinkStream):
         self._failing: set[int] = set()
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
-        entries, size = pack_entries(
-            records_of(batch), self.container_id, self.container_name, self.extras, self.sub_second
-        )
+        entries, size = self.encoder.encode(batch), len(batch)
         chunk = new_chunk_id() if self.request_ack else None
         message = packed_forward(self.tag, entries, size, chunk, self.compress)
         for position, index in enumerate(self.choice.order(trio.current_time())):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from logdriver import LogRecord
+from logdriver import LogBatch, LogRecord, records_of
 
 
 class ForwardProtocolError(Exception):
@@ -54,6 +54,20 @@ def docker_record(
     return out
 
 
+_RECORD_KEYS = frozenset(
+    {
+        "container_id",
+        "container_name",
+        "source",
+        "log",
+        "partial_message",
+        "partial_id",
+        "partial_ordinal",
+        "partial_last",
+    }
+)
+
+
 def new_chunk_id() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
@@ -72,6 +86,33 @@ def pack_entries(
         when = event_time(record.time_nano) if sub_second else record.time_nano // 1_000_000_000
         parts.append(packer.pack([when, docker_record(record, container_id, container_name, extras)]))
     return b"".join(parts), len(parts)
+
+
+class EntryEncoder:
+    """``pack_entries`` for one container, done per batch by the native decoder.
+
+    The container's constant fields are packed once; the line's own fields
+    are written per record in Rust, byte-identical to ``pack_entries``.
+    """
+
+    def __init__(
+        self, container_id: str, container_name: str, extras: Mapping[str, str], sub_second: bool = True
+    ) -> None:
+        self._args = (container_id, container_name, dict(extras), sub_second)
+        # An extra named like a record field replaces its value (Docker's map assignment):
+        # rare enough to leave to the Python encoder, which does exactly that.
+        self._native = not (set(extras) & _RECORD_KEYS)
+        packer = msgpack.Packer(use_bin_type=True)
+        head = {"container_id": container_id, "container_name": container_name}
+        self._head = b"".join(packer.pack(k) + packer.pack(v) for k, v in head.items())
+        self._tail = b"".join(packer.pack(k) + packer.pack(v) for k, v in extras.items())
+        self._tail_pairs = len(extras)
+        self._sub_second = sub_second
+
+    def encode(self, batch: LogBatch) -> bytes:
+        if not self._native:
+            return pack_entries(records_of(batch), *self._args)[0]
+        return batch.forward_entries(self._head, 2, self._tail, self._tail_pairs, self._sub_second)
 
 
 def packed_forward(tag: str, entries: bytes, size: int, chunk: str | None, compress: bool) -> bytes:

@@ -29,7 +29,7 @@ def test_addresses_as_docker_spells_them(text: str, expected: Server) -> None:
 
 @pytest.mark.parametrize("text", ["udp://h:1", "tcp://h:1/extra", "unix://", "tcp://h?color=red", "tcp://:24224"])
 def test_bad_addresses(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"."):
         parse_address(text)
 
 
@@ -47,7 +47,8 @@ def test_failover_prefers_the_first_healthy_server_and_returns_after_recover_wai
 def test_weighted_choice_follows_the_weights() -> None:
     choice = ServerChoice(parse_addresses("a?weight=1,b?weight=2,c?weight=0"), weighted=True, recover_wait=10)
     firsts = [choice.order(0)[0] for _ in range(30)]
-    assert firsts.count(0) == 10 and firsts.count(1) == 20
+    assert firsts.count(0) == 10
+    assert firsts.count(1) == 20
     choice.failed(1, now=0)
     assert [choice.order(1)[0] for _ in range(3)] == [0, 0, 0]
 
@@ -69,7 +70,8 @@ def test_docker_fluentd_options_map_to_the_pipeline() -> None:
     options = parse_log_opts(config, plugin_defaults({}), sinks(), {})
     own = options.sink_options["fluentd"]
     assert own["fluentd-address"] == (Server("tcp", "a", 1), Server("tcp", "b", 2))
-    assert own["fluentd-request-ack"] is True and own["fluentd-sub-second-precision"] is True
+    assert own["fluentd-request-ack"] is True
+    assert own["fluentd-sub-second-precision"] is True
     pipeline = options.pipelines["fluentd"]
     assert pipeline.buffer_max_entries == 1 << 20
     assert pipeline.retry.initial == 2.0

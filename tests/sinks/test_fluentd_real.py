@@ -150,7 +150,8 @@ async def test_a_failed_handshake_is_retried_and_logged(
         assert list(result.retry) == list(range(5))
         assert peer.events() == []
     assert reason in caplog.text
-    assert "s3cret" not in caplog.text and "wrong" not in caplog.text.replace("wrong chunk", "")
+    assert "s3cret" not in caplog.text
+    assert "wrong" not in caplog.text.replace("wrong chunk", "")
 
 
 async def test_tls_with_a_ca_made_here(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -209,7 +210,7 @@ async def test_server_stopped_for_10s_mid_run_loses_nothing(tmp_path: Path) -> N
                 await pipeline.put(batch_of(lines(per_put, start)))
                 await trio.sleep(0.1)
             await pipeline.aclose()
-        events = await received(peer, total, timeout=30)
+        events = await received(peer, total, within=30)
     seen = Counter(e["record"]["log"] for e in events)
     assert set(seen) == {f"line {i}" for i in range(total)}
     duplicates = sum(seen.values()) - len(seen)
