@@ -1,0 +1,133 @@
+"""The Fluentd sink on the real engine, against the real FluentServer, compared
+with Docker's built-in ``fluentd`` driver sending to the same server."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..fluent_peer import FluentPeer
+from .conftest import Plugin, docker
+
+SCRIPT = (
+    'for i in $(seq 1 300); do echo "line $i"; echo "err $i" >&2; done; '
+    "echo ''; printf 'tab\\there \"quoted\" ünïcode\\n'; "
+    "head -c 40000 /dev/zero | tr '\\0' x; echo; printf 'no newline at the end'"
+)
+
+
+def rejoin(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Docker's driver sends a long line as 16 KiB pieces with partial_* fields; join them
+    (logdriver sends the line whole) so the two streams compare line for line. A line
+    the container never ended has no last piece: both drivers send it as it came."""
+    out: list[dict[str, Any]] = []
+    pieces: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record.get("partial_message") != "true":
+            out.append(record)
+            continue
+        pieces.setdefault(record["partial_id"], []).append(record)
+        if record["partial_last"] == "true":
+            parts = pieces.pop(record["partial_id"])
+            whole = {k: v for k, v in record.items() if not k.startswith("partial_")}
+            out.append(whole | {"log": "".join(p["log"] for p in parts)})
+    return out + [piece for parts in pieces.values() for piece in parts]
+
+
+def by_container(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        grouped[event["record"]["container_id"]].append(event)
+    return grouped
+
+
+def test_records_match_dockers_own_fluentd_driver(plugin: Plugin, tmp_path: Path) -> None:
+    with FluentPeer(tmp_path) as peer:
+        common = {
+            "fluentd-address": f"127.0.0.1:{peer.port}",
+            "tag": "docker.{{.ImageName}}",
+            "labels": "app",
+            "env": "MODE",
+            "fluentd-sub-second-precision": "true",
+        }
+        args = ("--label", "app=web", "-e", "MODE=prod")
+        ours = plugin.run("sh", "-c", SCRIPT, opts={"sinks": "fluentd", **common}, args=args)
+        theirs = plugin.run("sh", "-c", SCRIPT, opts=common, args=args, driver="fluentd")
+        # 600 short lines, one empty, one with tabs, one long, one unterminated: 604 lines,
+        # which Docker's driver sends as 606 records (the long line in three pieces).
+        grouped = by_container(peer.wait_for(604 + 606, timeout=30))
+        time.sleep(1)  # anything extra (a duplicate) would have arrived by now
+        grouped = by_container(peer.events())
+    ours_events, theirs_events = grouped[ours], grouped[theirs]
+    assert len(ours_events) == 604
+    assert len(theirs_events) == 606
+    assert {e["tag"] for e in ours_events} == {e["tag"] for e in theirs_events} == {"docker.logdriver-test"}
+    for event in ours_events + theirs_events:
+        seconds, nanos = event["time"]  # EventTime on both sides
+        assert abs(seconds - time.time()) < 600
+        assert 0 <= nanos < 10**9
+    our_name = docker("inspect", "-f", "{{.Name}}", ours).stdout.decode().strip()
+    varying = ("container_id", "container_name", "partial_id")  # per container / per run
+    for source in ("stdout", "stderr"):
+        mine = [e["record"] for e in ours_events if e["record"]["source"] == source]
+        docker_s = rejoin([e["record"] for e in theirs_events if e["record"]["source"] == source])
+        assert len(mine) == len(docker_s)
+        for a, b in zip(mine, docker_s, strict=True):
+            assert a.keys() == b.keys()
+            assert a["container_name"] == our_name
+            assert b["container_name"].startswith("/")
+            assert {k: v for k, v in a.items() if k not in varying} == {k: v for k, v in b.items() if k not in varying}
+    stdout = [e["record"]["log"] for e in ours_events if e["record"]["source"] == "stdout"]
+    assert "x" * 40000 in stdout  # one record, where Docker's driver sent three pieces
+    assert stdout[-1] == "no newline at the end"
+    assert stdout[-4:-2] == ["", 'tab\there "quoted" ünïcode']
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def closing_counts(plugin: Plugin, container: str, timeout: float = 40) -> tuple[int, int]:
+    pattern = rf"of {container[:12]} closed.*fluentd: (\d+) delivered, (\d+) dropped"
+    deadline = time.monotonic() + timeout
+    while (match := re.search(pattern, plugin.log())) is None:
+        assert time.monotonic() < deadline, plugin.log()[-3000:]
+        time.sleep(0.1)
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_server_down_never_holds_the_container_and_every_drop_is_counted(plugin: Plugin, tmp_path: Path) -> None:
+    lines = 300_000
+    port = free_port()  # nothing listens there yet
+    container = plugin.create(
+        "seq",
+        "1",
+        str(lines),
+        opts={
+            "sinks": "fluentd,file",
+            "fluentd-address": f"tcp://127.0.0.1:{port}",
+            "fluentd-buffer-limit": "50000",  # Docker's option name: lines buffered
+            "fluentd-retry-max-delay": "300ms",
+            "flush-timeout": "20s",
+            "file-format": "text",
+        },
+    )
+    docker("start", container)
+    assert docker("wait", container, timeout=120).stdout.strip() == b"0"  # not held by the dead server
+    with FluentPeer(tmp_path, port=port) as peer:
+        delivered, dropped = closing_counts(plugin, container)
+        events = peer.wait_for(delivered, timeout=20)
+    assert dropped > 0  # the server was down: the queue filled and shed lines, counted
+    assert delivered + dropped == lines
+    assert len(events) == delivered
+    assert [e["record"]["log"] for e in events] == sorted(
+        (e["record"]["log"] for e in events), key=int
+    )  # what was kept arrives in order
+    text = next(plugin.file_dir.glob(f"{container[:12]}-*.log")).read_bytes()
+    assert text.count(b"\n") == lines  # the file sink lost nothing meanwhile
