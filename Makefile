@@ -61,10 +61,11 @@ proto: $(STAMP)
 plugin: $(STAMP) docker
 	./scripts/build-plugin.sh
 
-## Throughput against Docker's own drivers (local, json-file, none), median of 5.
+## Throughput against Docker's own drivers (local, json-file, none; fluentd to a real server), median of 5.
 bench: $(STAMP) $(PEERS) docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
+	$(PY) bench/fluentd_bench.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

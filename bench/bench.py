@@ -26,14 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "logdriver-test"
 PLUGIN = "logdriver-bench"
 DRAIN = "logdriver-drain"
-STALLED = "logdriver-stalled"  # a second plugin whose only sink's peer never answers
+STALLED = "logdriver-stalled"  # a second plugin whose Fluentd server accepts and never answers
 # label → (log driver, log-opts)
 DRIVERS: dict[str, tuple[str, dict[str, str]]] = {
     "logdriver (file)": (PLUGIN, {}),
     "logdriver (store only)": (PLUGIN, {"sinks": "none"}),
     "logdriver (file+discard)": (PLUGIN, {"sinks": "file,discard"}),
     "logdriver (discard)": (PLUGIN, {"sinks": "discard"}),
-    "logdriver (stalled sink)": (STALLED, {"sinks": "fakenet", "overflow": "drop-newest"}),
+    "logdriver (stalled sink)": (STALLED, {"sinks": "fluentd", "overflow": "drop-newest"}),
     "drain-only plugin": (DRAIN, {}),
     "local": ("local", {}),
     "json-file": ("json-file", {}),
@@ -111,8 +111,8 @@ def main() -> None:
         **env,
         "LOGDRIVER_SOCKET": f"/run/docker/plugins/{STALLED}.sock",
         "LOGDRIVER_STATE_DIR": state + "-stalled",
-        "LOGDRIVER_SINK_CLASSES": "fakenet=tests.integration.netsink:FakeNetSink",
-        "FAKENET_PORT": str(stalled_peer.getsockname()[1]),
+        # The plugin-wide default address, as `docker plugin set` would give it.
+        "LOGDRIVER_FLUENTD_ADDRESS": f"tcp://127.0.0.1:{stalled_peer.getsockname()[1]}",
     }
     stalled = subprocess.Popen([sys.executable, "-m", "logdriver"], env=stalled_env, cwd=ROOT)
     drain_socket = f"/run/docker/plugins/{DRAIN}.sock"

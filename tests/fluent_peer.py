@@ -76,6 +76,10 @@ class FluentPeer:
         counts = [line["count"] for line in self._lines() if "count" in line]
         return counts[-1] if counts else 0
 
+    def reached(self, target: int) -> float | None:
+        """When (unix time, 10 ms resolution) the PEER_COUNT_ONLY count first reached ``target``."""
+        return next((line["t"] for line in self._lines() if line.get("count", -1) >= target), None)
+
     def wait_for(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
         """Events, once at least ``count`` arrived (entries are written after the ack)."""
         deadline = time.monotonic() + timeout
