@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import IMAGE, ROOT, cpu_seconds, docker, peak_rss_mib  # noqa: E402 - bench/bench.py, beside this file
-from tests.fluent_peer import FluentPeer  # noqa: E402
+from bench import IMAGE, ROOT, cpu_seconds, docker, peak_rss_mib  # bench/bench.py, beside this file
+from tests.fluent_peer import FluentPeer
 
 PLUGIN = "logdriver-fluentd-bench"
 
@@ -87,7 +87,11 @@ def main() -> None:
         time.sleep(0.05)
     rows: dict[str, tuple[str, dict[str, str], bool]] = {
         "docker fluentd driver": ("fluentd", {"fluentd-address": address}, True),
-        "logdriver fluentd (block)": (PLUGIN, {"sinks": "fluentd", "fluentd-address": address, "overflow": "block"}, True),
+        "logdriver fluentd (block)": (
+            PLUGIN,
+            {"sinks": "fluentd", "fluentd-address": address, "overflow": "block"},
+            True,
+        ),
         "logdriver fluentd (default)": (PLUGIN, {"sinks": "fluentd", "fluentd-address": address}, True),
         "logdriver fluentd, server down": (PLUGIN, {"sinks": "fluentd", "fluentd-address": dead}, False),
     }
@@ -115,8 +119,9 @@ def main() -> None:
             print(f"{label:<32}{rate:>18}{ratio:>18}{statistics.median(wall[label]):>13.2f}{cpu_text:>10}")
         incomplete = {k: sum(1 for t in v if t != t) for k, v in delivered.items() if rows[k][2]}
         print(f"runs where the server did not get every line (drops under drop-newest): {incomplete}")
-        down, up = statistics.median(wall["logdriver fluentd, server down"]), statistics.median(
-            wall["logdriver fluentd (default)"]
+        down, up = (
+            statistics.median(wall["logdriver fluentd, server down"]),
+            statistics.median(wall["logdriver fluentd (default)"]),
         )
         print(f"container time, server down / server up (default policy): {down / up:.2f}")
         print(f"plugin peak RSS: {peak_rss_mib(plugin.pid):.0f} MiB")
