@@ -113,7 +113,7 @@ class SinkPipeline:
         self._shedding = False  # block timed out and the sink has not recovered since
         self._flush_deadline = 0.0
         self._in_flight = 0
-        self._unlogged_drops = 0
+        self._unlogged_drops: dict[str, int] = {}  # reason → lines dropped since the last log line
         self._last_drop_log = -DROP_LOG_INTERVAL
         self._done = trio.Event()
         self._scope = trio.CancelScope()
@@ -164,18 +164,18 @@ class SinkPipeline:
 
     def _drop(self, count: int, reason: str) -> None:
         self.statistics.dropped += count
-        self._unlogged_drops += count
+        self._unlogged_drops[reason] = self._unlogged_drops.get(reason, 0) + count
         now = trio.current_time()
         if now - self._last_drop_log >= DROP_LOG_INTERVAL or self._closing:
             log.warning(
                 "sink %s dropped %d lines of container %s (%s); %d dropped in all",
                 self.sink,
-                self._unlogged_drops,
+                sum(self._unlogged_drops.values()),
                 self.container_id[:12],
-                reason,
+                "; ".join(f"{why}: {n}" for why, n in self._unlogged_drops.items()),
                 self.statistics.dropped,
             )
-            self._unlogged_drops = 0
+            self._unlogged_drops.clear()
             self._last_drop_log = now
 
     # -- consumer side ---------------------------------------------------------
@@ -188,9 +188,13 @@ class SinkPipeline:
                     self._in_flight = len(batch)
                     self._space.set()
                     self._space = trio.Event()
-                    # What is still undelivered at the flush deadline stays counted as in flight.
+                    # What is still undelivered at the flush deadline stays counted as in flight,
+                    # and nothing after it is taken: the queue behind it is accounted for below
+                    # (and a spool must not ack past it).
                     self._in_flight = await self._deliver(batch)
-                    if self.spool is not None and not self._in_flight:
+                    if self._in_flight:
+                        break
+                    if self.spool is not None:
                         self.spool.ack()
         finally:
             if self.spool is not None:

@@ -271,3 +271,22 @@ async def test_disk_buffer_keeps_what_a_dead_sink_did_not_take(
         await trio.sleep(1)
         await second.aclose()
     assert [r.line for r in alive.delivered] == [f"{i}{x}".encode() for i in range(5) for x in "ab"] + [b"new"]
+
+
+async def test_a_dead_sink_at_close_drops_every_queued_line_counted(autojump_clock: trio.testing.MockClock) -> None:
+    """Regression (found by the Fluentd benchmark): when the flush deadline cut a batch's
+    retries short, the worker took the next batch and the cut one was never counted."""
+    stream = FakeStream()
+    stream.fail_times = 10**9
+    options = {"batch-max-entries": "10", "retry-initial": "1s", "retry-max-delay": "4s", "flush-timeout": "5s"}
+    pipeline = make(stream, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        for start in range(0, 200, 20):
+            await pipeline.put(batch_of(lines(*(str(i) for i in range(start, start + 20)))))
+        await trio.sleep(30)
+        await pipeline.aclose()
+    stats = pipeline.statistics
+    assert stats.entries_in == 200
+    assert stats.entries_out == 0
+    assert stats.dropped == 200
