@@ -132,6 +132,7 @@ OWN_PREFIXES: Final = (
     "partial-",
     "fluentd-",
     "elasticsearch-",
+    "es-",
     "buffer-",
     "batch-",
     "retry-",

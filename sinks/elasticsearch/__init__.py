@@ -1,0 +1,226 @@
+"""Elasticsearch/OpenSearch sink: idempotent bulk over ``elastic_transport`` on trio.
+
+Each batch is one ``_bulk`` request of ``create`` actions with deterministic
+ids (``_bulk.py``), gzip-compressed by default, through
+``elastic_transport.AsyncTransport`` with the httpx async node (trio-capable)
+and ``max_retries=0``: the pipeline owns retries and sleeps with trio. Plain
+media types and no product check, so the same code talks to Elasticsearch
+7-9 and OpenSearch 1-3. Several ``es-url`` values fail over.
+
+Verdicts: item 429/5xx and transport failures are retried; 409 means an
+earlier attempt already indexed the line (delivered, counted as
+``duplicates_avoided``); other item errors go to the dead letters with the
+server's reason; a 413 splits the batch in halves (a single line still too
+big is rejected); a top-level 429/5xx/timeout retries the batch.
+
+Counters (``logdriver_sink_events{sink="elasticsearch"}``):
+``duplicates_avoided``, ``split_batches``, ``auth_failures``, ``templates_installed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from logdriver import (
+    LogBatch,
+    Settings,
+    SinkOption,
+    parse_bool,
+    parse_duration,
+    records_of,
+    render_tag,
+)
+from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+
+from ._bulk import BulkEncoder, Target, item_verdicts
+from ._client import BulkClient, ClientOptions, parse_urls, template_body
+
+log = logging.getLogger("logdriver.sinks.elasticsearch")
+
+__all__ = ["ElasticsearchSink"]
+
+_BOOL = "true or false"
+_FILTER = "errors,items.*.status,items.*.error"  # keeps every item, so positions line up
+
+OPTIONS = (
+    SinkOption(
+        "es-url",
+        "http://127.0.0.1:9200",
+        "http(s)://host:port[/prefix], comma-separated",
+        "nodes; a failed node is skipped and retried later",
+        parse_urls,
+    ),
+    SinkOption(
+        "es-data-stream",
+        "logs-docker-default",
+        "a data stream name (type-dataset-namespace)",
+        "where documents go unless es-index is set",
+    ),
+    SinkOption(
+        "es-index",
+        "",
+        "an index name with Docker tag variables and strftime dates, e.g. logs-{{.Name}}-%Y.%m.%d",
+        "write to indices instead of a data stream",
+    ),
+    SinkOption("es-pipeline", "", "an ingest pipeline id", "ingest pipeline for every document"),
+    SinkOption("es-compress", "true", _BOOL, "gzip request bodies", parse_bool),
+    SinkOption(
+        "es-install-template", "false", _BOOL, "install an index template with logdriver's mappings", parse_bool
+    ),
+    SinkOption("es-request-timeout", "30s", "a duration such as 30s", "one bulk request", parse_duration),
+    SinkOption("es-username", "", "a user name", "basic authentication"),
+    SinkOption("es-password", "", "a password", "basic authentication", secret=True),
+    SinkOption("es-api-key", "", "the encoded API key", "Elasticsearch API key", secret=True),
+    SinkOption("es-bearer-token", "", "a token", "bearer authentication", secret=True),
+    SinkOption("es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's"),
+    SinkOption("es-tls-cert", "", "a PEM file path", "client certificate"),
+    SinkOption("es-tls-key", "", "a PEM file path", "client key"),
+    SinkOption("es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
+)
+
+
+def _data_stream_fields(name: str) -> dict[str, str]:
+    kind, _, rest = name.partition("-")
+    dataset, _, namespace = rest.rpartition("-")
+    return {"type": kind, "dataset": dataset or rest, "namespace": namespace or "default"}
+
+
+class ElasticsearchSink(Sink):
+    name = "elasticsearch"
+    options = OPTIONS
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "retry-max-delay": "10s"}
+
+    def __init__(self) -> None:
+        self.events = {"duplicates_avoided": 0, "split_batches": 0, "auth_failures": 0, "templates_installed": 0}
+        self._clients: dict[ClientOptions, BulkClient] = {}
+        self.templates: set[tuple[ClientOptions, str]] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ElasticsearchSink:
+        return cls()
+
+    def client(self, options: ClientOptions) -> BulkClient:
+        """One transport (connection pool) per distinct node set and credentials, shared by containers."""
+        client = self._clients.get(options)
+        if client is None:
+            client = self._clients[options] = BulkClient(options)
+        return client
+
+    def open_stream(self, context: ContainerContext) -> SinkStream:
+        return ElasticsearchStream(self, context, context.sink_options(self.name))
+
+    def counters(self) -> Mapping[str, int]:
+        return self.events
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+class ElasticsearchStream(SinkStream):
+    def __init__(self, sink: ElasticsearchSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
+        self.sink = sink
+        info = context.info
+        self.container = info.short_id
+        self.client_options = ClientOptions(
+            urls=options["es-url"],
+            compress=bool(options["es-compress"]),
+            request_timeout=float(options["es-request-timeout"]),
+            username=options["es-username"],
+            password=options["es-password"],
+            api_key=options["es-api-key"],
+            bearer_token=options["es-bearer-token"],
+            ca_file=options["es-tls-ca"],
+            cert_file=options["es-tls-cert"],
+            key_file=options["es-tls-key"],
+            verify=bool(options["es-tls-verify"]),
+        )
+        self.client = sink.client(self.client_options)
+        index = options["es-index"]
+        if index:
+            self.target = Target(render_tag(index, info), data_stream=False, pipeline=options["es-pipeline"])
+        else:
+            self.target = Target(options["es-data-stream"], data_stream=True, pipeline=options["es-pipeline"])
+        self.install_template = bool(options["es-install-template"])
+        labels = {k: v for k, v in context.extras.items() if info.labels.get(k) == v}
+        fields: dict[str, Any] = {
+            "container": {
+                "id": info.container_id,
+                "name": info.name.removeprefix("/"),
+                "image": {"name": info.image_name},
+                "labels": labels,
+                "runtime": "docker",
+            },
+            "host": {"name": socket.gethostname()},
+        }
+        if context.extras:
+            fields["labels"] = dict(context.extras)
+        if context.tag:
+            fields["tags"] = [context.tag]
+        if self.target.data_stream:
+            fields["data_stream"] = _data_stream_fields(self.target.name)
+        self.encoder = BulkEncoder(info.container_id, fields, self.target)
+        self._failing = False
+
+    async def send_batch(self, batch: LogBatch) -> SendResult:
+        installed = (self.client_options, self.target.name) in self.sink.templates
+        if self.install_template and not installed and not await self._install_template():
+            return SendResult.retry_all(len(batch))
+        records = records_of(batch)
+        retry: list[int] = []
+        rejected: dict[int, str] = {}
+        await self._send(records, 0, retry, rejected)
+        if retry and not self._failing:
+            self._failing = True
+        elif not retry and self._failing:
+            self._failing = False
+            log.warning("elasticsearch: container %s: bulk requests succeed again", self.container)
+        if not retry and not rejected:
+            return DELIVERED
+        return SendResult(retry=retry, rejected=rejected)
+
+    async def _send(self, records: list[Any], offset: int, retry: list[int], rejected: dict[int, str]) -> None:
+        body = self.encoder.encode(records)
+        outcome = await self.client.bulk(body, _FILTER)
+        if outcome.status == 413 and len(records) > 1:
+            self.sink.events["split_batches"] += 1
+            half = len(records) // 2
+            await self._send(records[:half], offset, retry, rejected)
+            await self._send(records[half:], offset + half, retry, rejected)
+            return
+        if outcome.status == 200 and isinstance(outcome.body, Mapping):
+            verdict = item_verdicts(outcome.body, len(records))
+            self.sink.events["duplicates_avoided"] += verdict.duplicates
+            retry.extend(offset + i for i in verdict.retry)
+            rejected.update({offset + i: reason for i, reason in verdict.rejected.items()})
+            return
+        everything = range(offset, offset + len(records))
+        if outcome.permanent:
+            rejected.update(dict.fromkeys(everything, outcome.reason))
+        else:
+            retry.extend(everything)
+        if outcome.status in (401, 403):
+            self.sink.events["auth_failures"] += 1
+        if not self._failing:
+            log.warning("elasticsearch: container %s: %s; retrying later", self.container, outcome.reason)
+
+    async def _install_template(self) -> bool:
+        name = self.target.name
+        pattern = name if self.target.data_stream else name.split("%", 1)[0] + "*"
+        outcome = await self.client.put_template(
+            f"logdriver-{pattern.strip('*').rstrip('-.') or 'logs'}",
+            template_body(pattern, self.target.data_stream),
+        )
+        if outcome.status in (200, 201):
+            self.sink.templates.add((self.client_options, name))
+            self.sink.events["templates_installed"] += 1
+            return True
+        log.warning("elasticsearch: cannot install the index template for %s: %s", name, outcome.reason)
+        return False
+
+    async def aclose(self) -> None:
+        return None  # the transport is the sink's, shared; it closes at shutdown
