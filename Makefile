@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The real forward-protocol server the Fluentd tests and benchmark run against (npm).
 PEERS  := tests/peers/fluent/node_modules/.package-lock.json
+# A real OpenSearch node for the Elasticsearch sink's tests (jars from Maven Central).
+OS_JARS := tests/peers/opensearch/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
@@ -24,14 +26,19 @@ $(PEERS): tests/peers/fluent/package.json tests/peers/fluent/package-lock.json
 	cd tests/peers/fluent && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-peers: $(PEERS)
+$(OS_JARS): tests/peers/opensearch/pom.xml
+	@command -v mvn >/dev/null || { echo "Maven and a JDK 17 are needed for the OpenSearch test node: apt-get install -y maven" >&2; exit 1; }
+	cd tests/peers/opensearch && mvn -q -B dependency:copy-dependencies
+	touch $@
+
+peers: $(PEERS) $(OS_JARS)
 
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
 run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
-test: $(STAMP) $(PEERS) docker
+test: $(STAMP) $(PEERS) $(OS_JARS) docker
 	$(VENV)/bin/ruff check logdriver sinks tests bench
 	$(VENV)/bin/mypy
 	cd native && PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --no-default-features
@@ -40,7 +47,7 @@ test: $(STAMP) $(PEERS) docker
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) $(PEERS) docker
+test-integration: $(STAMP) $(PEERS) $(OS_JARS) docker
 	$(PY) -m pytest -q tests/integration
 
 docker:
@@ -62,7 +69,7 @@ plugin: $(STAMP) docker
 	./scripts/build-plugin.sh
 
 ## Throughput against Docker's own drivers (local, json-file, none; fluentd to a real server), median of 5.
-bench: $(STAMP) $(PEERS) docker
+bench: $(STAMP) $(PEERS) $(OS_JARS) docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 	$(PY) bench/fluentd_bench.py

@@ -199,7 +199,7 @@ class ElasticsearchStream(SinkStream):
             rejected.update({offset + i: reason for i, reason in verdict.rejected.items()})
             return
         everything = range(offset, offset + len(records))
-        if outcome.permanent:
+        if outcome.permanent or outcome.status == 413:  # 413 here: one line alone is too big
             rejected.update(dict.fromkeys(everything, outcome.reason))
         else:
             retry.extend(everything)

@@ -1,0 +1,105 @@
+"""OpenSearchNode: a real OpenSearch 2.19 node (codelibs' runner, jars from Maven Central).
+
+Not a fake: the node is OpenSearch itself, embedded by tests/peers/opensearch
+(``make peers`` resolves the jars with Maven). Start, stop and restart keep the
+same port and data directory, so a stopped node comes back with its indices.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+PEER_DIR = Path(__file__).parent / "peers" / "opensearch"
+JARS = PEER_DIR / "target" / "dependency"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class OpenSearchNode:
+    def __init__(self, base: Path, port: int = 0, heap: str = "1g") -> None:
+        if not JARS.is_dir():
+            raise RuntimeError("OpenSearch jars are missing: run `make peers`")
+        self.base = base
+        self.port = port or free_port()
+        self.heap = heap
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = base / "opensearch.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> OpenSearchNode:
+        self.base.mkdir(parents=True, exist_ok=True)
+        java = shutil.which("java") or "java"
+        command = [
+            java,
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-cp",
+            f"{JARS}/*",
+            str(PEER_DIR / "OpenSearchPeer.java"),
+            str(self.base / "node"),
+            str(self.port),
+        ]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"OpenSearch exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"OpenSearch did not start within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    # -- reading back what was indexed ---------------------------------------------
+
+    def refresh(self, target: str) -> None:
+        httpx.post(f"{self.url}/{target}/_refresh", timeout=30)
+
+    def count(self, target: str) -> int:
+        self.refresh(target)
+        response = httpx.get(f"{self.url}/{target}/_count", timeout=30)
+        return int(response.json().get("count", 0)) if response.status_code == 200 else 0
+
+    def documents(self, target: str, size: int = 10_000) -> list[dict[str, object]]:
+        """Every document (with its ``_id``), by scrolling."""
+        self.refresh(target)
+        out: list[dict[str, object]] = []
+        response = httpx.post(
+            f"{self.url}/{target}/_search?scroll=1m", json={"size": size, "sort": ["_doc"]}, timeout=60
+        ).json()
+        while response.get("hits", {}).get("hits"):
+            out.extend(hit["_source"] | {"_id": hit["_id"]} for hit in response["hits"]["hits"])
+            response = httpx.post(
+                f"{self.url}/_search/scroll", json={"scroll": "1m", "scroll_id": response["_scroll_id"]}, timeout=60
+            ).json()
+        return out
+
+    def delete(self, target: str) -> None:
+        httpx.delete(f"{self.url}/_data_stream/{target}", timeout=30)
+        httpx.delete(f"{self.url}/{target}", timeout=30)

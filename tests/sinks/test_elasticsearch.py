@@ -1,0 +1,260 @@
+"""The Elasticsearch sink: against a real OpenSearch node, and against FakeBulkServer
+(a fake) for what a real node will not do on demand (429 items, 413, slow answers)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import trio
+
+from logdriver import ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
+from logdriver._deadletter import DeadLetters
+from logdriver._options import parse_log_opts, plugin_defaults
+from logdriver._pipeline import SinkPipeline
+from logdriver._pipeline_options import pipeline_options
+from logdriver._templates import extra_attributes
+from logdriver.abc import DELIVERED, ContainerContext
+from sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
+
+from ..es_peer import OpenSearchNode
+from ..fake_bulk import FakeBulkServer
+
+CONTAINER_ID = "cd34" * 16
+T0 = 1_764_340_000_123_456_789  # 2025-11-28
+
+
+def stream_for(config: dict[str, str], sink: ElasticsearchSink | None = None) -> ElasticsearchStream:
+    sink = sink or ElasticsearchSink()
+    config = {"sinks": "elasticsearch", **config}
+    info = ContainerInfo(
+        container_id=CONTAINER_ID, name="/api", image_name="busybox:1", labels={"team": "core"}, config=config
+    )
+    options = parse_log_opts(config, plugin_defaults({}), {"elasticsearch": sink}, {})
+    tag = render_tag(options.tag, info) if options.tag else ""
+    stream = sink.open_stream(ContainerContext(info, options, tag, extra_attributes(info, options.raw)))
+    assert isinstance(stream, ElasticsearchStream)
+    return stream
+
+
+def lines(count: int, start: int = 0, t: int = T0) -> list[LogRecord]:
+    return [LogRecord("stdout", t + i * 1000 + 7, f"line {i}".encode()) for i in range(start, start + count)]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
+    opensearch = OpenSearchNode(tmp_path_factory.mktemp("opensearch")).start()
+    yield opensearch
+    opensearch.stop()
+
+
+# -- a real node ---------------------------------------------------------------------
+
+
+async def test_every_line_is_searchable_in_a_data_stream_with_ecs_fields(node: OpenSearchNode) -> None:
+    sink = ElasticsearchSink()
+    config = {
+        "es-url": node.url,
+        "es-install-template": "true",
+        "es-data-stream": "logs-docker.api-test",
+        "labels": "team",
+    }
+    stream = stream_for(config, sink)
+    records = [
+        *lines(2000),
+        LogRecord("stderr", T0, b"x" * 50_000),
+        LogRecord("stderr", T0, b"p", PartialInfo("i", 3, False)),
+    ]
+    assert await stream.send_batch(batch_of(records)) == DELIVERED
+    assert await stream.send_batch(batch_of(records)) == DELIVERED  # a replay: no duplicates
+    await sink.aclose()
+    documents = node.documents("logs-docker.api-test")
+    assert len(documents) == len(records)
+    assert sink.events["duplicates_avoided"] == len(records)
+    by_message = {d["message"]: d for d in documents}
+    first = by_message["line 0"]
+    assert first["@timestamp"] == "2025-11-28T14:26:40.123456796Z"  # nanoseconds kept
+    assert first["stream"] == "stdout"
+    assert first["container"] == {
+        "id": CONTAINER_ID,
+        "name": "api",
+        "image": {"name": "busybox:1"},
+        "labels": {"team": "core"},
+        "runtime": "docker",
+    }
+    assert first["labels"] == {"team": "core"}
+    assert first["data_stream"] == {"type": "logs", "dataset": "docker.api", "namespace": "test"}
+    assert "partial" not in first
+    assert by_message["x" * 50_000]["stream"] == "stderr"  # a long line is one document
+    assert by_message["p"]["partial"] == {"id": "i", "ordinal": 3, "last": False}
+    mapping = httpx.get(f"{node.url}/logs-docker.api-test/_mapping").json()
+    properties = next(iter(mapping.values()))["mappings"]["properties"]
+    assert properties["@timestamp"]["type"] == "date_nanos"
+    assert properties["container"]["properties"]["id"]["type"] == "keyword"
+    hits = httpx.post(
+        f"{node.url}/logs-docker.api-test/_search", json={"query": {"match": {"message": "line 1999"}}}
+    ).json()
+    assert hits["hits"]["hits"][0]["_source"]["message"] == "line 1999"
+
+
+async def test_dated_indices_from_a_template_name(node: OpenSearchNode) -> None:
+    stream = stream_for({"es-url": node.url, "es-index": "dated-{{.Name}}-%Y.%m.%d"})
+    day = 86_400 * 10**9
+    assert await stream.send_batch(batch_of(lines(10) + lines(5, 10, t=T0 + day))) == DELIVERED
+    await stream.sink.aclose()
+    assert node.count("dated-api-2025.11.28") == 10
+    assert node.count("dated-api-2025.11.29") == 5
+
+
+async def test_a_mapping_conflict_goes_to_the_dead_letters(node: OpenSearchNode, tmp_path: Path) -> None:
+    mapping = {"mappings": {"properties": {"message": {"type": "long"}}}}
+    assert httpx.put(f"{node.url}/conflict", json=mapping).status_code == 200
+    sink = ElasticsearchSink()
+    stream = stream_for({"es-url": node.url, "es-index": "conflict"}, sink)
+    options = pipeline_options("elasticsearch", sink.pipeline_defaults, {"batch-max-wait": "0s"}, {})
+    pipeline = SinkPipeline("elasticsearch", CONTAINER_ID, stream, options, DeadLetters(str(tmp_path), "es"))
+    records = [LogRecord("stdout", T0 + i, text) for i, text in enumerate([b"12", b"not a number", b"34"])]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        await pipeline.put(batch_of(records))
+        await pipeline.aclose()
+    await sink.aclose()
+    assert node.count("conflict") == 2
+    letters = [orjson.loads(line) for line in (tmp_path / "es.jsonl").read_bytes().splitlines()]
+    assert [letter["message"] for letter in letters] == ["not a number"]
+    assert "mapper_parsing_exception" in letters[0]["reason"]
+    assert pipeline.statistics.dead_lettered == 1
+
+
+async def test_node_stopped_for_10s_mid_run_nothing_lost_nothing_duplicated(node: OpenSearchNode) -> None:
+    total, per_put = 20_000, 200
+    sink = ElasticsearchSink()
+    stream = stream_for({"es-url": node.url, "es-index": "outage", "es-request-timeout": "5s"}, sink)
+    options = pipeline_options(
+        "elasticsearch",
+        sink.pipeline_defaults,
+        {"overflow": "block", "block-timeout": "120s", "flush-timeout": "90s"},
+        {},
+    )
+    pipeline = SinkPipeline("elasticsearch", CONTAINER_ID, stream, options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+
+        async def outage() -> None:
+            await trio.sleep(2)
+            await trio.to_thread.run_sync(node.stop)
+            await trio.sleep(10)
+            await trio.to_thread.run_sync(node.start)
+
+        nursery.start_soon(outage)
+        for start in range(0, total, per_put):
+            await pipeline.put(batch_of(lines(per_put, start)))
+            await trio.sleep(0.05)
+        await pipeline.aclose()
+    await sink.aclose()
+    documents = node.documents("outage")
+    messages = [d["message"] for d in documents]
+    assert len(messages) == total
+    assert set(messages) == {f"line {i}" for i in range(total)}
+    assert pipeline.statistics.retried > 0  # the outage happened mid-run
+    assert pipeline.statistics.dropped == 0
+
+
+# -- FakeBulkServer: failure modes on demand -------------------------------------------
+
+
+async def test_items_throttled_with_429_are_retried_alone() -> None:
+    fake = FakeBulkServer()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        stream = stream_for({"es-url": f"http://127.0.0.1:{port}"})
+        fake.throttle_first_items = 3
+        result = await stream.send_batch(batch_of(lines(10)))
+        assert list(result.retry) == [0, 1, 2]
+        assert len(fake.documents) == 7
+        assert await stream.send_batch(batch_of(lines(3))) == DELIVERED  # the pipeline resends those
+        assert len(fake.documents) == 10
+        await stream.sink.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_413_splits_the_batch_and_a_single_huge_line_is_rejected() -> None:
+    fake = FakeBulkServer()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        sink = ElasticsearchSink()
+        stream = stream_for({"es-url": f"http://127.0.0.1:{port}", "es-compress": "false"}, sink)
+        fake.max_body = 20_000
+        records = [*lines(200), LogRecord("stdout", T0 + 1, b"y" * 30_000)]
+        result = await stream.send_batch(batch_of(records))
+        await sink.aclose()
+        nursery.cancel_scope.cancel()
+    assert list(result.retry) == []
+    assert list(result.rejected) == [200]
+    assert "413" in result.rejected[200]
+    assert len(fake.documents) == 200
+    assert sink.events["split_batches"] > 0
+
+
+@pytest.mark.parametrize(("status", "verdict"), [(429, "retry"), (503, "retry"), (401, "retry"), (400, "rejected")])
+async def test_top_level_errors(status: int, verdict: str) -> None:
+    fake = FakeBulkServer()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        sink = ElasticsearchSink()
+        stream = stream_for({"es-url": f"http://127.0.0.1:{port}"}, sink)
+        fake.status = status
+        result = await stream.send_batch(batch_of(lines(4)))
+        await sink.aclose()
+        nursery.cancel_scope.cancel()
+    if verdict == "retry":
+        assert list(result.retry) == [0, 1, 2, 3]
+    else:
+        assert sorted(result.rejected) == [0, 1, 2, 3]
+    assert sink.events["auth_failures"] == (1 if status == 401 else 0)
+
+
+async def test_a_slow_node_times_out_and_the_resend_cannot_duplicate() -> None:
+    fake = FakeBulkServer()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        sink = ElasticsearchSink()
+        stream = stream_for({"es-url": f"http://127.0.0.1:{port}", "es-request-timeout": "500ms"}, sink)
+        fake.delay = 1.5  # the node indexes the batch, but answers after the client gave up
+        result = await stream.send_batch(batch_of(lines(50)))
+        assert list(result.retry) == list(range(50))
+        fake.delay = 0
+        await trio.sleep(1.5)
+        assert await stream.send_batch(batch_of(lines(50))) == DELIVERED
+        await sink.aclose()
+        nursery.cancel_scope.cancel()
+    assert len(fake.documents) == 50
+    assert sink.events["duplicates_avoided"] == 50
+
+
+async def test_a_dead_node_fails_over_to_the_next_url() -> None:
+    fake = FakeBulkServer()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        dead = trio.socket.socket()
+        await dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()
+        stream = stream_for({"es-url": f"http://127.0.0.1:{dead_port},http://127.0.0.1:{port}"})
+        results = [await stream.send_batch(batch_of(lines(5, 5 * i))) for i in range(4)]
+        await stream.sink.aclose()
+        nursery.cancel_scope.cancel()
+    # At most one attempt lands on the dead node before it is marked dead; nothing is lost.
+    assert sum(1 for r in results if r != DELIVERED) <= 1
+    assert len(fake.documents) == 5 * sum(1 for r in results if r == DELIVERED)
+
+
+def test_rfc3339_nanos() -> None:
+    from sinks.elasticsearch._bulk import rfc3339_nanos
+
+    moment = datetime.datetime(2025, 11, 28, 14, 26, 40, tzinfo=datetime.UTC)
+    assert rfc3339_nanos(int(moment.timestamp()) * 10**9 + 5) == "2025-11-28T14:26:40.000000005Z"
