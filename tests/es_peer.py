@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -99,6 +100,18 @@ class OpenSearchNode:
                 f"{self.url}/_search/scroll", json={"scroll": "1m", "scroll_id": response["_scroll_id"]}, timeout=60
             ).json()
         return out
+
+    def get(self, path: str) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.url}{path}", timeout=30).json()
+        return result
+
+    def send(self, method: str, path: str, body: dict[str, Any]) -> int:
+        return httpx.request(method, f"{self.url}{path}", json=body, timeout=30).status_code
+
+    def search(self, target: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        self.refresh(target)
+        response = httpx.post(f"{self.url}/{target}/_search", json={"query": query}, timeout=30).json()
+        return [hit["_source"] for hit in response["hits"]["hits"]]
 
     def delete(self, target: str) -> None:
         httpx.delete(f"{self.url}/_data_stream/{target}", timeout=30)

@@ -7,7 +7,6 @@ import datetime
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import trio
@@ -91,14 +90,12 @@ async def test_every_line_is_searchable_in_a_data_stream_with_ecs_fields(node: O
     assert "partial" not in first
     assert by_message["x" * 50_000]["stream"] == "stderr"  # a long line is one document
     assert by_message["p"]["partial"] == {"id": "i", "ordinal": 3, "last": False}
-    mapping = httpx.get(f"{node.url}/logs-docker.api-test/_mapping").json()
+    mapping = node.get("/logs-docker.api-test/_mapping")
     properties = next(iter(mapping.values()))["mappings"]["properties"]
     assert properties["@timestamp"]["type"] == "date_nanos"
     assert properties["container"]["properties"]["id"]["type"] == "keyword"
-    hits = httpx.post(
-        f"{node.url}/logs-docker.api-test/_search", json={"query": {"match": {"message": "line 1999"}}}
-    ).json()
-    assert hits["hits"]["hits"][0]["_source"]["message"] == "line 1999"
+    hits = node.search("logs-docker.api-test", {"match": {"message": "line 1999"}})
+    assert hits[0]["message"] == "line 1999"
 
 
 async def test_dated_indices_from_a_template_name(node: OpenSearchNode) -> None:
@@ -112,7 +109,7 @@ async def test_dated_indices_from_a_template_name(node: OpenSearchNode) -> None:
 
 async def test_a_mapping_conflict_goes_to_the_dead_letters(node: OpenSearchNode, tmp_path: Path) -> None:
     mapping = {"mappings": {"properties": {"message": {"type": "long"}}}}
-    assert httpx.put(f"{node.url}/conflict", json=mapping).status_code == 200
+    assert node.send("PUT", "/conflict", mapping) == 200
     sink = ElasticsearchSink()
     stream = stream_for({"es-url": node.url, "es-index": "conflict"}, sink)
     options = pipeline_options("elasticsearch", sink.pipeline_defaults, {"batch-max-wait": "0s"}, {})
