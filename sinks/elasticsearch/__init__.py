@@ -91,7 +91,13 @@ def _data_stream_fields(name: str) -> dict[str, str]:
 class ElasticsearchSink(Sink):
     name = "elasticsearch"
     options = OPTIONS
-    pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "retry-max-delay": "10s"}
+    # A node indexes a few thousand lines a second on a small host: give a stopped
+    # container's queued lines time to get there (StopLogging never waits for this).
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {
+        "retry-initial": "200ms",
+        "retry-max-delay": "10s",
+        "flush-timeout": "30s",
+    }
 
     def __init__(self) -> None:
         self.events = {"duplicates_avoided": 0, "split_batches": 0, "auth_failures": 0, "templates_installed": 0}

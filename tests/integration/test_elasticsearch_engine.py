@@ -1,0 +1,77 @@
+"""The Elasticsearch sink on the real engine, into a real OpenSearch node: every line the
+container wrote is one document, with the container's facts, and nothing twice."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from ..es_peer import OpenSearchNode
+from .conftest import Plugin, docker, logs
+
+SCRIPT = (
+    "seq 1 20000; echo ''; printf 'tab\\there \"quoted\" ünïcode\\n'; "
+    'for i in 1 2 3; do echo "err $i" >&2; done; '
+    "head -c 40000 /dev/zero | tr '\\0' x; echo; printf 'no newline at the end'"
+)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
+    opensearch = OpenSearchNode(tmp_path_factory.mktemp("opensearch")).start()
+    yield opensearch
+    opensearch.stop()
+
+
+def closing_counts(plugin: Plugin, container: str, sink: str, timeout: float = 60) -> tuple[int, int]:
+    pattern = rf"of {container[:12]} closed.*{sink}: (\d+) delivered, (\d+) dropped"
+    deadline = time.monotonic() + timeout
+    while (match := re.search(pattern, plugin.log())) is None:
+        assert time.monotonic() < deadline, plugin.log()[-3000:]
+        time.sleep(0.2)
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_every_line_the_container_wrote_is_one_document(plugin: Plugin, node: OpenSearchNode) -> None:
+    stream = "logs-docker.e2e-default"
+    container = plugin.run(
+        "sh",
+        "-c",
+        SCRIPT,
+        opts={
+            "sinks": "elasticsearch",
+            "es-url": node.url,
+            "es-data-stream": stream,
+            "es-install-template": "true",
+            "elasticsearch-flush-timeout": "120s",  # a cold node on a busy CI host is slow
+            "labels": "tier",
+            "tag": "{{.ImageName}}",
+        },
+        args=("--label", "tier=web"),
+    )
+    delivered, dropped = closing_counts(plugin, container, "elasticsearch")
+    stdout, stderr = logs(container)  # what the container wrote, from logdriver's own store
+    stdout_lines = stdout.decode().split("\n")
+    assert stdout_lines[-2:] == ["x" * 40000, "no newline at the end"]
+    expected = Counter(stdout_lines + stderr.decode().splitlines())
+    documents = node.documents(stream)
+    assert (delivered, dropped) == (len(documents), 0)
+    assert Counter(str(d["message"]) for d in documents) == expected
+    assert len({d["_id"] for d in documents}) == len(documents)
+    name = docker("inspect", "-f", "{{.Name}}", container).stdout.decode().strip().removeprefix("/")
+    first = next(d for d in documents if d["message"] == "1")
+    assert first["container"] == {
+        "id": container,
+        "name": name,
+        "image": {"name": "logdriver-test"},
+        "labels": {"tier": "web"},
+        "runtime": "docker",
+    }
+    assert first["tags"] == ["logdriver-test"]
+    assert first["stream"] == "stdout"
+    assert next(d for d in documents if d["message"] == "err 2")["stream"] == "stderr"
+    assert str(first["@timestamp"]).endswith("Z")
