@@ -1,4 +1,5 @@
 # Type stub for the Rust extension built from native/ (see native/src/lib.rs).
+from collections.abc import Callable
 from typing import final
 
 _Partial = tuple[str, int, bool]
@@ -26,6 +27,7 @@ class Batch:
         """How many leading records fit in ``limit`` line bytes (at least one, if any)."""
     def json_lines(self, suffix: bytes) -> bytes: ...
     def text_lines(self) -> bytes: ...
+    def bulk_lines(self, container_id: bytes, action_prefix: Callable[[int], bytes], doc_suffix: bytes) -> bytes: ...
     def forward_entries(
         self, head: bytes, head_pairs: int, tail: bytes, tail_pairs: int, sub_second: bool
     ) -> bytes: ...

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+pub mod bulk;
 pub mod forward;
 pub mod join;
 pub mod render;
@@ -180,6 +181,27 @@ impl Batch {
         render::with_scratch(|out| {
             forward::forward_entries(&self.lines, head, head_pairs, tail, tail_pairs, sub_second, out);
             PyBytes::new(py, out)
+        })
+    }
+
+    /// An Elasticsearch bulk body (see ``bulk.rs``): ``action_prefix(day)`` returns the
+    /// action up to the ``_id`` value for a UTC day number; ``doc_suffix`` ends each document.
+    fn bulk_lines<'py>(
+        &self,
+        py: Python<'py>,
+        container_id: &[u8],
+        action_prefix: &Bound<'py, PyAny>,
+        doc_suffix: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        render::with_scratch(|out| {
+            bulk::bulk_lines(
+                &self.lines,
+                container_id,
+                |day| action_prefix.call1((day,))?.extract::<Vec<u8>>(),
+                doc_suffix,
+                out,
+            )?;
+            Ok(PyBytes::new(py, out))
         })
     }
 

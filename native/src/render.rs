@@ -1,6 +1,7 @@
 //! Rendering records as JSON lines or text, the file sink's formats.
 
 use crate::join::Lines;
+use crate::wire::Partial;
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -140,20 +141,10 @@ fn push_digits(mut value: u64, width: usize, out: &mut Vec<u8>) {
 /// `suffix` carries the per-container constant fields and the closing `}\n`.
 pub fn json_lines(lines: &Lines, suffix: &[u8], out: &mut Vec<u8>) {
     out.reserve(lines.arena.len() + lines.records.len() * (90 + suffix.len()));
-    let mut cached_second = i64::MIN;
-    let mut cached = Vec::with_capacity(40);
+    let mut time = TimeText::default();
     for record in &lines.records {
         out.extend_from_slice(b"{\"time\":\"");
-        let second = record.time_nano.div_euclid(1_000_000_000);
-        if second != cached_second {
-            cached.clear();
-            rfc3339_nanos(second * 1_000_000_000, &mut cached);
-            cached.truncate(cached.len() - 11); // keep "YYYY-MM-DDTHH:MM:SS"
-            cached_second = second;
-        }
-        out.extend_from_slice(&cached);
-        out.push(b'.');
-        push_digits(record.time_nano.rem_euclid(1_000_000_000) as u64, 9, out);
+        time.push(record.time_nano, out);
         match record.source.as_str() {
             "stdout" => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
             "stderr" => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
@@ -165,16 +156,44 @@ pub fn json_lines(lines: &Lines, suffix: &[u8], out: &mut Vec<u8>) {
         }
         json_string(lines.line(record), out);
         if let Some(p) = &record.partial {
-            out.extend_from_slice(b",\"partial\":{\"id\":");
-            json_string(p.id.as_bytes(), out);
-            out.extend_from_slice(b",\"ordinal\":");
-            if p.ordinal < 0 {
-                out.push(b'-');
-            }
-            push_digits(u64::from(p.ordinal.unsigned_abs()), 1, out);
-            out.extend_from_slice(if p.last { b",\"last\":true}" } else { b",\"last\":false}" });
+            push_partial(p, out);
         }
         out.extend_from_slice(suffix);
+    }
+}
+
+/// `,"partial":{"id":..,"ordinal":..,"last":..}`
+pub fn push_partial(p: &Partial, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"partial\":{\"id\":");
+    json_string(p.id.as_bytes(), out);
+    out.extend_from_slice(b",\"ordinal\":");
+    if p.ordinal < 0 {
+        out.push(b'-');
+    }
+    push_digits(u64::from(p.ordinal.unsigned_abs()), 1, out);
+    out.extend_from_slice(if p.last { b",\"last\":true}" } else { b",\"last\":false}" });
+}
+
+/// RFC 3339 UTC time with nanoseconds, without the trailing `Z`; the date and
+/// clock part is formatted once per second of log time.
+#[derive(Default)]
+pub struct TimeText {
+    second: Option<i64>,
+    text: Vec<u8>,
+}
+
+impl TimeText {
+    pub fn push(&mut self, time_nano: i64, out: &mut Vec<u8>) {
+        let second = time_nano.div_euclid(1_000_000_000);
+        if self.second != Some(second) {
+            self.text.clear();
+            rfc3339_nanos(second * 1_000_000_000, &mut self.text);
+            self.text.truncate(self.text.len() - 11); // keep "YYYY-MM-DDTHH:MM:SS"
+            self.second = Some(second);
+        }
+        out.extend_from_slice(&self.text);
+        out.push(b'.');
+        push_digits(time_nano.rem_euclid(1_000_000_000) as u64, 9, out);
     }
 }
 

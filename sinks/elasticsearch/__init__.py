@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from logdriver import (
+    ConfigError,
     LogBatch,
     Settings,
     SinkOption,
     parse_bool,
     parse_duration,
-    records_of,
     render_tag,
 )
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
@@ -147,6 +147,9 @@ class ElasticsearchStream(SinkStream):
         )
         self.client = sink.client(self.client_options)
         index = options["es-index"]
+        if any(code in index for code in ("%H", "%I", "%M", "%S", "%p", "%f", "%s")):
+            # Bulk bodies pick the index once per UTC day of log time.
+            raise ConfigError("es-index", index, "date patterns of a day at the finest (%Y, %m, %d, %j, ...)")
         if index:
             self.target = Target(render_tag(index, info), data_stream=False, pipeline=options["es-pipeline"])
         else:
@@ -176,10 +179,9 @@ class ElasticsearchStream(SinkStream):
         installed = (self.client_options, self.target.name) in self.sink.templates
         if self.install_template and not installed and not await self._install_template():
             return SendResult.retry_all(len(batch))
-        records = records_of(batch)
         retry: list[int] = []
         rejected: dict[int, str] = {}
-        await self._send(records, 0, retry, rejected)
+        await self._send(batch, 0, retry, rejected)
         if retry and not self._failing:
             self._failing = True
         elif not retry and self._failing:
@@ -189,22 +191,22 @@ class ElasticsearchStream(SinkStream):
             return DELIVERED
         return SendResult(retry=retry, rejected=rejected)
 
-    async def _send(self, records: list[Any], offset: int, retry: list[int], rejected: dict[int, str]) -> None:
-        body = self.encoder.encode(records)
-        outcome = await self.client.bulk(body, _FILTER)
-        if outcome.status == 413 and len(records) > 1:
+    async def _send(self, batch: LogBatch, offset: int, retry: list[int], rejected: dict[int, str]) -> None:
+        outcome = await self.client.bulk(self.encoder.encode(batch), _FILTER)
+        size = len(batch)
+        if outcome.status == 413 and size > 1:
             self.sink.events["split_batches"] += 1
-            half = len(records) // 2
-            await self._send(records[:half], offset, retry, rejected)
-            await self._send(records[half:], offset + half, retry, rejected)
+            half = size // 2
+            await self._send(batch.slice(0, half), offset, retry, rejected)
+            await self._send(batch.slice(half, size), offset + half, retry, rejected)
             return
         if outcome.status == 200 and isinstance(outcome.body, Mapping):
-            verdict = item_verdicts(outcome.body, len(records))
+            verdict = item_verdicts(outcome.body, size)
             self.sink.events["duplicates_avoided"] += verdict.duplicates
             retry.extend(offset + i for i in verdict.retry)
             rejected.update({offset + i: reason for i, reason in verdict.rejected.items()})
             return
-        everything = range(offset, offset + len(records))
+        everything = range(offset, offset + size)
         if outcome.permanent or outcome.status == 413:  # 413 here: one line alone is too big
             rejected.update(dict.fromkeys(everything, outcome.reason))
         else:

@@ -1,6 +1,6 @@
 """Sans-IO Elasticsearch/OpenSearch bulk: the request for a batch, the verdict from the reply.
 
-- Every line becomes a ``create`` with a deterministic ``_id`` (a hash of the
+- Every line becomes a ``create`` with a deterministic ``_id`` (XXH3-128 of the
   container, time, stream and bytes of the line), so a batch sent twice,
   after a timeout or a replay from the disk spool, can never index a line
   twice: the copy is answered 409, which counts as delivered.
@@ -14,30 +14,16 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from logdriver import LogRecord
+from logdriver import LogBatch
 
-
-def document_id(container_id: str, record: LogRecord, repeat: int = 0) -> str:
-    """20 URL-safe characters; ``repeat`` tells apart identical lines at the same nanosecond."""
-    digest = hashlib.blake2b(digest_size=15)
-    digest.update(f"{container_id}\0{record.time_nano}\0{record.source}\0{repeat}\0".encode())
-    digest.update(record.line)
-    return base64.urlsafe_b64encode(digest.digest()).decode()
-
-
-def rfc3339_nanos(time_nano: int) -> str:
-    seconds, nanos = divmod(time_nano, 1_000_000_000)
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+NANOS_PER_DAY: Final = 86_400 * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,54 +43,33 @@ class Target:
 
 
 class BulkEncoder:
-    """Turns batches of one container's lines into bulk request bodies."""
+    """Turns batches of one container's lines into bulk request bodies (in Rust:
+    ``native/src/bulk.rs``; tests/sinks/es_reference.py is the Python reference)."""
 
-    def __init__(
-        self,
-        container_id: str,
-        fields: Mapping[str, Any],
-        target: Target,
-    ) -> None:
-        self.container_id = container_id
+    def __init__(self, container_id: str, fields: Mapping[str, Any], target: Target) -> None:
+        self.container_id = container_id.encode()
         self.target = target
-        # The per-container part of every document, serialised once ("," + members, no braces).
-        self._constant = orjson.dumps(dict(fields))[1:-1]
-        self._action_cache: dict[str, bytes] = {}
+        constant = orjson.dumps(dict(fields))[1:-1]  # the per-container members, no braces
+        self._suffix = (b"," + constant if constant else b"") + b"}\n"
+        self._prefixes: dict[str, bytes] = {}
 
-    def _action_prefix(self, index: str) -> bytes:
-        prefix = self._action_cache.get(index)
+    def action_prefix(self, day: int) -> bytes:
+        """``{"create":{"_index":..,["pipeline":..,]"_id":"`` for a UTC day number."""
+        index = self.target.index_for(day * NANOS_PER_DAY)
+        prefix = self._prefixes.get(index)
         if prefix is None:
             meta: dict[str, str] = {"_index": index}
             if self.target.pipeline:
                 meta["pipeline"] = self.target.pipeline
             prefix = b'{"create":' + orjson.dumps(meta)[:-1] + b',"_id":"'
-            if len(self._action_cache) > 64:
-                self._action_cache.clear()
-            self._action_cache[index] = prefix
+            if len(self._prefixes) > 64:
+                self._prefixes.clear()
+            self._prefixes[index] = prefix
         return prefix
 
-    def encode(self, records: Sequence[LogRecord]) -> bytes:
-        """NDJSON: an action line and a document line per record, each ending in a newline."""
-        parts: list[bytes] = []
-        seen: dict[tuple[int, str, bytes], int] = {}
-        for record in records:
-            key = (record.time_nano, record.source, record.line)
-            repeat = seen.get(key, 0)
-            seen[key] = repeat + 1
-            parts.append(self._action_prefix(self.target.index_for(record.time_nano)))
-            parts.append(document_id(self.container_id, record, repeat).encode())
-            parts.append(b'"}}\n')
-            document: dict[str, Any] = {
-                "@timestamp": rfc3339_nanos(record.time_nano),
-                "message": record.line.decode("utf-8", "replace"),
-                "stream": record.source,
-            }
-            if record.partial is not None:
-                partial = record.partial
-                document["partial"] = {"id": partial.id, "ordinal": partial.ordinal, "last": partial.last}
-            body = orjson.dumps(document)
-            parts.append(body[:-1] + (b"," + self._constant if self._constant else b"") + b"}\n")
-        return b"".join(parts)
+    def encode(self, batch: LogBatch) -> bytes:
+        """NDJSON: an action line and a document line per line, each ending in a newline."""
+        return batch.bulk_lines(self.container_id, self.action_prefix, self._suffix)
 
 
 @dataclass(frozen=True, slots=True)

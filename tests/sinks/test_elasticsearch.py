@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logdriver import ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
 from logdriver._deadletter import DeadLetters
@@ -19,9 +21,11 @@ from logdriver._pipeline_options import pipeline_options
 from logdriver._templates import extra_attributes
 from logdriver.abc import DELIVERED, ContainerContext
 from sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
+from sinks.elasticsearch._bulk import BulkEncoder, Target
 
 from ..es_peer import OpenSearchNode
 from ..fake_bulk import FakeBulkServer
+from . import es_reference
 
 CONTAINER_ID = "cd34" * 16
 T0 = 1_764_340_000_123_456_789  # 2025-11-28
@@ -251,7 +255,31 @@ async def test_a_dead_node_fails_over_to_the_next_url() -> None:
 
 
 def test_rfc3339_nanos() -> None:
-    from sinks.elasticsearch._bulk import rfc3339_nanos
+    from .es_reference import rfc3339_nanos
 
     moment = datetime.datetime(2025, 11, 28, 14, 26, 40, tzinfo=datetime.UTC)
     assert rfc3339_nanos(int(moment.timestamp()) * 10**9 + 5) == "2025-11-28T14:26:40.000000005Z"
+
+
+_records = st.lists(
+    st.builds(
+        LogRecord,
+        st.sampled_from(["stdout", "stderr"]),
+        st.integers(0, 4 * 10**18) | st.sampled_from([T0, T0 + 1]),
+        st.binary(max_size=200) | st.sampled_from([b"same", b"", b'"\\\n\t\x00\x7f\xff']),
+        st.none() | st.builds(PartialInfo, st.text(max_size=20), st.integers(-(2**31), 2**31 - 1), st.booleans()),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records, st.text(max_size=70))
+def test_native_bulk_encoder_matches_the_python_reference(records: list[LogRecord], container_id: str) -> None:
+    """Byte for byte, ids included: escapes, invalid UTF-8, repeats, partials, day changes."""
+    target = Target("logs-%Y.%m.%d", data_stream=False, pipeline="p1")
+    encoder = BulkEncoder(container_id, {"host": {"name": "h"}}, target)
+    expected = es_reference.bulk_lines(
+        records, container_id.encode(), encoder.action_prefix, b',"host":{"name":"h"}}\n'
+    )
+    assert encoder.encode(batch_of(records)) == expected
