@@ -73,6 +73,7 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 	$(PY) bench/fluentd_bench.py
+	$(PY) bench/es_bench.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
