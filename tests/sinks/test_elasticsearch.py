@@ -13,7 +13,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdriver import ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
+from logdriver import ConfigError, ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
 from logdriver._deadletter import DeadLetters
 from logdriver._options import parse_log_opts, plugin_defaults
 from logdriver._pipeline import SinkPipeline
@@ -283,3 +283,41 @@ def test_native_bulk_encoder_matches_the_python_reference(records: list[LogRecor
         records, container_id.encode(), encoder.action_prefix, b',"host":{"name":"h"}}\n'
     )
     assert encoder.encode(batch_of(records)) == expected
+
+
+def test_item_verdicts() -> None:
+    from sinks.elasticsearch._bulk import item_verdicts
+
+    items = [
+        {"create": {"status": 201}},
+        {"create": {"status": 409, "error": {"type": "version_conflict_engine_exception"}}},
+        {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}},
+        {"create": {"status": 503, "error": {"type": "unavailable_shards_exception"}}},
+        {"create": {"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad"}}},
+    ]
+    verdict = item_verdicts({"errors": True, "items": items}, 5)
+    assert (verdict.retry, list(verdict.rejected), verdict.duplicates) == ([2, 3], [4], 1)
+    assert verdict.rejected[4] == "400 mapper_parsing_exception: bad"
+    assert item_verdicts({"errors": False}, 5).retry == []
+    assert item_verdicts({"errors": True, "items": items[:2]}, 5).retry == [0, 1, 2, 3, 4]  # positions lost
+
+
+def test_options_urls_day_patterns_and_secrets() -> None:
+    sink = ElasticsearchSink()
+    environ = {"LOGDRIVER_ES_PASSWORD": "hunter2", "LOGDRIVER_ES_USERNAME": "shipper"}
+    options = parse_log_opts(
+        {"sinks": "elasticsearch", "es-url": "https://a:9243/x,b"},
+        plugin_defaults({}),
+        {"elasticsearch": sink},
+        environ,
+    )
+    own = options.sink_options["elasticsearch"]
+    assert [str(url) for url in own["es-url"]] == ["https://a:9243/x", "http://b:9200"]
+    assert own["es-password"] == "hunter2"
+    with pytest.raises(ConfigError, match="es-url") as caught:
+        parse_log_opts(
+            {"sinks": "elasticsearch", "es-url": "ftp://x"}, plugin_defaults({}), {"elasticsearch": sink}, {}
+        )
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match="es-index"):
+        stream_for({"es-index": "logs-%Y.%m.%d-%H"})
