@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import ssl
 from typing import Any
 
 import h11
@@ -27,6 +28,8 @@ class FakeBulkServer:
         self.max_body = 0  # answer 413 to bigger (uncompressed) bodies; 0: no limit
         self.delay = 0.0  # seconds before answering
         self.status = 0  # answer the whole request with this status, when set
+        self.headers: dict[bytes, bytes] = {}  # of the last request
+        self.tls: ssl.SSLContext | None = None  # serve https with this context
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -34,12 +37,13 @@ class FakeBulkServer:
         task_status.started(self.port)
         await trio.serve_listeners(self._connection, listeners)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = trio.SSLStream(tcp, self.tls, server_side=True) if self.tls else tcp
         # A client that gave up (a timeout under test) ends the exchange: so does the fake.
         with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError, h11.LocalProtocolError):
             await self._exchange(stream)
 
-    async def _exchange(self, stream: trio.SocketStream) -> None:
+    async def _exchange(self, stream: trio.abc.Stream) -> None:
         connection = h11.Connection(h11.SERVER)
         with trio.move_on_after(60):
             while True:
@@ -57,7 +61,7 @@ class FakeBulkServer:
                 connection.start_next_cycle()
 
     @staticmethod
-    async def _read(stream: trio.SocketStream, connection: h11.Connection) -> tuple[h11.Request | None, bytes]:
+    async def _read(stream: trio.abc.Stream, connection: h11.Connection) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = bytearray()
         while True:
@@ -78,6 +82,7 @@ class FakeBulkServer:
 
     async def _answer(self, request: h11.Request, body: bytes) -> tuple[int, dict[str, Any]]:
         self.requests += 1
+        self.headers = dict(request.headers)
         if self.delay:
             await trio.sleep(self.delay)
         if dict(request.headers).get(b"content-encoding") == b"gzip":

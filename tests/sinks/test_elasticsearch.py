@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import datetime
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 import trio
+import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -321,3 +323,37 @@ def test_options_urls_day_patterns_and_secrets() -> None:
     assert "hunter2" not in str(caught.value)
     with pytest.raises(ConfigError, match="es-index"):
         stream_for({"es-index": "logs-%Y.%m.%d-%H"})
+
+
+@pytest.mark.parametrize(
+    ("config", "header"),
+    [
+        ({"es-username": "shipper", "es-password": "hunter2"}, b"Basic c2hpcHBlcjpodW50ZXIy"),
+        ({"es-api-key": "a2V5aWQ6c2VjcmV0"}, b"ApiKey a2V5aWQ6c2VjcmV0"),
+        ({"es-bearer-token": "t0ken"}, b"Bearer t0ken"),
+    ],
+)
+async def test_https_with_a_test_ca_and_each_kind_of_credentials(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, config: dict[str, str], header: bytes
+) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    fake = FakeBulkServer()
+    fake.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(fake.tls)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        url = f"https://127.0.0.1:{port}"
+        sink = ElasticsearchSink()
+        trusted = stream_for({"es-url": url, "es-tls-ca": str(tmp_path / "ca.pem"), **config}, sink)
+        assert await trusted.send_batch(batch_of(lines(3))) == DELIVERED
+        assert fake.headers[b"authorization"] == header
+        untrusted = stream_for({"es-url": url, **config}, ElasticsearchSink())  # verification is on by default
+        assert list((await untrusted.send_batch(batch_of(lines(1)))).retry) == [0]
+        await sink.aclose()
+        await untrusted.sink.aclose()
+        nursery.cancel_scope.cancel()
+    assert len(fake.documents) == 3
+    secret = header.split()[1].decode()
+    assert secret not in caplog.text
+    assert "hunter2" not in caplog.text
