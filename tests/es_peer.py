@@ -82,8 +82,10 @@ class OpenSearchNode:
     def refresh(self, target: str) -> None:
         httpx.post(f"{self.url}/{target}/_refresh", timeout=30)
 
-    def count(self, target: str) -> int:
-        self.refresh(target)
+    def count(self, target: str, refresh: bool = True) -> int:
+        """Documents in ``target``; without ``refresh``, as of the node's last periodic refresh (1 s)."""
+        if refresh:
+            self.refresh(target)
         response = httpx.get(f"{self.url}/{target}/_count", timeout=30)
         return int(response.json().get("count", 0)) if response.status_code == 200 else 0
 
