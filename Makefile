@@ -22,12 +22,12 @@ $(STAMP): pyproject.toml native/Cargo.toml $(wildcard native/src/*.rs)
 venv: $(STAMP)
 
 $(PEERS): tests/peers/fluent/package.json tests/peers/fluent/package-lock.json
-	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for the test peers: apt-get install -y nodejs npm" >&2; exit 1; }
+	@command -v npm >/dev/null || ./scripts/apt-install.sh npm nodejs npm
 	cd tests/peers/fluent && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(OS_JARS): tests/peers/opensearch/pom.xml
-	@command -v mvn >/dev/null || { echo "Maven and a JDK 17 are needed for the OpenSearch test node: apt-get install -y maven" >&2; exit 1; }
+	@command -v mvn >/dev/null || ./scripts/apt-install.sh mvn maven
 	cd tests/peers/opensearch && mvn -q -B dependency:copy-dependencies
 	touch $@
 
