@@ -11,13 +11,13 @@ Elasticsearch 7-9 and OpenSearch 1-3 all accept. Every answer becomes an
 from __future__ import annotations
 
 import base64
-import gzip
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from elastic_transport import AsyncTransport, NodeConfig, TransportError
 from elastic_transport._serializer import NdjsonSerializer, OrjsonSerializer
+from zlib_ng import zlib_ng
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +90,8 @@ class Outcome:
     permanent: bool = False  # retrying the same request cannot help
 
 
+_GZIP_WBITS = 31  # zlib's way of asking for a gzip member
+
 # 4xx answers that a later attempt may not get: auth (fixable without losing lines),
 # timeouts, throttling, and 413 (the caller splits the batch).
 _TRANSIENT_4XX = frozenset({401, 403, 408, 409, 413, 429})
@@ -116,7 +118,7 @@ class BulkClient:
                 url.host,
                 url.port,
                 path_prefix=url.path_prefix,
-                http_compress=False,  # done here at level 1: the transport's level 9 costs 3x the CPU
+                http_compress=False,  # done here, with zlib-ng at level 1: ~10x less CPU than the transport's
                 headers=headers,
                 request_timeout=options.request_timeout,
                 ca_certs=options.ca_file or None,
@@ -138,7 +140,7 @@ class BulkClient:
     async def _request(self, method: str, target: str, body: bytes | dict[str, Any], content_type: str) -> Outcome:
         headers = {"content-type": content_type, "accept": "application/json"}
         if self.options.compress and isinstance(body, bytes):
-            body = gzip.compress(body, compresslevel=1)
+            body = zlib_ng.compress(body, 1, _GZIP_WBITS)
             headers["content-encoding"] = "gzip"
         try:
             meta, response = await self.transport.perform_request(
