@@ -228,6 +228,11 @@ class ElasticsearchStream(SinkStream):
             self.sink.events["templates_installed"] += 1
             return True
         log.warning("elasticsearch: cannot install the index template for %s: %s", name, outcome.reason)
+        if outcome.permanent:
+            # Refused for good (say, another template with the same priority overlaps):
+            # ship without it rather than hold every line back.
+            self.sink.templates.add((self.client_options, name))
+            return True
         return False
 
     async def aclose(self) -> None:
