@@ -29,6 +29,7 @@ class FakeBulkServer:
         self.delay = 0.0  # seconds before answering
         self.status = 0  # answer the whole request with this status, when set
         self.headers: dict[bytes, bytes] = {}  # of the last request
+        self.template_status = 200  # the answer to index template requests
         self.tls: ssl.SSLContext | None = None  # serve https with this context
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -87,6 +88,8 @@ class FakeBulkServer:
             await trio.sleep(self.delay)
         if dict(request.headers).get(b"content-encoding") == b"gzip":
             body = gzip.decompress(body)
+        if request.target.startswith(b"/_index_template/"):
+            return self.template_status, {"acknowledged": self.template_status == 200}
         if not request.target.startswith(b"/_bulk"):
             return 200, {"acknowledged": True}
         if self.status:

@@ -357,3 +357,17 @@ async def test_https_with_a_test_ca_and_each_kind_of_credentials(
     secret = header.split()[1].decode()
     assert secret not in caplog.text
     assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize(("status", "delivered"), [(400, True), (503, False)])
+async def test_a_refused_template_never_holds_lines_back_for_good(status: int, delivered: bool) -> None:
+    fake = FakeBulkServer()
+    fake.template_status = status
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(fake.serve)
+        stream = stream_for({"es-url": f"http://127.0.0.1:{port}", "es-install-template": "true"})
+        result = await stream.send_batch(batch_of(lines(3)))
+        await stream.sink.aclose()
+        nursery.cancel_scope.cancel()
+    assert (result == DELIVERED) is delivered  # a transient refusal is retried with the lines
+    assert len(fake.documents) == (3 if delivered else 0)
