@@ -205,7 +205,8 @@ async def test_shutdown_flushes_sinks_and_keeps_the_fifo_registered(
     path, fd = daemon_fifo(tmp_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
-        await driver.start_logging(StartLogging(path, info()))
+        # Retry delays are random (full jitter); capped at 1 s, three of them fit in the flush time.
+        await driver.start_logging(StartLogging(path, info(sinks="fake", **{"retry-max-delay": "1s"})))
         kind.streams[0].fail_times = 3  # the destination recovers during the grace period
         os.write(fd, frames(encode_entry("stdout", 1, b"queued at SIGTERM")))
         await trio.sleep(0.1)
