@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,14 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, ROOT, cpu_seconds, docker, peak_rss_mib  # bench/bench.py, beside this file
 from tests.fluent_peer import FluentPeer
+from tests.ports import free_port
 
 PLUGIN = "logdriver-fluentd-bench"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(driver: str, opts: dict[str, str], command: str, peer: FluentPeer | None, lines: int) -> tuple[float, float]:

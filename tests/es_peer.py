@@ -8,7 +8,6 @@ same port and data directory, so a stopped node comes back with its indices.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,14 +15,10 @@ from typing import Any
 
 import httpx
 
+from .ports import free_port
+
 PEER_DIR = Path(__file__).parent / "peers" / "opensearch"
 JARS = PEER_DIR / "target" / "dependency"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class OpenSearchNode:

@@ -32,6 +32,10 @@ class FakeBulkServer:
         self.template_status = 200  # the answer to index template requests
         self.tls: ssl.SSLContext | None = None  # serve https with this context
 
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]

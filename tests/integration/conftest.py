@@ -7,6 +7,7 @@ The plugin runs as a legacy plugin under the name ``logdriver-it`` so that a
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,16 @@ class Plugin:
         container = result.stdout.decode().strip()
         self.containers.append(container)
         return container
+
+    def closing_counts(self, container: str, sink: str, timeout: float = 60) -> tuple[int, int]:
+        """(delivered, dropped) for ``sink`` from the closing log line of the container's
+        FIFO that carried lines, once it is logged."""
+        pattern = rf"of {container[:12]} closed: [1-9].*{re.escape(sink)}: (\d+) delivered, (\d+) dropped"
+        deadline = time.monotonic() + timeout
+        while (match := re.search(pattern, self.log())) is None:
+            assert time.monotonic() < deadline, self.log()[-3000:]
+            time.sleep(0.1)
+        return int(match.group(1)), int(match.group(2))
 
     def file_records(self, container: str) -> list[dict[str, object]]:
         paths = sorted(self.file_dir.glob(f"{container[:12]}-*.log"))

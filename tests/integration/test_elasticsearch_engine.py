@@ -3,8 +3,6 @@ container wrote is one document, with the container's facts, and nothing twice."
 
 from __future__ import annotations
 
-import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -27,15 +25,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
     opensearch.stop()
 
 
-def closing_counts(plugin: Plugin, container: str, sink: str, timeout: float = 60) -> tuple[int, int]:
-    pattern = rf"of {container[:12]} closed.*{sink}: (\d+) delivered, (\d+) dropped"
-    deadline = time.monotonic() + timeout
-    while (match := re.search(pattern, plugin.log())) is None:
-        assert time.monotonic() < deadline, plugin.log()[-3000:]
-        time.sleep(0.2)
-    return int(match.group(1)), int(match.group(2))
-
-
 def test_every_line_the_container_wrote_is_one_document(plugin: Plugin, node: OpenSearchNode) -> None:
     stream = "logs-docker.e2e-default"
     container = plugin.run(
@@ -53,7 +42,7 @@ def test_every_line_the_container_wrote_is_one_document(plugin: Plugin, node: Op
         },
         args=("--label", "tier=web"),
     )
-    delivered, dropped = closing_counts(plugin, container, "elasticsearch")
+    delivered, dropped = plugin.closing_counts(container, "elasticsearch")
     stdout, stderr = logs(container)  # what the container wrote, from logdriver's own store
     stdout_lines = stdout.decode().split("\n")
     assert stdout_lines[-2:] == ["x" * 40000, "no newline at the end"]

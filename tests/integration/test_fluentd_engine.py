@@ -3,14 +3,13 @@ with Docker's built-in ``fluentd`` driver sending to the same server."""
 
 from __future__ import annotations
 
-import re
-import socket
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from ..fluent_peer import FluentPeer
+from ..ports import free_port
 from .conftest import Plugin, docker
 
 SCRIPT = (
@@ -87,21 +86,6 @@ def test_records_match_dockers_own_fluentd_driver(plugin: Plugin, tmp_path: Path
     assert stdout[-4:-2] == ["", 'tab\there "quoted" ünïcode']
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def closing_counts(plugin: Plugin, container: str, timeout: float = 40) -> tuple[int, int]:
-    pattern = rf"of {container[:12]} closed.*fluentd: (\d+) delivered, (\d+) dropped"
-    deadline = time.monotonic() + timeout
-    while (match := re.search(pattern, plugin.log())) is None:
-        assert time.monotonic() < deadline, plugin.log()[-3000:]
-        time.sleep(0.1)
-    return int(match.group(1)), int(match.group(2))
-
-
 def test_server_down_never_holds_the_container_and_every_drop_is_counted(plugin: Plugin, tmp_path: Path) -> None:
     lines = 300_000
     port = free_port()  # nothing listens there yet
@@ -121,7 +105,7 @@ def test_server_down_never_holds_the_container_and_every_drop_is_counted(plugin:
     docker("start", container)
     assert docker("wait", container, timeout=120).stdout.strip() == b"0"  # not held by the dead server
     with FluentPeer(tmp_path, port=port) as peer:
-        delivered, dropped = closing_counts(plugin, container)
+        delivered, dropped = plugin.closing_counts(container, "fluentd")
         events = peer.wait_for(delivered, timeout=20)
     assert dropped > 0  # the server was down: the queue filled and shed lines, counted
     assert delivered + dropped == lines

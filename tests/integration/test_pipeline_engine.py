@@ -86,12 +86,6 @@ def netsink_plugin(make_plugin: object, peer: FakePeer, **env: str) -> Plugin:
     )
 
 
-def sink_counts(plugin: Plugin, container: str) -> tuple[int, int]:
-    match = re.search(rf"of {container[:12]} closed.*fakenet: (\d+) delivered, (\d+) dropped", plugin.log())
-    assert match, plugin.log()[-3000:]
-    return int(match.group(1)), int(match.group(2))
-
-
 def wait_closed(plugin: Plugin, container: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not re.search(rf"of {container[:12]} closed: [1-9]", plugin.log()):
@@ -115,9 +109,8 @@ def test_block_holds_the_container_until_the_sink_is_back(make_plugin: object, p
     assert state == b"true"  # blocked in write(): the pipe is full and logdriver waits for the sink
     peer.start()
     assert docker("wait", container, timeout=120).stdout.strip() == b"0"
-    wait_closed(plugin, container)
+    assert plugin.closing_counts(container, "fakenet") == (lines, 0)
     assert peer.lines == [b"%d" % i for i in range(1, lines + 1)]  # all, in order, once
-    assert sink_counts(plugin, container) == (lines, 0)
 
 
 @pytest.mark.slow
@@ -142,8 +135,7 @@ def test_drop_newest_never_slows_the_container_and_counts_every_drop(make_plugin
     assert docker("wait", container, timeout=60).stdout.strip() == b"0"
     assert time.monotonic() - started < 30  # the dead sink did not hold the container
     peer.start()
-    wait_closed(plugin, container)
-    delivered, dropped = sink_counts(plugin, container)
+    delivered, dropped = plugin.closing_counts(container, "fakenet")
     assert delivered + dropped == lines
     assert len(peer.lines) == delivered
     # The file sink, configured to block, got every line: sinks do not share a fate.

@@ -170,32 +170,32 @@ async def test_node_stopped_for_10s_mid_run_nothing_lost_nothing_duplicated(node
 # -- FakeBulkServer: failure modes on demand -------------------------------------------
 
 
-async def test_items_throttled_with_429_are_retried_alone() -> None:
-    fake = FakeBulkServer()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        stream = stream_for({"es-url": f"http://127.0.0.1:{port}"})
-        fake.throttle_first_items = 3
-        result = await stream.send_batch(batch_of(lines(10)))
-        assert list(result.retry) == [0, 1, 2]
-        assert len(fake.documents) == 7
-        assert await stream.send_batch(batch_of(lines(3))) == DELIVERED  # the pipeline resends those
-        assert len(fake.documents) == 10
-        await stream.sink.aclose()
-        nursery.cancel_scope.cancel()
+@pytest.fixture
+async def fake(nursery: trio.Nursery) -> FakeBulkServer:
+    """A FakeBulkServer serving for the test's duration (pytest-trio cancels ``nursery`` after it)."""
+    server = FakeBulkServer()
+    await nursery.start(server.serve)
+    return server
 
 
-async def test_413_splits_the_batch_and_a_single_huge_line_is_rejected() -> None:
-    fake = FakeBulkServer()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        sink = ElasticsearchSink()
-        stream = stream_for({"es-url": f"http://127.0.0.1:{port}", "es-compress": "false"}, sink)
-        fake.max_body = 20_000
-        records = [*lines(200), LogRecord("stdout", T0 + 1, b"y" * 30_000)]
-        result = await stream.send_batch(batch_of(records))
-        await sink.aclose()
-        nursery.cancel_scope.cancel()
+async def test_items_throttled_with_429_are_retried_alone(fake: FakeBulkServer) -> None:
+    stream = stream_for({"es-url": fake.url})
+    fake.throttle_first_items = 3
+    result = await stream.send_batch(batch_of(lines(10)))
+    assert list(result.retry) == [0, 1, 2]
+    assert len(fake.documents) == 7
+    assert await stream.send_batch(batch_of(lines(3))) == DELIVERED  # the pipeline resends those
+    assert len(fake.documents) == 10
+    await stream.sink.aclose()
+
+
+async def test_413_splits_the_batch_and_a_single_huge_line_is_rejected(fake: FakeBulkServer) -> None:
+    sink = ElasticsearchSink()
+    stream = stream_for({"es-url": fake.url, "es-compress": "false"}, sink)
+    fake.max_body = 20_000
+    records = [*lines(200), LogRecord("stdout", T0 + 1, b"y" * 30_000)]
+    result = await stream.send_batch(batch_of(records))
+    await sink.aclose()
     assert list(result.retry) == []
     assert list(result.rejected) == [200]
     assert "413" in result.rejected[200]
@@ -204,16 +204,12 @@ async def test_413_splits_the_batch_and_a_single_huge_line_is_rejected() -> None
 
 
 @pytest.mark.parametrize(("status", "verdict"), [(429, "retry"), (503, "retry"), (401, "retry"), (400, "rejected")])
-async def test_top_level_errors(status: int, verdict: str) -> None:
-    fake = FakeBulkServer()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        sink = ElasticsearchSink()
-        stream = stream_for({"es-url": f"http://127.0.0.1:{port}"}, sink)
-        fake.status = status
-        result = await stream.send_batch(batch_of(lines(4)))
-        await sink.aclose()
-        nursery.cancel_scope.cancel()
+async def test_top_level_errors(fake: FakeBulkServer, status: int, verdict: str) -> None:
+    sink = ElasticsearchSink()
+    stream = stream_for({"es-url": fake.url}, sink)
+    fake.status = status
+    result = await stream.send_batch(batch_of(lines(4)))
+    await sink.aclose()
     if verdict == "retry":
         assert list(result.retry) == [0, 1, 2, 3]
     else:
@@ -221,36 +217,28 @@ async def test_top_level_errors(status: int, verdict: str) -> None:
     assert sink.events["auth_failures"] == (1 if status == 401 else 0)
 
 
-async def test_a_slow_node_times_out_and_the_resend_cannot_duplicate() -> None:
-    fake = FakeBulkServer()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        sink = ElasticsearchSink()
-        stream = stream_for({"es-url": f"http://127.0.0.1:{port}", "es-request-timeout": "500ms"}, sink)
-        fake.delay = 1.5  # the node indexes the batch, but answers after the client gave up
-        result = await stream.send_batch(batch_of(lines(50)))
-        assert list(result.retry) == list(range(50))
-        fake.delay = 0
-        await trio.sleep(1.5)
-        assert await stream.send_batch(batch_of(lines(50))) == DELIVERED
-        await sink.aclose()
-        nursery.cancel_scope.cancel()
+async def test_a_slow_node_times_out_and_the_resend_cannot_duplicate(fake: FakeBulkServer) -> None:
+    sink = ElasticsearchSink()
+    stream = stream_for({"es-url": fake.url, "es-request-timeout": "500ms"}, sink)
+    fake.delay = 1.5  # the node indexes the batch, but answers after the client gave up
+    result = await stream.send_batch(batch_of(lines(50)))
+    assert list(result.retry) == list(range(50))
+    fake.delay = 0
+    await trio.sleep(1.5)
+    assert await stream.send_batch(batch_of(lines(50))) == DELIVERED
+    await sink.aclose()
     assert len(fake.documents) == 50
     assert sink.events["duplicates_avoided"] == 50
 
 
-async def test_a_dead_node_fails_over_to_the_next_url() -> None:
-    fake = FakeBulkServer()
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        dead = trio.socket.socket()
-        await dead.bind(("127.0.0.1", 0))
-        dead_port = dead.getsockname()[1]
-        dead.close()
-        stream = stream_for({"es-url": f"http://127.0.0.1:{dead_port},http://127.0.0.1:{port}"})
-        results = [await stream.send_batch(batch_of(lines(5, 5 * i))) for i in range(4)]
-        await stream.sink.aclose()
-        nursery.cancel_scope.cancel()
+async def test_a_dead_node_fails_over_to_the_next_url(fake: FakeBulkServer) -> None:
+    dead = trio.socket.socket()
+    await dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    stream = stream_for({"es-url": f"http://127.0.0.1:{dead_port},{fake.url}"})
+    results = [await stream.send_batch(batch_of(lines(5, 5 * i))) for i in range(4)]
+    await stream.sink.aclose()
     # At most one attempt lands on the dead node before it is marked dead; nothing is lost.
     assert sum(1 for r in results if r != DELIVERED) <= 1
     assert len(fake.documents) == 5 * sum(1 for r in results if r == DELIVERED)
@@ -334,25 +322,21 @@ def test_options_urls_day_patterns_and_secrets() -> None:
     ],
 )
 async def test_https_with_a_test_ca_and_each_kind_of_credentials(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, config: dict[str, str], header: bytes
+    fake: FakeBulkServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, config: dict[str, str], header: bytes
 ) -> None:
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    fake = FakeBulkServer()
     fake.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(fake.tls)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        url = f"https://127.0.0.1:{port}"
-        sink = ElasticsearchSink()
-        trusted = stream_for({"es-url": url, "es-tls-ca": str(tmp_path / "ca.pem"), **config}, sink)
-        assert await trusted.send_batch(batch_of(lines(3))) == DELIVERED
-        assert fake.headers[b"authorization"] == header
-        untrusted = stream_for({"es-url": url, **config}, ElasticsearchSink())  # verification is on by default
-        assert list((await untrusted.send_batch(batch_of(lines(1)))).retry) == [0]
-        await sink.aclose()
-        await untrusted.sink.aclose()
-        nursery.cancel_scope.cancel()
+    url = fake.url
+    sink = ElasticsearchSink()
+    trusted = stream_for({"es-url": url, "es-tls-ca": str(tmp_path / "ca.pem"), **config}, sink)
+    assert await trusted.send_batch(batch_of(lines(3))) == DELIVERED
+    assert fake.headers[b"authorization"] == header
+    untrusted = stream_for({"es-url": url, **config}, ElasticsearchSink())  # verification is on by default
+    assert list((await untrusted.send_batch(batch_of(lines(1)))).retry) == [0]
+    await sink.aclose()
+    await untrusted.sink.aclose()
     assert len(fake.documents) == 3
     secret = header.split()[1].decode()
     assert secret not in caplog.text
@@ -360,14 +344,12 @@ async def test_https_with_a_test_ca_and_each_kind_of_credentials(
 
 
 @pytest.mark.parametrize(("status", "delivered"), [(400, True), (503, False)])
-async def test_a_refused_template_never_holds_lines_back_for_good(status: int, delivered: bool) -> None:
-    fake = FakeBulkServer()
+async def test_a_refused_template_never_holds_lines_back_for_good(
+    fake: FakeBulkServer, status: int, delivered: bool
+) -> None:
     fake.template_status = status
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(fake.serve)
-        stream = stream_for({"es-url": f"http://127.0.0.1:{port}", "es-install-template": "true"})
-        result = await stream.send_batch(batch_of(lines(3)))
-        await stream.sink.aclose()
-        nursery.cancel_scope.cancel()
+    stream = stream_for({"es-url": fake.url, "es-install-template": "true"})
+    result = await stream.send_batch(batch_of(lines(3)))
+    await stream.sink.aclose()
     assert (result == DELIVERED) is delivered  # a transient refusal is retried with the lines
     assert len(fake.documents) == (3 if delivered else 0)
