@@ -71,6 +71,18 @@ def dockerd_pid() -> int:
     return int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
+def start_plugin(name: str, state_dir: str, **env: str) -> subprocess.Popen[bytes]:
+    """logdriver serving dockerd as the legacy plugin ``name``; returns once its socket exists."""
+    socket_path = f"/run/docker/plugins/{name}.sock"
+    settings = {"LOGDRIVER_SOCKET": socket_path, "LOGDRIVER_STATE_DIR": state_dir, "LOGDRIVER_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen([sys.executable, "-m", "logdriver"], env={**os.environ, **settings, **env}, cwd=ROOT)
+    while not os.path.exists(socket_path):
+        if process.poll() is not None:
+            raise RuntimeError(f"plugin {name} exited with {process.returncode}")
+        time.sleep(0.05)
+    return process
+
+
 def run_once(driver: str, command: str, opts: dict[str, str] | None = None) -> float:
     log_opts = [f"--log-opt={k}={v}" for k, v in (opts or {}).items()]
     container = docker("create", f"--log-driver={driver}", *log_opts, IMAGE, "sh", "-c", command)
@@ -95,29 +107,21 @@ def main() -> None:
     args = parser.parse_args()
 
     state = tempfile.mkdtemp(prefix="logdriver-bench-", dir="/var/tmp")
-    env = {
-        **os.environ,
-        "LOGDRIVER_SOCKET": f"/run/docker/plugins/{PLUGIN}.sock",
-        "LOGDRIVER_STATE_DIR": state,
-        "LOGDRIVER_GC_INTERVAL": "5s",
-        "LOGDRIVER_LOG_LEVEL": "WARNING",
-    }
-    plugin = subprocess.Popen([sys.executable, "-m", "logdriver"], env=env, cwd=ROOT)
+    plugin = start_plugin(PLUGIN, state, LOGDRIVER_GC_INTERVAL="5s")
     # A peer that accepts connections and never answers: the sink stalls for the whole run.
     stalled_peer = socket.socket()
     stalled_peer.bind(("127.0.0.1", 0))
     stalled_peer.listen(64)
-    stalled_env = {
-        **env,
-        "LOGDRIVER_SOCKET": f"/run/docker/plugins/{STALLED}.sock",
-        "LOGDRIVER_STATE_DIR": state + "-stalled",
+    stalled = start_plugin(
+        STALLED,
+        state + "-stalled",
+        LOGDRIVER_GC_INTERVAL="5s",
         # The plugin-wide default address, as `docker plugin set` would give it.
-        "LOGDRIVER_FLUENTD_ADDRESS": f"tcp://127.0.0.1:{stalled_peer.getsockname()[1]}",
-    }
-    stalled = subprocess.Popen([sys.executable, "-m", "logdriver"], env=stalled_env, cwd=ROOT)
+        LOGDRIVER_FLUENTD_ADDRESS=f"tcp://127.0.0.1:{stalled_peer.getsockname()[1]}",
+    )
     drain_socket = f"/run/docker/plugins/{DRAIN}.sock"
     drain = subprocess.Popen([sys.executable, str(ROOT / "bench" / "drain_plugin.py"), drain_socket], cwd=ROOT)
-    while not all(os.path.exists(p) for p in (env["LOGDRIVER_SOCKET"], drain_socket, stalled_env["LOGDRIVER_SOCKET"])):
+    while not os.path.exists(drain_socket):
         time.sleep(0.05)
     results: dict[str, dict[str, object]] = {}
     try:

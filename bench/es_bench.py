@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import IMAGE, ROOT, cpu_seconds, docker, peak_rss_mib  # bench/bench.py, beside this file
+from bench import IMAGE, cpu_seconds, docker, peak_rss_mib, start_plugin  # bench/bench.py, beside this file
 from logdriver import LogRecord, batch_of
 from sinks.elasticsearch._bulk import BulkEncoder, Target
 from tests.es_peer import OpenSearchNode
@@ -101,16 +100,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="logdriver-es-bench-", dir="/var/tmp"))
     node = OpenSearchNode(workdir / "node", heap="2g").start()
-    env = {
-        **os.environ,
-        "LOGDRIVER_SOCKET": f"/run/docker/plugins/{PLUGIN}.sock",
-        "LOGDRIVER_STATE_DIR": str(workdir / "state"),
-        "LOGDRIVER_LOG_LEVEL": "WARNING",
-    }
-    plugin = subprocess.Popen([sys.executable, "-m", "logdriver"], env=env, cwd=ROOT)
+    plugin = start_plugin(PLUGIN, str(workdir / "state"))
     try:
-        while not os.path.exists(env["LOGDRIVER_SOCKET"]):
-            time.sleep(0.05)
         run_logdriver(node, "warmup-logdriver", 20_000, "memory")  # activates the plugin; warms the JIT
         run_reference(node, reference_bodies(20_000, "warmup-reference"))
         reference: list[float] = []

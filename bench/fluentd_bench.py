@@ -20,7 +20,6 @@ Usage: python bench/fluentd_bench.py [--runs 5] [--lines 1000000]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import IMAGE, ROOT, cpu_seconds, docker, peak_rss_mib  # bench/bench.py, beside this file
+from bench import IMAGE, cpu_seconds, docker, peak_rss_mib, start_plugin  # bench/bench.py, beside this file
 from tests.fluent_peer import FluentPeer
 from tests.ports import free_port
 
@@ -73,15 +72,7 @@ def main() -> None:
     peer = FluentPeer(workdir, PEER_COUNT_ONLY="1").start()
     address = f"tcp://127.0.0.1:{peer.port}"
     dead = f"tcp://127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "LOGDRIVER_SOCKET": f"/run/docker/plugins/{PLUGIN}.sock",
-        "LOGDRIVER_STATE_DIR": str(workdir / "state"),
-        "LOGDRIVER_LOG_LEVEL": "WARNING",
-    }
-    plugin = subprocess.Popen([sys.executable, "-m", "logdriver"], env=env, cwd=ROOT)
-    while not os.path.exists(env["LOGDRIVER_SOCKET"]):
-        time.sleep(0.05)
+    plugin = start_plugin(PLUGIN, str(workdir / "state"))
     rows: dict[str, tuple[str, dict[str, str], bool]] = {
         "docker fluentd driver": ("fluentd", {"fluentd-address": address}, True),
         "logdriver fluentd (block)": (
