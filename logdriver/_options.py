@@ -126,19 +126,9 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
     )
 }
 
-# Prefixes that belong to logdriver: an unknown key with one of them is a typo.
-OWN_PREFIXES: Final = (
-    "file-",
-    "partial-",
-    "fluentd-",
-    "elasticsearch-",
-    "es-",
-    "buffer-",
-    "batch-",
-    "retry-",
-    "spool-",
-    "store-",
-)
+# Prefixes that belong to logdriver itself: an unknown key with one of them is a typo.
+# Each installed sink adds its own (its name, and its options' first words: fluentd-, es-).
+OWN_PREFIXES: Final = ("file-", "partial-", "buffer-", "batch-", "retry-", "spool-", "store-")
 # Keys the daemon adds or that belong to Docker's own drivers; accepted silently.
 DOCKER_KEYS: Final = frozenset(
     {"mode", "max-buffer-size", "cache-disabled", "cache-max-size", "cache-max-file", "cache-compress", "compress"}
@@ -197,11 +187,16 @@ def parse_log_opts(
     known_sinks = known_sinks or {}
     environ = environ or {}
     sink_keys = {option.name for kind in known_sinks.values() for option in kind.options}
+    own_prefixes = (
+        *OWN_PREFIXES,
+        *{f"{name}-" for name in known_sinks},
+        *{key.split("-", 1)[0] + "-" for key in sink_keys},
+    )
     ignored = []
     for key in config:
         if key in OPTIONS or key in DOCKER_KEYS or key in sink_keys or is_pipeline_key(key, known_sinks):
             continue
-        if key.startswith(OWN_PREFIXES):
+        if key.startswith(own_prefixes):
             raise UnknownOptionError(key, sorted([*OPTIONS, *PIPELINE_OPTIONS, *sink_keys]))
         ignored.append(key)
     values: dict[str, Any] = {}

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from logdriver import ConfigError, ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
 from logdriver._deadletter import DeadLetters
+from logdriver._exceptions import UnknownOptionError
 from logdriver._options import parse_log_opts, plugin_defaults
 from logdriver._pipeline import SinkPipeline
 from logdriver._pipeline_options import pipeline_options
@@ -353,3 +354,8 @@ async def test_a_refused_template_never_holds_lines_back_for_good(
     await stream.sink.aclose()
     assert (result == DELIVERED) is delivered  # a transient refusal is retried with the lines
     assert len(fake.documents) == (3 if delivered else 0)
+
+
+def test_a_typo_in_the_es_namespace_is_rejected() -> None:
+    with pytest.raises(UnknownOptionError, match="es-ulr"):
+        parse_log_opts({"es-ulr": "http://x"}, plugin_defaults({}), {"elasticsearch": ElasticsearchSink()}, {})
