@@ -18,9 +18,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ._driver import Driver
-from ._server import next_request
+from ._http import Limits, Request, guarded, response_bytes, serve_h11
 
 log = logging.getLogger("logdriver.metrics")
+
+# Any local user can reach this port: few connections, short timeouts, tiny requests.
+LIMITS = Limits(max_connections=32, request_timeout=5.0, idle_timeout=10.0, max_body=64 << 10, max_head=16 << 10)
 
 
 class DriverCollector(Collector):
@@ -112,26 +115,23 @@ async def serve_metrics(
     task_status.started()
     log.info("metrics on http://%s/metrics, health on /health", address)
 
-    async def handle(stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        try:
-            request = await next_request(stream, conn)
-            if request is None:
-                return
-            path = request[0].split("?", 1)[0]
-            if path == "/metrics":
-                status, body, kind = 200, generate_latest(registry), "text/plain; version=0.0.4"
-            elif path == "/health":
-                status, body = health(driver, failing_after)
-                kind = "application/json"
-            else:
-                status, body, kind = 404, b"not found\n", "text/plain"
-            headers = [("Content-Type", kind), ("Content-Length", str(len(body))), ("Connection", "close")]
-            await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
-            await stream.send_all((conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b""))
-        except (trio.BrokenResourceError, h11.RemoteProtocolError):
-            return
-        finally:
-            await stream.aclose()
+    async def respond(stream: trio.abc.Stream, conn: h11.Connection, request: Request) -> None:
+        path = request.target.split("?", 1)[0]
+        headers = [("Connection", "close")]
+        if request.method not in ("GET", "HEAD"):
+            status, body, kind = 405, b"method not allowed\n", "text/plain"
+            headers.append(("Allow", "GET, HEAD"))
+        elif path == "/metrics":
+            status, body, kind = 200, generate_latest(registry), "text/plain; version=0.0.4"
+        elif path == "/health":
+            status, body = health(driver, failing_after)
+            kind = "application/json"
+        else:
+            status, body, kind = 404, b"not found\n", "text/plain"
+        headers.append(("Content-Type", kind))
+        await stream.send_all(response_bytes(conn, status, headers, body, head_only=request.method == "HEAD"))
 
-    await trio.serve_listeners(handle, listeners)
+    async def handle(stream: trio.abc.Stream) -> None:
+        await serve_h11("metrics port", stream, LIMITS, respond)
+
+    await trio.serve_listeners(guarded("metrics port", handle, LIMITS), listeners)

@@ -19,11 +19,12 @@ import trio
 
 from . import _rpc
 from ._exceptions import LogDriverError, RpcError
+from ._http import Limits, Request, guarded, response_bytes, serve_h11
 
 log = logging.getLogger("logdriver.server")
 
-# Info carries the container's whole environment; 8 MiB is far beyond any real one.
-MAX_REQUEST_BODY: Final = 8 << 20
+# Only dockerd connects here, but every ``docker logs -f`` holds a connection.
+PLUGIN_SOCKET_LIMITS: Final = Limits(max_connections=1024)
 _RESPONSE_HEADERS: Final = [("Content-Type", "application/vnd.docker.plugins.v1.2+json")]
 
 
@@ -39,85 +40,47 @@ async def serve_unix(
     path: str,
     handler: Handler,
     *,
+    limits: Limits = PLUGIN_SOCKET_LIMITS,
     task_status: trio.TaskStatus[trio.SocketListener] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``path`` (replacing a stale socket) and serve until cancelled."""
+    """Listen on ``path`` (replacing a stale socket) and serve until cancelled.
+
+    Error handling: nothing a request does ends the server. A handler that
+    raises is answered with ``{"Err": ...}`` (``{}`` for StopLogging) and logged.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     await sock.bind(path)
+    os.chmod(path, 0o600)  # only root (dockerd) may drive the plugin
     sock.listen(128)
     listener = trio.SocketListener(sock)
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(listener)
 
-            async def serve_one(stream: trio.SocketStream) -> None:
-                await _serve_connection(stream, handler)
+            async def serve_one(stream: trio.abc.Stream) -> None:
+                async def respond(stream: trio.abc.Stream, conn: h11.Connection, request: Request) -> None:
+                    await _dispatch(stream, conn, handler, request.target, request.body)
 
-            await trio.serve_listeners(serve_one, [listener], handler_nursery=nursery)
+                await serve_h11("plugin socket", stream, limits, respond)
+
+            await trio.serve_listeners(guarded("plugin socket", serve_one, limits), [listener], handler_nursery=nursery)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
 
-async def _serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
-    try:
-        while True:
-            request = await next_request(stream, conn)
-            if request is None:
-                return
-            path, body = request
-            await _dispatch(stream, conn, handler, path, body)
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return  # the daemon went away; nothing to answer
-    except h11.RemoteProtocolError as exc:
-        log.warning("malformed HTTP from the daemon socket: %s", exc)
-        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            await _send(stream, conn, exc.error_status_hint, _rpc.error_body(str(exc)))
-    finally:
-        await stream.aclose()
-
-
-async def next_request(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[str, bytes] | None:
-    path = ""
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(65536)
-            conn.receive_data(bytes(data))
-            continue
-        if isinstance(event, h11.Request):
-            path = event.target.decode("ascii", "replace")
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > MAX_REQUEST_BODY:
-                raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
-        elif isinstance(event, h11.EndOfMessage):
-            return path, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            return None
-
-
 async def _send(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes) -> None:
-    headers = [*_RESPONSE_HEADERS, ("Content-Length", str(len(body)))]
-    data = conn.send(h11.Response(status_code=status, headers=headers))
-    data += conn.send(h11.Data(data=body)) or b""
-    data += conn.send(h11.EndOfMessage()) or b""
-    await stream.send_all(data)
+    await stream.send_all(response_bytes(conn, status, _RESPONSE_HEADERS, body))
 
 
 async def _dispatch(stream: trio.abc.Stream, conn: h11.Connection, handler: Handler, path: str, body: bytes) -> None:
     try:
         command = _rpc.parse_request(path, body)
     except KeyError:
-        await _send(stream, conn, 404, _rpc.error_body(f"unknown plugin method {path}"))
+        await _send(stream, conn, 404, _rpc.error_body(f"unknown plugin method {path[:200]}"))
         return
     except RpcError as exc:
         log.warning("rejected %s: %s", path, exc)
@@ -134,7 +97,13 @@ async def _dispatch(stream: trio.abc.Stream, conn: h11.Connection, handler: Hand
         try:
             await handler.start_logging(command)
         except LogDriverError as exc:
+            log.warning("StartLogging for %s refused: %s", command.info.get("ContainerID", "?")[:12], exc)
             await _send(stream, conn, 200, _rpc.error_body(str(exc)))
+            return
+        except Exception as exc:
+            # A bug of ours must fail this container's start, not the plugin.
+            log.exception("StartLogging for %s failed", command.info.get("ContainerID", "?")[:12])
+            await _send(stream, conn, 200, _rpc.error_body(f"logdriver: internal error: {type(exc).__name__}"))
             return
         await _send(stream, conn, 200, _rpc.EMPTY_RESPONSE)
     elif isinstance(command, _rpc.StopLogging):
@@ -153,6 +122,10 @@ async def _stream_logs(stream: trio.abc.Stream, conn: h11.Connection, frames: As
     try:
         async for data in frames:
             await stream.send_all(conn.send(h11.Data(data=data)) or b"")
+    except Exception:
+        # Headers are out: the only way left to tell the daemon is to cut the stream short.
+        log.exception("ReadLogs failed mid-stream; closing it")
+        raise trio.ClosedResourceError() from None
     finally:
         aclose = getattr(frames, "aclose", None)
         if aclose is not None:
