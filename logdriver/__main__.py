@@ -18,6 +18,7 @@ import trio
 from ._docker_api import removed_containers
 from ._driver import Driver
 from ._exceptions import ConfigError
+from ._files import makedirs_private
 from ._metrics import serve_metrics
 from ._options import Settings, parse_log_opts
 from ._registry import FifoRegistry
@@ -40,7 +41,7 @@ def load_sinks(settings: Settings) -> dict[str, Sink]:
 
 
 async def serve(settings: Settings) -> None:
-    os.makedirs(settings.state_dir, exist_ok=True)
+    makedirs_private(settings.state_dir)  # container data and secrets: root only
     store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
     registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
     sinks = load_sinks(settings)

@@ -5,7 +5,8 @@ Limits are in line bytes and in entries. When a batch does not fit:
   the FIFO, so the container's writes block, as json-file's do);
 - ``drop-newest``: the part of the new batch that fits is taken, the rest dropped;
 - ``drop-oldest``: the oldest queued entries are dropped to make room.
-Every dropped entry is counted; the caller logs them.
+Every dropped entry is counted; the caller logs them. The plugin-wide memory
+budget (``_budget``) is one more limit: a batch over it does not fit either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
+from ._budget import ENTRY_OVERHEAD, Budget, memory_cost, unlimited
 from ._native import Batch
 
 
@@ -33,12 +35,13 @@ class Offer:
 
 
 class BatchQueue:
-    def __init__(self, max_bytes: int, max_entries: int, overflow: Overflow) -> None:
+    def __init__(self, max_bytes: int, max_entries: int, overflow: Overflow, memory: Budget | None = None) -> None:
         if max_bytes <= 0 or max_entries <= 0:
             raise ValueError("queue limits must be positive")
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.overflow = overflow
+        self.memory = memory or unlimited("memory")
         self._items: deque[tuple[float, Batch]] = deque()
         self.bytes = 0
         self.entries = 0
@@ -51,12 +54,24 @@ class BatchQueue:
         return self._items[0][0] if self._items else None
 
     def _fits(self, batch: Batch) -> bool:
-        return self.bytes + batch.nbytes <= self.max_bytes and self.entries + len(batch) <= self.max_entries
+        return (
+            self.bytes + batch.nbytes <= self.max_bytes
+            and self.entries + len(batch) <= self.max_entries
+            and memory_cost(len(batch), batch.nbytes) <= self.memory.room()
+        )
 
     def _push(self, now: float, batch: Batch) -> None:
         self._items.append((now, batch))
         self.bytes += batch.nbytes
         self.entries += len(batch)
+        self.memory.take(memory_cost(len(batch), batch.nbytes))
+
+    def _pop(self) -> tuple[float, Batch]:
+        queued_at, head = self._items.popleft()
+        self.bytes -= head.nbytes
+        self.entries -= len(head)
+        self.memory.give(memory_cost(len(head), head.nbytes))
+        return queued_at, head
 
     def offer(self, batch: Batch, now: float) -> Offer:
         if not batch:
@@ -84,31 +99,40 @@ class BatchQueue:
         while self._items and not self._fits(batch):
             head = self._items[0][1]
             excess_entries = self.entries + len(batch) - self.max_entries
-            excess_bytes = self.bytes + batch.nbytes - self.max_bytes
+            excess_bytes = max(
+                self.bytes + batch.nbytes - self.max_bytes,
+                memory_cost(len(batch), batch.nbytes) - self.memory.room(),
+            )
             cut = max(excess_entries, head.count_within(excess_bytes) if excess_bytes > 0 else 0, 0)
             cut = min(max(cut, 1), len(head))
             self._split_head(cut)  # the dropped part is only counted, never built
             offer.dropped += cut
+        if not self._fits(batch) and self.memory.room() < memory_cost(len(batch), batch.nbytes) and self._items:
+            offer.dropped += len(batch)  # the budget is held by other queues: nothing of ours is left to drop
+            return offer
         self._push(now, batch)
         offer.accepted = len(batch)
         return offer
 
     def _split_head(self, count: int) -> Batch:
         """Take the first ``count`` entries of the head batch out of the queue; return the whole head."""
-        queued_at, head = self._items.popleft()
-        self.bytes -= head.nbytes
-        self.entries -= len(head)
+        queued_at, head = self._pop()
         if count < len(head):
             rest = head.slice(count, len(head))
             self._items.appendleft((queued_at, rest))
             self.bytes += rest.nbytes
             self.entries += len(rest)
+            self.memory.take(memory_cost(len(rest), rest.nbytes))
         return head
 
     def _room_for(self, batch: Batch) -> int:
         """How many leading entries of ``batch`` fit in the free room."""
-        by_entries = self.max_entries - self.entries
-        free_bytes = self.max_bytes - self.bytes
+        by_entries = min(self.max_entries - self.entries, len(batch))
+        budget_room = self.memory.room()
+        free_bytes = min(self.max_bytes - self.bytes, budget_room - ENTRY_OVERHEAD * by_entries)
+        while by_entries > 0 and free_bytes <= 0 and budget_room > 0:  # little budget left: fewer, then
+            by_entries //= 2
+            free_bytes = min(self.max_bytes - self.bytes, budget_room - ENTRY_OVERHEAD * by_entries)
         by_bytes = batch.count_within(free_bytes) if free_bytes > 0 else 0
         if by_bytes == 1 and batch.slice(0, 1).nbytes > free_bytes:
             # count_within returns at least one; an entry larger than the whole
@@ -140,6 +164,7 @@ class BatchQueue:
     def drain(self) -> int:
         """Empty the queue; returns how many entries were in it."""
         dropped = self.entries
+        self.memory.give(memory_cost(self.entries, self.bytes))
         self._items.clear()
         self.bytes = self.entries = 0
         return dropped

@@ -3,38 +3,66 @@
 One JSON-lines file per sink under ``<state>/deadletter/``; each line is the
 record (as the file sink writes it) plus ``container_id``, ``sink`` and
 ``reason``. Past ``max_bytes`` the file becomes ``.1`` (replacing the previous
-one), so a sink that rejects everything costs at most twice ``max_bytes``.
+one), so a sink that rejects everything costs at most twice ``max_bytes``, and
+all of it counts against the plugin's disk budget. Files are 0600 (log lines).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
 import orjson
 
+from ._budget import Budget, unlimited
+from ._files import makedirs_private, open_private
 from ._native import Batch
 
 log = logging.getLogger("logdriver.deadletter")
 
 
 class DeadLetters:
-    def __init__(self, directory: str, sink: str, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, directory: str, sink: str, max_bytes: int = 64 << 20, budget: Budget | None = None) -> None:
         self.path = os.path.join(directory, f"{sink}.jsonl")
         self.directory = directory
         self.sink = sink
         self.max_bytes = max_bytes
+        self.budget = budget or unlimited("disk")
         self.written = 0
+        self.lost = 0  # lines that could not be written (disk full, over the disk budget)
+        self._charged = sum(_size(p) for p in (self.path, self.path + ".1"))
+        self.budget.take(self._charged)
 
     def write(self, batch: Batch, container_id: str, reason: str) -> None:
         suffix = b"," + orjson.dumps({"container_id": container_id, "sink": self.sink, "reason": reason})[1:] + b"\n"
         data = batch.json_lines(suffix)
         try:
-            os.makedirs(self.directory, exist_ok=True)
-            if os.path.exists(self.path) and os.path.getsize(self.path) + len(data) > self.max_bytes:
+            makedirs_private(self.directory)
+            current = _size(self.path)
+            if current + len(data) > self.max_bytes and current:
+                freed = _size(self.path + ".1")
                 os.replace(self.path, self.path + ".1")
-            with open(self.path, "ab") as handle:
-                handle.write(data)
+                self.budget.give(freed)
+                self._charged -= freed
+            if not self.budget.try_take(len(data)):
+                raise OSError(errno.ENOSPC, "over the plugin's disk budget (LOGDRIVER_DISK_MAX_BYTES)")
+            self._charged += len(data)
+            fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             self.written += len(batch)
         except OSError as exc:
-            log.error("cannot write dead letters to %s (%d lines lost): %s", self.path, len(batch), exc)
+            self.lost += len(batch)
+            log.error("cannot write dead letters to %s (%d lines lost): %s", self.path, len(batch), exc.strerror)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

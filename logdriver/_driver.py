@@ -13,11 +13,9 @@ not come ``stop_timeout`` seconds later the task gives up on the FIFO.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +24,9 @@ from typing import Any
 import trio
 
 from . import _rpc
-from ._deadletter import DeadLetters
-from ._exceptions import ConfigError, LogDriverError
+from ._budget import Budget
+from ._delivery import Deliveries
+from ._exceptions import ConfigError
 from ._fifo import FifoReader, open_fifo
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._native import Batch, FrameReader
@@ -37,7 +36,7 @@ from ._readlogs import read_logs
 from ._records import ContainerInfo
 from ._registry import FifoRegistry
 from ._store import LogStore
-from ._templates import extra_attributes, render_tag
+from ._templates import Template, extra_attributes
 from ._totals import FifoStatistics, Totals
 from .abc import ContainerContext, Sink
 
@@ -57,6 +56,8 @@ class _Fifo:
     finished: trio.Event = field(default_factory=trio.Event)
     errors_reported: int = 0
     errors_reported_at: float = -math.inf
+    store_error_logged_at: float = -math.inf
+    partial_bytes: int = 0  # the decoder's open partial lines, charged to the memory budget
     statistics: FifoStatistics = field(default_factory=FifoStatistics)
 
 
@@ -75,12 +76,13 @@ class Driver:
         # Asks the Docker API which of these containers are gone; None when there is no API.
         self.container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._fifos: dict[str, _Fifo] = {}
-        self._dead_letter_dir = os.path.join(settings.state_dir, "deadletter")
-        self._dead_letters: dict[str, DeadLetters] = {}
-        self._spools_in_use: set[str] = set()
         self.active_reads = 0
+        self.fifo_failures = 0  # FIFO tasks that ended on an unexpected error (the plugin carried on)
         self._nursery: trio.Nursery | None = None
         self.totals = Totals()
+        self.memory = Budget("memory", settings.memory_max_bytes)
+        self.disk = Budget("disk", settings.disk_max_bytes)
+        self.deliveries = Deliveries(settings.state_dir, self.sinks, self.totals, self.memory, self.disk)
 
     @property
     def active_fifos(self) -> int:
@@ -88,8 +90,10 @@ class Driver:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.deliveries.run)
             self._nursery = nursery
             self._resume()
+            self.deliveries.recover(self._context_of)
             nursery.start_soon(self._collect_garbage_forever)
             task_status.started()
             await trio.sleep_forever()
@@ -98,11 +102,12 @@ class Driver:
         """Reopen every FIFO a previous process was reading (the daemon never re-sends them)."""
         for path, info in self.registry.entries().items():
             try:
+                _rpc.check_info(info)
                 self._start(path, info)
-                log.info("resumed FIFO %s for container %s", path, info.get("ContainerID", "?")[:12])
-            except LogDriverError as exc:
+                log.info("resumed FIFO %s for container %s", path, str(info.get("ContainerID", "?"))[:12])
+            except Exception as exc:
                 log.warning("dropping FIFO %s from the registry: %s", path, exc)
-                self.registry.remove(path)
+                self._unregister(path)
 
     # -- RPC handlers ----------------------------------------------------------
 
@@ -110,44 +115,40 @@ class Driver:
         if command.file in self._fifos:
             return  # a retried request: already reading it
         self._start(command.file, command.info)
-        self.registry.add(command.file, command.info)
+        try:
+            self.registry.add(command.file, command.info)
+        except OSError as exc:
+            # Logging works; only a plugin restart would lose this FIFO. Failing docker run would be worse.
+            log.error(
+                "cannot record FIFO %s in the registry (%s): it will not resume after a restart", command.file, exc
+            )
 
-    def _context(self, info: ContainerInfo) -> ContainerContext:
+    def _unregister(self, path: str) -> None:
+        try:
+            self.registry.remove(path)
+        except OSError as exc:
+            log.error("cannot remove FIFO %s from the registry: %s", path, exc)
+
+    def _context_of(self, raw_info: Mapping[str, Any]) -> ContainerContext:
+        """Every log-opt validated, the tag rendered, the extras picked: ``ConfigError`` names what is wrong."""
+        info = ContainerInfo.from_json(dict(raw_info))
         options = parse_log_opts(info.config, self.settings.defaults, self.sinks, self.settings.environ)
         try:
-            tag = render_tag(options.tag, info) if options.tag else ""
+            tag = Template.parse(options.tag).render(info) if options.tag else ""
         except ValueError as exc:
             raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
-        try:
-            extras = extra_attributes(info, options.raw)
-        except re.error as exc:  # pragma: no cover - regexes are validated by parse_log_opts
-            raise ConfigError("labels-regex/env-regex", "", str(exc)) from exc
-        return ContainerContext(info=info, options=options, tag=tag, extras=extras)
+        return ContainerContext(info=info, options=options, tag=tag, extras=extra_attributes(info, options.raw))
 
     def _start(self, path: str, raw_info: dict[str, Any]) -> None:
+        """Validate, open the FIFO and the sink pipelines, start reading; all or nothing."""
         assert self._nursery is not None, "Driver.run has not started"
-        context = self._context(ContainerInfo.from_json(raw_info))
+        context = self._context_of(raw_info)
         fd, pipe_size = open_fifo(path, self.settings.pipe_size)
-        pipelines = {}
-        for name in context.options.sinks:
-            options = context.options.pipelines[name]
-            spool_dir = os.path.join(self.settings.state_dir, "spool", name, context.info.container_id)
-            if options.buffer == "disk":
-                if spool_dir in self._spools_in_use:
-                    # A second FIFO of the same container (live-restore re-attach, or
-                    # docker logs on a stopped one) must not share the spool files.
-                    log.warning("spool %s is in use by another FIFO; this one buffers in memory", spool_dir)
-                    options = dataclasses.replace(options, buffer="memory")
-                else:
-                    self._spools_in_use.add(spool_dir)
-            pipelines[name] = SinkPipeline(
-                name,
-                context.info.container_id,
-                self.sinks[name].open_stream(context),
-                options,
-                self._dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name)),
-                spool_dir=spool_dir,
-            )
+        try:
+            pipelines = self.deliveries.open(path, context, raw_info)
+        except BaseException:
+            os.close(fd)
+            raise
         fifo = _Fifo(path, context, fd, max(pipe_size, 64 << 10), pipelines)
         self._fifos[path] = fifo
         self._nursery.start_soon(self._pump, fifo)
@@ -188,6 +189,7 @@ class Driver:
     # -- the per-FIFO task -----------------------------------------------------
 
     async def _pump(self, fifo: _Fifo) -> None:
+        """Read one FIFO to EOF. Nothing here may end the plugin: an unexpected error ends this FIFO only."""
         info = fifo.context.info
         options = fifo.context.options
         decoder = fifo.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
@@ -195,50 +197,39 @@ class Driver:
         reached_eof = False
         reader = FifoReader(fifo.fd, fifo.read_size, self.settings.read_wait)
         try:
-            async with trio.open_nursery() as pipelines:
-                for pipeline in fifo.pipelines.values():
-                    await pipelines.start(pipeline.run)
-                with fifo.read_scope:  # cancelled by the stop deadline or a plugin shutdown
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._stop_deadline, fifo)
-                        while chunk := await reader.receive():
-                            raw, batch = decoder.feed(chunk)
-                            if raw:
-                                self.store.append(clog, raw)
-                            if decoder.errors != fifo.errors_reported:
-                                self._report_errors(fifo, decoder)
-                            await self._deliver(fifo, batch)
-                        await self._deliver(fifo, decoder.finish())
-                        reached_eof = True
-                        nursery.cancel_scope.cancel()
-                # Give every sink its flush-timeout for what is queued, all at once.
-                for pipeline in fifo.pipelines.values():
-                    pipelines.start_soon(pipeline.aclose)
+            with fifo.read_scope:  # cancelled by the stop deadline or a plugin shutdown
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._stop_deadline, fifo)
+                    while chunk := await reader.receive():
+                        raw, batch = decoder.feed(chunk)
+                        if raw:
+                            self._store(fifo, clog, raw)
+                        if decoder.errors != fifo.errors_reported:
+                            self._report_errors(fifo, decoder)
+                        self._charge_partial(fifo, decoder.open_bytes)
+                        await self._deliver(fifo, batch)
+                    await self._deliver(fifo, decoder.finish())
+                    reached_eof = True
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            self.fifo_failures += 1
+            log.exception("FIFO %s of %s failed; the plugin carries on without it", fifo.path, info.short_id)
         finally:
+            self._charge_partial(fifo, 0)
+            # EOF: the pipelines deliver what they hold, however long a destination is down.
+            self.deliveries.release(fifo.pipelines)
             self._record(fifo, decoder)
-            self.totals.fold(fifo.statistics, fifo.pipelines)
+            self.totals.fold_fifo(fifo.statistics)
             self.store.close_writer(clog)
             with trio.CancelScope(shield=True):
                 await reader.aclose()
             del self._fifos[fifo.path]
-            for pipeline in fifo.pipelines.values():
-                if pipeline.spool is not None:
-                    self._spools_in_use.discard(pipeline.spool.directory)
             fifo.finished.set()
             if reached_eof or fifo.stop_requested.is_set():
-                self.registry.remove(fifo.path)
+                self._unregister(fifo.path)
             stats = fifo.statistics
-            stats.records_not_delivered = sum(
-                p.statistics.dropped + p.statistics.dead_lettered for p in fifo.pipelines.values()
-            )
-            sinks = "; ".join(
-                f"{name}: {p.statistics.entries_out} delivered, {p.statistics.dropped} dropped, "
-                f"{p.statistics.dead_lettered} dead-lettered"
-                for name, p in fifo.pipelines.items()
-            )
             log.info(
-                "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, "
-                "%d decode errors, %d corrupt frames, %d not delivered%s",
+                "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, %d decode errors, %d corrupt frames%s",
                 os.path.basename(fifo.path)[:12],
                 info.short_id,
                 "" if reached_eof else " before EOF",
@@ -247,9 +238,30 @@ class Driver:
                 stats.bytes,
                 stats.decode_errors,
                 stats.corrupt_frames,
-                stats.records_not_delivered,
-                f" ({sinks})" if sinks else "",
+                f", {stats.store_errors} store write errors" if stats.store_errors else "",
             )
+
+    def _store(self, fifo: _Fifo, clog: Any, raw: bytes) -> None:
+        """Append to the docker logs store; a full disk costs docker logs these lines, never the sinks."""
+        try:
+            self.store.append(clog, raw)
+        except OSError as exc:
+            fifo.statistics.store_errors += 1
+            now = trio.current_time()
+            if now - fifo.store_error_logged_at >= self.ERROR_LOG_INTERVAL:
+                fifo.store_error_logged_at = now
+                log.error(
+                    "docker logs store cannot write for %s (%s); %d reads missing from docker logs so far",
+                    fifo.context.info.short_id,
+                    exc.strerror,
+                    fifo.statistics.store_errors,
+                )
+
+    def _charge_partial(self, fifo: _Fifo, open_bytes: int) -> None:
+        if open_bytes != fifo.partial_bytes:
+            self.memory.give(fifo.partial_bytes)
+            self.memory.take(open_bytes)
+            fifo.partial_bytes = open_bytes
 
     async def _stop_deadline(self, fifo: _Fifo) -> None:
         await fifo.stop_requested.wait()
@@ -267,6 +279,7 @@ class Driver:
             fifo.read_scope.cancel()
         for fifo in fifos:
             await fifo.finished.wait()
+        await self.deliveries.shutdown(trio.current_time())
 
     async def _deliver(self, fifo: _Fifo, batch: Batch) -> None:
         if not batch:
@@ -298,11 +311,15 @@ class Driver:
 
     def fifo_statistics(self) -> FifoStatistics:
         """Totals over every FIFO this process has read, closed and open."""
-        return self.totals.fifo_snapshot(f.decoder for f in self._fifos.values() if f.decoder is not None)
+        out = self.totals.fifo_snapshot(f.decoder for f in self._fifos.values() if f.decoder is not None)
+        for fifo in self._fifos.values():
+            out.records += fifo.statistics.records
+            out.store_errors += fifo.statistics.store_errors
+        return out
 
     def sink_statistics(self) -> dict[str, SinkSnapshot]:
         """Per sink: counters over all containers, and the live queues' gauges."""
-        return self.totals.sink_snapshot(self.sinks, (f.pipelines for f in self._fifos.values()), trio.current_time())
+        return self.totals.sink_snapshot(self.sinks, self.deliveries.by_sink(), trio.current_time())
 
     @staticmethod
     def _record(fifo: _Fifo, decoder: FrameReader) -> None:
@@ -337,5 +354,10 @@ class Driver:
                     removed = await self.container_exists(self.store.container_ids())
                 except Exception as exc:
                     log.debug("docker API not usable for log garbage collection: %s", exc)
-            for container_id in self.store.collect_garbage(time.time(), self.settings.store_retention, removed):
+            try:
+                collected = self.store.collect_garbage(time.time(), self.settings.store_retention, removed)
+            except OSError as exc:
+                log.error("docker logs store garbage collection failed: %s", exc)
+                continue
+            for container_id in collected:
                 log.info("deleted stored logs of container %s (removed or idle past retention)", container_id[:12])

@@ -15,14 +15,16 @@ is a typo and is rejected.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+import re2
+
 from ._exceptions import ConfigError, UnknownOptionError
 from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
-from ._units import choice, parse_duration, positive_int, positive_size
+from ._templates import Template, compile_regex, regex_error
+from ._units import Explained, choice, int_between, parse_duration, positive_size, size_between
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,21 @@ class SinkKind(Protocol):
 
 
 def _regex(value: str) -> str:
-    re.compile(value)
+    """RE2 syntax, as Docker's Go drivers use: matching is linear in the input, whatever the pattern."""
+    if len(value) > 4096:
+        raise Explained("longer than 4096 characters")
+    try:
+        compile_regex(value)
+    except re2.error as exc:
+        raise Explained(regex_error(exc)) from None
+    return value
+
+
+def _tag(value: str) -> str:
+    try:
+        Template.parse(value)
+    except ValueError as exc:
+        raise Explained(str(exc)) from None
     return value
 
 
@@ -86,41 +102,48 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
                 _name_list,
             ),
             (
-                OptionSpec("max-size", "20m", "a size such as 10m or 512k", "docker logs store: bytes per file"),
-                positive_size,
+                OptionSpec(
+                    "max-size", "20m", "a size from 16k to 100g, such as 10m", "docker logs store: bytes per file"
+                ),
+                size_between(16_000, 100 * 10**9),
             ),
             (
-                OptionSpec("max-file", "5", "a positive integer", "docker logs store: files kept per container"),
-                positive_int,
+                OptionSpec("max-file", "5", "an integer from 1 to 1000", "docker logs store: files kept per container"),
+                int_between(1, 1000),
             ),
-            (OptionSpec("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record"), str),
+            (OptionSpec("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record"), _tag),
             (OptionSpec("labels", "", "comma-separated label keys", "labels copied into records"), str),
-            (OptionSpec("labels-regex", "", "a regular expression", "labels whose key matches are copied"), _regex),
+            (
+                OptionSpec("labels-regex", "", "an RE2 regular expression", "labels whose key matches are copied"),
+                _regex,
+            ),
             (OptionSpec("env", "", "comma-separated variable names", "env variables copied into records"), str),
             (
-                OptionSpec("env-regex", "", "a regular expression", "env variables whose name matches are copied"),
+                OptionSpec("env-regex", "", "an RE2 regular expression", "env variables whose name matches are copied"),
                 _regex,
             ),
             (
                 OptionSpec(
                     "partial-max-size",
                     "1m",
-                    "a size such as 1m",
+                    "a size from 16k to 64m, such as 1m",
                     "longest rejoined line; longer ones are cut into pieces",
                 ),
-                positive_size,
+                size_between(16_384, 64 << 20),
             ),
             (
                 OptionSpec("file-format", "json", "json or text", "file sink: JSON lines or the raw text"),
                 choice("json", "text"),
             ),
             (
-                OptionSpec("file-max-size", "100m", "a size such as 100m", "file sink: bytes per file before rotation"),
-                positive_size,
+                OptionSpec(
+                    "file-max-size", "100m", "a size from 16k to 100g", "file sink: bytes per file before rotation"
+                ),
+                size_between(16_000, 100 * 10**9),
             ),
             (
-                OptionSpec("file-max-file", "5", "a positive integer", "file sink: files kept per container"),
-                positive_int,
+                OptionSpec("file-max-file", "5", "an integer from 1 to 1000", "file sink: files kept per container"),
+                int_between(1, 1000),
             ),
         ]
     )
@@ -148,8 +171,8 @@ def plugin_defaults(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         if value:
             try:
                 parser(value)
-            except (ValueError, re.error) as exc:
-                raise ConfigError(env_name(name), value, spec.accepts) from exc
+            except ValueError as exc:
+                raise ConfigError(env_name(name), value, _accepts(spec.accepts, exc)) from exc
         defaults[name] = value
     return defaults
 
@@ -205,8 +228,8 @@ def parse_log_opts(
         text = merged.get(name, spec.default)
         try:
             values[name] = parser(text) if text else text
-        except (ValueError, re.error) as exc:
-            raise ConfigError(name, text, spec.accepts) from exc
+        except ValueError as exc:
+            raise ConfigError(name, text, _accepts(spec.accepts, exc)) from exc
     sinks = values["sinks"]
     assert isinstance(sinks, tuple)
     pipelines = {}
@@ -247,12 +270,17 @@ def _sink_options(
             where, text = env_name(option.name), environ.get(env_name(option.name), option.default)
         try:
             values[option.name] = option.parse(text) if text or option.parse is str else None
-        except (ValueError, re.error) as exc:
+        except ValueError as exc:
             raise ConfigError(where, "<hidden>" if option.secret else text, option.accepts) from exc
         target = f"{sink}-{option.pipeline}"
         if option.pipeline and option.name in config and target not in config:
             pipeline_config[target] = _as_text(values[option.name])
     return values, pipeline_config
+
+
+def _accepts(accepts: str, exc: ValueError) -> str:
+    """What an option accepts, with the parser's reason when it has one worth saying (a template's)."""
+    return f"{accepts} ({str(exc)[:200]})" if isinstance(exc, Explained) else accepts
 
 
 def _as_text(value: object) -> str:
@@ -280,6 +308,8 @@ class Settings:
     shutdown_grace: float
     metrics_address: str
     health_failing_after: float
+    memory_max_bytes: int
+    disk_max_bytes: int
     defaults: Mapping[str, str]
     environ: Mapping[str, str]  # the LOGDRIVER_* variables, for per-sink pipeline defaults
 
@@ -311,6 +341,10 @@ class Settings:
             health_failing_after=float(
                 get("LOGDRIVER_HEALTH_FAILING_AFTER", "60s", parse_duration, "a duration such as 60s")
             ),
+            # Shared by every container's memory queues and partial lines, entry overhead counted.
+            memory_max_bytes=int(get("LOGDRIVER_MEMORY_MAX_BYTES", "256Mi", positive_size, "a size such as 256Mi")),
+            # Shared by every disk spool and the dead letters (the store has its own cap).
+            disk_max_bytes=int(get("LOGDRIVER_DISK_MAX_BYTES", "4g", positive_size, "a size such as 4g")),
             defaults=plugin_defaults(env),
             environ={k: v for k, v in env.items() if k.startswith("LOGDRIVER_")},
         )

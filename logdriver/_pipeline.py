@@ -7,11 +7,14 @@ or dead sink fills only its own queue; what happens then is its overflow
 policy (``_buffer``). Nothing is dropped silently: every drop is counted here
 and logged at most every ``DROP_LOG_INTERVAL`` seconds.
 
-Closing (EOF after StopLogging, or plugin shutdown) gives the worker
-``flush-timeout`` to deliver what is queued; what is left then is counted as
-dropped. Nothing here can hold up ``docker stop``: the FIFO keeps being read
-unless the policy is ``block``, and a block lasts at most ``block-timeout``,
-after which the pipeline drops (counted) until the sink delivers again.
+Closing at EOF (after StopLogging) stops input; the worker keeps delivering
+what is queued until it is delivered or the retry policy gives up on it
+(``_delivery`` keeps such a pipeline running after its FIFO is gone). A
+plugin shutdown closes with a deadline, ``flush-timeout``; what a memory queue
+holds then is counted as dropped, and a disk spool keeps it. Nothing here
+can hold up ``docker stop``: the FIFO keeps being read unless the policy is
+``block``, and a block lasts at most ``block-timeout``, after which the
+pipeline drops (counted) until the sink delivers again.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 
 import trio
 
-from ._buffer import BatchQueue
+from ._budget import Budget
+from ._buffer import BatchQueue, Offer
 from ._deadletter import DeadLetters
 from ._native import Batch
 from ._pipeline_options import PipelineOptions
@@ -85,6 +89,8 @@ class SinkPipeline:
         dead_letters: DeadLetters | None = None,
         rng: random.Random | None = None,
         spool_dir: str | None = None,
+        memory: Budget | None = None,
+        disk: Budget | None = None,
     ) -> None:
         self.sink = sink
         self.container_id = container_id
@@ -101,17 +107,20 @@ class SinkPipeline:
                 options.buffer_max_entries,
                 options.overflow,
                 now=trio.current_time(),
+                disk=disk,
             )
         else:
-            self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow)
+            self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow, memory)
         self.dead_letters = dead_letters
         self.rng = rng or random.Random()
         self.statistics = PipelineStatistics()
         self._changed = trio.Event()
         self._space = trio.Event()
         self._closing = False
+        self.draining = False  # set by the owner: the FIFO closed with lines still queued
+        self.closed_cleanly = False  # ended with nothing queued (a spool may then be deleted)
         self._shedding = False  # block timed out and the sink has not recovered since
-        self._flush_deadline = 0.0
+        self._flush_deadline = math.inf  # set by close(deadline): a plugin shutdown
         self._in_flight = 0
         self._unlogged_drops: dict[str, int] = {}  # reason → lines dropped since the last log line
         self._last_drop_log = -DROP_LOG_INTERVAL
@@ -126,13 +135,13 @@ class SinkPipeline:
             return
         self.statistics.entries_in += len(batch)
         self.statistics.bytes_in += batch.nbytes
-        offer = self.queue.offer(batch, trio.current_time())
+        offer = self._offer(batch)
         if offer.must_wait and not self._shedding:
             with trio.move_on_after(self.options.block_timeout):
                 while offer.must_wait and not self._closing:
                     space = self._space
                     await space.wait()
-                    offer = self.queue.offer(batch, trio.current_time())
+                    offer = self._offer(batch)
             # Blocked too long: stop blocking until the sink takes lines again, so that
             # a dead destination costs the container one block-timeout, not one per read.
             self._shedding = offer.must_wait
@@ -142,17 +151,43 @@ class SinkPipeline:
             self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
         self._wake()
 
-    def close(self) -> None:
-        """No more puts: deliver what is queued within flush-timeout, then stop."""
-        if not self._closing:
-            self._closing = True
-            self._flush_deadline = trio.current_time() + self.options.flush_timeout
-            self._wake()
-            self._space.set()
+    def _offer(self, batch: Batch) -> Offer:
+        try:
+            return self.queue.offer(batch, trio.current_time())
+        except OSError as exc:  # a spool on a full disk, or out of descriptors
+            self._drop(len(batch), f"spool write failed: {exc.strerror}")
+            return Offer()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def queued(self) -> int:
+        """Lines not yet delivered: queued, and in the batch being sent."""
+        if self.spool is not None:
+            return self.spool.entries_total
+        return self.queue.entries + self._in_flight
+
+    def close(self, deadline: float = math.inf) -> None:
+        """No more puts: deliver what is queued, then stop.
+
+        With the default deadline the pipeline keeps going until everything is
+        delivered or given up by the retry policy; a plugin shutdown passes one.
+        An earlier deadline replaces a later one.
+        """
+        self._closing = True
+        self._flush_deadline = min(deadline, self._flush_deadline)
+        self._wake()
+        self._space.set()
+
+    async def finished(self) -> None:
+        """Wait until the worker has stopped and the stream is closed."""
+        await self._done.wait()
 
     async def aclose(self) -> None:
-        """Close, wait for the flush (bounded by flush-timeout), then stop the worker."""
-        self.close()
+        """Close with ``flush-timeout`` as the deadline, and wait for the worker to stop."""
+        self.close(trio.current_time() + self.options.flush_timeout)
         with trio.move_on_after(self.options.flush_timeout + 1.0):
             await self._done.wait()
         self._scope.cancel()  # a sink stuck past its deadline (it should not be)
@@ -197,21 +232,28 @@ class SinkPipeline:
                     if self.spool is not None:
                         self.spool.ack()
         finally:
-            if self.spool is not None:
-                # Undelivered lines stay in the spool (not acked) and replay at the next start.
-                kept = self.spool.entries + self._in_flight
-                if kept:
-                    log.warning(
-                        "sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12]
-                    )
-                self.spool.close()
-            else:
-                left = self.queue.drain() + self._in_flight
-                if left:
-                    self._drop(left, "not delivered within flush-timeout")
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self.stream.aclose()
-            self._done.set()
+            self.closed_cleanly = self._closing and not self.queued
+            try:
+                if self.spool is not None:
+                    # Undelivered lines stay in the spool (not acked) and replay at the next start.
+                    kept = self.spool.entries_total
+                    if kept:
+                        log.warning(
+                            "sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12]
+                        )
+                    self.spool.close()
+                else:
+                    left = self.queue.drain() + self._in_flight
+                    if left:
+                        why = "plugin shutting down" if self._flush_deadline < math.inf else "pipeline failed"
+                        self._drop(left, why)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    try:
+                        await self.stream.aclose()
+                    except Exception:
+                        log.exception("sink %s: closing the stream of %s failed", self.sink, self.container_id[:12])
+                self._done.set()
 
     async def _next_batch(self) -> Batch | None:
         opts = self.options

@@ -5,7 +5,8 @@ upgrade, and a container whose FIFO nobody reads freezes in its next write.
 So every StartLogging is recorded here before it is answered, and removed
 when its FIFO reaches EOF. The file is rewritten atomically (write a temporary,
 rename it over): a plugin crash leaves either the old or the new set, never a
-torn one. There is deliberately no fsync: the registry has to survive the
+torn one, and mode 0600: Info holds the container's environment and secret
+log-opts. There is deliberately no fsync: the registry has to survive the
 plugin process, not the kernel (after a host crash the daemon starts every
 container with a new FIFO anyway), and an fsync in StartLogging would make
 ``docker run`` wait for the journal to write out every dirty log page on the
@@ -15,10 +16,11 @@ host (measured at tens to hundreds of milliseconds under load).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import orjson
+
+from ._files import write_private
 
 log = logging.getLogger("logdriver.registry")
 
@@ -49,7 +51,4 @@ class FifoRegistry:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(orjson.dumps(self._entries))
-        os.replace(tmp, self.path)
+        write_private(self.path, orjson.dumps(self._entries))

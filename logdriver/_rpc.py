@@ -65,7 +65,10 @@ def parse_go_time(text: str) -> int | None:
     if year == "0001" and month == "01" and day == "01":
         return None
     offset = 0 if zulu or sign is None else (int(off_h) * 60 + int(off_m)) * (1 if sign == "+" else -1)
-    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    except ValueError as exc:  # month 13, year 0, 31 February, second 60 ...
+        raise RpcError(f"bad time {text!r}: {exc}") from None
     seconds = int(moment.timestamp()) - offset * 60
     nanos = int((frac or "").ljust(9, "0"))
     return seconds * 1_000_000_000 + nanos
@@ -83,9 +86,27 @@ def _object(body: bytes) -> dict[str, Any]:
 
 def _file(request: dict[str, Any]) -> str:
     file = request.get("File")
-    if not isinstance(file, str) or not file.startswith("/"):
+    if not isinstance(file, str) or not file.startswith("/") or "\x00" in file or len(file) > 4096:
         raise RpcError("request has no absolute 'File' path")
     return file
+
+
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _info(request: dict[str, Any]) -> dict[str, Any]:
+    info = request.get("Info")
+    if not isinstance(info, dict):
+        raise RpcError("request has no 'Info' object")
+    check_info(info)
+    return info
+
+
+def check_info(info: dict[str, Any]) -> None:
+    """Info's ContainerID names directories: it must be Docker's 64 hex digits."""
+    container_id = info.get("ContainerID")
+    if not isinstance(container_id, str) or not _CONTAINER_ID.fullmatch(container_id):
+        raise RpcError("'Info.ContainerID' must be 64 lower-case hex digits")
 
 
 def parse_request(path: str, body: bytes) -> Command:
@@ -96,29 +117,35 @@ def parse_request(path: str, body: bytes) -> Command:
         return Capabilities()
     if path == "/LogDriver.StartLogging":
         request = _object(body)
-        info = request.get("Info")
-        if not isinstance(info, dict) or not isinstance(info.get("ContainerID"), str) or not info["ContainerID"]:
-            raise RpcError("request has no 'Info' with a ContainerID")
-        return StartLogging(_file(request), info)
+        return StartLogging(_file(request), _info(request))
     if path == "/LogDriver.StopLogging":
         return StopLogging(_file(_object(body)))
     if path == "/LogDriver.ReadLogs":
         request = _object(body)
-        info = request.get("Info")
+        info = _info(request)
         config = request.get("Config") or {}
-        if not isinstance(info, dict) or not isinstance(config, dict):
-            raise RpcError("request needs 'Info' and 'Config' objects")
+        if not isinstance(config, dict):
+            raise RpcError("request needs a 'Config' object")
         tail = config.get("Tail", -1)
-        if not isinstance(tail, int):
+        if not isinstance(tail, int) or isinstance(tail, bool):
             raise RpcError("'Tail' must be an integer")
+        tail = max(-1, tail)  # the daemon sends -1 for all; any other negative means the same
         return ReadLogs(
             info=info,
-            since_ns=parse_go_time(str(config.get("Since") or "0001-01-01T00:00:00Z")),
-            until_ns=parse_go_time(str(config.get("Until") or "0001-01-01T00:00:00Z")),
+            since_ns=parse_go_time(_text(config.get("Since"))),
+            until_ns=parse_go_time(_text(config.get("Until"))),
             tail=tail,
             follow=bool(config.get("Follow", False)),
         )
     raise KeyError(path)
+
+
+def _text(value: object) -> str:
+    if not value:
+        return "0001-01-01T00:00:00Z"  # Go's zero time: unset
+    if not isinstance(value, str) or len(value) > 64:
+        raise RpcError("times must be RFC 3339 strings")
+    return value
 
 
 def error_body(message: str) -> bytes:

@@ -29,7 +29,9 @@ import zlib
 from collections import deque
 from dataclasses import dataclass
 
+from ._budget import Budget, unlimited
 from ._buffer import Offer, Overflow
+from ._files import makedirs_private, open_private, write_private
 from ._native import Batch
 
 log = logging.getLogger("logdriver.spool")
@@ -59,8 +61,10 @@ class DiskQueue:
         segment_bytes: int = 8 << 20,
         fsync_interval: float = 1.0,
         now: float = 0.0,
+        disk: Budget | None = None,
     ) -> None:
         self.directory = directory
+        self.disk = disk or unlimited("disk")
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.overflow = overflow
@@ -75,8 +79,9 @@ class DiskQueue:
         self._seq = 0
         self._size = 0
         self._last_sync = 0.0
-        os.makedirs(directory, exist_ok=True)
+        makedirs_private(directory)
         self._load(now)
+        self.disk.take(self.bytes)
 
     # -- recovery ----------------------------------------------------------------
 
@@ -95,8 +100,8 @@ class DiskQueue:
             pass
         segments = self._segments()
         for seq in segments:
-            if seq < cursor_seq:
-                os.unlink(self._path(seq))
+            if seq < cursor_seq or (seq == cursor_seq and cursor_offset >= os.path.getsize(self._path(seq))):
+                os.unlink(self._path(seq))  # delivered
                 continue
             with open(self._path(seq), "rb") as handle:
                 data = handle.read()
@@ -122,7 +127,8 @@ class DiskQueue:
                     self._path(seq),
                 )
             self._seq = seq
-        self._seq = (segments[-1] + 1) if segments else 1
+        # Never reuse a sequence number the cursor may still point into.
+        self._seq = max(segments[-1] + 1 if segments else 1, cursor_seq + 1)
 
     # -- the BatchQueue interface ------------------------------------------------
 
@@ -138,22 +144,34 @@ class DiskQueue:
             return Offer()
         payload = batch.to_frames()
         size = _HEAD.size + len(payload)
-        fits = self.bytes + size <= self.max_bytes and self.entries + len(batch) <= self.max_entries
+        fits = self._fits(size, len(batch))
         offer = Offer()
         if not fits and self._records:
             if self.overflow is Overflow.BLOCK:
                 return Offer(must_wait=True)
             if self.overflow is Overflow.DROP_NEWEST:
                 return Offer(dropped=len(batch))
-            while len(self._records) > self._taken and not (
-                self.bytes + size <= self.max_bytes and self.entries + len(batch) <= self.max_entries
-            ):
+            while len(self._records) > self._taken and not self._fits(size, len(batch)):
                 dropped = self._records[self._taken]
                 offer.dropped += dropped.entries
                 self._forget(self._taken)
+            if not self._fits(size, len(batch)) and size > self.disk.room():
+                return Offer(dropped=offer.dropped + len(batch))  # other spools hold the disk budget
         self._append(payload, size, len(batch), now)
         offer.accepted = len(batch)
         return offer
+
+    def _fits(self, size: int, entries: int) -> bool:
+        return (
+            self.bytes + size <= self.max_bytes
+            and self.entries + entries <= self.max_entries
+            and size <= self.disk.room()
+        )
+
+    @property
+    def entries_total(self) -> int:
+        """Undelivered entries, including those handed out and not yet acked."""
+        return sum(record.entries for record in self._records)
 
     def take(self, max_entries: int, max_bytes: int) -> Batch | None:
         """Whole records from the head (at least one), up to the limits."""
@@ -179,7 +197,9 @@ class DiskQueue:
             return
         last = self._records[self._taken - 1]
         for _ in range(self._taken):
-            self.bytes -= self._records.popleft().size
+            size = self._records.popleft().size
+            self.bytes -= size
+            self.disk.give(size)
         self._taken = 0
         self._write_cursor(last.seq, last.end)
 
@@ -200,6 +220,7 @@ class DiskQueue:
         record = self._records[index]
         del self._records[index]
         self.bytes -= record.size
+        self.disk.give(record.size)
         self.entries -= record.entries
         if index == 0:
             self._write_cursor(record.seq, record.end)
@@ -212,6 +233,7 @@ class DiskQueue:
         self._records.append(_Record(self._seq, self._size, size, entries, now))
         self.bytes += size
         self.entries += entries
+        self.disk.take(size)
         if time.monotonic() - self._last_sync >= self.fsync_interval:
             self.sync()
 
@@ -220,14 +242,11 @@ class DiskQueue:
             os.fsync(self._fd)
             os.close(self._fd)
         self._seq += 1 if self._fd >= 0 else 0
-        self._fd = os.open(self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._fd = open_private(self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
 
     def _write_cursor(self, seq: int, offset: int) -> None:
-        tmp = os.path.join(self.directory, "cursor.tmp")
-        with open(tmp, "w") as handle:
-            handle.write(f"{seq} {offset}")
-        os.replace(tmp, os.path.join(self.directory, "cursor"))
+        write_private(os.path.join(self.directory, "cursor"), f"{seq} {offset}".encode())
         for old in self._segments():
             if old < seq:
                 os.unlink(self._path(old))
@@ -238,7 +257,11 @@ class DiskQueue:
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
+        """Release the descriptor and this spool's share of the disk budget (its files stay)."""
+        self.disk.give(self.bytes)
         if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

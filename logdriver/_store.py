@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._files import makedirs_private, open_private
 from ._framing import HEADER, FrameDecoder
 
 log = logging.getLogger("logdriver.store")
@@ -85,7 +86,7 @@ class LogStore:
         self.statistics = StoreStatistics()
         self._logs: dict[str, ContainerLog] = {}
         self._total = 0
-        os.makedirs(root, exist_ok=True)
+        makedirs_private(root)
         for name in os.listdir(root):
             directory = os.path.join(root, name)
             if os.path.isdir(directory):
@@ -123,7 +124,7 @@ class LogStore:
         clog = self._logs.get(container_id)
         if clog is None:
             directory = os.path.join(self.root, container_id)
-            os.makedirs(directory, exist_ok=True)
+            makedirs_private(directory)
             clog = self._logs[container_id] = ContainerLog(directory)
         clog.max_size, clog.max_file = max_size, max_file
         clog.writers += 1
@@ -172,7 +173,7 @@ class LogStore:
             clog.next_seq += 1
             clog.segments.append(seq)
             clog.sizes[seq] = 0
-        clog.fd = os.open(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        clog.fd = open_private(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         clog.sizes[seq] = os.fstat(clog.fd).st_size
         while len(clog.segments) > clog.max_file:
             self._delete_segment(clog, clog.segments[0])

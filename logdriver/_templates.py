@@ -3,19 +3,39 @@
 Tag templates are Go ``text/template``; this is the subset real configurations
 use: field references (``{{.Name}}``), ``index`` into maps, and the helper
 functions Docker registers (``lower``, ``upper``, ``title``, ``truncate``,
-``pad``, ``split``/``join`` are rare and rejected with a clear error).
+``pad``; ``split``/``join`` are rare and rejected with a clear error). A template
+is parsed, with each function's arity, when the container starts; a hostile one
+costs time linear in its length, which is capped. ``labels-regex`` and
+``env-regex`` use RE2, as Docker's Go drivers do: linear time, no backtracking.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import re2
 
 from ._records import ContainerInfo, env_map
 
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
+def compile_regex(pattern: str) -> Any:
+    """RE2, without the C++ library's own error log on stderr (the caller reports errors)."""
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options=options)
+
+
+def regex_error(exc: Exception) -> str:
+    reason = exc.args[0] if exc.args else exc
+    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+
+
+# Bounds on what a container may ask of the renderer (its tag is rendered once, at start).
+MAX_TEMPLATE_LENGTH: Final = 4096
+MAX_RENDERED_LENGTH: Final = 65536
 
 
 def _fields(info: ContainerInfo) -> dict[str, object]:
@@ -42,52 +62,112 @@ def _fields(info: ContainerInfo) -> dict[str, object]:
     }
 
 
-_FUNCS: dict[str, Callable[..., str]] = {
-    "lower": lambda s: str(s).lower(),
-    "upper": lambda s: str(s).upper(),
-    "title": lambda s: str(s).title(),
-    "truncate": lambda s, n: str(s)[: int(n)],
-    "pad": lambda s, prefix, suffix: f"{prefix}{s}{suffix}" if str(s) else "",
+def _truncate(text: object, length: object) -> str:
+    return str(text)[: int(str(length))]
+
+
+# name → (function, number of arguments): Docker's templates.go helpers that take strings.
+_FUNCS: Final[dict[str, tuple[Callable[..., str], int]]] = {
+    "lower": (lambda s: str(s).lower(), 1),
+    "upper": (lambda s: str(s).upper(), 1),
+    "title": (lambda s: str(s).title(), 1),
+    "truncate": (_truncate, 2),
+    "pad": (lambda s, prefix, suffix: f"{prefix}{s}{suffix}" if str(s) else "", 3),
 }
 
 
-def _evaluate(action: str, fields: Mapping[str, object]) -> str:
-    words = shlex.split(action)
-    if not words:
-        raise ValueError("empty action")
+@dataclass(frozen=True, slots=True)
+class _Action:
+    words: tuple[str, ...]
 
+
+def _words(action: str) -> tuple[str, ...]:
+    try:
+        words = tuple(shlex.split(action))
+    except ValueError as exc:  # an unclosed quote
+        raise ValueError(f"{{{{{action[:40]}}}}}: {exc}") from None
+    if not words:
+        raise ValueError("empty action {{}}")
+    head, rest = words[0], words[1:]
+    if not rest:
+        return words
+    if head == "index":
+        if len(rest) != 2:
+            raise ValueError("index takes a map and a key")
+        return words
+    if head not in _FUNCS:
+        raise ValueError(f'function "{head[:40]}" not supported (use lower, upper, title, truncate, pad or index)')
+    arity = _FUNCS[head][1]
+    if len(rest) != arity:
+        raise ValueError(f"{head} takes {arity} argument{'s' if arity > 1 else ''}, not {len(rest)}")
+    if head == "truncate" and not (rest[1].isdigit() or rest[1].startswith(".")):
+        raise ValueError(f"truncate needs a length, not {rest[1][:40]!r}")
+    return words
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A parsed Docker ``tag`` template; parsing checks every action, rendering cannot fail on syntax."""
+
+    source: str
+    parts: tuple[str | _Action, ...]
+
+    @classmethod
+    def parse(cls, source: str) -> Template:
+        """``ValueError`` names what is wrong. Linear in the template's length."""
+        if len(source) > MAX_TEMPLATE_LENGTH:
+            raise ValueError(f"longer than {MAX_TEMPLATE_LENGTH} characters")
+        parts: list[str | _Action] = []
+        pos = 0
+        while (opening := source.find("{{", pos)) >= 0:
+            closing = source.find("}}", opening + 2)
+            if closing < 0:
+                raise ValueError(f"unclosed action at character {opening}")
+            if opening > pos:
+                parts.append(source[pos:opening])
+            action = source[opening + 2 : closing].removeprefix("-").removesuffix("-").strip()
+            parts.append(_Action(_words(action)))
+            pos = closing + 2
+        if pos < len(source):
+            parts.append(source[pos:])
+        return cls(source, tuple(parts))
+
+    def render(self, info: ContainerInfo) -> str:
+        """The template with ``info``'s fields; ``ValueError`` for a field that does not exist."""
+        if self.source == "{{.ID}}":  # the common case, as Docker's own fast path
+            return info.short_id
+        fields = _fields(info)
+        out = "".join(part if isinstance(part, str) else _evaluate(part.words, fields) for part in self.parts)
+        if len(out) > MAX_RENDERED_LENGTH:
+            raise ValueError(f"renders to more than {MAX_RENDERED_LENGTH} characters")
+        return out
+
+
+def _evaluate(words: tuple[str, ...], fields: Mapping[str, object]) -> str:
     def arg(word: str) -> object:
         if word.startswith("."):
             name = word[1:]
             if name not in fields:
-                raise ValueError(f"can't evaluate field {name}")
+                raise ValueError(f"can't evaluate field {name[:40]}")
             return fields[name]
-        if word.isdigit():
-            return int(word)
         return word
 
     head, rest = words[0], words[1:]
     if not rest:
         return str(arg(head))
     if head == "index":
-        if len(rest) != 2:
-            raise ValueError("index takes a map and a key")
         container = arg(rest[0])
         if not isinstance(container, Mapping):
             raise ValueError("index of a non-map")
         return str(container.get(str(arg(rest[1])), ""))
-    func = _FUNCS.get(head)
-    if func is None:
-        raise ValueError(f'function "{head}" not supported')
-    return func(*(arg(w) for w in rest))
+    if head == "truncate" and not str(arg(rest[1])).isdigit():
+        raise ValueError("truncate needs a length")
+    return _FUNCS[head][0](*(arg(w) for w in rest))
 
 
 def render_tag(template: str, info: ContainerInfo) -> str:
-    """Render a Docker ``tag`` template; ``ValueError`` says what is unsupported."""
-    if template == "{{.ID}}":  # the common case, as Docker's own fast path
-        return info.short_id
-    fields = _fields(info)
-    return _ACTION.sub(lambda m: _evaluate(m.group(1), fields), template)
+    """Render a Docker ``tag`` template; ``ValueError`` says what is wrong or unsupported."""
+    return Template.parse(template).render(info)
 
 
 def extra_attributes(info: ContainerInfo, config: Mapping[str, str]) -> dict[str, str]:
@@ -98,7 +178,7 @@ def extra_attributes(info: ContainerInfo, config: Mapping[str, str]) -> dict[str
             if key in info.labels:
                 extras[key] = info.labels[key]
     if pattern := config.get("labels-regex"):
-        regex = re.compile(pattern)
+        regex = compile_regex(pattern)
         for key, value in info.labels.items():
             if regex.search(key):
                 extras[key] = value
@@ -109,7 +189,7 @@ def extra_attributes(info: ContainerInfo, config: Mapping[str, str]) -> dict[str
                 if key in env:
                     extras[key] = env[key]
         if pattern := config.get("env-regex"):
-            regex = re.compile(pattern)
+            regex = compile_regex(pattern)
             for key, value in env.items():
                 if regex.search(key):
                     extras[key] = value

@@ -22,10 +22,10 @@ class FifoStatistics:
     decode_errors: int = 0
     corrupt_frames: int = 0
     skipped_bytes: int = 0
-    records_not_delivered: int = 0
+    store_errors: int = 0  # reads whose frames the docker logs store could not write (disk full)
 
 
-_FIFO_FIELDS = ("entries", "bytes", "decode_errors", "corrupt_frames", "skipped_bytes")
+_FIFO_FIELDS = ("entries", "records", "bytes", "decode_errors", "corrupt_frames", "skipped_bytes", "store_errors")
 
 
 def _add(into: object, other: object, fields: Iterable[str]) -> None:
@@ -38,11 +38,13 @@ class Totals:
         self.fifos = FifoStatistics()
         self.sinks: dict[str, PipelineStatistics] = {}
 
-    def fold(self, fifo: FifoStatistics, pipelines: Mapping[str, SinkPipeline]) -> None:
+    def fold_fifo(self, fifo: FifoStatistics) -> None:
         """Add a closed FIFO's final counts."""
         _add(self.fifos, fifo, _FIFO_FIELDS)
-        for name, pipeline in pipelines.items():
-            _add(self.sinks.setdefault(name, PipelineStatistics()), pipeline.statistics, COUNTER_FIELDS)
+
+    def fold_pipeline(self, pipeline: SinkPipeline) -> None:
+        """Add a finished pipeline's final counts (it may finish long after its FIFO)."""
+        _add(self.sinks.setdefault(pipeline.sink, PipelineStatistics()), pipeline.statistics, COUNTER_FIELDS)
 
     def fifo_snapshot(self, decoders: Iterable[FrameReader]) -> FifoStatistics:
         out = dataclasses.replace(self.fifos)

@@ -19,8 +19,15 @@ _DURATION_UNITS: Final = {
     "h": 3600.0,
     "d": 86400.0,
 }
+# Nothing logdriver sizes or waits for comes near these; they keep arithmetic finite.
+MAX_SIZE: Final = 1 << 50  # 1 PiB
+MAX_DURATION: Final = 10 * 365 * 86400.0  # ten years
 _TRUE: Final = frozenset({"1", "t", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "f", "false", "no", "off"})
+
+
+class Explained(ValueError):
+    """A bad value whose message says why, worth showing the user (a template's or regex's error)."""
 
 
 def parse_size(text: str, *, binary: bool = False) -> int:
@@ -31,13 +38,22 @@ def parse_size(text: str, *, binary: bool = False) -> int:
         raise ValueError(text)
     number, unit, iec = match.groups()
     base = 1024 if (binary or iec) else 1000
-    return int(float(number) * base ** _POWERS[unit.lower()])
+    if len(number) > 24:  # far past any real size; float() would give inf and int() OverflowError
+        raise ValueError(text)
+    size = float(number) * base ** _POWERS[unit.lower()]
+    if size > MAX_SIZE:
+        raise ValueError(text)
+    return int(size)
 
 
 def parse_duration(text: str) -> float:
     """Go-style duration (``500ms``, ``1m30s``, also ``7d``) → seconds; a bare number is seconds."""
     text = text.strip()
+    if len(text) > 64:
+        raise ValueError(text[:64])
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        if float(text) > MAX_DURATION:
+            raise ValueError(text)
         return float(text)
     pos = 0
     total = 0.0
@@ -46,7 +62,7 @@ def parse_duration(text: str) -> float:
             raise ValueError(text)
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
-    if pos != len(text) or pos == 0:
+    if pos != len(text) or pos == 0 or total > MAX_DURATION:
         raise ValueError(text)
     return total
 
@@ -69,14 +85,44 @@ def positive_size(value: str) -> int:
 
 
 def positive_int(value: str) -> int:
-    number = int(value)
+    number = _int(value)
     if number <= 0:
         raise ValueError(value)
     return number
 
 
+def _int(value: str) -> int:
+    if len(value.strip()) > 18:  # past 10**18 nothing is meant; also spares int() a 4300-digit error
+        raise ValueError(value[:40])
+    return int(value)
+
+
+def size_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """A size parser that accepts ``minimum`` ≤ size ≤ ``maximum``."""
+
+    def parse(value: str) -> int:
+        size = parse_size(value)
+        if not minimum <= size <= maximum:
+            raise ValueError(value)
+        return size
+
+    return parse
+
+
+def int_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An integer parser that accepts ``minimum`` ≤ n ≤ ``maximum``."""
+
+    def parse(value: str) -> int:
+        number = _int(value)
+        if not minimum <= number <= maximum:
+            raise ValueError(value)
+        return number
+
+    return parse
+
+
 def non_negative_int(value: str) -> int:
-    number = int(value)
+    number = _int(value)
     if number < 0:
         raise ValueError(value)
     return number

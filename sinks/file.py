@@ -72,8 +72,9 @@ class FileStream(SinkStream):
         self._size = 0
 
     def _open(self) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        # Container output: root only, like json-file's files.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(self._fd).st_size
 
     def encode(self, batch: LogBatch) -> bytes:

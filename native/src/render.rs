@@ -19,8 +19,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC with nine fraction digits, e.g. `2026-11-28T14:02:36.000000001Z`.
 pub fn rfc3339_nanos(time_nano: i64, out: &mut Vec<u8>) {
-    let seconds = time_nano.div_euclid(1_000_000_000);
-    let nanos = time_nano.rem_euclid(1_000_000_000);
+    rfc3339_parts(time_nano.div_euclid(1_000_000_000), time_nano.rem_euclid(1_000_000_000), out);
+}
+
+/// The same from whole seconds and nanoseconds (no `seconds * 1e9`: it overflows near i64's ends).
+fn rfc3339_parts(seconds: i64, nanos: i64, out: &mut Vec<u8>) {
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     let secs_of_day = seconds.rem_euclid(86_400);
     let text = format!(
@@ -187,7 +190,7 @@ impl TimeText {
         let second = time_nano.div_euclid(1_000_000_000);
         if self.second != Some(second) {
             self.text.clear();
-            rfc3339_nanos(second * 1_000_000_000, &mut self.text);
+            rfc3339_parts(second, 0, &mut self.text);
             self.text.truncate(self.text.len() - 11); // keep "YYYY-MM-DDTHH:MM:SS"
             self.second = Some(second);
         }
@@ -208,6 +211,16 @@ pub fn text_lines(lines: &Lines, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_the_ends_of_i64() {
+        let mut out = Vec::new();
+        TimeText::default().push(i64::MIN, &mut out);
+        assert_eq!(out, b"1677-09-21T00:12:43.145224192");
+        out.clear();
+        TimeText::default().push(i64::MAX, &mut out);
+        assert_eq!(out, b"2262-04-11T23:47:16.854775807");
+    }
 
     #[test]
     fn formats_times() {

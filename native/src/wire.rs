@@ -207,15 +207,13 @@ pub fn encode_frame(source: &str, time_nano: i64, line: &[u8], partial: Option<&
 #[derive(Debug)]
 pub struct DecodeError;
 
+/// A value varint as upb reads it: at most 10 bytes; bits past the 64th are dropped.
 fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     for shift in (0..70).step_by(7) {
         let byte = *buf.get(*pos).ok_or(DecodeError)?;
         *pos += 1;
-        if shift == 63 && byte > 1 {
-            return Err(DecodeError);
-        }
-        value |= u64::from(byte & 0x7f) << shift;
+        value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
         if byte < 0x80 {
             return Ok(value);
         }
@@ -231,7 +229,11 @@ fn delimited<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], DecodeError
     Ok(slice)
 }
 
-fn skip(buf: &[u8], pos: &mut usize, wire: u64) -> Result<(), DecodeError> {
+/// Nesting limit for groups, as upb's default decode depth.
+const MAX_DEPTH: u32 = 100;
+
+/// Skip one field's value; a group is skipped whole, up to its matching end tag.
+fn skip(buf: &[u8], pos: &mut usize, field: u64, wire: u64, depth: u32) -> Result<(), DecodeError> {
     match wire {
         0 => varint(buf, pos).map(|_| ()),
         1 | 5 => {
@@ -243,7 +245,19 @@ fn skip(buf: &[u8], pos: &mut usize, wire: u64) -> Result<(), DecodeError> {
             Ok(())
         }
         2 => delimited(buf, pos).map(|_| ()),
-        _ => Err(DecodeError),
+        3 => {
+            if depth >= MAX_DEPTH {
+                return Err(DecodeError);
+            }
+            loop {
+                let (inner, inner_wire) = key(buf, pos)?;
+                if inner_wire == 4 {
+                    return if inner == field { Ok(()) } else { Err(DecodeError) };
+                }
+                skip(buf, pos, inner, inner_wire, depth + 1)?;
+            }
+        }
+        _ => Err(DecodeError), // an end-group tag with no group open, or wire types 6 and 7
     }
 }
 
@@ -251,26 +265,58 @@ fn utf8(bytes: &[u8]) -> Result<String, DecodeError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError)
 }
 
-fn check_field(key: u64) -> Result<(u64, u64), DecodeError> {
+/// A field key: a varint of at most 5 bytes that fits 32 bits, field number ≥ 1, wire type ≤ 5.
+fn key(buf: &[u8], pos: &mut usize) -> Result<(u64, u64), DecodeError> {
+    let start = *pos;
+    let key = varint(buf, pos)?;
+    if *pos - start > 5 || key > u64::from(u32::MAX) {
+        return Err(DecodeError);
+    }
     let (field, wire) = (key >> 3, key & 7);
-    if field == 0 {
+    if field == 0 || wire > 5 {
         return Err(DecodeError);
     }
     Ok((field, wire))
 }
 
-fn decode_partial(buf: &[u8], into: &mut Partial) -> Result<(), DecodeError> {
+/// Fields of a submessage: known ones through `known` (which returns false for "not mine"), the rest skipped.
+fn fields(
+    buf: &[u8],
+    mut known: impl FnMut(u64, u64, &[u8], &mut usize) -> Result<bool, DecodeError>,
+) -> Result<(), DecodeError> {
     let mut pos = 0;
     while pos < buf.len() {
-        let (field, wire) = check_field(varint(buf, &mut pos)?)?;
-        match (field, wire) {
-            (1, 0) => into.last = varint(buf, &mut pos)? != 0,
-            (2, 2) => into.id = utf8(delimited(buf, &mut pos)?)?,
-            (3, 0) => into.ordinal = varint(buf, &mut pos)? as i32,
-            _ => skip(buf, &mut pos, wire)?,
+        let (field, wire) = key(buf, &mut pos)?;
+        if !known(field, wire, buf, &mut pos)? {
+            skip(buf, &mut pos, field, wire, 0)?;
         }
     }
     Ok(())
+}
+
+fn decode_partial(buf: &[u8], into: &mut Partial) -> Result<(), DecodeError> {
+    fields(buf, |field, wire, buf, pos| {
+        match (field, wire) {
+            (1, 0) => into.last = varint(buf, pos)? != 0,
+            (2, 2) => into.id = utf8(delimited(buf, pos)?)?,
+            (3, 0) => into.ordinal = varint(buf, pos)? as i32,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// `LogAttr` (field 6, Engine 29.5+): not used, but checked as upb checks it (strings are UTF-8).
+fn check_attr(buf: &[u8]) -> Result<(), DecodeError> {
+    fields(buf, |field, wire, buf, pos| {
+        match (field, wire) {
+            (1, 2) | (2, 2) => {
+                std::str::from_utf8(delimited(buf, pos)?).map_err(|_| DecodeError)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
 }
 
 /// Decode one `LogEntry` body with proto3 semantics (absent = default, last value wins,
@@ -279,7 +325,7 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry<'_>, DecodeError> {
     let mut entry = Entry { source: Source::Other(String::new()), ..Entry::default() };
     let mut pos = 0;
     while pos < buf.len() {
-        let (field, wire) = check_field(varint(buf, &mut pos)?)?;
+        let (field, wire) = key(buf, &mut pos)?;
         match (field, wire) {
             (1, 2) => entry.source = Source::from_bytes(delimited(buf, &mut pos)?)?,
             (2, 0) => entry.time_nano = varint(buf, &mut pos)? as i64,
@@ -290,7 +336,8 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry<'_>, DecodeError> {
                 let meta = entry.meta.get_or_insert(Partial { id: String::new(), ordinal: 0, last: false });
                 decode_partial(body, meta)?;
             }
-            _ => skip(buf, &mut pos, wire)?,
+            (6, 2) => check_attr(delimited(buf, &mut pos)?)?,
+            _ => skip(buf, &mut pos, field, wire, 0)?,
         }
     }
     Ok(entry)
@@ -320,6 +367,19 @@ mod tests {
         assert_eq!(got, vec![body.to_vec(), body.to_vec()]);
         let entry = decode_entry(body).unwrap();
         assert_eq!((entry.source.as_str(), entry.time_nano, entry.line), ("stdout", 5, &b"hi"[..]));
+    }
+
+    #[test]
+    fn matches_upb_on_keys_groups_and_long_varints() {
+        assert!(decode_entry(b"\x80\x80\x80\x80\x10\x00").is_err()); // field number past 2^29
+        assert!(decode_entry(b"\xf8\xff\xff\xff\x0f\x00").is_ok()); // the largest field number
+        assert!(decode_entry(b"\x33\x08\x01\x34").is_ok()); // an unknown group, skipped
+        assert!(decode_entry(b"\x33\x3c").is_err()); // a group closed by another field's end tag
+        assert!(decode_entry(b"\x34").is_err()); // an end tag with no group
+        assert!(decode_entry(b"\x32\x01a").is_err()); // a LogAttr that is not a message
+        let ten = [&b"\x10"[..], &[0xff; 9], &[0x02]].concat();
+        assert_eq!(decode_entry(&ten).unwrap().time_nano, i64::MAX); // bits past 64 dropped
+        assert!(decode_entry(&[&b"\x10"[..], &[0xff; 10], &[0x01]].concat()).is_err()); // 11 bytes
     }
 
     #[test]

@@ -95,7 +95,7 @@ class ElasticsearchSink(Sink):
     # container's queued lines time to get there (StopLogging never waits for this).
     pipeline_defaults: ClassVar[Mapping[str, str]] = {
         "retry-initial": "200ms",
-        "retry-max-delay": "10s",
+        "retry-max-delay": "1s",
         "flush-timeout": "30s",
     }
 

@@ -128,7 +128,7 @@ class FluentdSink(Sink):
     name = "fluentd"
     options = OPTIONS
     # A network destination: retry soon, and never hold the container (drop-newest, counted).
-    pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "retry-max-delay": "10s"}
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "retry-max-delay": "1s"}
 
     def __init__(self) -> None:
         self.events = {"unacked_lines": 0, "connects": 0, "connect_failures": 0, "failovers": 0}

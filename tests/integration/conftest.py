@@ -105,9 +105,9 @@ class Plugin:
         return container
 
     def closing_counts(self, container: str, sink: str, timeout: float = 60) -> tuple[int, int]:
-        """(delivered, dropped) for ``sink`` from the closing log line of the container's
-        FIFO that carried lines, once it is logged."""
-        pattern = rf"of {container[:12]} closed: [1-9].*{re.escape(sink)}: (\d+) delivered, (\d+) dropped"
+        """(delivered, dropped) for ``sink`` from the final log line of the container's pipeline
+        that carried lines (it finishes once everything is delivered or given up), once it is logged."""
+        pattern = rf"sink {re.escape(sink)} for {container[:12]} finished: [1-9]\d* in, (\d+) delivered, (\d+) dropped"
         deadline = time.monotonic() + timeout
         while (match := re.search(pattern, self.log())) is None:
             assert time.monotonic() < deadline, self.log()[-3000:]

@@ -19,9 +19,36 @@ partials = st.one_of(
     # More ids than MAX_OPEN_LINES, so the cap on open lines is exercised too.
     st.builds(PartialInfo, st.sampled_from(["", *"abcdefghij", "c" * 64]), st.integers(1, 5), st.booleans()),
 )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out) + bytes([value])
+
+
+# Protobuf corners where a hand-written decoder and upb can part ways: field numbers up to and
+# past 2^29, every wire type (groups, nested and mismatched), 10- and 11-byte varints, keys in
+# too many bytes, LogAttr (field 6) bodies that are or are not messages with UTF-8 strings.
+keys = st.builds(
+    lambda field, wire: _varint(field << 3 | wire),
+    st.sampled_from([1, 2, 3, 4, 5, 6, 7, 2**29 - 1, 2**29]),
+    st.integers(0, 7),
+)
+long_varints = st.builds(lambda n, last: b"\xff" * n + bytes([last]), st.integers(8, 10), st.integers(0, 0x7F))
+padded_keys = st.builds(lambda field: bytes([field << 3 | 0x80]) + b"\x80" * 4 + b"\x00", st.integers(1, 15))
+attrs = st.builds(
+    lambda body: b"\x32" + _varint(len(body)) + body,
+    st.one_of(st.binary(max_size=6), st.builds(lambda v: b"\x0a" + _varint(len(v)) + v, st.binary(max_size=4))),
+)
+pieces = st.one_of(keys, long_varints, padded_keys, attrs, st.sampled_from([b"\x33", b"\x34", b"\x3c", b"\x43\x44"]))
+corners = st.lists(pieces, max_size=6).map(b"".join)
 bodies = st.one_of(
-    st.builds(encode_entry, sources, st.integers(0, 2**63 - 1), st.binary(max_size=64), partials),
+    st.builds(encode_entry, sources, st.integers(-(2**63), 2**63 - 1), st.binary(max_size=64), partials),
     st.binary(max_size=24),  # garbage bodies: decode errors, counted alike
+    st.builds(lambda a, b: a + b, st.builds(encode_entry, sources, st.integers(0, 9), st.binary(max_size=8)), corners),
 )
 frames = st.one_of(bodies.map(encode_frame), st.binary(max_size=12))  # plus stray bytes between frames
 

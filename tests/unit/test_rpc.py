@@ -15,6 +15,9 @@ from logdriver import _rpc
 from logdriver._exceptions import ConfigError, RpcError
 from logdriver._server import serve_unix
 
+C1 = "c1" * 32
+BAD = "bad0" * 16
+
 
 def test_go_times() -> None:
     assert _rpc.parse_go_time("0001-01-01T00:00:00Z") is None
@@ -26,11 +29,11 @@ def test_go_times() -> None:
 
 def test_read_logs_request() -> None:
     body = (
-        b'{"Info":{"ContainerID":"abc"},"Config":{"Since":"1970-01-01T00:00:02Z",'
+        b'{"Info":{"ContainerID":"' + C1.encode() + b'"},"Config":{"Since":"1970-01-01T00:00:02Z",'
         b'"Until":"0001-01-01T00:00:00Z","Tail":3,"Follow":true}}\n'
     )
     command = _rpc.parse_request("/LogDriver.ReadLogs", body)
-    assert command == _rpc.ReadLogs({"ContainerID": "abc"}, 2_000_000_000, None, 3, True)
+    assert command == _rpc.ReadLogs({"ContainerID": C1}, 2_000_000_000, None, 3, True)
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"File":"relative"}', b'{"File":"/x"}'])
@@ -45,7 +48,7 @@ class RecordingHandler:
 
     async def start_logging(self, command: _rpc.StartLogging) -> None:
         self.calls.append(command)
-        if command.info["ContainerID"] == "bad":
+        if command.info["ContainerID"] == BAD:
             raise ConfigError("file-format", "xml", "json or text")
 
     async def stop_logging(self, command: _rpc.StopLogging) -> None:
@@ -89,16 +92,18 @@ async def test_server_answers_like_the_daemon_expects(tmp_path: Path) -> None:
 
         assert await call("/Plugin.Activate", b"") == ("HTTP/1.1 200 ", b'{"Implements":["LogDriver"]}')
         assert await call("/LogDriver.Capabilities", b"") == ("HTTP/1.1 200 ", b'{"Cap":{"ReadLogs":true}}')
-        start = b'{"File":"/run/docker/logging/f1","Info":{"ContainerID":"c1"}}\n'
+        start = b'{"File":"/run/docker/logging/f1","Info":{"ContainerID":"%s"}}\n' % C1.encode()
         assert await call("/LogDriver.StartLogging", start) == ("HTTP/1.1 200 ", b"{}")
-        status, body = await call("/LogDriver.StartLogging", start.replace(b"c1", b"bad"))
+        status, body = await call("/LogDriver.StartLogging", start.replace(C1.encode(), BAD.encode()))
         assert status == "HTTP/1.1 200 "
         assert "file-format" in orjson.loads(body)["Err"]
         assert await call("/LogDriver.StopLogging", b'{"File":"/run/docker/logging/f1"}\n') == ("HTTP/1.1 200 ", b"{}")
         assert await call("/LogDriver.StopLogging", b"garbage") == ("HTTP/1.1 200 ", b"{}")
         status, body = await call("/LogDriver.StartLogging", b"garbage")
         assert "not JSON" in orjson.loads(body)["Err"]
-        status, body = await call("/LogDriver.ReadLogs", b'{"Info":{"ContainerID":"c1"},"Config":{"Tail":-1}}')
+        status, body = await call(
+            "/LogDriver.ReadLogs", b'{"Info":{"ContainerID":"%s"},"Config":{"Tail":-1}}' % C1.encode()
+        )
         assert status == "HTTP/1.1 200 "
         assert b"\x00\x00\x00\x01" in body  # chunked framing around our bytes
         assert b"A" in body

@@ -1,0 +1,237 @@
+"""Every live sink pipeline, whether its FIFO is still open or already closed.
+
+A container's lines belong to their destination, not to the container's
+lifetime: when a FIFO reaches EOF its pipelines stop taking input but keep
+delivering what they hold, through outages, until it is delivered, or
+``retry-max-time``, the memory or disk budget, or the dead letters take it
+(all counted). So a batch job that exits while Fluentd restarts loses nothing.
+
+Disk spools outlive the process too. Each spool keeps the container's Info
+beside its records (``info.json``, mode 0600: it holds the container's
+environment and secret log-opts), so a restarted plugin drains the spools of
+containers that stopped, or were removed, before it came back, and deletes
+each spool once it is delivered. A spool is keyed by sink, container and FIFO,
+so a container restarting while its previous run still drains gets a spool
+of its own.
+
+Only a plugin shutdown cuts delivery short: each pipeline then gets its
+``flush-timeout`` (within the shutdown grace); memory queues count what is
+left as dropped, and disk spools keep it for the next start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import orjson
+import trio
+
+from ._budget import Budget
+from ._deadletter import DeadLetters
+from ._exceptions import LogDriverError
+from ._files import PRIVATE_DIR, PRIVATE_FILE, makedirs_private, write_private
+from ._pipeline import SinkPipeline
+from ._totals import Totals
+from .abc import ContainerContext, Sink
+
+log = logging.getLogger("logdriver.delivery")
+
+_INFO = "info.json"
+
+
+def spool_key(container_id: str, fifo_path: str) -> str:
+    """``<container id>.<hash of the FIFO path>``: safe as a file name whatever the path holds."""
+    return f"{container_id}.{hashlib.sha256(fifo_path.encode()).hexdigest()[:16]}"
+
+
+class Deliveries:
+    """Creates, runs and accounts for every pipeline; run with ``await nursery.start(deliveries.run)``."""
+
+    def __init__(
+        self,
+        state_dir: str,
+        sinks: Mapping[str, Sink],
+        totals: Totals,
+        memory: Budget,
+        disk: Budget,
+    ) -> None:
+        self.sinks = sinks
+        self.totals = totals
+        self.memory = memory
+        self.disk = disk
+        self.spool_root = os.path.join(state_dir, "spool")
+        self._dead_letter_dir = os.path.join(state_dir, "deadletter")
+        self._dead_letters: dict[str, DeadLetters] = {}
+        self.live: set[SinkPipeline] = set()
+        self.draining = 0  # pipelines whose FIFO has closed and that still hold lines
+        self.failures = 0  # pipelines that ended on an unexpected error
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- creating --------------------------------------------------------------
+
+    def open(self, fifo_path: str, context: ContainerContext, raw_info: Mapping[str, Any]) -> dict[str, SinkPipeline]:
+        """One started pipeline per sink of the container; all or none (a failure closes the rest)."""
+        pipelines: dict[str, SinkPipeline] = {}
+        try:
+            for name in context.options.sinks:
+                pipelines[name] = self._open_one(name, fifo_path, context, raw_info)
+        except BaseException:
+            for pipeline in pipelines.values():
+                pipeline.close(deadline=0.0)
+            raise
+        return pipelines
+
+    def _open_one(
+        self, name: str, fifo_path: str, context: ContainerContext, raw_info: Mapping[str, Any]
+    ) -> SinkPipeline:
+        assert self._nursery is not None, "Deliveries.run has not started"
+        options = context.options.pipelines[name]
+        spool_dir = os.path.join(self.spool_root, name, spool_key(context.info.container_id, fifo_path))
+        try:
+            stream = self.sinks[name].open_stream(context)
+        except LogDriverError:
+            raise
+        except Exception as exc:
+            # A sink's bug or an unforeseen setup failure: this container's start fails, with the
+            # type only (a message might quote a secret), and the traceback goes to the log.
+            log.exception("sink %s cannot start for container %s", name, context.info.short_id)
+            raise LogDriverError(f"logdriver: sink {name} cannot start: {type(exc).__name__}") from exc
+        if options.buffer == "disk":
+            try:
+                makedirs_private(spool_dir)
+                write_private(os.path.join(spool_dir, _INFO), orjson.dumps({"fifo": fifo_path, "info": raw_info}))
+            except OSError as exc:
+                log.error("sink %s: cannot create spool %s (%s); buffering in memory", name, spool_dir, exc.strerror)
+                options = dataclasses.replace(options, buffer="memory")
+        pipeline = self._pipeline(name, context, options, stream, spool_dir)
+        self._nursery.start_soon(self._run, pipeline, context.info.short_id)
+        return pipeline
+
+    def _pipeline(
+        self, name: str, context: ContainerContext, options: Any, stream: Any, spool_dir: str
+    ) -> SinkPipeline:
+        try:
+            pipeline = SinkPipeline(
+                name,
+                context.info.container_id,
+                stream,
+                options,
+                self._dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name, budget=self.disk)),
+                spool_dir=spool_dir,
+                memory=self.memory,
+                disk=self.disk,
+            )
+        except OSError as exc:  # an unreadable spool, no descriptors left
+            log.error("sink %s: cannot open spool %s (%s); buffering in memory", name, spool_dir, exc.strerror)
+            options = dataclasses.replace(options, buffer="memory")
+            pipeline = SinkPipeline(
+                name,
+                context.info.container_id,
+                stream,
+                options,
+                self._dead_letters[name],
+                memory=self.memory,
+                disk=self.disk,
+            )
+        self.live.add(pipeline)
+        return pipeline
+
+    # -- running ---------------------------------------------------------------
+
+    async def _run(self, pipeline: SinkPipeline, short_id: str) -> None:
+        try:
+            await pipeline.run()
+        except Exception:
+            self.failures += 1
+            log.exception("sink %s: the pipeline of %s failed; its queued lines are lost", pipeline.sink, short_id)
+        finally:
+            self.live.discard(pipeline)
+            if pipeline.draining:
+                self.draining -= 1
+            self.totals.fold_pipeline(pipeline)
+            stats = pipeline.statistics
+            kept = pipeline.spool.entries_total if pipeline.spool is not None else 0
+            if pipeline.spool is not None and not kept and pipeline.closed_cleanly:
+                shutil.rmtree(pipeline.spool.directory, ignore_errors=True)
+            log.info(
+                "sink %s for %s finished: %d in, %d delivered, %d dropped, %d dead-lettered%s",
+                pipeline.sink,
+                short_id,
+                stats.entries_in,
+                stats.entries_out,
+                stats.dropped,
+                stats.dead_lettered,
+                f", {kept} kept in the disk spool" if kept else "",
+            )
+
+    def release(self, pipelines: Mapping[str, SinkPipeline]) -> None:
+        """The FIFO reached EOF: no more input; deliver everything queued, however long it takes."""
+        for pipeline in pipelines.values():
+            if not pipeline.closing and pipeline.queued:
+                pipeline.draining = True
+                self.draining += 1
+            pipeline.close()
+
+    async def shutdown(self, now: float) -> None:
+        """Plugin shutdown: every pipeline gets its flush-timeout, then stops (the caller bounds the wait)."""
+        for pipeline in list(self.live):
+            pipeline.close(deadline=now + pipeline.options.flush_timeout)
+        for pipeline in list(self.live):
+            await pipeline.finished()
+
+    # -- spools left by stopped containers -------------------------------------
+
+    def spools(self) -> Iterator[tuple[str, str]]:
+        """(sink, spool directory) for every spool on disk."""
+        for sink in sorted(os.listdir(self.spool_root)) if os.path.isdir(self.spool_root) else ():
+            root = os.path.join(self.spool_root, sink)
+            if os.path.isdir(root):
+                for name in sorted(os.listdir(root)):
+                    yield sink, os.path.join(root, name)
+
+    def recover(self, context_of: Callable[[Mapping[str, Any]], ContainerContext]) -> None:
+        """Drain every spool no open pipeline uses (its FIFO is gone): deliver, then delete."""
+        in_use = {p.spool.directory for p in self.live if p.spool is not None}
+        for sink, directory in self.spools():
+            if directory in in_use:
+                continue
+            try:
+                with open(os.path.join(directory, _INFO), "rb") as handle:
+                    saved = orjson.loads(handle.read())
+                context = context_of(saved["info"])
+                if sink not in self.sinks or sink not in context.options.pipelines:
+                    raise LogDriverError(f"sink {sink} is not configured any more")
+                fifo = str(saved["fifo"])
+            except (OSError, ValueError, KeyError, TypeError, LogDriverError) as exc:
+                log.error("spool %s cannot be drained (%s); left on disk", directory, exc)
+                continue
+            if os.path.join(self.spool_root, sink, spool_key(context.info.container_id, fifo)) != directory:
+                log.error("spool %s does not match its info.json; left on disk", directory)
+                continue
+            options = dataclasses.replace(context.options.pipelines[sink], buffer="disk")
+            context = dataclasses.replace(
+                context, options=dataclasses.replace(context.options, pipelines={sink: options}, sinks=(sink,))
+            )
+            pipelines = self.open(fifo, context, saved["info"])
+            log.info("draining the disk spool of stopped container %s to %s", context.info.short_id, sink)
+            self.release(pipelines)
+
+    # -- statistics ------------------------------------------------------------
+
+    def by_sink(self) -> Iterator[Mapping[str, SinkPipeline]]:
+        return ({p.sink: p} for p in list(self.live))
+
+
+__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "Deliveries", "spool_key"]

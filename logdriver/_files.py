@@ -1,0 +1,44 @@
+"""Files holding container data or secrets: readable by root only.
+
+The registry and spool ``info.json`` hold each container's environment and
+secret log-opts (``fluentd-shared-key``); spools, the store and dead letters
+hold log lines. Directories are 0700 and files 0600, whatever the umask.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+PRIVATE_DIR: Final = 0o700
+PRIVATE_FILE: Final = 0o600
+
+
+def makedirs_private(path: str) -> None:
+    """``os.makedirs`` whose every new directory, and ``path`` itself, is 0700."""
+    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+
+
+def open_private(path: str, flags: int) -> int:
+    """``os.open`` creating with 0600 (and tightening a file an older version left 0644)."""
+    fd = os.open(path, flags | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data`` (a crash leaves the old or the new file, never half)."""
+    tmp = path + ".tmp"
+    fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
