@@ -21,6 +21,7 @@ import re2
 
 from ._records import ContainerInfo, env_map
 
+
 def compile_regex(pattern: str) -> Any:
     """RE2, without the C++ library's own error log on stderr (the caller reports errors)."""
     options = re2.Options()
