@@ -103,9 +103,9 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
             ),
             (
                 OptionSpec(
-                    "max-size", "20m", "a size from 16k to 100g, such as 10m", "docker logs store: bytes per file"
+                    "max-size", "20m", "a size from 1k to 100g, such as 10m", "docker logs store: bytes per file"
                 ),
-                size_between(16_000, 100 * 10**9),
+                size_between(1000, 100 * 10**9),
             ),
             (
                 OptionSpec("max-file", "5", "an integer from 1 to 1000", "docker logs store: files kept per container"),
@@ -137,9 +137,9 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
             ),
             (
                 OptionSpec(
-                    "file-max-size", "100m", "a size from 16k to 100g", "file sink: bytes per file before rotation"
+                    "file-max-size", "100m", "a size from 1k to 100g", "file sink: bytes per file before rotation"
                 ),
-                size_between(16_000, 100 * 10**9),
+                size_between(1000, 100 * 10**9),
             ),
             (
                 OptionSpec("file-max-file", "5", "an integer from 1 to 1000", "file sink: files kept per container"),

@@ -30,7 +30,7 @@ PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
     "batch-max-bytes": ("4m", "a size such as 4m", positive_size),
     "batch-max-wait": ("1s", "a duration such as 1s or 0s", non_negative_duration),
     "retry-initial": ("500ms", "a duration such as 500ms", non_negative_duration),
-    "retry-max-delay": ("30s", "a duration such as 30s", non_negative_duration),
+    "retry-max-delay": ("1s", "a duration such as 1s", non_negative_duration),
     "retry-max-time": ("0s", "a duration; 0s retries forever", non_negative_duration),
     "retry-max-attempts": ("0", "a whole number; 0 retries forever", non_negative_int),
     "flush-timeout": ("5s", "a duration such as 5s", non_negative_duration),

@@ -84,13 +84,16 @@ class _Encoder:
         return b"".join(parts)
 
 
-def _tail_start(clog: ContainerLog, tail: int) -> tuple[int, int]:
+async def _tail_start(clog: ContainerLog, tail: int) -> tuple[int, int]:
     """(segment index, frames to skip in it) so that ``tail`` frames remain."""
     if tail < 0:
         return 0, 0
     remaining = tail
     for index in range(len(clog.segments) - 1, -1, -1):
-        count = sum(len(bodies) for bodies, _ in iter_frames(clog.path(clog.segments[index])))
+        count = 0
+        for bodies, _ in iter_frames(clog.path(clog.segments[index])):
+            count += len(bodies)
+            await trio.lowlevel.checkpoint()  # a chunk at a time: other containers keep going
         if count >= remaining:
             return index, count - remaining
         remaining -= count
@@ -114,7 +117,7 @@ async def read_logs(
     clog.last_active = time.time()  # reading counts as activity for retention
     encoder = _Encoder(since_ns, until_ns)
     segments = list(clog.segments)
-    start_index, skip = _tail_start(clog, tail) if tail != 0 else (len(segments), 0)
+    start_index, skip = await _tail_start(clog, tail) if tail != 0 else (len(segments), 0)
     seq, offset = (segments[-1], clog.sizes.get(segments[-1], 0)) if segments else (0, 0)
     pending = b""
     for index in range(start_index, len(segments)):
@@ -124,6 +127,7 @@ async def read_logs(
                 dropped = min(skip, len(bodies))
                 bodies, skip = bodies[dropped:], skip - dropped
             pending += encoder.encode(bodies)
+            await trio.lowlevel.checkpoint()  # one chunk decoded per turn of the event loop
             if encoder.past_until:
                 if pending:
                     yield pending
@@ -155,6 +159,8 @@ async def _follow(
                 data = encoder.encode(bodies)
                 if data:
                     yield data
+                else:
+                    await trio.lowlevel.checkpoint()
                 if encoder.past_until:
                     return
         if finished:

@@ -35,7 +35,7 @@ from ._framing import HEADER, FrameDecoder
 log = logging.getLogger("logdriver.store")
 
 _SUFFIX = ".log"
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 256 << 10  # decoded per event-loop turn by ReadLogs: a few milliseconds
 
 
 def _segment_name(seq: int) -> str:

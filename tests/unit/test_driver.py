@@ -160,9 +160,9 @@ class FakeSinkKind(Sink):
         return self.streams[-1]
 
 
-def fake_driver(tmp_path: Path, kind: FakeSinkKind) -> Driver:
+def fake_driver(tmp_path: Path, kind: FakeSinkKind, **env: str) -> Driver:
     settings = Settings.from_env(
-        {"LOGDRIVER_STATE_DIR": str(tmp_path), "LOGDRIVER_GC_INTERVAL": "0s", "LOGDRIVER_SINKS": "fake"}
+        {"LOGDRIVER_STATE_DIR": str(tmp_path), "LOGDRIVER_GC_INTERVAL": "0s", "LOGDRIVER_SINKS": "fake", **env}
     )
     store = LogStore(str(tmp_path / "store"), settings.store_max_bytes)
     return Driver(settings, {"fake": kind}, store, FifoRegistry(str(tmp_path / "fifos.json")))

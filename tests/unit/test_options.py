@@ -31,7 +31,7 @@ def test_docker_keys_and_foreign_keys_pass() -> None:
         ("file-format", "xml", "json or text"),
         ("max-size", "lots", "a size"),
         ("max-file", "0", "an integer from 1 to 1000"),
-        ("max-size", "1" * 400, "a size from 16k to 100g"),
+        ("max-size", "1" * 400, "a size from 1k to 100g"),
         ("partial-max-size", "1" * 400, "a size from 16k to 64m"),
         ("partial-max-size", "1g", "a size from 16k to 64m"),
         ("labels-regex", "(", "an RE2 regular expression (missing ): ("),
