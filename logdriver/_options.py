@@ -227,7 +227,7 @@ def parse_log_opts(
     for name, (spec, parser) in OPTIONS.items():
         text = merged.get(name, spec.default)
         try:
-            values[name] = parser(text) if text else text
+            values[name] = parser(text) if text or spec.default else text  # "" is no size, no sink list
         except ValueError as exc:
             raise ConfigError(name, text, _accepts(spec.accepts, exc)) from exc
     sinks = values["sinks"]
