@@ -126,7 +126,10 @@ def test_a_million_lines_none_lost(plugin: Plugin) -> None:
     assert text == b"".join(b"%d\n" % i for i in range(1, 1000001))
     out, _ = logs(container)
     assert out == text
-    assert "0 decode errors, 0 corrupt frames, 0 not delivered" in plugin.log()
+    assert re.search(
+        r"closed: 1000000 entries, 1000000 lines, \d+ bytes, 0 decode errors, 0 corrupt frames", plugin.log()
+    )
+    assert plugin.closing_counts(container, "file") == (1_000_000, 0)
 
 
 @pytest.mark.slow
