@@ -10,7 +10,8 @@ from ._framing import encode_frame
 from ._native import Batch as LogBatch
 from ._options import ContainerOptions, Settings, SinkOption
 from ._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
-from ._templates import render_tag
+from ._templates import Template, render_tag
+from ._tls import client_tls_context
 from ._units import choice, non_negative_int, parse_bool, parse_duration, parse_size
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "SinkOption",
     "SinkRejected",
     "SinkUnavailable",
+    "Template",
     "batch_of",
     "choice",
+    "client_tls_context",
     "encode_entry",
     "encode_frame",
     "non_negative_int",

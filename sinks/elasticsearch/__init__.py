@@ -29,9 +29,10 @@ from logdriver import (
     LogBatch,
     Settings,
     SinkOption,
+    Template,
+    client_tls_context,
     parse_bool,
     parse_duration,
-    render_tag,
 )
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
@@ -145,13 +146,26 @@ class ElasticsearchStream(SinkStream):
             key_file=options["es-tls-key"],
             verify=bool(options["es-tls-verify"]),
         )
+        if any(url.scheme == "https" for url in self.client_options.urls):
+            # Load the files now, so that a bad one fails docker run naming its option.
+            client_tls_context(
+                self.client_options.ca_file,
+                self.client_options.cert_file,
+                self.client_options.key_file,
+                self.client_options.verify,
+                prefix="es-tls-",
+            )
         self.client = sink.client(self.client_options)
         index = options["es-index"]
         if any(code in index for code in ("%H", "%I", "%M", "%S", "%p", "%f", "%s")):
             # Bulk bodies pick the index once per UTC day of log time.
             raise ConfigError("es-index", index, "date patterns of a day at the finest (%Y, %m, %d, %j, ...)")
         if index:
-            self.target = Target(render_tag(index, info), data_stream=False, pipeline=options["es-pipeline"])
+            try:
+                name = Template.parse(index).render(info)
+            except ValueError as exc:
+                raise ConfigError("es-index", index, f"an index name with Docker tag variables ({exc})") from None
+            self.target = Target(name, data_stream=False, pipeline=options["es-pipeline"])
         else:
             self.target = Target(options["es-data-stream"], data_stream=True, pipeline=options["es-pipeline"])
         self.install_template = bool(options["es-install-template"])

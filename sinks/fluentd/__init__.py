@@ -27,6 +27,7 @@ from logdriver import (
     Settings,
     SinkOption,
     choice,
+    client_tls_context,
     non_negative_int,
     parse_bool,
     parse_duration,
@@ -35,7 +36,7 @@ from logdriver import (
 )
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
-from ._connection import ConnectOptions, ForwardConnection, ForwardFailure, tls_context
+from ._connection import ConnectOptions, ForwardConnection, ForwardFailure
 from ._forward import EntryEncoder, new_chunk_id, packed_forward
 from ._servers import ServerChoice, parse_addresses
 
@@ -159,11 +160,12 @@ class FluentdStream(SinkStream):
         servers = options["fluentd-address"]
         tls = None
         if any(server.scheme == "tls" for server in servers):
-            tls = tls_context(
+            tls = client_tls_context(
                 options["fluentd-tls-ca"],
                 options["fluentd-tls-cert"],
                 options["fluentd-tls-key"],
                 bool(options["fluentd-tls-verify"]),
+                prefix="fluentd-tls-",
             )
         write_timeout = float(options["fluentd-write-timeout"])
         self.connect = ConnectOptions(

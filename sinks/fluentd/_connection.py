@@ -42,17 +42,6 @@ class ConnectOptions:
     tls_server_name: str = ""
 
 
-def tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool) -> ssl.SSLContext:
-    """A client context: system CAs unless ``ca_file``, optional client certificate."""
-    context = ssl.create_default_context(cafile=ca_file or None)
-    if cert_file:
-        context.load_cert_chain(cert_file, key_file or None)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 async def _open_stream(server: Server, options: ConnectOptions) -> trio.abc.Stream:
     if server.scheme == "unix":
         return await trio.open_unix_socket(server.host)

@@ -1,0 +1,163 @@
+"""On the real engine: bad input from one container or client never ends the plugin, and a
+container that exits while its destination is down loses nothing (FluentServer, OpenSearch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ..es_peer import OpenSearchNode
+from ..fluent_peer import FluentPeer
+from ..ports import free_port
+from .conftest import Plugin, docker, logs
+
+STEADY = "for i in $(seq 1 3000); do echo steady $i; sleep 0.002; done"
+
+
+def plugin_call(plugin: Plugin, data: bytes, *, hang_up: bool = False) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(plugin.socket)
+        sock.sendall(data)
+        if hang_up:
+            return b""  # gone before the answer
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        return reply
+
+
+def post(endpoint: str, body: dict[str, object]) -> bytes:
+    data = json.dumps(body).encode()
+    return f"POST {endpoint} HTTP/1.1\r\nHost: p\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+
+
+TLS = {"sinks": "fluentd", "fluentd-address": "tls://127.0.0.1:1"}
+BAD_OPTS = [
+    ({"tag": "{{truncate .Name}}"}, "tag"),
+    ({"tag": "{{lower .Name .ID}}"}, "tag"),
+    ({"tag": "{{" * 20000}, "tag"),
+    ({"max-size": "9" * 400}, "max-size"),
+    ({"partial-max-size": "9" * 400}, "partial-max-size"),
+    ({"labels-regex": "(a)\\1"}, "labels-regex"),
+    (
+        {"sinks": "fluentd", "fluentd-address": "tls://127.0.0.1:1", "fluentd-tls-ca": "/nonexistent.pem"},
+        "fluentd-tls-ca",
+    ),
+    (
+        {"sinks": "fluentd", "fluentd-address": "tls://127.0.0.1:1", "fluentd-tls-cert": "/etc/hostname"},
+        "fluentd-tls-cert",
+    ),
+    ({"sinks": "elasticsearch", "es-index": "logs-{{foo .Name}}"}, "es-index"),
+    ({"sinks": "elasticsearch", "es-url": "https://127.0.0.1:1", "es-tls-ca": "/nonexistent.pem"}, "es-tls-ca"),
+]
+
+
+def test_bad_input_never_ends_the_plugin(make_plugin: object) -> None:
+    metrics = f"127.0.0.1:{free_port()}"
+    plugin: Plugin = make_plugin(LOGDRIVER_METRICS_ADDRESS=metrics)  # type: ignore[operator]
+    assert plugin.process is not None
+    pid = plugin.process.pid
+    steady = plugin.create("sh", "-c", STEADY, opts={"file-format": "text"})
+    docker("start", steady)
+    for opts, option in BAD_OPTS:
+        container = plugin.create("echo", "never", opts=opts)
+        result = docker("start", container, check=False)
+        assert result.returncode != 0, opts
+        assert repr(option) in result.stderr.decode(), result.stderr.decode()[:500]
+    # A backtracking-prone regex is fine under RE2: it runs, and at once.
+    regex = plugin.run("echo", "regex ok", opts={"labels-regex": "^(a+)+$"}, args=("--label", "a" * 5000 + "b=1"))
+    # Hostile clients on the plugin socket and the metrics port.
+    for body in (
+        {"Info": {"ContainerID": steady}, "Config": {"Since": "2026-13-01T00:00:00Z"}},
+        {"Info": {"ContainerID": steady}, "Config": {"Until": "0000-01-01T00:00:00Z"}},
+        {"Info": {"ContainerID": "\x00" * 64}, "Config": {}},
+        {"Info": {"ContainerID": "a" * 300}, "Config": {}},
+    ):
+        assert plugin_call(plugin, post("/LogDriver.ReadLogs", body)).startswith(b"HTTP/1.1 500")
+    half = post("/LogDriver.StartLogging", {"File": "/run/x", "Info": {"ContainerID": steady}})[:-10]
+    for _ in range(5):
+        plugin_call(plugin, half, hang_up=True)
+    assert plugin_call(plugin, half).startswith(b"HTTP/1.1 400")
+    request = urllib.request.Request(f"http://{metrics}/health", method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert response.read() == b""
+    idle = [socket.create_connection(metrics.split(":"), timeout=5) for _ in range(40)]  # type: ignore[arg-type]
+    for sock in idle:
+        sock.close()
+    # Still the same process, and nobody lost a line.
+    assert docker("wait", steady, timeout=120).stdout.strip() == b"0"
+    assert plugin.process.poll() is None
+    assert plugin.process.pid == pid
+    expected = b"".join(b"steady %d\n" % i for i in range(1, 3001))
+    assert logs(steady) == (expected, b"")
+    assert b"".join(plugin.file_dir.glob(f"{steady[:12]}-*.log").__next__().read_bytes().splitlines(True)) == expected
+    assert logs(regex) == (b"regex ok\n", b"")
+    control = plugin.run("sh", "-c", "seq 1 1000")
+    assert logs(control) == (b"".join(b"%d\n" % i for i in range(1, 1001)), b"")
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as response:
+        assert b"logdriver_active_fifos" in response.read()
+
+
+LINES = 5000
+WRITER = f"for i in $(seq 1 {LINES}); do echo out $i; [ $((i % 500)) = 0 ] && sleep 0.2; done; true"
+
+
+@pytest.mark.parametrize("buffer", ["memory", "disk"])
+def test_a_container_that_exits_during_a_fluentd_outage_loses_nothing(
+    make_plugin: object, tmp_path: Path, buffer: str
+) -> None:
+    plugin: Plugin = make_plugin()  # type: ignore[operator]
+    port = free_port()  # nothing listens: Fluentd is down for the container's whole life
+    opts = {"sinks": "fluentd", "fluentd-address": f"tcp://127.0.0.1:{port}", "buffer": buffer}
+    container = plugin.run("sh", "-c", WRITER, opts=opts)  # default settings otherwise
+    docker("rm", container)  # and it is gone before the destination returns
+    plugin.containers.remove(container)
+    if buffer == "disk":
+        plugin.stop()  # the plugin restarts meanwhile: the spool carries the lines over
+        plugin.start()
+    time.sleep(10)
+    with FluentPeer(tmp_path, port=port) as peer:
+        delivered, dropped = plugin.closing_counts(container, "fluentd", timeout=120)
+        events = peer.wait_for(LINES, timeout=60)
+    logged = Counter(str(e["record"]["log"]) for e in events)
+    assert logged == Counter(f"out {i}" for i in range(1, LINES + 1))  # every line, once
+    assert (delivered, dropped) == (LINES, 0)
+    spools = plugin.state_dir / "spool" / "fluentd"
+    assert not spools.exists() or not any(spools.iterdir())  # delivered spools are deleted
+
+
+def test_a_container_that_exits_while_opensearch_is_down_loses_nothing(
+    plugin: Plugin, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    port = free_port()
+    container = plugin.run(
+        "sh", "-c", WRITER, opts={"sinks": "elasticsearch", "es-url": f"http://127.0.0.1:{port}", "es-index": "exit"}
+    )
+    docker("rm", container)
+    plugin.containers.remove(container)
+    node = OpenSearchNode(tmp_path_factory.mktemp("opensearch-late"), port=port).start()  # 25-60 s later
+    try:
+        delivered, dropped = plugin.closing_counts(container, "elasticsearch", timeout=120)
+        documents = node.documents("exit")
+    finally:
+        node.stop()
+    assert (delivered, dropped) == (LINES, 0)
+    assert Counter(str(d["message"]) for d in documents) == Counter(f"out {i}" for i in range(1, LINES + 1))
+
+
+def test_state_is_readable_by_root_only(plugin: Plugin) -> None:
+    plugin.run("echo", "secret", opts={"fluentd-shared-key": "k"})
+    for path in [plugin.state_dir / "fifos.json", *plugin.state_dir.rglob("*")]:
+        if path.exists() and path.name != "plugin.log" and not path.is_socket():
+            mode = os.stat(path).st_mode & 0o777
+            assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
