@@ -54,11 +54,12 @@ class BatchQueue:
         return self._items[0][0] if self._items else None
 
     def _fits(self, batch: Batch) -> bool:
-        return (
-            self.bytes + batch.nbytes <= self.max_bytes
-            and self.entries + len(batch) <= self.max_entries
-            and memory_cost(len(batch), batch.nbytes) <= self.memory.room()
-        )
+        if self.bytes + batch.nbytes > self.max_bytes or self.entries + len(batch) > self.max_entries:
+            return False
+        if memory_cost(len(batch), batch.nbytes) > self.memory.room():
+            self.memory.refusals += 1
+            return False
+        return True
 
     def _push(self, now: float, batch: Batch) -> None:
         self._items.append((now, batch))

@@ -86,6 +86,33 @@ class DriverCollector(Collector):
         yield GaugeMetricFamily(
             "logdriver_store_bytes", "Size of the docker logs store", value=self.driver.store.total_bytes
         )
+        yield CounterMetricFamily(
+            "logdriver_store_write_errors", "FIFO reads the docker logs store could not write", value=fifo.store_errors
+        )
+        yield CounterMetricFamily(
+            "logdriver_fifo_failures", "FIFO tasks ended by an unexpected error", value=self.driver.fifo_failures
+        )
+        deliveries = self.driver.deliveries
+        yield CounterMetricFamily(
+            "logdriver_pipeline_failures", "Sink pipelines ended by an unexpected error", value=deliveries.failures
+        )
+        yield GaugeMetricFamily(
+            "logdriver_pipelines_draining",
+            "Pipelines of stopped containers still delivering queued lines",
+            value=deliveries.draining,
+        )
+        budgets = GaugeMetricFamily(
+            "logdriver_budget_bytes", "Plugin-wide budgets: used and limit", labels=["budget", "kind"]
+        )
+        refusals = CounterMetricFamily(
+            "logdriver_budget_refusals", "Times a queue was full because a budget was spent", labels=["budget"]
+        )
+        for budget in (self.driver.memory, self.driver.disk):
+            budgets.add_metric([budget.name, "used"], budget.used)
+            budgets.add_metric([budget.name, "limit"], budget.limit)
+            refusals.add_metric([budget.name], budget.refusals)
+        yield budgets
+        yield refusals
 
 
 def health(driver: Driver, failing_after: float) -> tuple[int, bytes]:
@@ -96,6 +123,9 @@ def health(driver: Driver, failing_after: float) -> tuple[int, bytes]:
         "status": "unhealthy" if failing else "ok",
         "failing_sinks_seconds": failing,
         "active_fifos": driver.active_fifos,
+        "draining_pipelines": driver.deliveries.draining,
+        "memory_budget_used": round(driver.memory.used / driver.memory.limit, 3),
+        "disk_budget_used": round(driver.disk.used / driver.disk.limit, 3),
     }
     return (503 if failing else 200), orjson.dumps(body)
 

@@ -162,11 +162,12 @@ class DiskQueue:
         return offer
 
     def _fits(self, size: int, entries: int) -> bool:
-        return (
-            self.bytes + size <= self.max_bytes
-            and self.entries + entries <= self.max_entries
-            and size <= self.disk.room()
-        )
+        if self.bytes + size > self.max_bytes or self.entries + entries > self.max_entries:
+            return False
+        if size > self.disk.room():
+            self.disk.refusals += 1
+            return False
+        return True
 
     @property
     def entries_total(self) -> int:

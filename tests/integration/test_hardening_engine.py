@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import socket
+import subprocess
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,3 +171,62 @@ def test_state_is_readable_by_root_only(plugin: Plugin) -> None:
         if path.exists() and path.name != "plugin.log" and not path.is_socket():
             mode = os.stat(path).st_mode & 0o777
             assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: the plugin's whole state directory on a disk that fills."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=False)
+    if result.returncode != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_and_exhausted_descriptors_leave_the_plugin_up(make_plugin: object, small_disk: Path) -> None:
+    state = small_disk / "state"
+    plugin: Plugin = make_plugin(LOGDRIVER_STATE_DIR=str(state), LOGDRIVER_LOG_LEVEL="INFO")  # type: ignore[operator]
+    assert plugin.process is not None
+    pid = plugin.process.pid
+    # 6 MB of lines into a 4 MiB disk: the store and the file sink both hit ENOSPC.
+    filler = plugin.run(
+        "sh", "-c", "head -c 6000000 /dev/zero | tr '\\0' x | fold -w 1000", opts={"file-block-timeout": "2s"}
+    )
+    assert plugin.process.poll() is None
+    assert "No space left on device" in plugin.log()
+    # Space returns: new containers log and read back completely.
+    docker("rm", "-f", filler)
+    plugin.containers.remove(filler)
+    for path in sorted((state / "files").glob("*"), reverse=True):
+        path.unlink()
+    for _ in range(100):  # store GC of a removed container runs every 10 min: delete its segments
+        segments = list((state / "store").glob("*/*.log"))
+        if not segments:
+            break
+        for segment in segments:
+            segment.unlink(missing_ok=True)
+        time.sleep(0.1)
+    after = plugin.run("sh", "-c", "seq 1 2000")
+    assert logs(after) == (b"".join(b"%d\n" % i for i in range(1, 2001)), b"")
+    # Descriptors run out: the plugin may only refuse new containers, then recovers.
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 6, 4096))  # room for two or three more FIFOs
+    refused = 0
+    started = []
+    for _ in range(8):
+        container = plugin.create("sh", "-c", "sleep 30")
+        result = docker("start", container, check=False)
+        if result.returncode != 0:
+            refused += 1
+            break
+        started.append(container)
+    assert refused > 0
+    assert plugin.process.poll() is None
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (4096, 4096))
+    assert started  # containers started before the limit kept their logging
+    docker("rm", "-f", *started, check=False)
+    final = plugin.run("sh", "-c", "seq 1 500")
+    assert logs(final) == (b"".join(b"%d\n" % i for i in range(1, 501)), b"")
+    assert plugin.process.pid == pid
