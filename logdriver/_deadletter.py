@@ -16,7 +16,7 @@ import os
 import orjson
 
 from ._budget import Budget, unlimited
-from ._files import makedirs_private, open_private
+from ._files import append_private, makedirs_private
 from ._native import Batch
 
 log = logging.getLogger("logdriver.deadletter")
@@ -48,13 +48,7 @@ class DeadLetters:
             if not self.budget.try_take(len(data)):
                 raise OSError(errno.ENOSPC, "over the plugin's disk budget (LOGDRIVER_DISK_MAX_BYTES)")
             self._charged += len(data)
-            fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            append_private(self.path, data)
             self.written += len(batch)
         except OSError as exc:
             self.lost += len(batch)

@@ -36,9 +36,22 @@ def write_private(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def append_private(path: str, data: bytes) -> None:
+    """Append ``data`` to ``path``, creating it 0600."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
