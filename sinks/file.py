@@ -98,6 +98,11 @@ class FileStream(SinkStream):
                 self._write(data)
         except OSError as exc:
             log.error("file sink cannot write %s: %s", self.path, exc)
+            # Reopen on the next attempt: an operator may have deleted the file to free space,
+            # and an open descriptor would keep that space taken.
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
             return SendResult.retry_all(len(batch))
         return DELIVERED
 

@@ -146,13 +146,13 @@ def test_a_container_that_exits_during_a_fluentd_outage_loses_nothing(
     assert not spools.exists() or not any(spools.iterdir())  # delivered spools are deleted
 
 
+@pytest.mark.parametrize("buffer", ["memory", "disk"])
 def test_a_container_that_exits_while_opensearch_is_down_loses_nothing(
-    plugin: Plugin, tmp_path_factory: pytest.TempPathFactory
+    plugin: Plugin, tmp_path_factory: pytest.TempPathFactory, buffer: str
 ) -> None:
     port = free_port()
-    container = plugin.run(
-        "sh", "-c", WRITER, opts={"sinks": "elasticsearch", "es-url": f"http://127.0.0.1:{port}", "es-index": "exit"}
-    )
+    opts = {"sinks": "elasticsearch", "es-url": f"http://127.0.0.1:{port}", "es-index": "exit", "buffer": buffer}
+    container = plugin.run("sh", "-c", WRITER, opts=opts)
     docker("rm", container)
     plugin.containers.remove(container)
     node = OpenSearchNode(tmp_path_factory.mktemp("opensearch-late"), port=port).start()  # 25-60 s later
@@ -163,6 +163,7 @@ def test_a_container_that_exits_while_opensearch_is_down_loses_nothing(
         node.stop()
     assert (delivered, dropped) == (LINES, 0)
     assert Counter(str(d["message"]) for d in documents) == Counter(f"out {i}" for i in range(1, LINES + 1))
+    assert not any((plugin.state_dir / "spool").rglob("*.spool"))  # delivered spools are deleted
 
 
 def test_state_is_readable_by_root_only(plugin: Plugin) -> None:
@@ -192,10 +193,19 @@ def test_a_full_disk_and_exhausted_descriptors_leave_the_plugin_up(make_plugin: 
     pid = plugin.process.pid
     # 6 MB of lines into a 4 MiB disk: the store and the file sink both hit ENOSPC.
     filler = plugin.run(
-        "sh", "-c", "head -c 6000000 /dev/zero | tr '\\0' x | fold -w 1000", opts={"file-block-timeout": "2s"}
+        "sh",
+        "-c",
+        "head -c 6000000 /dev/zero | tr '\\0' x | fold -w 1000",
+        # A short queue that gives up soon, so the filler's file lines are settled (dropped or
+        # dead-lettered, counted) before space returns, instead of filling it again.
+        opts={"file-overflow": "drop-newest", "file-buffer-max-entries": "200", "file-retry-max-time": "1s"},
     )
     assert plugin.process.poll() is None
     assert "No space left on device" in plugin.log()
+    deadline = time.monotonic() + 120
+    while f"sink file for {filler[:12]} finished" not in plugin.log():
+        assert time.monotonic() < deadline, plugin.log()[-3000:]
+        time.sleep(0.2)
     # Space returns: new containers log and read back completely.
     docker("rm", "-f", filler)
     plugin.containers.remove(filler)
@@ -228,5 +238,5 @@ def test_a_full_disk_and_exhausted_descriptors_leave_the_plugin_up(make_plugin: 
     assert started  # containers started before the limit kept their logging
     docker("rm", "-f", *started, check=False)
     final = plugin.run("sh", "-c", "seq 1 500")
-    assert logs(final) == (b"".join(b"%d\n" % i for i in range(1, 501)), b"")
+    assert logs(final) == (b"".join(b"%d\n" % i for i in range(1, 501)), b""), plugin.log()[-4000:]
     assert plugin.process.pid == pid
