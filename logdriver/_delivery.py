@@ -67,7 +67,7 @@ class Deliveries:
         self.disk = disk
         self.spool_root = os.path.join(state_dir, "spool")
         self._dead_letter_dir = os.path.join(state_dir, "deadletter")
-        self._dead_letters: dict[str, DeadLetters] = {}
+        self.dead_letters: dict[str, DeadLetters] = {}
         self.live: set[SinkPipeline] = set()
         self.draining = 0  # pipelines whose FIFO has closed and that still hold lines
         self.failures = 0  # pipelines that ended on an unexpected error
@@ -128,7 +128,7 @@ class Deliveries:
                 context.info.container_id,
                 stream,
                 options,
-                self._dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name, budget=self.disk)),
+                self.dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name, budget=self.disk)),
                 spool_dir=spool_dir,
                 memory=self.memory,
                 disk=self.disk,
@@ -141,7 +141,7 @@ class Deliveries:
                 context.info.container_id,
                 stream,
                 options,
-                self._dead_letters[name],
+                self.dead_letters[name],
                 memory=self.memory,
                 disk=self.disk,
             )

@@ -113,6 +113,12 @@ class DriverCollector(Collector):
             refusals.add_metric([budget.name], budget.refusals)
         yield budgets
         yield refusals
+        lost = CounterMetricFamily(
+            "logdriver_dead_letters_lost", "Rejected lines the dead-letter file could not take", labels=["sink"]
+        )
+        for name, letters in sorted(deliveries.dead_letters.items()):
+            lost.add_metric([name], letters.lost)
+        yield lost
 
 
 def health(driver: Driver, failing_after: float) -> tuple[int, bytes]:

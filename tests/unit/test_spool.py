@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from logdriver import LogRecord, PartialInfo, batch_of, records_of
+from logdriver._budget import Budget
 from logdriver._buffer import Overflow
+from logdriver._deadletter import DeadLetters
 from logdriver._spool import DiskQueue
 
 
@@ -123,3 +125,25 @@ def test_bounded_with_drop_newest(tmp_path: Path) -> None:
     offers = [spool.offer(batch_of([LogRecord("stdout", i, b"x")]), 0.0) for i in range(8)]
     assert sum(o.accepted for o in offers) == 5
     assert sum(o.dropped for o in offers) == 3
+
+
+def test_spools_and_dead_letters_share_the_disk_budget(tmp_path: Path) -> None:
+    disk = Budget("disk", 20_000)
+    first = DiskQueue(str(tmp_path / "a"), 1 << 20, 10**6, Overflow.DROP_NEWEST, disk=disk)
+    second = DiskQueue(str(tmp_path / "b"), 1 << 20, 10**6, Overflow.DROP_NEWEST, disk=disk)
+    batch = batch_of([LogRecord("stdout", 1, b"z" * 100)] * 50)  # about 5.7 KB on disk
+    assert first.offer(batch, 0).accepted == 50
+    assert first.offer(batch, 0).accepted == 50
+    assert second.offer(batch, 0).accepted == 50
+    assert second.offer(batch, 0).dropped == 50  # each spool alone has room; together they do not
+    assert disk.used <= 20_000
+    letters = DeadLetters(str(tmp_path / "dead"), "s", budget=disk)
+    rejected = batch.slice(0, 10)  # about 2.5 KB as dead-letter JSON lines
+    letters.write(rejected, "c" * 64, "rejected")
+    assert (letters.written, letters.lost) == (0, 10)  # over the budget: lost, counted, logged
+    first.take(10**6, 1 << 30)
+    first.ack()
+    assert disk.used < 20_000 - 10_000
+    letters.write(rejected, "c" * 64, "rejected")
+    assert letters.written == 10
+    assert oct((tmp_path / "dead" / "s.jsonl").stat().st_mode & 0o777) == "0o600"

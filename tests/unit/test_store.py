@@ -143,3 +143,25 @@ def test_garbage_collection_policy(tmp_path: Path) -> None:
     assert store.collect_garbage(now + 1000, retention=100) == ["i" * 64]
     assert store.container_ids() == ["l" * 64]  # a live writer is never collected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l" * 64]
+
+
+async def test_read_logs_lets_other_tasks_run_while_it_decodes(tmp_path: Path) -> None:
+    store = LogStore(str(tmp_path), 1 << 40)
+    clog = store.open_writer(CID, 1 << 30, 5)
+    store.append(clog, frames(*((i, b"y" * 100) for i in range(30_000))))  # about 3.6 MB
+    store.close_writer(clog)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        # --since in the future: nothing is sent, everything is decoded; and a tail over it all.
+        assert await collect(store, since_ns=10**18) == []
+        assert len(await collect(store, tail=10**9)) == 30_000
+        nursery.cancel_scope.cancel()
+    assert ticks >= 20  # one turn per 256 KiB decoded, not one for the whole store
