@@ -12,7 +12,7 @@ from ._options import ContainerOptions, Settings, SinkOption
 from ._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
 from ._templates import Template, render_tag
 from ._tls import client_tls_context
-from ._units import choice, non_negative_int, parse_bool, parse_duration, parse_size
+from ._units import choice, int_between, non_negative_int, parse_bool, parse_duration, parse_size, size_between
 
 __all__ = [
     "ConfigError",
@@ -33,11 +33,13 @@ __all__ = [
     "client_tls_context",
     "encode_entry",
     "encode_frame",
+    "int_between",
     "non_negative_int",
     "parse_bool",
     "parse_duration",
     "parse_size",
     "records_of",
+    "size_between",
     "render_tag",
 ]
 

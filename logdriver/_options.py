@@ -24,7 +24,7 @@ import re2
 from ._exceptions import ConfigError, UnknownOptionError
 from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
 from ._templates import Template, compile_regex, regex_error
-from ._units import Explained, choice, int_between, parse_duration, positive_size, size_between
+from ._units import Explained, int_between, parse_duration, positive_size, size_between
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,27 +131,13 @@ OPTIONS: Final[dict[str, tuple[OptionSpec, _Parser]]] = {
                 ),
                 size_between(16_384, 64 << 20),
             ),
-            (
-                OptionSpec("file-format", "json", "json or text", "file sink: JSON lines or the raw text"),
-                choice("json", "text"),
-            ),
-            (
-                OptionSpec(
-                    "file-max-size", "100m", "a size from 1k to 100g", "file sink: bytes per file before rotation"
-                ),
-                size_between(1000, 100 * 10**9),
-            ),
-            (
-                OptionSpec("file-max-file", "5", "an integer from 1 to 1000", "file sink: files kept per container"),
-                int_between(1, 1000),
-            ),
         ]
     )
 }
 
 # Prefixes that belong to logdriver itself: an unknown key with one of them is a typo.
 # Each installed sink adds its own (its name, and its options' first words: fluentd-, es-).
-OWN_PREFIXES: Final = ("file-", "partial-", "buffer-", "batch-", "retry-", "spool-", "store-")
+OWN_PREFIXES: Final = ("partial-", "buffer-", "batch-", "retry-", "spool-", "store-")
 # Keys the daemon adds or that belong to Docker's own drivers; accepted silently.
 DOCKER_KEYS: Final = frozenset(
     {"mode", "max-buffer-size", "cache-disabled", "cache-max-size", "cache-max-file", "cache-compress", "compress"}
@@ -187,9 +173,6 @@ class ContainerOptions:
     store_max_file: int
     tag: str
     partial_max_size: int
-    file_format: str
-    file_max_size: int
-    file_max_file: int
     ignored: tuple[str, ...]
     pipelines: Mapping[str, PipelineOptions]
     # Parsed sink-owned options of each listed sink: sink name → option name → value.
@@ -248,9 +231,6 @@ def parse_log_opts(
         store_max_file=int(values["max-file"]),
         tag=str(values["tag"]),
         partial_max_size=int(values["partial-max-size"]),
-        file_format=str(values["file-format"]),
-        file_max_size=int(values["file-max-size"]),
-        file_max_file=int(values["file-max-file"]),
         ignored=tuple(ignored),
         pipelines=pipelines,
         sink_options=sink_options,
@@ -298,7 +278,6 @@ class Settings:
 
     socket_path: str
     state_dir: str
-    file_dir: str
     store_max_bytes: int
     store_retention: float
     gc_interval: float
@@ -328,7 +307,6 @@ class Settings:
         return cls(
             socket_path=env.get("LOGDRIVER_SOCKET", "/run/docker/plugins/logdriver.sock"),
             state_dir=state_dir,
-            file_dir=env.get("LOGDRIVER_FILE_DIR", os.path.join(state_dir, "files")),
             store_max_bytes=int(get("LOGDRIVER_STORE_MAX_BYTES", "2g", positive_size, "a size such as 2g")),
             store_retention=float(get("LOGDRIVER_STORE_RETENTION", "7d", parse_duration, "a duration such as 72h")),
             gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),

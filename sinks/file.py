@@ -27,14 +27,24 @@ from typing import ClassVar
 
 import orjson
 
-from logdriver import LogBatch, Settings
+from logdriver import LogBatch, Settings, SinkOption, choice, int_between, size_between
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 log = logging.getLogger("logdriver.sinks.file")
 
 
+OPTIONS = (
+    SinkOption("file-format", "json", "json or text", "JSON lines or the raw text", choice("json", "text")),
+    SinkOption(
+        "file-max-size", "100m", "a size from 1k to 100g", "bytes per file before rotation", size_between(1000, 10**11)
+    ),
+    SinkOption("file-max-file", "5", "an integer from 1 to 1000", "files kept per container", int_between(1, 1000)),
+)
+
+
 class FileSink(Sink):
     name = "file"
+    options = OPTIONS
     # Local disk: block like json-file rather than drop, and write what each read brought.
     pipeline_defaults: ClassVar[Mapping[str, str]] = {"overflow": "block", "batch-max-wait": "0s"}
 
@@ -43,7 +53,8 @@ class FileSink(Sink):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileSink:
-        return cls(settings.file_dir)
+        """``LOGDRIVER_FILE_DIR``, by default ``files`` under the state directory."""
+        return cls(settings.environ.get("LOGDRIVER_FILE_DIR") or os.path.join(settings.state_dir, "files"))
 
     def open_stream(self, context: ContainerContext) -> FileStream:
         return FileStream(self.directory, context)
@@ -55,9 +66,10 @@ class FileStream(SinkStream):
         name = info.name.removeprefix("/").replace("/", "_") or "container"
         self.path = os.path.join(directory, f"{info.short_id}-{name}.log")
         self.directory = directory
-        self.text = context.options.file_format == "text"
-        self.max_size = context.options.file_max_size
-        self.max_file = context.options.file_max_file
+        options = context.sink_options(FileSink.name)
+        self.text = options["file-format"] == "text"
+        self.max_size = int(options["file-max-size"])
+        self.max_file = int(options["file-max-file"])
         constant: dict[str, object] = {
             "container_id": info.container_id,
             "container_name": info.name.removeprefix("/"),

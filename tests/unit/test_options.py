@@ -12,11 +12,11 @@ from sinks.file import FileSink
 
 
 def test_defaults_are_json_file_like() -> None:
-    options = parse_log_opts({}, plugin_defaults({}))
+    options = parse_log_opts({}, plugin_defaults({}), {"file": FileSink("/nonexistent")})
     assert options.sinks == ("file",)
     assert options.store_max_size == 20_000_000
     assert options.store_max_file == 5
-    assert options.file_format == "json"
+    assert options.sink_options["file"]["file-format"] == "json"
 
 
 def test_docker_keys_and_foreign_keys_pass() -> None:
@@ -55,20 +55,25 @@ def test_bad_value_names_the_option(key: str, value: str, expected: str) -> None
 
 def test_typo_in_our_namespace_is_rejected() -> None:
     with pytest.raises(UnknownOptionError, match="file-fromat"):
-        parse_log_opts({"file-fromat": "json"}, plugin_defaults({}))
+        parse_log_opts({"file-fromat": "json"}, plugin_defaults({}), {"file": FileSink("/nonexistent")})
 
 
 def test_env_sets_plugin_defaults_and_log_opts_override() -> None:
-    defaults = plugin_defaults({"LOGDRIVER_FILE_FORMAT": "text", "LOGDRIVER_MAX_FILE": "2"})
-    assert parse_log_opts({}, defaults).file_format == "text"
-    assert parse_log_opts({"file-format": "json"}, defaults).file_format == "json"
+    environ = {"LOGDRIVER_FILE_FORMAT": "text", "LOGDRIVER_MAX_FILE": "2"}
+    defaults = plugin_defaults(environ)
+    sinks = {"file": FileSink("/nonexistent")}
+    assert parse_log_opts({}, defaults, sinks, environ).sink_options["file"]["file-format"] == "text"
+    assert (
+        parse_log_opts({"file-format": "json"}, defaults, sinks, environ).sink_options["file"]["file-format"] == "json"
+    )
+    assert parse_log_opts({}, defaults, sinks, environ).store_max_file == 2
     with pytest.raises(ConfigError, match="LOGDRIVER_MAX_FILE"):
         plugin_defaults({"LOGDRIVER_MAX_FILE": "many"})
 
 
 def test_settings_from_env() -> None:
     settings = Settings.from_env({"LOGDRIVER_STATE_DIR": "/s", "LOGDRIVER_STORE_MAX_BYTES": "1g"})
-    assert settings.file_dir == "/s/files"
+    assert FileSink.from_settings(settings).directory == "/s/files"
     assert settings.store_max_bytes == 1_000_000_000
     assert settings.socket_path == "/run/docker/plugins/logdriver.sock"
 
