@@ -25,18 +25,16 @@ import trio
 
 from . import _rpc
 from ._budget import Budget
+from ._context import container_context
 from ._delivery import Deliveries
-from ._exceptions import ConfigError
 from ._fifo import FifoReader, open_fifo
 from ._framing import DEFAULT_MAX_FRAME_SIZE
 from ._native import Batch, FrameReader
-from ._options import Settings, parse_log_opts
+from ._options import Settings
 from ._pipeline import SinkPipeline, SinkSnapshot
 from ._readlogs import read_logs
-from ._records import ContainerInfo
 from ._registry import FifoRegistry
 from ._store import LogStore
-from ._templates import Template, extra_attributes
 from ._totals import FifoStatistics, Totals
 from .abc import ContainerContext, Sink
 
@@ -130,14 +128,7 @@ class Driver:
             log.error("cannot remove FIFO %s from the registry: %s", path, exc)
 
     def _context_of(self, raw_info: Mapping[str, Any]) -> ContainerContext:
-        """Every log-opt validated, the tag rendered, the extras picked: ``ConfigError`` names what is wrong."""
-        info = ContainerInfo.from_json(dict(raw_info))
-        options = parse_log_opts(info.config, self.settings.defaults, self.sinks, self.settings.environ)
-        try:
-            tag = Template.parse(options.tag).render(info) if options.tag else ""
-        except ValueError as exc:
-            raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
-        return ContainerContext(info=info, options=options, tag=tag, extras=extra_attributes(info, options.raw))
+        return container_context(raw_info, self.settings.defaults, self.sinks, self.settings.environ)
 
     def _start(self, path: str, raw_info: dict[str, Any]) -> None:
         """Validate, open the FIFO and the sink pipelines, start reading; all or nothing."""

@@ -46,6 +46,11 @@ __all__ = ["ElasticsearchSink"]
 _BOOL = "true or false"
 _FILTER = "errors,items.*.status,items.*.error"  # keeps every item, so positions line up
 
+def _index_template(value: str) -> str:
+    Template.parse(value)  # ValueError names what is wrong
+    return value
+
+
 OPTIONS = (
     SinkOption(
         "es-url",
@@ -65,6 +70,7 @@ OPTIONS = (
         "",
         "an index name with Docker tag variables and strftime dates, e.g. logs-{{.Name}}-%Y.%m.%d",
         "write to indices instead of a data stream",
+        _index_template,
     ),
     SinkOption("es-pipeline", "", "an ingest pipeline id", "ingest pipeline for every document"),
     SinkOption("es-compress", "true", _BOOL, "gzip request bodies", parse_bool),

@@ -1,0 +1,28 @@
+"""A container's ``ContainerContext``, built the one way StartLogging builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._exceptions import ConfigError
+from ._options import SinkKind, parse_log_opts
+from ._records import ContainerInfo
+from ._templates import Template, extra_attributes
+from .abc import ContainerContext
+
+
+def container_context(
+    raw_info: Mapping[str, Any],
+    defaults: Mapping[str, str],
+    sinks: Mapping[str, SinkKind],
+    environ: Mapping[str, str],
+) -> ContainerContext:
+    """Every log-opt validated, the tag rendered, the extras picked; ``ConfigError`` names what is wrong."""
+    info = ContainerInfo.from_json(dict(raw_info))
+    options = parse_log_opts(info.config, defaults, sinks, environ)
+    try:
+        tag = Template.parse(options.tag).render(info) if options.tag else ""
+    except ValueError as exc:
+        raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
+    return ContainerContext(info=info, options=options, tag=tag, extras=extra_attributes(info, options.raw))

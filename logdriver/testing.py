@@ -1,0 +1,253 @@
+"""For sink authors: run a sink as the plugin does, and check it against the shared contract.
+
+The harness (no private imports needed):
+
+- ``context_for(sink, config)``: the ``ContainerContext`` StartLogging would build for a
+  container with these log-opts (every option validated, the tag rendered);
+- ``open_stream(sink, config)``: that container's stream;
+- ``open_pipeline(sink, config, state_dir=...)``: the real pipeline (queue, batching,
+  retries, dead letters) in front of that stream, and ``running(pipeline)`` to run it;
+- ``sample_records(count)``: lines to send.
+
+The conformance suite is ``SinkConformance``: subclass it in a test module and provide
+two pytest fixtures, ``sink`` (the ``Sink``) and ``destination`` (a ``Destination``: a
+real server, or directory, the sink delivers to). It checks what every sink promises:
+a verdict for every line, outage and recovery without loss, flush on close, options
+validated with the option named, secrets never in logs or errors, counters exported.
+The suite's tests are ``async`` (run them with pytest-trio's ``trio_mode``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import trio
+
+from ._context import container_context
+from ._deadletter import DeadLetters
+from ._exceptions import ConfigError, LogDriverError
+from ._options import plugin_defaults
+from ._pipeline import SinkPipeline
+from ._records import LogRecord, batch_of
+from .abc import ContainerContext, Sink, SinkStream
+
+__all__ = [
+    "CONTAINER_ID",
+    "Destination",
+    "SinkConformance",
+    "context_for",
+    "open_pipeline",
+    "open_stream",
+    "running",
+    "sample_records",
+]
+
+CONTAINER_ID = "0123456789ab" + "cd" * 26
+T0 = 1_764_340_000_123_456_789  # 2025-11-28, nanoseconds
+
+
+def context_for(
+    sink: Sink,
+    config: Mapping[str, str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> ContainerContext:
+    """What StartLogging builds for a container that logs to ``sink`` with ``config`` as log-opts.
+
+    ``environ`` holds ``LOGDRIVER_*`` plugin settings (where secrets belong); ``info``
+    overrides fields of the daemon's Info (``ContainerName``, ``ContainerLabels``...).
+    """
+    environ = dict(environ or {})
+    raw = {
+        "ContainerID": CONTAINER_ID,
+        "ContainerName": "/web",
+        "ContainerImageName": "busybox",
+        **(info or {}),
+        "Config": {"sinks": sink.name, **(config or {})},
+    }
+    return container_context(raw, plugin_defaults(environ), {sink.name: sink}, environ)
+
+
+def open_stream(
+    sink: Sink, config: Mapping[str, str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> SinkStream:
+    return sink.open_stream(context_for(sink, config, environ=environ))
+
+
+def open_pipeline(
+    sink: Sink,
+    config: Mapping[str, str] | None = None,
+    *,
+    state_dir: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+) -> SinkPipeline:
+    """The plugin's pipeline for one container and ``sink``; pipeline log-opts (``overflow``,
+    ``batch-max-wait``, ``retry-*``, ``buffer=disk``...) go in ``config`` like the sink's own."""
+    context = context_for(sink, config, environ=environ)
+    options = context.options.pipelines[sink.name]
+    return SinkPipeline(
+        sink.name,
+        context.info.container_id,
+        sink.open_stream(context),
+        options,
+        DeadLetters(os.path.join(state_dir, "deadletter"), sink.name),
+        spool_dir=os.path.join(state_dir, "spool", sink.name, context.info.container_id),
+    )
+
+
+@asynccontextmanager
+async def running(pipeline: SinkPipeline, flush_timeout: float = 60.0) -> AsyncIterator[SinkPipeline]:
+    """Run ``pipeline`` for the block; on the way out, deliver what is queued (within ``flush_timeout``)."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        try:
+            yield pipeline
+        finally:
+            pipeline.close(trio.current_time() + flush_timeout)
+            await pipeline.finished()
+
+
+def sample_records(count: int, start: int = 0) -> list[LogRecord]:
+    """``count`` lines, stdout and stderr mixed, with distinct text and rising times."""
+    return [
+        LogRecord("stderr" if i % 4 == 3 else "stdout", T0 + i * 1_000_003, f"conformance line {i}".encode())
+        for i in range(start, start + count)
+    ]
+
+
+class Destination(Protocol):
+    """Where a sink under test delivers; its methods may block (the suite calls them in a thread)."""
+
+    @property
+    def config(self) -> Mapping[str, str]:
+        """Log-opts that point the sink here."""
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """``LOGDRIVER_*`` settings for the sink (credentials); may be empty."""
+
+    @property
+    def secrets(self) -> Sequence[str]:
+        """Values that must never appear in a log line or an error."""
+
+    @property
+    def bad_option(self) -> tuple[str, str]:
+        """One of the sink's own log-opts and a value it must refuse."""
+
+    @property
+    def exactly_once(self) -> bool:
+        """Whether an outage may cause duplicates (False: at-least-once, e.g. an unacked resend)."""
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        """The message lines the destination holds, once it holds ``count`` (or ``timeout`` passed)."""
+
+    def stop(self) -> None:
+        """Make the destination unreachable (an outage)."""
+
+    def start(self) -> None:
+        """Bring it back."""
+
+
+class SinkConformance:
+    """The contract every sink keeps. Subclass with ``sink`` and ``destination`` fixtures."""
+
+    LINES = 300
+
+    async def test_every_line_arrives_and_is_counted(self, sink: Sink, destination: Destination, tmp_path: Any) -> None:
+        records = sample_records(self.LINES)
+        pipeline = open_pipeline(sink, destination.config, state_dir=tmp_path, environ=destination.environ)
+        async with running(pipeline):
+            for start in range(0, self.LINES, 100):
+                await pipeline.put(batch_of(records[start : start + 100]))
+        stats = pipeline.statistics
+        assert (stats.entries_in, stats.entries_out, stats.dropped, stats.dead_lettered) == (
+            self.LINES,
+            self.LINES,
+            0,
+            0,
+        )
+        got = await trio.to_thread.run_sync(destination.received, self.LINES, 60.0)
+        assert Counter(got) == Counter(r.line for r in records)
+
+    async def test_an_outage_loses_nothing(self, sink: Sink, destination: Destination, tmp_path: Any) -> None:
+        records = sample_records(self.LINES)
+        config = {**destination.config, "retry-initial": "100ms", "retry-max-delay": "500ms"}
+        await trio.to_thread.run_sync(destination.stop)
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=destination.environ)
+        async with running(pipeline, flush_timeout=120):
+            await pipeline.put(batch_of(records[: self.LINES // 2]))
+            with trio.fail_after(30):
+                while not pipeline.statistics.retried:  # noqa: ASYNC110 - polling a counter
+                    await trio.sleep(0.05)
+            await trio.to_thread.run_sync(destination.start)
+            await pipeline.put(batch_of(records[self.LINES // 2 :]))
+        assert pipeline.statistics.entries_out == self.LINES
+        assert pipeline.statistics.dropped == 0
+        got = Counter(await trio.to_thread.run_sync(destination.received, self.LINES, 60.0))
+        assert set(got) == {r.line for r in records}
+        if destination.exactly_once:
+            assert sum(got.values()) == self.LINES
+
+    async def test_close_flushes_what_is_queued(self, sink: Sink, destination: Destination, tmp_path: Any) -> None:
+        records = sample_records(50, start=10_000)
+        config = {**destination.config, "batch-max-wait": "1h", "batch-max-entries": "1000000"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=destination.environ)
+        async with running(pipeline):
+            await pipeline.put(batch_of(records))
+            await trio.sleep(0.2)
+            assert pipeline.statistics.entries_out == 0  # still waiting for the batch to fill
+        assert pipeline.statistics.entries_out == len(records)
+        got = await trio.to_thread.run_sync(destination.received, len(records), 60.0)
+        assert {r.line for r in records} <= set(got)
+
+    async def test_a_bad_option_fails_naming_it(self, sink: Sink, destination: Destination) -> None:
+        import pytest  # only the suite needs it, not the plugin
+
+        key, value = destination.bad_option
+        with pytest.raises(ConfigError, match=re.escape(repr(key))):  # as StartLogging: options, then the stream
+            open_stream(sink, {**destination.config, key: value}, environ=destination.environ)
+        with pytest.raises(LogDriverError, match="no-such-option"):
+            context_for(sink, {f"{sink.name}-no-such-option": "1"})
+
+    async def test_secrets_never_reach_logs_or_errors(
+        self, sink: Sink, destination: Destination, tmp_path: Any, caplog: Any
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        errors: list[str] = []
+        await trio.to_thread.run_sync(destination.stop)
+        try:
+            pipeline = open_pipeline(
+                sink,
+                {**destination.config, "retry-max-attempts": "2", "retry-initial": "10ms"},
+                state_dir=tmp_path,
+                environ=destination.environ,
+            )
+            async with running(pipeline, flush_timeout=30):
+                await pipeline.put(batch_of(sample_records(10)))
+            for option in sink.options:
+                if option.secret:
+                    try:
+                        context_for(sink, {**destination.config, option.name: "\x00bad"}, environ=destination.environ)
+                    except LogDriverError as exc:
+                        errors.append(str(exc))
+        finally:
+            await trio.to_thread.run_sync(destination.start)
+        text = caplog.text + "\n".join(errors)
+        assert pipeline.statistics.dead_lettered == 10  # gave up, with a reason
+        for secret in destination.secrets:
+            assert secret not in text
+
+    async def test_counters_are_named_integers(self, sink: Sink) -> None:
+        counters = sink.counters()
+        for name, value in counters.items():
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+            assert isinstance(value, int)
+            assert not math.isnan(value)

@@ -1,0 +1,133 @@
+"""Every sink passes the shared contract (``logdriver.testing.SinkConformance``) against a real destination:
+a directory for the file sink, FluentServer for Fluentd, an OpenSearch node for Elasticsearch."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from logdriver.testing import SinkConformance
+from sinks.elasticsearch import ElasticsearchSink
+from sinks.file import FileSink
+from sinks.fluentd import FluentdSink
+
+from ..es_peer import OpenSearchNode
+from ..fluent_peer import FluentPeer
+
+
+class FileDestination:
+    """A directory; the outage is a regular file where the directory should be."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.config: Mapping[str, str] = {"file-format": "text"}
+        self.environ: Mapping[str, str] = {}
+        self.secrets: Sequence[str] = ()
+        self.bad_option = ("file-max-size", "1" * 400)
+        self.exactly_once = True
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        return [line for path in sorted(self.directory.glob("*.log*")) for line in path.read_bytes().splitlines()]
+
+    def stop(self) -> None:
+        self.directory.write_bytes(b"")  # nothing can be created under it
+
+    def start(self) -> None:
+        self.directory.unlink()
+
+
+class TestFileSink(SinkConformance):
+    @pytest.fixture
+    def destination(self, tmp_path: Path) -> FileDestination:
+        return FileDestination(tmp_path / "files")
+
+    @pytest.fixture
+    def sink(self, destination: FileDestination) -> FileSink:
+        return FileSink(str(destination.directory))
+
+
+class FluentDestination:
+    """The real FluentServer, with the shared-key handshake on; the outage stops the process."""
+
+    KEY = "conformance-shared-key-do-not-log"
+
+    def __init__(self, peer: FluentPeer) -> None:
+        self.peer = peer
+        self.config: Mapping[str, str] = {"fluentd-address": peer.address}
+        self.environ: Mapping[str, str] = {"LOGDRIVER_FLUENTD_SHARED_KEY": self.KEY}
+        self.secrets: Sequence[str] = (self.KEY,)
+        self.bad_option = ("fluentd-address", "gopher://x")
+        self.exactly_once = False  # a batch written but not acked before the outage is sent again
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        events = self.peer.wait_for(count, timeout=timeout)
+        return [str(event["record"]["log"]).encode() for event in events]
+
+    def stop(self) -> None:
+        self.peer.stop()
+
+    def start(self) -> None:
+        self.peer.start()
+
+
+class TestFluentdSink(SinkConformance):
+    @pytest.fixture
+    def destination(self, tmp_path: Path) -> Iterator[FluentDestination]:
+        with FluentPeer(tmp_path, PEER_SHARED_KEY=FluentDestination.KEY) as peer:
+            yield FluentDestination(peer)
+
+    @pytest.fixture
+    def sink(self) -> FluentdSink:
+        return FluentdSink()
+
+
+class OpenSearchDestination:
+    """An index on the real OpenSearch node; the outage stops the node (on the same port)."""
+
+    KEY = "Y29uZm9ybWFuY2U6c2VjcmV0LWFwaS1rZXk="
+
+    def __init__(self, node: OpenSearchNode) -> None:
+        self.node = node
+        self.index = f"conformance-{uuid.uuid4().hex[:8]}"
+        self.config: Mapping[str, str] = {"es-url": node.url, "es-index": self.index, "es-request-timeout": "5s"}
+        self.environ: Mapping[str, str] = {"LOGDRIVER_ES_API_KEY": self.KEY}  # the node has no security: ignored
+        self.secrets: Sequence[str] = (self.KEY,)
+        self.bad_option = ("es-index", "logs-{{foo .Name}}")
+        self.exactly_once = True  # deterministic ids: a resend is a 409
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            messages = [str(d["message"]).encode() for d in self.node.documents(self.index)]
+            if len(messages) >= count or time.monotonic() > deadline:
+                return messages
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.node.stop()
+
+    def start(self) -> None:
+        self.node.start()
+
+
+@pytest.fixture(scope="module")
+def opensearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
+    node = OpenSearchNode(tmp_path_factory.mktemp("opensearch-conformance")).start()
+    yield node
+    node.stop()
+
+
+class TestElasticsearchSink(SinkConformance):
+    @pytest.fixture
+    def destination(self, opensearch: OpenSearchNode) -> OpenSearchDestination:
+        return OpenSearchDestination(opensearch)
+
+    @pytest.fixture
+    async def sink(self) -> object:
+        sink = ElasticsearchSink()
+        yield sink
+        await sink.aclose()
