@@ -20,6 +20,7 @@ which keeps this sink off the per-line Python path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -94,20 +95,22 @@ class FileStream(SinkStream):
         return batch.text_lines() if self.text else batch.json_lines(self._suffix)
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
+        """Write the batch; after a write error, only the lines not written whole are retried."""
+        data = self.encode(batch)
+        done = 0  # bytes of ``data`` written whole (each chunk ends at a line's newline)
         try:
             if self._fd < 0:
                 self._open()
-            data = self.encode(batch)
             # Rotate after the line that reaches max-size; lines end at their only newline.
-            while self._size + len(data) >= self.max_size:
-                cut = data.find(b"\n", max(self.max_size - self._size - 1, 0)) + 1
+            while self._size + len(data) - done >= self.max_size:
+                cut = data.find(b"\n", done + max(self.max_size - self._size - 1, 0)) + 1
                 if cut == 0:
                     break
-                self._write(data[:cut])
+                self._write(data[done:cut])
+                done = cut
                 self._rotate()
-                data = data[cut:]
-            if data:
-                self._write(data)
+            if done < len(data):
+                self._write(data[done:])
         except OSError as exc:
             log.error("file sink cannot write %s: %s", self.path, exc)
             # Reopen on the next attempt: an operator may have deleted the file to free space,
@@ -115,14 +118,21 @@ class FileStream(SinkStream):
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-            return SendResult.retry_all(len(batch))
+            return SendResult(retry=range(data.count(b"\n", 0, done), len(batch)))
         return DELIVERED
 
     def _write(self, data: bytes) -> None:
+        """All of ``data`` or, on error, none of it: a partial write is cut off again,
+        so that a retry writes each line once and no line is left half-written."""
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            if len(view) < len(data):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+            raise
         self._size += len(data)
 
     def _rotate(self) -> None:

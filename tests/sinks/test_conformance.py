@@ -3,6 +3,8 @@ a directory for the file sink, FluentServer for Fluentd, an OpenSearch node for 
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,10 +22,12 @@ from ..fluent_peer import FluentPeer
 
 
 class FileDestination:
-    """A directory; the outage is a regular file where the directory should be."""
+    """A directory on a small tmpfs of its own; the outage is a full disk."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, mount: Path) -> None:
+        self.mount = mount
+        self.directory = mount / "files"
+        self.ballast = mount / "ballast"
         self.config: Mapping[str, str] = {"file-format": "text"}
         self.environ: Mapping[str, str] = {}
         self.secrets: Sequence[str] = ()
@@ -34,16 +38,26 @@ class FileDestination:
         return [line for path in sorted(self.directory.glob("*.log*")) for line in path.read_bytes().splitlines()]
 
     def stop(self) -> None:
-        self.directory.write_bytes(b"")  # nothing can be created under it
+        with open(self.ballast, "wb") as ballast, contextlib.suppress(OSError):  # ENOSPC: full
+            while True:
+                ballast.write(b"\0" * 65536)
+                ballast.flush()
 
     def start(self) -> None:
-        self.directory.unlink()
+        self.ballast.unlink()
 
 
 class TestFileSink(SinkConformance):
     @pytest.fixture
-    def destination(self, tmp_path: Path) -> FileDestination:
-        return FileDestination(tmp_path / "files")
+    def destination(self, tmp_path: Path) -> Iterator[FileDestination]:
+        mount = tmp_path / "disk"
+        mount.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=False).returncode:
+            pytest.skip("needs root to mount a tmpfs")
+        try:
+            yield FileDestination(mount)
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
 
     @pytest.fixture
     def sink(self, destination: FileDestination) -> FileSink:
