@@ -162,7 +162,7 @@ class ElasticsearchStream(SinkStream):
                 prefix="es-tls-",
             )
         self.client = sink.client(self.client_options)
-        index = options["es-index"]
+        index = options["es-index"] or ""  # unset: a data stream
         if any(code in index for code in ("%H", "%I", "%M", "%S", "%p", "%f", "%s")):
             # Bulk bodies pick the index once per UTC day of log time.
             raise ConfigError("es-index", index, "date patterns of a day at the finest (%Y, %m, %d, %j, ...)")

@@ -15,14 +15,9 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdriver import ConfigError, ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
-from logdriver._deadletter import DeadLetters
-from logdriver._exceptions import UnknownOptionError
-from logdriver._options import parse_log_opts, plugin_defaults
-from logdriver._pipeline import SinkPipeline
-from logdriver._pipeline_options import pipeline_options
-from logdriver._templates import extra_attributes
-from logdriver.abc import DELIVERED, ContainerContext
+from logdriver import ConfigError, LogDriverError, LogRecord, PartialInfo, batch_of
+from logdriver.abc import DELIVERED
+from logdriver.testing import context_for, open_pipeline, open_stream, running
 from sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
 from sinks.elasticsearch._bulk import BulkEncoder, Target
 
@@ -35,14 +30,8 @@ T0 = 1_764_340_000_123_456_789  # 2025-11-28
 
 
 def stream_for(config: dict[str, str], sink: ElasticsearchSink | None = None) -> ElasticsearchStream:
-    sink = sink or ElasticsearchSink()
-    config = {"sinks": "elasticsearch", **config}
-    info = ContainerInfo(
-        container_id=CONTAINER_ID, name="/api", image_name="busybox:1", labels={"team": "core"}, config=config
-    )
-    options = parse_log_opts(config, plugin_defaults({}), {"elasticsearch": sink}, {})
-    tag = render_tag(options.tag, info) if options.tag else ""
-    stream = sink.open_stream(ContainerContext(info, options, tag, extra_attributes(info, options.raw)))
+    info = {"ContainerID": CONTAINER_ID, "ContainerName": "/api", "ContainerImageName": "busybox:1"}
+    stream = open_stream(sink or ElasticsearchSink(), config, info={**info, "ContainerLabels": {"team": "core"}})
     assert isinstance(stream, ElasticsearchStream)
     return stream
 
@@ -118,54 +107,19 @@ async def test_a_mapping_conflict_goes_to_the_dead_letters(node: OpenSearchNode,
     mapping = {"mappings": {"properties": {"message": {"type": "long"}}}}
     assert node.send("PUT", "/conflict", mapping) == 200
     sink = ElasticsearchSink()
-    stream = stream_for({"es-url": node.url, "es-index": "conflict"}, sink)
-    options = pipeline_options("elasticsearch", sink.pipeline_defaults, {"batch-max-wait": "0s"}, {})
-    pipeline = SinkPipeline("elasticsearch", CONTAINER_ID, stream, options, DeadLetters(str(tmp_path), "es"))
+    config = {"es-url": node.url, "es-index": "conflict", "batch-max-wait": "0s"}
+    pipeline = open_pipeline(sink, config, state_dir=tmp_path)
     records = [LogRecord("stdout", T0 + i, text) for i, text in enumerate([b"12", b"not a number", b"34"])]
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+    async with running(pipeline):
         await pipeline.put(batch_of(records))
-        await pipeline.aclose()
     await sink.aclose()
     assert node.count("conflict") == 2
-    letters = [orjson.loads(line) for line in (tmp_path / "es.jsonl").read_bytes().splitlines()]
+    letters = [
+        orjson.loads(line) for line in (tmp_path / "deadletter" / "elasticsearch.jsonl").read_bytes().splitlines()
+    ]
     assert [letter["message"] for letter in letters] == ["not a number"]
     assert "mapper_parsing_exception" in letters[0]["reason"]
     assert pipeline.statistics.dead_lettered == 1
-
-
-async def test_node_stopped_for_10s_mid_run_nothing_lost_nothing_duplicated(node: OpenSearchNode) -> None:
-    total, per_put = 20_000, 200
-    sink = ElasticsearchSink()
-    stream = stream_for({"es-url": node.url, "es-index": "outage", "es-request-timeout": "5s"}, sink)
-    options = pipeline_options(
-        "elasticsearch",
-        sink.pipeline_defaults,
-        {"overflow": "block", "block-timeout": "120s", "flush-timeout": "90s"},
-        {},
-    )
-    pipeline = SinkPipeline("elasticsearch", CONTAINER_ID, stream, options)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
-
-        async def outage() -> None:
-            await trio.sleep(2)
-            await trio.to_thread.run_sync(node.stop)
-            await trio.sleep(10)
-            await trio.to_thread.run_sync(node.start)
-
-        nursery.start_soon(outage)
-        for start in range(0, total, per_put):
-            await pipeline.put(batch_of(lines(per_put, start)))
-            await trio.sleep(0.05)
-        await pipeline.aclose()
-    await sink.aclose()
-    documents = node.documents("outage")
-    messages = [d["message"] for d in documents]
-    assert len(messages) == total
-    assert set(messages) == {f"line {i}" for i in range(total)}
-    assert pipeline.statistics.retried > 0  # the outage happened mid-run
-    assert pipeline.statistics.dropped == 0
 
 
 # -- FakeBulkServer: failure modes on demand -------------------------------------------
@@ -296,19 +250,11 @@ def test_item_verdicts() -> None:
 def test_options_urls_day_patterns_and_secrets() -> None:
     sink = ElasticsearchSink()
     environ = {"LOGDRIVER_ES_PASSWORD": "hunter2", "LOGDRIVER_ES_USERNAME": "shipper"}
-    options = parse_log_opts(
-        {"sinks": "elasticsearch", "es-url": "https://a:9243/x,b"},
-        plugin_defaults({}),
-        {"elasticsearch": sink},
-        environ,
-    )
-    own = options.sink_options["elasticsearch"]
+    own = context_for(sink, {"es-url": "https://a:9243/x,b"}, environ=environ).sink_options("elasticsearch")
     assert [str(url) for url in own["es-url"]] == ["https://a:9243/x", "http://b:9200"]
     assert own["es-password"] == "hunter2"
     with pytest.raises(ConfigError, match="es-url") as caught:
-        parse_log_opts(
-            {"sinks": "elasticsearch", "es-url": "ftp://x"}, plugin_defaults({}), {"elasticsearch": sink}, {}
-        )
+        context_for(sink, {"es-url": "ftp://x"})
     assert "hunter2" not in str(caught.value)
     with pytest.raises(ConfigError, match="es-index"):
         stream_for({"es-index": "logs-%Y.%m.%d-%H"})
@@ -357,5 +303,5 @@ async def test_a_refused_template_never_holds_lines_back_for_good(
 
 
 def test_a_typo_in_the_es_namespace_is_rejected() -> None:
-    with pytest.raises(UnknownOptionError, match="es-ulr"):
-        parse_log_opts({"es-ulr": "http://x"}, plugin_defaults({}), {"elasticsearch": ElasticsearchSink()}, {})
+    with pytest.raises(LogDriverError, match="es-ulr"):
+        context_for(ElasticsearchSink(), {"es-ulr": "http://x"})

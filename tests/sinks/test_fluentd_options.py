@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from logdriver import ConfigError
-from logdriver._exceptions import UnknownOptionError
-from logdriver._options import parse_log_opts, plugin_defaults
+from logdriver import ConfigError, ContainerOptions, LogDriverError
+from logdriver.testing import context_for
 from sinks.fluentd import FluentdSink
 from sinks.fluentd._servers import Server, ServerChoice, parse_address, parse_addresses
 
@@ -53,8 +52,8 @@ def test_weighted_choice_follows_the_weights() -> None:
     assert [choice.order(1)[0] for _ in range(3)] == [0, 0, 0]
 
 
-def sinks() -> dict[str, FluentdSink]:
-    return {"fluentd": FluentdSink()}
+def options_of(config: dict[str, str], environ: dict[str, str] | None = None) -> ContainerOptions:
+    return context_for(FluentdSink(), config, environ=environ).options
 
 
 def test_docker_fluentd_options_map_to_the_pipeline() -> None:
@@ -67,7 +66,7 @@ def test_docker_fluentd_options_map_to_the_pipeline() -> None:
         "fluentd-async": "true",
         "tag": "docker.{{.Name}}",
     }
-    options = parse_log_opts(config, plugin_defaults({}), sinks(), {})
+    options = options_of(config)
     own = options.sink_options["fluentd"]
     assert own["fluentd-address"] == (Server("tcp", "a", 1), Server("tcp", "b", 2))
     assert own["fluentd-request-ack"] is True
@@ -81,18 +80,18 @@ def test_docker_fluentd_options_map_to_the_pipeline() -> None:
 
 def test_an_explicit_pipeline_option_beats_the_docker_alias() -> None:
     config = {"sinks": "fluentd", "fluentd-retry-wait": "2s", "fluentd-retry-initial": "50ms"}
-    assert parse_log_opts(config, plugin_defaults({}), sinks(), {}).pipelines["fluentd"].retry.initial == 0.05
+    assert options_of(config).pipelines["fluentd"].retry.initial == 0.05
 
 
 def test_secrets_come_from_the_environment_and_never_show_in_errors() -> None:
     environ = {"LOGDRIVER_FLUENTD_SHARED_KEY": "k3y", "LOGDRIVER_FLUENTD_ADDRESS": "tls://agg:24284"}
-    options = parse_log_opts({"sinks": "fluentd"}, plugin_defaults({}), sinks(), environ)
+    options = options_of({}, environ)
     assert options.sink_options["fluentd"]["fluentd-shared-key"] == "k3y"
     assert options.sink_options["fluentd"]["fluentd-address"] == (Server("tls", "agg", 24284),)
     with pytest.raises(ConfigError, match="fluentd-address"):
-        parse_log_opts({"sinks": "fluentd", "fluentd-address": "udp://x"}, plugin_defaults({}), sinks(), {})
+        options_of({"fluentd-address": "udp://x"})
 
 
 def test_a_typo_in_the_fluentd_namespace_is_rejected() -> None:
-    with pytest.raises(UnknownOptionError, match="fluentd-adress"):
-        parse_log_opts({"fluentd-adress": "x"}, plugin_defaults({}), sinks(), {})
+    with pytest.raises(LogDriverError, match="fluentd-adress"):
+        options_of({"fluentd-adress": "x"})

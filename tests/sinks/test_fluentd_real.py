@@ -2,26 +2,23 @@
 
 Records, tags and times as Docker's fluentd driver sends them; ack, gzip, unix
 sockets, the shared-key handshake, TLS with a CA made here, a server stopped
-for 10 s mid-run, failover and weighted balancing.
+for 10 s mid-run (in the shared conformance suite, test_conformance.py), failover
+and weighted balancing.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import trio
 import trustme
 
-from logdriver import ContainerInfo, LogRecord, PartialInfo, batch_of, render_tag
-from logdriver._options import parse_log_opts, plugin_defaults
-from logdriver._pipeline import SinkPipeline
-from logdriver._pipeline_options import pipeline_options
-from logdriver._templates import extra_attributes
-from logdriver.abc import DELIVERED, ContainerContext
+from logdriver import LogRecord, PartialInfo, batch_of
+from logdriver.abc import DELIVERED
+from logdriver.testing import open_stream
 from sinks.fluentd import FluentdSink, FluentdStream
 
 from ..fluent_peer import FluentPeer, received
@@ -31,15 +28,8 @@ T0 = 1_764_340_000_123_456_789
 
 
 def stream_for(config: dict[str, str], sink: FluentdSink | None = None) -> FluentdStream:
-    sink = sink or FluentdSink()
-    config = {"sinks": "fluentd", **config}
-    info = ContainerInfo(
-        container_id=CONTAINER_ID, name="/web", image_name="busybox", labels={"app": "web"}, config=config
-    )
-    options = parse_log_opts(config, plugin_defaults({}), {"fluentd": sink}, {})
-    tag = render_tag(options.tag, info) if options.tag else ""
-    context = ContainerContext(info, options, tag, extra_attributes(info, options.raw))
-    stream = sink.open_stream(context)
+    info = {"ContainerID": CONTAINER_ID, "ContainerLabels": {"app": "web"}}
+    stream = open_stream(sink or FluentdSink(), config, info=info)
     assert isinstance(stream, FluentdStream)
     return stream
 
@@ -183,40 +173,6 @@ async def test_tls_with_a_ca_made_here(tmp_path: Path, caplog: pytest.LogCapture
             await stream.aclose()
     assert len(events) == 30
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
-
-
-async def test_server_stopped_for_10s_mid_run_loses_nothing(tmp_path: Path) -> None:
-    """The pipeline blocks (the container would wait), retries, and delivers every line;
-    duplicates can only come from batches written but not acked, and are counted."""
-    total, per_put = 30_000, 200
-    with FluentPeer(tmp_path) as peer:
-        sink = FluentdSink()
-        stream = stream_for({"fluentd-address": peer.address}, sink)
-        options = pipeline_options(
-            "fluentd", sink.pipeline_defaults, {"overflow": "block", "block-timeout": "60s", "flush-timeout": "30s"}, {}
-        )
-        pipeline = SinkPipeline("fluentd", CONTAINER_ID, stream, options)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pipeline.run)
-
-            async def outage() -> None:
-                await trio.sleep(1.5)
-                await trio.to_thread.run_sync(peer.stop)
-                await trio.sleep(10)
-                await trio.to_thread.run_sync(peer.start)
-
-            nursery.start_soon(outage)
-            for start in range(0, total, per_put):
-                await pipeline.put(batch_of(lines(per_put, start)))
-                await trio.sleep(0.1)
-            await pipeline.aclose()
-        events = await received(peer, total, within=30)
-    seen = Counter(e["record"]["log"] for e in events)
-    assert set(seen) == {f"line {i}" for i in range(total)}
-    duplicates = sum(seen.values()) - len(seen)
-    assert duplicates <= sink.events["unacked_lines"]
-    assert pipeline.statistics.dropped == 0
-    assert pipeline.statistics.retried > 0  # the outage really happened mid-run
 
 
 async def test_failover_to_the_next_server_and_back(tmp_path: Path) -> None:
