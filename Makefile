@@ -10,7 +10,7 @@ OS_JARS := tests/peers/opensearch/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: peers venv run test test-unit test-integration lint typecheck proto check-proto plugin bench clean docker
+.PHONY: peers venv run test test-unit test-integration lint typecheck proto plugin bench clean docker
 
 $(STAMP): pyproject.toml native/Cargo.toml $(wildcard native/src/*.rs)
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is needed to build native/: install it with rustup" >&2; exit 1; }
@@ -38,8 +38,7 @@ run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
-test: $(STAMP) $(PEERS) $(OS_JARS) docker
-	$(VENV)/bin/ruff check logdriver sinks tests bench
+test: $(STAMP) $(PEERS) $(OS_JARS) docker lint
 	$(VENV)/bin/mypy
 	cd native && PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --no-default-features
 	$(PY) -m pytest -q tests
@@ -53,9 +52,15 @@ test-integration: $(STAMP) $(PEERS) $(OS_JARS) docker
 docker:
 	./scripts/ensure-docker.sh
 
+## Style and static checks: ruff (lint and format), rustfmt and clippy on native/.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check logdriver sinks tests bench
 	$(VENV)/bin/ruff format --check logdriver sinks tests bench
+	@# rustfmt and clippy come with rustup's default profile; a toolchain without them skips, loudly.
+	cd native && if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt missing: skipped"; fi
+	cd native && if cargo clippy --version >/dev/null 2>&1; then \
+	  PYO3_PYTHON=$(CURDIR)/$(PY) cargo clippy -q --no-default-features --all-targets -- -D warnings; \
+	  else echo "clippy missing: skipped"; fi
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ._budget import ENTRY_OVERHEAD, Budget, memory_cost, unlimited
-from ._native import Batch
+from ._native import LogBatch
 
 
 class Overflow(enum.Enum):
@@ -42,7 +42,7 @@ class BatchQueue:
         self.max_entries = max_entries
         self.overflow = overflow
         self.memory = memory or unlimited("memory")
-        self._items: deque[tuple[float, Batch]] = deque()
+        self._items: deque[tuple[float, LogBatch]] = deque()
         self.bytes = 0
         self.entries = 0
 
@@ -53,7 +53,7 @@ class BatchQueue:
         """When the oldest queued entry was queued (the caller's clock), or None."""
         return self._items[0][0] if self._items else None
 
-    def _fits(self, batch: Batch) -> bool:
+    def _fits(self, batch: LogBatch) -> bool:
         if self.bytes + batch.nbytes > self.max_bytes or self.entries + len(batch) > self.max_entries:
             return False
         if memory_cost(len(batch), batch.nbytes) > self.memory.room():
@@ -61,20 +61,20 @@ class BatchQueue:
             return False
         return True
 
-    def _push(self, now: float, batch: Batch) -> None:
+    def _push(self, now: float, batch: LogBatch) -> None:
         self._items.append((now, batch))
         self.bytes += batch.nbytes
         self.entries += len(batch)
         self.memory.take(memory_cost(len(batch), batch.nbytes))
 
-    def _pop(self) -> tuple[float, Batch]:
+    def _pop(self) -> tuple[float, LogBatch]:
         queued_at, head = self._items.popleft()
         self.bytes -= head.nbytes
         self.entries -= len(head)
         self.memory.give(memory_cost(len(head), head.nbytes))
         return queued_at, head
 
-    def offer(self, batch: Batch, now: float) -> Offer:
+    def offer(self, batch: LogBatch, now: float) -> Offer:
         if not batch:
             return Offer()
         if self._fits(batch):
@@ -115,7 +115,7 @@ class BatchQueue:
         offer.accepted = len(batch)
         return offer
 
-    def _split_head(self, count: int) -> Batch:
+    def _split_head(self, count: int) -> LogBatch:
         """Take the first ``count`` entries of the head batch out of the queue; return the whole head."""
         queued_at, head = self._pop()
         if count < len(head):
@@ -126,7 +126,7 @@ class BatchQueue:
             self.memory.take(memory_cost(len(rest), rest.nbytes))
         return head
 
-    def _room_for(self, batch: Batch) -> int:
+    def _room_for(self, batch: LogBatch) -> int:
         """How many leading entries of ``batch`` fit in the free room."""
         by_entries = min(self.max_entries - self.entries, len(batch))
         budget_room = self.memory.room()
@@ -141,9 +141,9 @@ class BatchQueue:
             by_bytes = 0 if self.entries else 1
         return max(0, min(by_entries, by_bytes))
 
-    def take(self, max_entries: int, max_bytes: int) -> Batch | None:
+    def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
         """Up to the limits from the front (at least one entry), or None when empty."""
-        parts: list[Batch] = []
+        parts: list[LogBatch] = []
         entries = size = 0
         while self._items and entries < max_entries:
             head = self._items[0][1]
@@ -160,7 +160,7 @@ class BatchQueue:
                 break
         if not parts:
             return None
-        return parts[0] if len(parts) == 1 else Batch.concat(parts)
+        return parts[0] if len(parts) == 1 else LogBatch.concat(parts)
 
     def drain(self) -> int:
         """Empty the queue; returns how many entries were in it."""
@@ -171,7 +171,7 @@ class BatchQueue:
         return dropped
 
 
-def _tail_count(batch: Batch, max_bytes: int) -> int:
+def _tail_count(batch: LogBatch, max_bytes: int) -> int:
     """How many trailing entries of ``batch`` fit in ``max_bytes``."""
     count = 0
     size = 0

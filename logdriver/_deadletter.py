@@ -17,7 +17,7 @@ import orjson
 
 from ._budget import Budget, unlimited
 from ._files import append_private, makedirs_private
-from ._native import Batch
+from ._native import LogBatch
 
 log = logging.getLogger("logdriver.deadletter")
 
@@ -34,7 +34,7 @@ class DeadLetters:
         self._charged = sum(_size(p) for p in (self.path, self.path + ".1"))
         self.budget.take(self._charged)
 
-    def write(self, batch: Batch, container_id: str, reason: str) -> None:
+    def write(self, batch: LogBatch, container_id: str, reason: str) -> None:
         suffix = b"," + orjson.dumps({"container_id": container_id, "sink": self.sink, "reason": reason})[1:] + b"\n"
         data = batch.json_lines(suffix)
         try:

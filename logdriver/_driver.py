@@ -29,7 +29,7 @@ from ._context import container_context
 from ._delivery import Deliveries
 from ._fifo import FifoReader, open_fifo
 from ._framing import DEFAULT_MAX_FRAME_SIZE
-from ._native import Batch, FrameReader
+from ._native import FrameReader, LogBatch
 from ._options import Settings
 from ._pipeline import SinkPipeline, SinkSnapshot
 from ._readlogs import read_logs
@@ -272,7 +272,7 @@ class Driver:
             await fifo.finished.wait()
         await self.deliveries.shutdown(trio.current_time())
 
-    async def _deliver(self, fifo: _Fifo, batch: Batch) -> None:
+    async def _deliver(self, fifo: _Fifo, batch: LogBatch) -> None:
         if not batch:
             return
         fifo.statistics.records += len(batch)

@@ -33,37 +33,8 @@ class UnknownOptionError(LogDriverError):
         super().__init__(f"logdriver: unknown log-opt {option!r}; logdriver's options are: {', '.join(known)}")
 
 
-class FramingError(LogDriverError):
-    """The FIFO byte stream is not valid length-prefixed frames.
-
-    The writer's fault (or a crash mid-frame): the reader counts it, logs it and
-    resynchronises; it never ends the plugin.
-    """
-
-
-class FrameTooLarge(FramingError):
-    """A frame header announced more bytes than the configured maximum."""
-
-    def __init__(self, length: int, limit: int) -> None:
-        self.length = length
-        self.limit = limit
-        super().__init__(f"frame of {length} bytes exceeds the {limit}-byte limit")
-
-
 class RpcError(LogDriverError):
     """A plugin RPC request from the daemon (or an impostor) was malformed.
 
     The caller's fault: answered with ``{"Err": ...}``; no state changes.
     """
-
-
-class SinkError(LogDriverError):
-    """A sink failed to take a batch."""
-
-
-class SinkUnavailable(SinkError):
-    """The destination could not be reached; the batch may be retried."""
-
-
-class SinkRejected(SinkError):
-    """The destination refused the batch for good; retrying cannot help."""

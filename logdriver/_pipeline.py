@@ -30,7 +30,7 @@ import trio
 from ._budget import Budget
 from ._buffer import BatchQueue, Offer
 from ._deadletter import DeadLetters
-from ._native import Batch
+from ._native import LogBatch
 from ._pipeline_options import PipelineOptions
 from ._spool import DiskQueue
 from .abc import SendResult, SinkStream
@@ -129,7 +129,7 @@ class SinkPipeline:
 
     # -- producer side ---------------------------------------------------------
 
-    async def put(self, batch: Batch) -> None:
+    async def put(self, batch: LogBatch) -> None:
         """Queue a batch under the overflow policy; waits only under ``block``."""
         if not batch:
             return
@@ -151,7 +151,7 @@ class SinkPipeline:
             self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
         self._wake()
 
-    def _offer(self, batch: Batch) -> Offer:
+    def _offer(self, batch: LogBatch) -> Offer:
         try:
             return self.queue.offer(batch, trio.current_time())
         except OSError as exc:  # a spool on a full disk, or out of descriptors
@@ -255,7 +255,7 @@ class SinkPipeline:
                         log.exception("sink %s: closing the stream of %s failed", self.sink, self.container_id[:12])
                 self._done.set()
 
-    async def _next_batch(self) -> Batch | None:
+    async def _next_batch(self) -> LogBatch | None:
         opts = self.options
         while True:
             queue = self.queue
@@ -272,7 +272,7 @@ class SinkPipeline:
                 with trio.move_on_at(oldest + opts.batch_max_wait):
                     await changed.wait()
 
-    async def _deliver(self, batch: Batch) -> int:
+    async def _deliver(self, batch: LogBatch) -> int:
         """Send with retries; returns how many lines are left undelivered (flush deadline)."""
         policy = self.options.retry
         started = trio.current_time()
@@ -305,7 +305,7 @@ class SinkPipeline:
                 return len(batch)
             await trio.sleep(delay)
 
-    async def _send(self, batch: Batch) -> SendResult:
+    async def _send(self, batch: LogBatch) -> SendResult:
         try:
             with trio.move_on_at(self._flush_deadline if self._closing else math.inf):
                 return await self.stream.send_batch(batch)
@@ -315,7 +315,7 @@ class SinkPipeline:
         self.statistics.send_failures += 1
         return SendResult.retry_all(len(batch))
 
-    def _dead_letter(self, batch: Batch, rejected: Mapping[int, str]) -> None:
+    def _dead_letter(self, batch: LogBatch, rejected: Mapping[int, str]) -> None:
         by_reason: dict[str, list[int]] = {}
         for index, reason in rejected.items():
             by_reason.setdefault(str(reason), []).append(index)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._native import Batch
+from ._native import LogBatch
 
 STDOUT: Final = "stdout"
 STDERR: Final = "stderr"
@@ -117,7 +117,7 @@ def env_map(env: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def records_of(batch: Batch) -> list[LogRecord]:
+def records_of(batch: LogBatch) -> list[LogRecord]:
     """A batch as ``LogRecord`` objects (the convenient, slower view for sinks)."""
     return [
         LogRecord(source, time_nano, line, PartialInfo(*partial) if partial is not None else None)
@@ -125,9 +125,9 @@ def records_of(batch: Batch) -> list[LogRecord]:
     ]
 
 
-def batch_of(records: Sequence[LogRecord]) -> Batch:
+def batch_of(records: Sequence[LogRecord]) -> LogBatch:
     """A batch made from records (tests, and sinks that rebuild one)."""
-    return Batch.from_tuples(
+    return LogBatch.from_tuples(
         [
             (r.source, r.time_nano, r.line, (r.partial.id, r.partial.ordinal, r.partial.last) if r.partial else None)
             for r in records

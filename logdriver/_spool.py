@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ._budget import Budget, unlimited
 from ._buffer import Offer, Overflow
 from ._files import makedirs_private, open_private, write_private
-from ._native import Batch
+from ._native import LogBatch
 
 log = logging.getLogger("logdriver.spool")
 
@@ -139,7 +139,7 @@ class DiskQueue:
         head = self._taken
         return self._records[head].queued_at if len(self._records) > head else None
 
-    def offer(self, batch: Batch, now: float) -> Offer:
+    def offer(self, batch: LogBatch, now: float) -> Offer:
         if not batch:
             return Offer()
         payload = batch.to_frames()
@@ -174,9 +174,9 @@ class DiskQueue:
         """Undelivered entries, including those handed out and not yet acked."""
         return sum(record.entries for record in self._records)
 
-    def take(self, max_entries: int, max_bytes: int) -> Batch | None:
+    def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
         """Whole records from the head (at least one), up to the limits."""
-        parts: list[Batch] = []
+        parts: list[LogBatch] = []
         entries = size = 0
         while len(self._records) > self._taken and (not parts or (entries < max_entries and size < max_bytes)):
             record = self._records[self._taken]
@@ -190,7 +190,7 @@ class DiskQueue:
             self._taken += 1
         if not parts:
             return None
-        return parts[0] if len(parts) == 1 else Batch.concat(parts)
+        return parts[0] if len(parts) == 1 else LogBatch.concat(parts)
 
     def ack(self) -> None:
         """Everything taken so far was delivered (or given up on): move the cursor past it."""
@@ -211,10 +211,10 @@ class DiskQueue:
 
     # -- internals ---------------------------------------------------------------
 
-    def _read(self, record: _Record) -> Batch:
+    def _read(self, record: _Record) -> LogBatch:
         with open(self._path(record.seq), "rb") as handle:
             handle.seek(record.end - record.size + _HEAD.size)
-            return Batch.from_frames(handle.read(record.size - _HEAD.size))
+            return LogBatch.from_frames(handle.read(record.size - _HEAD.size))
 
     def _forget(self, index: int) -> None:
         """Drop an untaken record (drop-oldest); its bytes stay until the cursor passes them."""

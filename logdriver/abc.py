@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._native import Batch
+from ._native import LogBatch
 from ._options import ContainerOptions, Settings, SinkOption
 from ._records import ContainerInfo
 
@@ -58,7 +58,7 @@ class SinkStream(abc.ABC):
     """One container's lines going to one sink."""
 
     @abc.abstractmethod
-    async def send_batch(self, batch: Batch) -> SendResult:
+    async def send_batch(self, batch: LogBatch) -> SendResult:
         """Deliver the batch's lines in order; never raise for a destination failure.
 
         Indexes in the result refer to positions in ``batch``;

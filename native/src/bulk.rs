@@ -55,11 +55,17 @@ pub fn bulk_lines<E>(
         let line = lines.line(record);
         let first = document_id(container_id, record, line, 0);
         let repeat = seen.entry(first).or_insert(0);
-        let id = if *repeat == 0 { first } else { document_id(container_id, record, line, *repeat) };
+        let id = if *repeat == 0 {
+            first
+        } else {
+            document_id(container_id, record, line, *repeat)
+        };
         *repeat += 1;
         out.extend_from_slice(&prefix);
         let mut text = [0u8; 22];
-        URL_SAFE_NO_PAD.encode_slice(id.to_be_bytes(), &mut text).expect("16 bytes are 22 characters");
+        URL_SAFE_NO_PAD
+            .encode_slice(id.to_be_bytes(), &mut text)
+            .expect("16 bytes are 22 characters");
         out.extend_from_slice(&text);
         out.extend_from_slice(b"\"}}\n{\"@timestamp\":\"");
         time.push(record.time_nano, out);
@@ -86,13 +92,32 @@ mod tests {
         for _ in 0..2 {
             lines.push(Source::from_bytes(b"stdout").unwrap(), 5, b"same", None);
         }
-        lines.push(Source::from_bytes(b"stdout").unwrap(), NANOS_PER_DAY + 5, b"next day", None);
+        lines.push(
+            Source::from_bytes(b"stdout").unwrap(),
+            NANOS_PER_DAY + 5,
+            b"next day",
+            None,
+        );
         let mut out = Vec::new();
         let mut asked = Vec::new();
-        bulk_lines::<()>(&lines, b"c", |d| { asked.push(d); Ok(format!("{{\"create\":{{\"_index\":\"i{d}\",\"_id\":\"").into_bytes()) }, b"}\n", &mut out).unwrap();
+        bulk_lines::<()>(
+            &lines,
+            b"c",
+            |d| {
+                asked.push(d);
+                Ok(format!("{{\"create\":{{\"_index\":\"i{d}\",\"_id\":\"").into_bytes())
+            },
+            b"}\n",
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(asked, vec![0, 1]);
         let text = String::from_utf8(out).unwrap();
-        let ids: Vec<&str> = text.lines().step_by(2).map(|l| &l[l.len() - 25..l.len() - 3]).collect();
+        let ids: Vec<&str> = text
+            .lines()
+            .step_by(2)
+            .map(|l| &l[l.len() - 25..l.len() - 3])
+            .collect();
         assert_eq!(ids.len(), 3);
         assert_ne!(ids[0], ids[1]);
         assert!(text.contains("\"_index\":\"i1\""));

@@ -26,7 +26,13 @@ impl Lines {
     pub fn push(&mut self, source: Source, time_nano: i64, line: &[u8], partial: Option<Partial>) {
         let start = self.arena.len();
         self.arena.extend_from_slice(line);
-        self.records.push(Record { source, time_nano, start, end: self.arena.len(), partial });
+        self.records.push(Record {
+            source,
+            time_nano,
+            start,
+            end: self.arena.len(),
+            partial,
+        });
     }
 
     pub fn line(&self, record: &Record) -> &[u8] {
@@ -65,7 +71,12 @@ pub struct Joiner {
 
 impl Joiner {
     pub fn new(max_line_size: usize) -> Self {
-        Joiner { max_line_size, open: HashMap::new(), opened: 0, stats: JoinStats::default() }
+        Joiner {
+            max_line_size,
+            open: HashMap::new(),
+            opened: 0,
+            stats: JoinStats::default(),
+        }
     }
 
     pub fn open_bytes(&self) -> usize {
@@ -78,9 +89,17 @@ impl Joiner {
             out.push(entry.source, entry.time_nano, entry.line, None);
             return;
         }
-        let meta = entry.meta.unwrap_or(Partial { id: String::new(), ordinal: 0, last: false });
+        let meta = entry.meta.unwrap_or(Partial {
+            id: String::new(),
+            ordinal: 0,
+            last: false,
+        });
         // Daemons before 19.03 send no metadata: chunks of one stream are consecutive.
-        let key = if meta.id.is_empty() { format!("\0{}", entry.source.as_str()) } else { meta.id.clone() };
+        let key = if meta.id.is_empty() {
+            format!("\0{}", entry.source.as_str())
+        } else {
+            meta.id.clone()
+        };
         if !self.open.contains_key(&key) && self.open.len() >= MAX_OPEN_LINES {
             self.flush_oldest(out);
         }
@@ -99,12 +118,25 @@ impl Joiner {
         line.line.extend_from_slice(entry.line);
         if meta.last {
             let line = self.open.remove(&key).expect("present");
-            let partial = (line.piece > 1).then(|| Partial { id: meta.id, ordinal: line.piece, last: true });
+            let partial = (line.piece > 1).then_some(Partial {
+                id: meta.id,
+                ordinal: line.piece,
+                last: true,
+            });
             out.push(line.source, line.time_nano, &line.line, partial);
             self.stats.lines_rejoined += 1;
         } else if line.line.len() >= self.max_line_size {
-            let partial = Partial { id: line.id.clone(), ordinal: line.piece, last: false };
-            out.push(line.source.clone(), line.time_nano, &line.line, Some(partial));
+            let partial = Partial {
+                id: line.id.clone(),
+                ordinal: line.piece,
+                last: false,
+            };
+            out.push(
+                line.source.clone(),
+                line.time_nano,
+                &line.line,
+                Some(partial),
+            );
             line.line.clear();
             line.piece += 1;
             self.stats.lines_cut += 1;
@@ -112,11 +144,19 @@ impl Joiner {
     }
 
     fn flush_oldest(&mut self, out: &mut Lines) {
-        let oldest = self.open.iter().min_by_key(|(_, l)| l.opened).map(|(k, _)| k.clone());
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, l)| l.opened)
+            .map(|(k, _)| k.clone());
         if let Some(key) = oldest {
             let line = self.open.remove(&key).expect("present");
             self.stats.lines_unterminated += 1;
-            let partial = Partial { id: line.id, ordinal: line.piece, last: false };
+            let partial = Partial {
+                id: line.id,
+                ordinal: line.piece,
+                last: false,
+            };
             out.push(line.source, line.time_nano, &line.line, Some(partial));
         }
     }
@@ -127,7 +167,11 @@ impl Joiner {
         lines.sort_by_key(|l| (l.time_nano, l.opened));
         self.stats.lines_unterminated += lines.len() as u64;
         for line in lines {
-            let partial = Partial { id: line.id, ordinal: line.piece, last: false };
+            let partial = Partial {
+                id: line.id,
+                ordinal: line.piece,
+                last: false,
+            };
             out.push(line.source, line.time_nano, &line.line, Some(partial));
         }
     }

@@ -25,7 +25,7 @@ use wire::{decode_entry, Framer, Partial, Source};
 type RecordTuple = (String, i64, Vec<u8>, Option<(String, i32, bool)>);
 
 /// An immutable batch of rejoined log lines, shared by every sink of a container.
-#[pyclass(module = "logdriver._native", frozen)]
+#[pyclass(name = "LogBatch", module = "logdriver._native", frozen)]
 pub struct Batch {
     lines: Lines,
 }
@@ -37,8 +37,14 @@ impl Batch {
     fn from_tuples(records: Vec<RecordTuple>) -> PyResult<Batch> {
         let mut lines = Lines::default();
         for (source, time_nano, line, partial) in records {
-            let source = Source::from_bytes(source.as_bytes()).map_err(|_| pyo3::exceptions::PyValueError::new_err("source"))?;
-            lines.push(source, time_nano, &line, partial.map(|(id, ordinal, last)| Partial { id, ordinal, last }));
+            let source = Source::from_bytes(source.as_bytes())
+                .map_err(|_| pyo3::exceptions::PyValueError::new_err("source"))?;
+            lines.push(
+                source,
+                time_nano,
+                &line,
+                partial.map(|(id, ordinal, last)| Partial { id, ordinal, last }),
+            );
         }
         Ok(Batch { lines })
     }
@@ -61,7 +67,9 @@ impl Batch {
             .iter()
             .map(|r| {
                 let partial = match &r.partial {
-                    Some(p) => (p.id.as_str(), p.ordinal, p.last).into_pyobject(py)?.into_any(),
+                    Some(p) => (p.id.as_str(), p.ordinal, p.last)
+                        .into_pyobject(py)?
+                        .into_any(),
                     None => py.None().into_bound(py),
                 };
                 PyTuple::new(
@@ -87,7 +95,12 @@ impl Batch {
         };
         for batch in &batches {
             for r in &batch.lines.records {
-                lines.push(r.source.clone(), r.time_nano, batch.lines.line(r), r.partial.clone());
+                lines.push(
+                    r.source.clone(),
+                    r.time_nano,
+                    batch.lines.line(r),
+                    r.partial.clone(),
+                );
             }
         }
         Batch { lines }
@@ -98,7 +111,12 @@ impl Batch {
         let stop = stop.min(self.lines.records.len());
         let mut lines = Lines::default();
         for r in &self.lines.records[start.min(stop)..stop] {
-            lines.push(r.source.clone(), r.time_nano, self.lines.line(r), r.partial.clone());
+            lines.push(
+                r.source.clone(),
+                r.time_nano,
+                self.lines.line(r),
+                r.partial.clone(),
+            );
         }
         Batch { lines }
     }
@@ -119,7 +137,13 @@ impl Batch {
     fn to_frames<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let mut out = Vec::with_capacity(self.lines.arena.len() + self.lines.records.len() * 32);
         for r in &self.lines.records {
-            wire::encode_frame(r.source.as_str(), r.time_nano, self.lines.line(r), r.partial.as_ref(), &mut out);
+            wire::encode_frame(
+                r.source.as_str(),
+                r.time_nano,
+                self.lines.line(r),
+                r.partial.as_ref(),
+                &mut out,
+            );
         }
         PyBytes::new(py, &out)
     }
@@ -134,7 +158,13 @@ impl Batch {
             data,
             |body| match decode_entry(body) {
                 Ok(e) => {
-                    let partial = e.partial.then(|| e.meta.unwrap_or(Partial { id: String::new(), ordinal: 0, last: false }));
+                    let partial = e.partial.then(|| {
+                        e.meta.unwrap_or(Partial {
+                            id: String::new(),
+                            ordinal: 0,
+                            last: false,
+                        })
+                    });
                     lines.push(e.source, e.time_nano, e.line, partial);
                 }
                 Err(_) => bad = true,
@@ -143,7 +173,9 @@ impl Batch {
         );
         framer.finish();
         if bad || framer.stats.truncated_bytes_at_eof > 0 {
-            return Err(pyo3::exceptions::PyValueError::new_err("not a sequence of LogEntry frames"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "not a sequence of LogEntry frames",
+            ));
         }
         Ok(Batch { lines })
     }
@@ -152,8 +184,17 @@ impl Batch {
     fn select(&self, indexes: Vec<usize>) -> PyResult<Batch> {
         let mut lines = Lines::default();
         for i in indexes {
-            let r = self.lines.records.get(i).ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(i))?;
-            lines.push(r.source.clone(), r.time_nano, self.lines.line(r), r.partial.clone());
+            let r = self
+                .lines
+                .records
+                .get(i)
+                .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(i))?;
+            lines.push(
+                r.source.clone(),
+                r.time_nano,
+                self.lines.line(r),
+                r.partial.clone(),
+            );
         }
         Ok(Batch { lines })
     }
@@ -179,7 +220,15 @@ impl Batch {
         sub_second: bool,
     ) -> Bound<'py, PyBytes> {
         render::with_scratch(|out| {
-            forward::forward_entries(&self.lines, head, head_pairs, tail, tail_pairs, sub_second, out);
+            forward::forward_entries(
+                &self.lines,
+                head,
+                head_pairs,
+                tail,
+                tail_pairs,
+                sub_second,
+                out,
+            );
             PyBytes::new(py, out)
         })
     }
@@ -225,12 +274,18 @@ pub struct FrameReader {
 impl FrameReader {
     #[new]
     fn new(max_frame_size: usize, max_line_size: usize) -> Self {
-        FrameReader { framer: Framer::new(max_frame_size), joiner: Joiner::new(max_line_size) }
+        FrameReader {
+            framer: Framer::new(max_frame_size),
+            joiner: Joiner::new(max_line_size),
+        }
     }
 
     /// Decode ``data``; return (the raw bytes of its whole frames, the lines completed).
     fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> (Bound<'py, PyBytes>, Batch) {
-        let mut out = Lines { arena: Vec::with_capacity(data.len()), records: Vec::new() };
+        let mut out = Lines {
+            arena: Vec::with_capacity(data.len()),
+            records: Vec::new(),
+        };
         let joiner = &mut self.joiner;
         let mut spans: Vec<(usize, usize)> = Vec::new();
         let mut raw_copy: Vec<u8> = Vec::new();
@@ -247,7 +302,11 @@ impl FrameReader {
             |span| {
                 // Spans inside `data` are recorded, others (a frame straddling reads) copied.
                 let at = span.as_ptr() as usize;
-                if at >= base && at + span.len() <= base + data.len() && raw_copy.is_empty() && spans.is_empty() {
+                if at >= base
+                    && at + span.len() <= base + data.len()
+                    && raw_copy.is_empty()
+                    && spans.is_empty()
+                {
                     spans.push((at - base, at - base + span.len()));
                 } else {
                     for (s, e) in spans.drain(..) {

@@ -19,7 +19,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC with nine fraction digits, e.g. `2026-11-28T14:02:36.000000001Z`.
 pub fn rfc3339_nanos(time_nano: i64, out: &mut Vec<u8>) {
-    rfc3339_parts(time_nano.div_euclid(1_000_000_000), time_nano.rem_euclid(1_000_000_000), out);
+    rfc3339_parts(
+        time_nano.div_euclid(1_000_000_000),
+        time_nano.rem_euclid(1_000_000_000),
+        out,
+    );
 }
 
 /// The same from whole seconds and nanoseconds (no `seconds * 1e9`: it overflows near i64's ends).
@@ -67,8 +71,10 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 #[inline]
 fn may_need_escape(word: u64) -> bool {
     let control = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
-    let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
+    let quote =
+        (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
+    let backslash =
+        (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
     (control | quote | backslash) & HIGHS != 0
 }
 
@@ -174,7 +180,11 @@ pub fn push_partial(p: &Partial, out: &mut Vec<u8>) {
         out.push(b'-');
     }
     push_digits(u64::from(p.ordinal.unsigned_abs()), 1, out);
-    out.extend_from_slice(if p.last { b",\"last\":true}" } else { b",\"last\":false}" });
+    out.extend_from_slice(if p.last {
+        b",\"last\":true}"
+    } else {
+        b",\"last\":false}"
+    });
 }
 
 /// RFC 3339 UTC time with nanoseconds, without the trailing `Z`; the date and
@@ -239,7 +249,10 @@ mod tests {
                 let mut word = [b'a'; 8];
                 word[at] = b;
                 let needs = ESCAPE[usize::from(b)] != 0;
-                assert!(!needs || may_need_escape(u64::from_le_bytes(word)), "byte {b:#x} at {at}");
+                assert!(
+                    !needs || may_need_escape(u64::from_le_bytes(word)),
+                    "byte {b:#x} at {at}"
+                );
             }
         }
     }
@@ -248,6 +261,9 @@ mod tests {
     fn escapes_like_orjson() {
         let mut out = Vec::new();
         json_string(b"a\"b\\c\n\x01\xff", &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\n\\u0001\u{fffd}\"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\n\\u0001\u{fffd}\""
+        );
     }
 }

@@ -68,12 +68,22 @@ pub struct Framer {
 
 impl Framer {
     pub fn new(max_frame_size: usize) -> Self {
-        Framer { max_frame_size, pending: Vec::new(), resyncing: false, stats: FrameStats::default() }
+        Framer {
+            max_frame_size,
+            pending: Vec::new(),
+            resyncing: false,
+            stats: FrameStats::default(),
+        }
     }
 
     /// Feed bytes; call `on_frame(body)` per complete frame and `on_raw(span)` per
     /// contiguous span of whole frames (headers included, garbage excluded), for the store.
-    pub fn feed(&mut self, data: &[u8], mut on_frame: impl FnMut(&[u8]), mut on_raw: impl FnMut(&[u8])) {
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        mut on_frame: impl FnMut(&[u8]),
+        mut on_raw: impl FnMut(&[u8]),
+    ) {
         // Work on `data` directly unless a frame straddles the previous read.
         let joined;
         let buf: &[u8] = if self.pending.is_empty() {
@@ -107,7 +117,8 @@ impl Framer {
             if buf.len() - pos < 4 {
                 break;
             }
-            let length = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
+            let length =
+                u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
             if length > self.max_frame_size {
                 self.stats.oversize_frames += 1;
                 if pos > start {
@@ -140,13 +151,14 @@ impl Framer {
         self.stats.truncated_bytes_at_eof += self.pending.len() as u64;
         self.pending.clear();
     }
-
 }
 
 fn find_header(buf: &[u8], start: usize, max_frame_size: usize) -> Option<usize> {
     let mut at = start + 4;
     while at + SOURCE_FIELD_START.len() <= buf.len() {
-        let rel = buf[at..].windows(SOURCE_FIELD_START.len()).position(|w| w == SOURCE_FIELD_START)?;
+        let rel = buf[at..]
+            .windows(SOURCE_FIELD_START.len())
+            .position(|w| w == SOURCE_FIELD_START)?;
         let hit = at + rel;
         let h = hit - 4;
         let length = u32::from_be_bytes([buf[h], buf[h + 1], buf[h + 2], buf[h + 3]]) as usize;
@@ -173,7 +185,13 @@ fn put_bytes(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// One frame (4-byte big-endian length + LogEntry), fields in ascending order as gogo writes them.
-pub fn encode_frame(source: &str, time_nano: i64, line: &[u8], partial: Option<&Partial>, out: &mut Vec<u8>) {
+pub fn encode_frame(
+    source: &str,
+    time_nano: i64,
+    line: &[u8],
+    partial: Option<&Partial>,
+    out: &mut Vec<u8>,
+) {
     let mut body = Vec::with_capacity(line.len() + 32);
     if !source.is_empty() {
         put_bytes(1, source.as_bytes(), &mut body);
@@ -252,7 +270,11 @@ fn skip(buf: &[u8], pos: &mut usize, field: u64, wire: u64, depth: u32) -> Resul
             loop {
                 let (inner, inner_wire) = key(buf, pos)?;
                 if inner_wire == 4 {
-                    return if inner == field { Ok(()) } else { Err(DecodeError) };
+                    return if inner == field {
+                        Ok(())
+                    } else {
+                        Err(DecodeError)
+                    };
                 }
                 skip(buf, pos, inner, inner_wire, depth + 1)?;
             }
@@ -322,7 +344,10 @@ fn check_attr(buf: &[u8]) -> Result<(), DecodeError> {
 /// Decode one `LogEntry` body with proto3 semantics (absent = default, last value wins,
 /// submessages merge, unknown fields skipped, `string` fields must be UTF-8).
 pub fn decode_entry(buf: &[u8]) -> Result<Entry<'_>, DecodeError> {
-    let mut entry = Entry { source: Source::Other(String::new()), ..Entry::default() };
+    let mut entry = Entry {
+        source: Source::Other(String::new()),
+        ..Entry::default()
+    };
     let mut pos = 0;
     while pos < buf.len() {
         let (field, wire) = key(buf, &mut pos)?;
@@ -333,7 +358,11 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry<'_>, DecodeError> {
             (4, 0) => entry.partial = varint(buf, &mut pos)? != 0,
             (5, 2) => {
                 let body = delimited(buf, &mut pos)?;
-                let meta = entry.meta.get_or_insert(Partial { id: String::new(), ordinal: 0, last: false });
+                let meta = entry.meta.get_or_insert(Partial {
+                    id: String::new(),
+                    ordinal: 0,
+                    last: false,
+                });
                 decode_partial(body, meta)?;
             }
             (6, 2) => check_attr(delimited(buf, &mut pos)?)?,
@@ -361,12 +390,19 @@ mod tests {
         let mut got = Vec::new();
         let mut raw = Vec::new();
         for byte in &data {
-            framer.feed(std::slice::from_ref(byte), |b| got.push(b.to_vec()), |r| raw.extend_from_slice(r));
+            framer.feed(
+                std::slice::from_ref(byte),
+                |b| got.push(b.to_vec()),
+                |r| raw.extend_from_slice(r),
+            );
         }
         assert_eq!(raw, data);
         assert_eq!(got, vec![body.to_vec(), body.to_vec()]);
         let entry = decode_entry(body).unwrap();
-        assert_eq!((entry.source.as_str(), entry.time_nano, entry.line), ("stdout", 5, &b"hi"[..]));
+        assert_eq!(
+            (entry.source.as_str(), entry.time_nano, entry.line),
+            ("stdout", 5, &b"hi"[..])
+        );
     }
 
     #[test]
@@ -379,7 +415,8 @@ mod tests {
         assert!(decode_entry(b"\x32\x01a").is_err()); // a LogAttr that is not a message
         let ten = [&b"\x10"[..], &[0xff; 9], &[0x02]].concat();
         assert_eq!(decode_entry(&ten).unwrap().time_nano, i64::MAX); // bits past 64 dropped
-        assert!(decode_entry(&[&b"\x10"[..], &[0xff; 10], &[0x01]].concat()).is_err()); // 11 bytes
+        assert!(decode_entry(&[&b"\x10"[..], &[0xff; 10], &[0x01]].concat()).is_err());
+        // 11 bytes
     }
 
     #[test]

@@ -46,6 +46,7 @@ __all__ = ["ElasticsearchSink"]
 _BOOL = "true or false"
 _FILTER = "errors,items.*.status,items.*.error"  # keeps every item, so positions line up
 
+
 def _index_template(value: str) -> str:
     Template.parse(value)  # ValueError names what is wrong
     return value
