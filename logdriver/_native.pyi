@@ -44,3 +44,16 @@ class FrameReader:
     @property
     def open_bytes(self) -> int: ...
     def statistics(self) -> dict[str, int]: ...
+
+@final
+class ReadLogsEncoder:
+    """Stored frames to ReadLogs frames as json-file would serve them, filtered by time."""
+
+    def __init__(self, since_ns: int | None, until_ns: int | None) -> None: ...
+    def encode(self, data: bytes, skip: int = 0) -> tuple[bytes, int]:
+        """(frames to send, bytes of ``data`` consumed), skipping the first ``skip`` frames."""
+    @property
+    def past_until(self) -> bool: ...
+
+def whole_frames(data: bytes) -> tuple[int, int]:
+    """(bytes, count) of the whole frames at the start of ``data``."""

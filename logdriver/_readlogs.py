@@ -7,6 +7,8 @@ What json-file does and this module copies (docker-logging-protocol.md §4):
   ``last`` chunk, not on other chunks nor on an unterminated final line;
 - json-file stores lines as JSON strings and Go replaces each invalid UTF-8
   byte with U+FFFD on the way in; the same replacement happens here;
+- frames are decoded and re-encoded natively (``ReadLogsEncoder``), by the same
+  decoder that reads the FIFOs: one truth about what a frame holds;
 - ``--tail`` is applied first, then ``--since``/``--until`` (the daemon does
   not apply tail for plugins);
 - a follow stream ends when the container's last FIFO is drained after
@@ -18,70 +20,16 @@ arrives, and drops an entry with no source without printing it.
 
 from __future__ import annotations
 
-import codecs
 import time
 from collections.abc import AsyncGenerator
 
 import trio
 
-from ._framing import encode_frame
-from ._proto.entry_pb2 import LogEntry
-from ._store import ContainerLog, LogStore, iter_frames
+from ._native import ReadLogsEncoder, whole_frames
+from ._store import ContainerLog, LogStore, iter_chunks
 
 HEARTBEAT_FRAME = b"\x00\x00\x00\x00"
 _BATCH_BYTES = 256 << 10
-
-
-def _go_replace(error: UnicodeError) -> tuple[str, int]:
-    # Go's encoding/json writes one U+FFFD per invalid byte (utf8.DecodeRune width 1).
-    assert isinstance(error, UnicodeDecodeError)
-    return "\ufffd" * (error.end - error.start), error.end
-
-
-codecs.register_error("logdriver-go-json", _go_replace)
-
-
-def as_json_file_line(line: bytes) -> bytes:
-    try:
-        line.decode("utf-8")
-        return line
-    except UnicodeDecodeError:
-        return line.decode("utf-8", "logdriver-go-json").encode("utf-8")
-
-
-class _Encoder:
-    """Stored frame bodies to ReadLogs frames, applying since/until."""
-
-    def __init__(self, since_ns: int | None, until_ns: int | None) -> None:
-        self.since_ns = since_ns
-        self.until_ns = until_ns
-        self.past_until = False
-        self._in = LogEntry()
-        self._out = LogEntry()
-
-    def encode(self, bodies: list[bytes]) -> bytes:
-        parts = []
-        entry, out = self._in, self._out
-        for body in bodies:
-            try:
-                entry.ParseFromString(body)
-            except Exception:
-                continue
-            if entry.source not in ("stdout", "stderr"):
-                continue
-            if self.since_ns is not None and entry.time_nano < self.since_ns:
-                continue
-            if self.until_ns is not None and entry.time_nano > self.until_ns:
-                self.past_until = True
-                break
-            line = entry.line
-            if not entry.partial or entry.partial_log_metadata.last:
-                line += b"\n"
-            out.source = entry.source
-            out.time_nano = entry.time_nano
-            out.line = as_json_file_line(line)
-            parts.append(encode_frame(out.SerializeToString()))
-        return b"".join(parts)
 
 
 async def _tail_start(clog: ContainerLog, tail: int) -> tuple[int, int]:
@@ -91,8 +39,8 @@ async def _tail_start(clog: ContainerLog, tail: int) -> tuple[int, int]:
     remaining = tail
     for index in range(len(clog.segments) - 1, -1, -1):
         count = 0
-        for bodies, _ in iter_frames(clog.path(clog.segments[index])):
-            count += len(bodies)
+        for data, _ in iter_chunks(clog.path(clog.segments[index])):
+            count += whole_frames(data)[1]
             await trio.lowlevel.checkpoint()  # a chunk at a time: other containers keep going
         if count >= remaining:
             return index, count - remaining
@@ -115,18 +63,17 @@ async def read_logs(
     if clog is None:
         return
     clog.last_active = time.time()  # reading counts as activity for retention
-    encoder = _Encoder(since_ns, until_ns)
+    encoder = ReadLogsEncoder(since_ns, until_ns)
     segments = list(clog.segments)
     start_index, skip = await _tail_start(clog, tail) if tail != 0 else (len(segments), 0)
     seq, offset = (segments[-1], clog.sizes.get(segments[-1], 0)) if segments else (0, 0)
     pending = b""
     for index in range(start_index, len(segments)):
         seq, offset = segments[index], 0
-        for bodies, offset in iter_frames(clog.path(seq)):  # noqa: B007 - offset is used after the loop
-            if skip:
-                dropped = min(skip, len(bodies))
-                bodies, skip = bodies[dropped:], skip - dropped
-            pending += encoder.encode(bodies)
+        for data, offset in iter_chunks(clog.path(seq)):  # noqa: B007 - offset is used after the loop
+            dropped = min(skip, whole_frames(data)[1]) if skip else 0
+            skip -= dropped
+            pending += encoder.encode(data, dropped)[0]
             await trio.lowlevel.checkpoint()  # one chunk decoded per turn of the event loop
             if encoder.past_until:
                 if pending:
@@ -144,7 +91,13 @@ async def read_logs(
 
 
 async def _follow(
-    store: LogStore, container_id: str, clog: ContainerLog, encoder: _Encoder, seq: int, offset: int, heartbeat: float
+    store: LogStore,
+    container_id: str,
+    clog: ContainerLog,
+    encoder: ReadLogsEncoder,
+    seq: int,
+    offset: int,
+    heartbeat: float,
 ) -> AsyncGenerator[bytes, None]:
     while True:
         finished = clog.writers == 0 or store.get(container_id) is not clog
@@ -154,9 +107,9 @@ async def _follow(
                 continue
             if current > seq:
                 seq, offset = current, 0
-            for bodies, reached in iter_frames(clog.path(seq), offset):
+            for chunk, reached in iter_chunks(clog.path(seq), offset):
                 offset = reached
-                data = encoder.encode(bodies)
+                data = encoder.encode(chunk)[0]
                 if data:
                     yield data
                 else:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import trio
 
 from ._files import makedirs_private, open_private
-from ._framing import HEADER, FrameDecoder
+from ._framing import HEADER
+from ._native import whole_frames
 
 log = logging.getLogger("logdriver.store")
 
@@ -257,19 +258,22 @@ def _frames_fitting(raw: bytes, room: int) -> int:
     return pos
 
 
-def iter_frames(path: str, offset: int = 0) -> Iterator[tuple[list[bytes], int]]:
-    """Frame bodies of one segment from ``offset``, per chunk, with the offset reached."""
-    decoder = FrameDecoder()
+def iter_chunks(path: str, offset: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Whole frames of one segment from ``offset``, about ``_READ_CHUNK`` bytes at a time,
+    each with the offset reached; a torn frame at the end (a crash mid-append) is left out."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed in finally; generator may pause
     except FileNotFoundError:
         return
     try:
         handle.seek(offset)
+        pending = b""
         while chunk := handle.read(_READ_CHUNK):
-            decoder.receive_data(chunk)
-            frames = decoder.next_frames()
-            offset += len(frames.raw)
-            yield frames.bodies, offset
+            pending += chunk
+            cut, _ = whole_frames(pending)
+            if cut:
+                offset += cut
+                yield pending[:cut], offset
+                pending = pending[cut:]
     finally:
         handle.close()

@@ -16,6 +16,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 pub mod bulk;
 pub mod forward;
 pub mod join;
+pub mod readlogs;
 pub mod render;
 pub mod wire;
 
@@ -359,9 +360,57 @@ impl FrameReader {
     }
 }
 
+/// ReadLogs: stored frames re-encoded for the daemon, filtered by time (see ``readlogs.rs``).
+#[pyclass(module = "logdriver._native")]
+pub struct ReadLogsEncoder {
+    filter: readlogs::Filter,
+}
+
+#[pymethods]
+impl ReadLogsEncoder {
+    #[new]
+    #[pyo3(signature = (since_ns, until_ns))]
+    fn new(since_ns: Option<i64>, until_ns: Option<i64>) -> Self {
+        ReadLogsEncoder {
+            filter: readlogs::Filter {
+                since: since_ns,
+                until: until_ns,
+                past_until: false,
+            },
+        }
+    }
+
+    /// (frames to send, bytes of ``data`` consumed): whole frames only, after skipping ``skip``.
+    #[pyo3(signature = (data, skip = 0))]
+    fn encode<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &[u8],
+        skip: usize,
+    ) -> (Bound<'py, PyBytes>, usize) {
+        let mut out = Vec::new();
+        let consumed = self.filter.encode(data, skip, &mut out);
+        (PyBytes::new(py, &out), consumed)
+    }
+
+    /// True once an entry later than ``until`` was seen: the read is over.
+    #[getter]
+    fn past_until(&self) -> bool {
+        self.filter.past_until
+    }
+}
+
+/// (bytes, count) of the whole frames at the start of ``data``.
+#[pyfunction]
+fn whole_frames(data: &[u8]) -> (usize, usize) {
+    readlogs::whole_frames(data)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Batch>()?;
     m.add_class::<FrameReader>()?;
+    m.add_class::<ReadLogsEncoder>()?;
+    m.add_function(wrap_pyfunction!(whole_frames, m)?)?;
     Ok(())
 }

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logdriver import LogRecord, PartialInfo, encode_entry
-from logdriver._entries import EntryDecoder
+
+from ..reference.entries import EntryDecoder
 
 CHUNK = 16384
 

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logdriver import encode_entry, encode_frame
-from logdriver._framing import FrameDecoder
+
+from ..reference.framing import FrameDecoder
 
 entries = st.builds(
     encode_entry,

@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logdriver import LogRecord, PartialInfo, batch_of, encode_entry, encode_frame, records_of
-from logdriver._entries import EntryDecoder
-from logdriver._framing import FrameDecoder
 from logdriver._native import FrameReader
+
+from ..reference.entries import EntryDecoder
+from ..reference.framing import FrameDecoder
 
 sources = st.sampled_from(["stdout", "stderr", "", "other"])
 partials = st.one_of(

@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logdriver import PartialInfo, encode_entry, encode_frame
-from logdriver._framing import FrameDecoder
+from logdriver._native import ReadLogsEncoder
 from logdriver._proto.entry_pb2 import LogEntry
-from logdriver._readlogs import HEARTBEAT_FRAME, as_json_file_line, read_logs
+from logdriver._readlogs import HEARTBEAT_FRAME, read_logs
 from logdriver._store import LogStore
+
+from ..reference.framing import FrameDecoder
 
 CID = "c" * 64
 
@@ -99,10 +101,35 @@ async def test_newlines_partials_since_until(tmp_path: Path) -> None:
     assert await collect(store, tail=2, since_ns=4) == [(4, b"tail")]
 
 
+def go_json_reference(line: bytes) -> bytes:
+    """Go's encoding/json: one U+FFFD per byte that is not part of valid UTF-8."""
+    out, rest = [], line
+    while True:
+        try:
+            out.append(rest.decode("utf-8"))
+            return "".join(out).encode()
+        except UnicodeDecodeError as error:
+            out.append(rest[: error.start].decode("utf-8") + "\ufffd" * (error.end - error.start))
+            rest = rest[error.end :]
+
+
+def served(line: bytes) -> bytes:
+    encoder = ReadLogsEncoder(None, None)
+    data, consumed = encoder.encode(encode_frame(encode_entry("stdout", 1, line)))
+    assert consumed > 0
+    (got,) = decode(data)
+    return got[1]
+
+
 def test_go_json_replacement_is_per_byte() -> None:
-    assert as_json_file_line(b"ok\n") == b"ok\n"
-    assert as_json_file_line(b"\xed\xa0\x80") == "\ufffd\ufffd\ufffd".encode()
-    assert as_json_file_line(b"\xff") == "\ufffd".encode()
+    assert served(b"ok") == b"ok\n"
+    assert served(b"\xed\xa0\x80") == "\ufffd\ufffd\ufffd\n".encode()
+    assert served(b"\xff") == "\ufffd\n".encode()
+
+
+@given(st.binary(max_size=40))
+def test_invalid_utf8_is_replaced_as_go_does(line: bytes) -> None:
+    assert served(line) == go_json_reference(line) + b"\n"
 
 
 async def test_follow_streams_new_entries_and_ends_at_close(

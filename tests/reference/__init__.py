@@ -1,0 +1,1 @@
+"""Plain-Python reference implementations the native code is checked against (tests only)."""
