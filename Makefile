@@ -12,7 +12,9 @@ export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
 .PHONY: peers venv run test test-unit test-integration lint typecheck proto plugin bench clean docker
 
-$(STAMP): pyproject.toml native/Cargo.toml $(wildcard native/src/*.rs)
+RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
+
+$(STAMP): pyproject.toml $(RUST_SOURCES)
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is needed to build native/: install it with rustup" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -40,7 +42,7 @@ run: $(STAMP) docker
 ## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
 test: $(STAMP) $(PEERS) $(OS_JARS) docker lint
 	$(VENV)/bin/mypy
-	cd native && PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --no-default-features
+	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)
@@ -57,9 +59,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check logdriver sinks tests bench
 	$(VENV)/bin/ruff format --check logdriver sinks tests bench
 	@# rustfmt and clippy come with rustup's default profile; a toolchain without them skips, loudly.
-	cd native && if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt missing: skipped"; fi
-	cd native && if cargo clippy --version >/dev/null 2>&1; then \
-	  PYO3_PYTHON=$(CURDIR)/$(PY) cargo clippy -q --no-default-features --all-targets -- -D warnings; \
+	if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all --check; else echo "rustfmt missing: skipped"; fi
+	if cargo clippy --version >/dev/null 2>&1; then \
+	  PYO3_PYTHON=$(CURDIR)/$(PY) cargo clippy -q --workspace --no-default-features --all-targets -- -D warnings; \
 	  else echo "clippy missing: skipped"; fi
 
 typecheck: $(STAMP)
@@ -81,4 +83,4 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) docker
 	$(PY) bench/es_bench.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build target .pytest_cache .mypy_cache .ruff_cache .hypothesis

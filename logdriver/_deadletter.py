@@ -9,6 +9,7 @@ all of it counts against the plugin's disk budget. Files are 0600 (log lines).
 
 from __future__ import annotations
 
+import datetime
 import errno
 import logging
 import os
@@ -18,6 +19,7 @@ import orjson
 from ._budget import Budget, unlimited
 from ._files import append_private, makedirs_private
 from ._native import LogBatch
+from ._records import records_of
 
 log = logging.getLogger("logdriver.deadletter")
 
@@ -35,8 +37,7 @@ class DeadLetters:
         self.budget.take(self._charged)
 
     def write(self, batch: LogBatch, container_id: str, reason: str) -> None:
-        suffix = b"," + orjson.dumps({"container_id": container_id, "sink": self.sink, "reason": reason})[1:] + b"\n"
-        data = batch.json_lines(suffix)
+        data = _json_lines(batch, {"container_id": container_id, "sink": self.sink, "reason": reason})
         try:
             makedirs_private(self.directory)
             current = _size(self.path)
@@ -53,6 +54,26 @@ class DeadLetters:
         except OSError as exc:
             self.lost += len(batch)
             log.error("cannot write dead letters to %s (%d lines lost): %s", self.path, len(batch), exc.strerror)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _json_lines(batch: LogBatch, extra: dict[str, str]) -> bytes:
+    """The file sink's JSON record of each line, plus ``extra``; in Python: dead letters are rare."""
+    out = []
+    for record in records_of(batch):
+        seconds, nanos = divmod(record.time_nano, 1_000_000_000)
+        when = (_EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+        item: dict[str, object] = {
+            "time": f"{when}.{nanos:09d}Z",
+            "stream": record.source,
+            "message": record.line.decode("utf-8", "replace"),
+        }
+        if record.partial is not None:
+            item["partial"] = {"id": record.partial.id, "ordinal": record.partial.ordinal, "last": record.partial.last}
+        out.append(orjson.dumps({**item, **extra}) + b"\n")
+    return b"".join(out)
 
 
 def _size(path: str) -> int:

@@ -1,5 +1,4 @@
 # Type stub for the Rust extension built from native/ (see native/src/lib.rs).
-from collections.abc import Callable
 from typing import final
 
 _Partial = tuple[str, int, bool]
@@ -25,12 +24,8 @@ class LogBatch:
         """Raises ValueError unless ``data`` is whole, decodable frames."""
     def count_within(self, limit: int) -> int:
         """How many leading records fit in ``limit`` line bytes (at least one, if any)."""
-    def json_lines(self, suffix: bytes) -> bytes: ...
-    def text_lines(self) -> bytes: ...
-    def bulk_lines(self, container_id: bytes, action_prefix: Callable[[int], bytes], doc_suffix: bytes) -> bytes: ...
-    def forward_entries(
-        self, head: bytes, head_pairs: int, tail: bytes, tail_pairs: int, sub_second: bool
-    ) -> bytes: ...
+    def columns(self) -> tuple[bytes, bytes]:
+        """The column form a sink's renderer module takes: (line data, index)."""
 
 @final
 class FrameReader:

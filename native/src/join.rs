@@ -1,44 +1,10 @@
-//! Rejoining Docker's 16 KiB partial chunks; mirrors `logdriver/_entries.py`.
+//! Rejoining Docker's 16 KiB partial chunks; tests/reference/entries.py is the reference.
 
 use std::collections::HashMap;
 
 use crate::wire::{Entry, Partial, Source};
 
-/// One line of a batch; its bytes are `arena[start..end]` of the owning `Lines`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub source: Source,
-    pub time_nano: i64,
-    pub start: usize,
-    pub end: usize,
-    /// Set only for a line that could not be rejoined whole (cut at the cap, or unterminated).
-    pub partial: Option<Partial>,
-}
-
-/// Lines stored back to back in one buffer: one allocation per batch, not per line.
-#[derive(Debug, Default, Clone)]
-pub struct Lines {
-    pub arena: Vec<u8>,
-    pub records: Vec<Record>,
-}
-
-impl Lines {
-    pub fn push(&mut self, source: Source, time_nano: i64, line: &[u8], partial: Option<Partial>) {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(line);
-        self.records.push(Record {
-            source,
-            time_nano,
-            start,
-            end: self.arena.len(),
-            partial,
-        });
-    }
-
-    pub fn line(&self, record: &Record) -> &[u8] {
-        &self.arena[record.start..record.end]
-    }
-}
+pub use logdriver_lines::{Lines, Record};
 
 #[derive(Debug, Default, Clone)]
 pub struct JoinStats {

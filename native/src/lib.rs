@@ -3,21 +3,20 @@
 //! dockerd writes one frame per log line and leaves a Python plugin well under a
 //! microsecond per line on a 2-core host; decoding a line with upb and reading
 //! its fields from Python costs about that much before any output is made. So
-//! splitting frames, decoding `LogEntry`, rejoining 16 KiB partials and rendering
-//! the file sink's lines happen here, a read batch per call. The pure-Python
-//! `logdriver._framing` / `logdriver._entries` are the reference implementation
-//! the tests compare this one against.
+//! splitting frames, decoding `LogEntry` and rejoining 16 KiB partials happen
+//! here, a read batch per call; ReadLogs re-encodes the store with the same
+//! decoder. The batch it makes (`LogBatch`) knows no destination's format: each
+//! sink renders it in an extension module of its own (`sinks/*/native`), from the
+//! batch's column form. tests/reference/ holds the plain-Python decoders the tests
+//! compare this one against.
 
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-pub mod bulk;
-pub mod forward;
 pub mod join;
 pub mod readlogs;
-pub mod render;
 pub mod wire;
 
 use join::{Joiner, Lines};
@@ -200,67 +199,11 @@ impl Batch {
         Ok(Batch { lines })
     }
 
-    /// JSON lines: ``{"time","stream","message"[,"partial"]`` then ``suffix`` (``,...}\n``).
-    fn json_lines<'py>(&self, py: Python<'py>, suffix: &[u8]) -> Bound<'py, PyBytes> {
-        render::with_scratch(|out| {
-            render::json_lines(&self.lines, suffix, out);
-            PyBytes::new(py, out)
-        })
-    }
-
-    /// Fluent forward entries (the PackedForward payload); see ``forward.rs``.
-    /// ``head``/``tail`` are packed key/value pairs placed before and after the line's own.
-    #[pyo3(signature = (head, head_pairs, tail, tail_pairs, sub_second))]
-    fn forward_entries<'py>(
-        &self,
-        py: Python<'py>,
-        head: &[u8],
-        head_pairs: usize,
-        tail: &[u8],
-        tail_pairs: usize,
-        sub_second: bool,
-    ) -> Bound<'py, PyBytes> {
-        render::with_scratch(|out| {
-            forward::forward_entries(
-                &self.lines,
-                head,
-                head_pairs,
-                tail,
-                tail_pairs,
-                sub_second,
-                out,
-            );
-            PyBytes::new(py, out)
-        })
-    }
-
-    /// An Elasticsearch bulk body (see ``bulk.rs``): ``action_prefix(day)`` returns the
-    /// action up to the ``_id`` value for a UTC day number; ``doc_suffix`` ends each document.
-    fn bulk_lines<'py>(
-        &self,
-        py: Python<'py>,
-        container_id: &[u8],
-        action_prefix: &Bound<'py, PyAny>,
-        doc_suffix: &[u8],
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        render::with_scratch(|out| {
-            bulk::bulk_lines(
-                &self.lines,
-                container_id,
-                |day| action_prefix.call1((day,))?.extract::<Vec<u8>>(),
-                doc_suffix,
-                out,
-            )?;
-            Ok(PyBytes::new(py, out))
-        })
-    }
-
-    /// Each line followed by a newline.
-    fn text_lines<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        render::with_scratch(|out| {
-            render::text_lines(&self.lines, out);
-            PyBytes::new(py, out)
-        })
+    /// The batch's column form, ``(data, index)``, for a sink's own renderer module
+    /// (see ``native/lines/src/columns.rs``): extension modules cannot share a Rust type.
+    fn columns<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+        let (data, index) = logdriver_lines::columns::export(&self.lines);
+        (PyBytes::new(py, &data), PyBytes::new(py, &index))
     }
 }
 

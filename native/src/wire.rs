@@ -6,39 +6,7 @@
 /// Every daemon frame body starts with field 1 (`source`): tag 0x0A, length 6, "std".
 pub const SOURCE_FIELD_START: &[u8] = b"\x0a\x06std";
 
-/// The stream a line came from; anything else is kept verbatim (and dropped by ReadLogs).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Source {
-    #[default]
-    Stdout,
-    Stderr,
-    Other(String),
-}
-
-impl Source {
-    pub fn from_bytes(bytes: &[u8]) -> Result<Source, DecodeError> {
-        Ok(match bytes {
-            b"stdout" => Source::Stdout,
-            b"stderr" => Source::Stderr,
-            other => Source::Other(utf8(other)?),
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Source::Stdout => "stdout",
-            Source::Stderr => "stderr",
-            Source::Other(s) => s,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partial {
-    pub id: String,
-    pub ordinal: i32,
-    pub last: bool,
-}
+pub use logdriver_lines::{Partial, Source};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry<'a> {
@@ -224,6 +192,12 @@ pub fn encode_frame(
 
 #[derive(Debug)]
 pub struct DecodeError;
+
+impl From<logdriver_lines::InvalidUtf8> for DecodeError {
+    fn from(_: logdriver_lines::InvalidUtf8) -> Self {
+        DecodeError
+    }
+}
 
 /// A value varint as upb reads it: at most 10 bytes; bits past the 64th are dropped.
 fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {

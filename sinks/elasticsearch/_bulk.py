@@ -23,6 +23,8 @@ import orjson
 
 from logdriver import LogBatch
 
+from ._render import bulk_lines
+
 NANOS_PER_DAY: Final = 86_400 * 1_000_000_000
 
 
@@ -69,7 +71,7 @@ class BulkEncoder:
 
     def encode(self, batch: LogBatch) -> bytes:
         """NDJSON: an action line and a document line per line, each ending in a newline."""
-        return batch.bulk_lines(self.container_id, self.action_prefix, self._suffix)
+        return bulk_lines(batch.columns(), self.container_id, self.action_prefix, self._suffix)
 
 
 @dataclass(frozen=True, slots=True)

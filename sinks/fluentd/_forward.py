@@ -25,6 +25,8 @@ from zlib_ng import zlib_ng
 
 from logdriver import LogBatch, LogRecord, records_of
 
+from ._render import forward_entries
+
 
 class ForwardProtocolError(Exception):
     """The server sent something the protocol does not allow (its fault, not ours)."""
@@ -112,7 +114,7 @@ class EntryEncoder:
     def encode(self, batch: LogBatch) -> bytes:
         if not self._native:
             return pack_entries(records_of(batch), *self._args)[0]
-        return batch.forward_entries(self._head, 2, self._tail, self._tail_pairs, self._sub_second)
+        return forward_entries(batch.columns(), self._head, 2, self._tail, self._tail_pairs, self._sub_second)
 
 
 def packed_forward(tag: str, entries: bytes, size: int, chunk: str | None, compress: bool) -> bytes:

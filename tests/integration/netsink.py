@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import trio
 
-from logdriver import LogBatch, Settings
+from logdriver import LogBatch, Settings, records_of
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 
@@ -43,7 +43,7 @@ class FakeNetStream(SinkStream):
             with trio.fail_after(2):
                 if self.stream is None:
                     self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
-                await self.stream.send_all(batch.text_lines() + b"\n")
+                await self.stream.send_all(b"".join(record.line + b"\n" for record in records_of(batch)) + b"\n")
                 reply = await self.stream.receive_some(16)
             if reply != b"ok\n":
                 raise OSError("no ack")

@@ -1,5 +1,5 @@
 //! Elasticsearch/OpenSearch bulk bodies: a `create` action and an ECS document per
-//! line, in Rust for the same reason as `render` (the Python encoder in
+//! line, in Rust because the Python encoder (in
 //! tests/sinks/es_reference.py, kept as the reference, costs about 10 µs a line).
 //!
 //! Document ids are deterministic so a resent batch can never index a line twice:
@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use xxhash_rust::xxh3::Xxh3Default;
 
-use crate::join::{Lines, Record};
-use crate::render::{json_string, push_partial, TimeText};
+use logdriver_lines::text::{json_string, push_partial, TimeText};
+use logdriver_lines::{Lines, Record};
 
 pub const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
@@ -35,13 +35,13 @@ pub fn document_id(container_id: &[u8], record: &Record, line: &[u8], repeat: u3
 /// log time; it is asked once per day change. `doc_suffix` closes each document
 /// (`,<per-container fields>}\n`).
 pub fn bulk_lines<E>(
-    lines: &Lines,
+    lines: &Lines<impl AsRef<[u8]>>,
     container_id: &[u8],
     mut action_prefix: impl FnMut(i64) -> Result<Vec<u8>, E>,
     doc_suffix: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), E> {
-    out.reserve(lines.arena.len() + lines.records.len() * (160 + doc_suffix.len()));
+    out.reserve(lines.arena.as_ref().len() + lines.records.len() * (160 + doc_suffix.len()));
     let mut time = TimeText::default();
     let mut day = None;
     let mut prefix = Vec::new();
@@ -84,7 +84,7 @@ pub fn bulk_lines<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Source;
+    use logdriver_lines::Source;
 
     #[test]
     fn identical_lines_at_one_time_get_distinct_ids_and_days_switch_prefixes() {

@@ -14,7 +14,7 @@ A JSON record::
      "tag":"...", "attrs":{...}}                   # only when tag / labels / env ask
 
 The constant part of each record is serialised once per container; the rest is
-rendered for the whole batch by the native decoder (``LogBatch.json_lines``),
+rendered for the whole batch in Rust (``native/``, built as ``sinks.file._render``),
 which keeps this sink off the per-line Python path.
 """
 
@@ -30,6 +30,8 @@ import orjson
 
 from logdriver import LogBatch, Settings, SinkOption, choice, int_between, size_between
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+
+from ._render import json_lines, text_lines
 
 log = logging.getLogger("logdriver.sinks.file")
 
@@ -92,7 +94,7 @@ class FileStream(SinkStream):
 
     def encode(self, batch: LogBatch) -> bytes:
         """The batch's lines in this stream's format, one per ``\\n`` (content never has one)."""
-        return batch.text_lines() if self.text else batch.json_lines(self._suffix)
+        return text_lines(batch.columns()) if self.text else json_lines(batch.columns(), self._suffix)
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
         """Write the batch; after a write error, only the lines not written whole are retried."""

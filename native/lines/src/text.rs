@@ -1,7 +1,6 @@
-//! Rendering records as JSON lines or text, the file sink's formats.
+//! Text helpers for renderers: JSON strings, RFC 3339 times, partial metadata.
 
-use crate::join::Lines;
-use crate::wire::Partial;
+use crate::Partial;
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -135,7 +134,7 @@ pub fn json_string(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn push_digits(mut value: u64, width: usize, out: &mut Vec<u8>) {
+pub fn push_digits(mut value: u64, width: usize, out: &mut Vec<u8>) {
     let mut digits = [b'0'; 20];
     let mut i = digits.len();
     while value > 0 || digits.len() - i < width {
@@ -144,31 +143,6 @@ fn push_digits(mut value: u64, width: usize, out: &mut Vec<u8>) {
         value /= 10;
     }
     out.extend_from_slice(&digits[i..]);
-}
-
-/// `{"time":..,"stream":..,"message":..[,"partial":{..}]` + `suffix` per record.
-/// `suffix` carries the per-container constant fields and the closing `}\n`.
-pub fn json_lines(lines: &Lines, suffix: &[u8], out: &mut Vec<u8>) {
-    out.reserve(lines.arena.len() + lines.records.len() * (90 + suffix.len()));
-    let mut time = TimeText::default();
-    for record in &lines.records {
-        out.extend_from_slice(b"{\"time\":\"");
-        time.push(record.time_nano, out);
-        match record.source.as_str() {
-            "stdout" => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
-            "stderr" => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
-            other => {
-                out.extend_from_slice(b"Z\",\"stream\":");
-                json_string(other.as_bytes(), out);
-                out.extend_from_slice(b",\"message\":");
-            }
-        }
-        json_string(lines.line(record), out);
-        if let Some(p) = &record.partial {
-            push_partial(p, out);
-        }
-        out.extend_from_slice(suffix);
-    }
 }
 
 /// `,"partial":{"id":..,"ordinal":..,"last":..}`
@@ -207,14 +181,6 @@ impl TimeText {
         out.extend_from_slice(&self.text);
         out.push(b'.');
         push_digits(time_nano.rem_euclid(1_000_000_000) as u64, 9, out);
-    }
-}
-
-pub fn text_lines(lines: &Lines, out: &mut Vec<u8>) {
-    out.reserve(lines.arena.len() + lines.records.len());
-    for record in &lines.records {
-        out.extend_from_slice(lines.line(record));
-        out.push(b'\n');
     }
 }
 

@@ -1,10 +1,10 @@
 //! Fluent forward-protocol entries: concatenated msgpack `[time, record]`, the
-//! PackedForward payload. Per line in Rust for the same reason as `render`: the
+//! PackedForward payload. Per line in Rust because the
 //! Python encoder (`sinks/fluentd/_forward.py`, kept as the reference the tests
 //! compare with) costs about 3 µs a line. Byte-identical to it: the same key
 //! order and the smallest msgpack encodings, as `msgpack.Packer` chooses.
 
-use crate::join::Lines;
+use logdriver_lines::Lines;
 
 fn push_str_header(len: usize, out: &mut Vec<u8>) {
     if len < 32 {
@@ -73,7 +73,7 @@ fn push_int(value: i64, out: &mut Vec<u8>) {
 /// key/value pairs: container_id, container_name), then source, log, the
 /// partial fields when the line carries them, then `tail` (the extras).
 pub fn forward_entries(
-    lines: &Lines,
+    lines: &Lines<impl AsRef<[u8]>>,
     head: &[u8],
     head_pairs: usize,
     tail: &[u8],
@@ -81,7 +81,7 @@ pub fn forward_entries(
     sub_second: bool,
     out: &mut Vec<u8>,
 ) {
-    out.reserve(lines.arena.len() + lines.records.len() * (40 + head.len() + tail.len()));
+    out.reserve(lines.arena.as_ref().len() + lines.records.len() * (40 + head.len() + tail.len()));
     for record in &lines.records {
         out.push(0x92);
         let seconds = record.time_nano.div_euclid(1_000_000_000);

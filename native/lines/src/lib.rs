@@ -1,0 +1,92 @@
+//! The batch of log lines that logdriver's core hands its sinks.
+//!
+//! The core decodes FIFOs into `Lines` (in `logdriver._native`); each sink renders them
+//! in its destination's format in a Rust extension module of its own (`sinks/*/native`).
+//! Python extension modules cannot share a Rust type, so a batch crosses from one to the
+//! other in its column form (`columns`): the line bytes, and a fixed-size index entry per
+//! line. `text` holds what renderers share (JSON strings, RFC 3339 times).
+
+pub mod columns;
+pub mod text;
+
+/// A `source` or partial `id` that is not UTF-8.
+#[derive(Debug)]
+pub struct InvalidUtf8;
+
+/// The stream a line came from; anything else is kept verbatim (and dropped by ReadLogs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Source {
+    #[default]
+    Stdout,
+    Stderr,
+    Other(String),
+}
+
+impl Source {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Source, InvalidUtf8> {
+        Ok(match bytes {
+            b"stdout" => Source::Stdout,
+            b"stderr" => Source::Stderr,
+            other => Source::Other(String::from_utf8(other.to_vec()).map_err(|_| InvalidUtf8)?),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Source::Stdout => "stdout",
+            Source::Stderr => "stderr",
+            Source::Other(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    pub id: String,
+    pub ordinal: i32,
+    pub last: bool,
+}
+
+/// One line of a batch; its bytes are `arena[start..end]` of the owning `Lines`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub source: Source,
+    pub time_nano: i64,
+    pub start: usize,
+    pub end: usize,
+    /// Set only for a line that could not be rejoined whole (cut at the cap, or unterminated).
+    pub partial: Option<Partial>,
+}
+
+/// Lines stored back to back in one buffer: one allocation per batch, not per line.
+/// The arena is owned in the core (`Vec<u8>`) and borrowed by a sink's renderer (`&[u8]`).
+#[derive(Debug, Default, Clone)]
+pub struct Lines<A = Vec<u8>> {
+    pub arena: A,
+    pub records: Vec<Record>,
+}
+
+impl<A: AsRef<[u8]>> Lines<A> {
+    pub fn line(&self, record: &Record) -> &[u8] {
+        &self.arena.as_ref()[record.start..record.end]
+    }
+
+    /// Bytes of all the lines together (what buffers account for).
+    pub fn line_bytes(&self) -> usize {
+        self.records.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
+impl Lines {
+    pub fn push(&mut self, source: Source, time_nano: i64, line: &[u8], partial: Option<Partial>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(line);
+        self.records.push(Record {
+            source,
+            time_nano,
+            start,
+            end: self.arena.len(),
+            partial,
+        });
+    }
+}

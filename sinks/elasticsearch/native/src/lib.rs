@@ -1,0 +1,44 @@
+//! The Elasticsearch sink's renderer (`sinks.elasticsearch._render`): a bulk body for a
+//! whole batch in one call, from its column form (`LogBatch.columns()`).
+
+pub mod bulk;
+
+use logdriver_lines::columns;
+use logdriver_lines::text::with_scratch;
+use logdriver_lines::Lines;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+fn lines_of<'a>(data: &'a [u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
+    columns::import(data, index)
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a LogBatch's columns"))
+}
+
+/// A bulk body (see ``bulk.rs``): ``action_prefix(day)`` returns the action up to the
+/// ``_id`` value for a UTC day number; ``doc_suffix`` ends each document.
+#[pyfunction]
+fn bulk_lines<'py>(
+    py: Python<'py>,
+    columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    container_id: &[u8],
+    action_prefix: &Bound<'py, PyAny>,
+    doc_suffix: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
+    with_scratch(|out| {
+        bulk::bulk_lines(
+            &lines,
+            container_id,
+            |day| action_prefix.call1((day,))?.extract::<Vec<u8>>(),
+            doc_suffix,
+            out,
+        )?;
+        Ok(PyBytes::new(py, out))
+    })
+}
+
+#[pymodule]
+fn _render(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(bulk_lines, m)?)?;
+    Ok(())
+}

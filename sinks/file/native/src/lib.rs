@@ -1,0 +1,80 @@
+//! The file sink's renderer (`sinks.file._render`): JSON lines or raw text for a whole
+//! batch in one call, from its column form (`LogBatch.columns()`).
+
+use logdriver_lines::columns;
+use logdriver_lines::text::{json_string, push_partial, with_scratch, TimeText};
+use logdriver_lines::Lines;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// `{"time":..,"stream":..,"message":..[,"partial":{..}]` + `suffix` per record.
+/// `suffix` carries the per-container constant fields and the closing `}\n`.
+pub fn json_lines(lines: &Lines<impl AsRef<[u8]>>, suffix: &[u8], out: &mut Vec<u8>) {
+    out.reserve(lines.arena.as_ref().len() + lines.records.len() * (90 + suffix.len()));
+    let mut time = TimeText::default();
+    for record in &lines.records {
+        out.extend_from_slice(b"{\"time\":\"");
+        time.push(record.time_nano, out);
+        match record.source.as_str() {
+            "stdout" => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
+            "stderr" => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
+            other => {
+                out.extend_from_slice(b"Z\",\"stream\":");
+                json_string(other.as_bytes(), out);
+                out.extend_from_slice(b",\"message\":");
+            }
+        }
+        json_string(lines.line(record), out);
+        if let Some(p) = &record.partial {
+            push_partial(p, out);
+        }
+        out.extend_from_slice(suffix);
+    }
+}
+
+pub fn text_lines(lines: &Lines<impl AsRef<[u8]>>, out: &mut Vec<u8>) {
+    out.reserve(lines.arena.as_ref().len() + lines.records.len());
+    for record in &lines.records {
+        out.extend_from_slice(lines.line(record));
+        out.push(b'\n');
+    }
+}
+
+fn lines_of<'a>(data: &'a [u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
+    columns::import(data, index)
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a LogBatch's columns"))
+}
+
+/// JSON lines: ``{"time","stream","message"[,"partial"]`` then ``suffix`` (``,...}\n``).
+#[pyfunction(name = "json_lines")]
+fn py_json_lines<'py>(
+    py: Python<'py>,
+    columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    suffix: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
+    Ok(with_scratch(|out| {
+        json_lines(&lines, suffix, out);
+        PyBytes::new(py, out)
+    }))
+}
+
+/// Each line followed by a newline.
+#[pyfunction(name = "text_lines")]
+fn py_text_lines<'py>(
+    py: Python<'py>,
+    columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+) -> PyResult<Bound<'py, PyBytes>> {
+    let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
+    Ok(with_scratch(|out| {
+        text_lines(&lines, out);
+        PyBytes::new(py, out)
+    }))
+}
+
+#[pymodule]
+fn _render(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(py_json_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(py_text_lines, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The Fluentd sink's renderer (`sinks.fluentd._render`): forward-protocol entries for a
+//! whole batch in one call, from its column form (`LogBatch.columns()`).
+
+pub mod forward;
+
+use logdriver_lines::columns;
+use logdriver_lines::text::with_scratch;
+use logdriver_lines::Lines;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+fn lines_of<'a>(data: &'a [u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
+    columns::import(data, index)
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a LogBatch's columns"))
+}
+
+/// Fluent forward entries (the PackedForward payload); see ``forward.rs``.
+/// ``head``/``tail`` are packed key/value pairs placed before and after the line's own.
+#[pyfunction]
+fn forward_entries<'py>(
+    py: Python<'py>,
+    columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    head: &[u8],
+    head_pairs: usize,
+    tail: &[u8],
+    tail_pairs: usize,
+    sub_second: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
+    Ok(with_scratch(|out| {
+        forward::forward_entries(&lines, head, head_pairs, tail, tail_pairs, sub_second, out);
+        PyBytes::new(py, out)
+    }))
+}
+
+#[pymodule]
+fn _render(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(forward_entries, m)?)?;
+    Ok(())
+}
