@@ -28,6 +28,17 @@ type RecordTuple = (String, i64, Vec<u8>, Option<(String, i32, bool)>);
 #[pyclass(name = "LogBatch", module = "logdriver._native", frozen)]
 pub struct Batch {
     lines: Lines,
+    /// The column form, made once: every sink of a container renders the same batch.
+    columns: std::sync::OnceLock<(Py<PyBytes>, Py<PyBytes>)>,
+}
+
+impl From<Lines> for Batch {
+    fn from(lines: Lines) -> Self {
+        Batch {
+            lines,
+            columns: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 #[pymethods]
@@ -46,7 +57,7 @@ impl Batch {
                 partial.map(|(id, ordinal, last)| Partial { id, ordinal, last }),
             );
         }
-        Ok(Batch { lines })
+        Ok(Batch::from(lines))
     }
 
     fn __len__(&self) -> usize {
@@ -103,7 +114,7 @@ impl Batch {
                 );
             }
         }
-        Batch { lines }
+        Batch::from(lines)
     }
 
     /// The records ``start`` (inclusive) to ``stop`` (exclusive), clamped to the batch.
@@ -118,7 +129,7 @@ impl Batch {
                 r.partial.clone(),
             );
         }
-        Batch { lines }
+        Batch::from(lines)
     }
 
     /// How many leading records fit in ``limit`` line bytes (at least one, if any).
@@ -177,7 +188,7 @@ impl Batch {
                 "not a sequence of LogEntry frames",
             ));
         }
-        Ok(Batch { lines })
+        Ok(Batch::from(lines))
     }
 
     /// A new batch of the records at ``indexes`` (for partial retries).
@@ -196,14 +207,20 @@ impl Batch {
                 r.partial.clone(),
             );
         }
-        Ok(Batch { lines })
+        Ok(Batch::from(lines))
     }
 
     /// The batch's column form, ``(data, index)``, for a sink's own renderer module
     /// (see ``native/lines/src/columns.rs``): extension modules cannot share a Rust type.
     fn columns<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-        let (data, index) = logdriver_lines::columns::export(&self.lines);
-        (PyBytes::new(py, &data), PyBytes::new(py, &index))
+        let (data, index) = self.columns.get_or_init(|| {
+            let (data, index) = logdriver_lines::columns::export(&self.lines);
+            (
+                PyBytes::new(py, &data).unbind(),
+                PyBytes::new(py, &index).unbind(),
+            )
+        });
+        (data.bind(py).clone(), index.bind(py).clone())
     }
 }
 
@@ -264,7 +281,7 @@ impl FrameReader {
             (Some(&(s, e)), true) => PyBytes::new(py, &data[s..e]),
             _ => PyBytes::new(py, &raw_copy),
         };
-        (raw, Batch { lines: out })
+        (raw, Batch::from(out))
     }
 
     /// End of stream: count a truncated frame, flush unterminated lines.
@@ -272,7 +289,7 @@ impl FrameReader {
         self.framer.finish();
         let mut out = Lines::default();
         self.joiner.flush(&mut out);
-        Batch { lines: out }
+        Batch::from(out)
     }
 
     /// Corrupt frame headers plus undecodable entries so far (cheap, for per-read checks).
