@@ -17,13 +17,14 @@ import base64
 import hashlib
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 import msgpack
 from zlib_ng import zlib_ng
 
-from logdriver import LogBatch, LogRecord, records_of
+from logdriver import LogBatch
 
 from ._render import forward_entries
 
@@ -37,84 +38,55 @@ def event_time(time_nano: int) -> msgpack.ExtType:
     return msgpack.ExtType(0, struct.pack(">II", seconds & 0xFFFFFFFF, nanos))
 
 
-def docker_record(
-    record: LogRecord, container_id: str, container_name: str, extras: Mapping[str, str]
-) -> dict[str, str]:
-    """The record Docker's fluentd driver sends: same keys, string values, extras last."""
-    out = {
-        "container_id": container_id,
-        "container_name": container_name,
-        "source": record.source,
-        "log": record.line.decode("utf-8", "replace"),
-    }
-    if record.partial is not None:
-        out["partial_message"] = "true"
-        out["partial_id"] = record.partial.id
-        out["partial_ordinal"] = str(record.partial.ordinal)
-        out["partial_last"] = "true" if record.partial.last else "false"
-    out.update(extras)
-    return out
-
-
-_RECORD_KEYS = frozenset(
-    {
-        "container_id",
-        "container_name",
-        "source",
-        "log",
-        "partial_message",
-        "partial_id",
-        "partial_ordinal",
-        "partial_last",
-    }
-)
+# A line's own record fields, with the bit that tells the native encoder an extra replaces it.
+_LINE_FIELDS: Final = {
+    "source": 1,
+    "log": 2,
+    "partial_message": 4,
+    "partial_id": 8,
+    "partial_ordinal": 16,
+    "partial_last": 32,
+}
 
 
 def new_chunk_id() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
 
-def pack_entries(
-    records: Iterable[LogRecord],
-    container_id: str,
-    container_name: str,
-    extras: Mapping[str, str],
-    sub_second: bool = True,
-) -> tuple[bytes, int]:
-    """Concatenated ``[time, record]`` entries and their count."""
-    packer = msgpack.Packer(use_bin_type=True)
-    parts = []
-    for record in records:
-        when = event_time(record.time_nano) if sub_second else record.time_nano // 1_000_000_000
-        parts.append(packer.pack([when, docker_record(record, container_id, container_name, extras)]))
-    return b"".join(parts), len(parts)
-
-
 class EntryEncoder:
-    """``pack_entries`` for one container, done per batch by the native decoder.
+    """Concatenated msgpack ``[time, record]`` entries for one container, a batch per call.
 
-    The container's constant fields are packed once; the line's own fields
-    are written per record in Rust, byte-identical to ``pack_entries``.
+    The record is the one Docker's fluentd driver sends: ``container_id``,
+    ``container_name``, ``source``, ``log``, the ``partial_*`` fields of a line not
+    rejoined whole, then the extras (labels, env); an extra named like a record field
+    replaces its value, as Docker's map assignment does. The container's constant
+    fields are packed once; the line's own are written in Rust (``native/``).
+    tests/sinks/fluentd_reference.py is the plain-Python reference it must match.
     """
 
     def __init__(
         self, container_id: str, container_name: str, extras: Mapping[str, str], sub_second: bool = True
     ) -> None:
-        self._args = (container_id, container_name, dict(extras), sub_second)
-        # An extra named like a record field replaces its value (Docker's map assignment):
-        # rare enough to leave to the Python encoder, which does exactly that.
-        self._native = not (set(extras) & _RECORD_KEYS)
         packer = msgpack.Packer(use_bin_type=True)
         head = {"container_id": container_id, "container_name": container_name}
+        head = {k: v for k, v in head.items() if k not in extras}
         self._head = b"".join(packer.pack(k) + packer.pack(v) for k, v in head.items())
+        self._head_pairs = len(head)
         self._tail = b"".join(packer.pack(k) + packer.pack(v) for k, v in extras.items())
         self._tail_pairs = len(extras)
+        self._overridden = sum(bit for key, bit in _LINE_FIELDS.items() if key in extras)
         self._sub_second = sub_second
 
     def encode(self, batch: LogBatch) -> bytes:
-        if not self._native:
-            return pack_entries(records_of(batch), *self._args)[0]
-        return forward_entries(batch.columns(), self._head, 2, self._tail, self._tail_pairs, self._sub_second)
+        return forward_entries(
+            batch.columns(),
+            self._head,
+            self._head_pairs,
+            self._tail,
+            self._tail_pairs,
+            self._sub_second,
+            self._overridden,
+        )
 
 
 def packed_forward(tag: str, entries: bytes, size: int, chunk: str | None, compress: bool) -> bytes:

@@ -1,5 +1,11 @@
 # Type stub for the Rust extension built from sinks/fluentd/native/ (LogBatch.columns() in, bytes out).
 def forward_entries(
-    columns: tuple[bytes, bytes], head: bytes, head_pairs: int, tail: bytes, tail_pairs: int, sub_second: bool
+    columns: tuple[bytes, bytes],
+    head: bytes,
+    head_pairs: int,
+    tail: bytes,
+    tail_pairs: int,
+    sub_second: bool,
+    overridden: int,
 ) -> bytes:
     """Concatenated msgpack ``[time, record]`` entries (the PackedForward payload)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from io import BytesIO
 
 import msgpack
 import pytest
@@ -21,10 +22,11 @@ from sinks.fluentd._forward import (
     ReplyReader,
     check_pong,
     event_time,
-    pack_entries,
     packed_forward,
     ping,
 )
+
+from .fluentd_reference import pack_entries
 
 ID = "a" * 64
 
@@ -116,7 +118,36 @@ _extras = st.dictionaries(st.text(max_size=40), st.text(max_size=300), max_size=
 def test_native_encoder_is_byte_identical_to_the_reference(
     records: list[LogRecord], extras: dict[str, str], sub_second: bool, name: str
 ) -> None:
-    """The Rust encoder the sink uses against the Python one above (itself checked
-    against fluent-logger): lossy UTF-8, long strings, big maps, extras named like fields."""
+    """The Rust encoder the sink uses against the Python reference (itself checked against
+    fluent-logger): lossy UTF-8, long strings, big maps; byte for byte, except that an extra
+    named like a record field moves that field to the end (a map's order carries no meaning:
+    Docker's own driver sends a Go map, in random order), so there the records are compared."""
     native = EntryEncoder(ID, name, extras, sub_second).encode(batch_of(records))
-    assert native == pack_entries(records, ID, name, extras, sub_second)[0]
+    reference = pack_entries(records, ID, name, extras, sub_second)[0]
+    if not set(extras) & RECORD_FIELDS:
+        assert native == reference
+    assert list(msgpack.Unpacker(BytesIO(native), raw=False)) == list(msgpack.Unpacker(BytesIO(reference), raw=False))
+
+
+RECORD_FIELDS = frozenset(
+    {
+        "container_id",
+        "container_name",
+        "source",
+        "log",
+        "partial_message",
+        "partial_id",
+        "partial_ordinal",
+        "partial_last",
+    }
+)
+
+
+@given(_records, st.sets(st.sampled_from(sorted(RECORD_FIELDS)), min_size=1), st.booleans())
+def test_an_extra_replaces_the_record_field_of_its_name(
+    records: list[LogRecord], names: set[str], sub_second: bool
+) -> None:
+    extras = {name: f"extra {name}" for name in names}
+    native = EntryEncoder(ID, "/web", extras, sub_second).encode(batch_of(records))
+    reference = pack_entries(records, ID, "/web", extras, sub_second)[0]
+    assert list(msgpack.Unpacker(BytesIO(native), raw=False)) == list(msgpack.Unpacker(BytesIO(reference), raw=False))

@@ -72,6 +72,13 @@ fn push_int(value: i64, out: &mut Vec<u8>) {
 /// One `[time, record]` per line. The record is `head` (`head_pairs` packed
 /// key/value pairs: container_id, container_name), then source, log, the
 /// partial fields when the line carries them, then `tail` (the extras).
+/// Record fields an extra (a label or env variable) of the same name replaces, as Docker's
+/// map assignment does: bit 0 `source`, 1 `log`, 2..5 the four `partial_*` fields.
+pub const OVERRIDE_SOURCE: u8 = 1;
+pub const OVERRIDE_LOG: u8 = 2;
+pub const OVERRIDE_PARTIAL: [u8; 4] = [4, 8, 16, 32];
+
+#[allow(clippy::too_many_arguments)]
 pub fn forward_entries(
     lines: &Lines<impl AsRef<[u8]>>,
     head: &[u8],
@@ -79,8 +86,12 @@ pub fn forward_entries(
     tail: &[u8],
     tail_pairs: usize,
     sub_second: bool,
+    overridden: u8,
     out: &mut Vec<u8>,
 ) {
+    let own = |bit: u8| overridden & bit == 0;
+    let line_pairs = usize::from(own(OVERRIDE_SOURCE)) + usize::from(own(OVERRIDE_LOG));
+    let partial_pairs = OVERRIDE_PARTIAL.iter().filter(|&&bit| own(bit)).count();
     out.reserve(lines.arena.as_ref().len() + lines.records.len() * (40 + head.len() + tail.len()));
     for record in &lines.records {
         out.push(0x92);
@@ -93,22 +104,35 @@ pub fn forward_entries(
         } else {
             push_int(seconds, out);
         }
-        let partial_pairs = if record.partial.is_some() { 4 } else { 0 };
-        push_map_header(head_pairs + 2 + partial_pairs + tail_pairs, out);
+        let partial = if record.partial.is_some() {
+            partial_pairs
+        } else {
+            0
+        };
+        push_map_header(head_pairs + line_pairs + partial + tail_pairs, out);
         out.extend_from_slice(head);
-        push_str(b"source", out);
-        push_str(record.source.as_str().as_bytes(), out);
-        push_str(b"log", out);
-        push_str(String::from_utf8_lossy(lines.line(record)).as_bytes(), out);
+        if own(OVERRIDE_SOURCE) {
+            push_str(b"source", out);
+            push_str(record.source.as_str().as_bytes(), out);
+        }
+        if own(OVERRIDE_LOG) {
+            push_str(b"log", out);
+            push_str(String::from_utf8_lossy(lines.line(record)).as_bytes(), out);
+        }
         if let Some(p) = &record.partial {
-            push_str(b"partial_message", out);
-            push_str(b"true", out);
-            push_str(b"partial_id", out);
-            push_str(p.id.as_bytes(), out);
-            push_str(b"partial_ordinal", out);
-            push_str(p.ordinal.to_string().as_bytes(), out);
-            push_str(b"partial_last", out);
-            push_str(if p.last { b"true" } else { b"false" }, out);
+            let ordinal = p.ordinal.to_string();
+            let fields: [(&[u8], &[u8]); 4] = [
+                (b"partial_message", b"true"),
+                (b"partial_id", p.id.as_bytes()),
+                (b"partial_ordinal", ordinal.as_bytes()),
+                (b"partial_last", if p.last { b"true" } else { b"false" }),
+            ];
+            for ((key, value), bit) in fields.into_iter().zip(OVERRIDE_PARTIAL) {
+                if own(bit) {
+                    push_str(key, out);
+                    push_str(value, out);
+                }
+            }
         }
         out.extend_from_slice(tail);
     }

@@ -15,8 +15,10 @@ fn lines_of<'a>(data: &'a [u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
 }
 
 /// Fluent forward entries (the PackedForward payload); see ``forward.rs``.
-/// ``head``/``tail`` are packed key/value pairs placed before and after the line's own.
+/// ``head``/``tail`` are packed key/value pairs placed before and after the line's own;
+/// ``overridden`` flags the line's own fields that an extra in ``tail`` replaces.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn forward_entries<'py>(
     py: Python<'py>,
     columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
@@ -25,10 +27,13 @@ fn forward_entries<'py>(
     tail: &[u8],
     tail_pairs: usize,
     sub_second: bool,
+    overridden: u8,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
     Ok(with_scratch(|out| {
-        forward::forward_entries(&lines, head, head_pairs, tail, tail_pairs, sub_second, out);
+        forward::forward_entries(
+            &lines, head, head_pairs, tail, tail_pairs, sub_second, overridden, out,
+        );
         PyBytes::new(py, out)
     }))
 }
