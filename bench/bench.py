@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--only", help="run only workloads whose name contains this")
+    parser.add_argument("--drivers", help="comma-separated: run only the drivers whose label contains one of these")
     args = parser.parse_args()
 
     state = tempfile.mkdtemp(prefix="logdriver-bench-", dir="/var/tmp")
@@ -131,12 +132,14 @@ def main() -> None:
         for name, (command, size) in workloads(args.lines).items():
             if args.only and args.only not in name:
                 continue
-            times: dict[str, list[float]] = {d: [] for d in DRIVERS}
-            cpu: dict[str, list[float]] = {d: [] for d in DRIVERS if DRIVERS[d][0] in (PLUGIN, STALLED)}
-            daemon_cpu: dict[str, list[float]] = {d: [] for d in DRIVERS}
+            chosen = [d for d in DRIVERS if not args.drivers or any(w in d for w in args.drivers.split(","))]
+            times: dict[str, list[float]] = {d: [] for d in chosen}
+            cpu: dict[str, list[float]] = {d: [] for d in chosen if DRIVERS[d][0] in (PLUGIN, STALLED)}
+            daemon_cpu: dict[str, list[float]] = {d: [] for d in chosen}
             daemon = dockerd_pid()
             for _ in range(args.runs):
-                for label, (driver, opts) in DRIVERS.items():
+                for label in chosen:
+                    driver, opts = DRIVERS[label]
                     pid = stalled.pid if driver == STALLED else plugin.pid
                     before, daemon_before = cpu_seconds(pid), cpu_seconds(daemon)
                     times[label].append(run_once(driver, command, opts))
@@ -145,7 +148,7 @@ def main() -> None:
                         cpu[label].append(cpu_seconds(pid) - before)
             medians = {d: statistics.median(t) for d, t in times.items()}
             rows = {}
-            for driver in DRIVERS:
+            for driver in chosen:
                 rate = args.lines / medians[driver]
                 rows[driver] = {
                     "lines_per_s": rate,
