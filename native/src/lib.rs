@@ -214,11 +214,19 @@ impl Batch {
     /// (see ``native/lines/src/columns.rs``): extension modules cannot share a Rust type.
     fn columns<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
         let (data, index) = self.columns.get_or_init(|| {
-            let (data, index) = logdriver_lines::columns::export(&self.lines);
-            (
-                PyBytes::new(py, &data).unbind(),
-                PyBytes::new(py, &index).unbind(),
-            )
+            // Written straight into the two Python objects: the lines are copied once.
+            use logdriver_lines::columns::{export_into, sizes};
+            let (data_len, index_len) = sizes(&self.lines);
+            let mut index = None;
+            let data = PyBytes::new_with(py, data_len, |data| {
+                index = Some(PyBytes::new_with(py, index_len, |index| {
+                    export_into(&self.lines, data, index);
+                    Ok(())
+                })?);
+                Ok(())
+            })
+            .expect("allocating a batch's columns");
+            (data.unbind(), index.expect("made with data").unbind())
         });
         (data.bind(py).clone(), index.bind(py).clone())
     }

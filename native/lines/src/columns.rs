@@ -15,16 +15,28 @@ pub const ENTRY: usize = 40;
 #[derive(Debug)]
 pub struct BadColumns;
 
-fn put_span(start: usize, len: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(start as u32).to_le_bytes());
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+/// Bytes of `data` and of `index` for `lines`.
+pub fn sizes(lines: &Lines) -> (usize, usize) {
+    let extra: usize = lines
+        .records
+        .iter()
+        .map(|r| {
+            r.partial.as_ref().map_or(0, |p| p.id.len())
+                + match &r.source {
+                    Source::Other(name) => name.len(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    (lines.arena.len() + extra, lines.records.len() * ENTRY)
 }
 
-/// `(data, index)` of `lines`.
-pub fn export(lines: &Lines) -> (Vec<u8>, Vec<u8>) {
-    let mut data = lines.arena.clone();
-    let mut index = Vec::with_capacity(lines.records.len() * ENTRY);
-    for record in &lines.records {
+/// Write the column form of `lines` into `data` and `index`, sized by `sizes`
+/// (straight into the Python objects: no intermediate copy of the lines).
+pub fn export_into(lines: &Lines, data: &mut [u8], index: &mut [u8]) {
+    let mut tail = lines.arena.len();
+    data[..tail].copy_from_slice(&lines.arena);
+    for (record, entry) in lines.records.iter().zip(index.chunks_exact_mut(ENTRY)) {
         let kind = match record.source {
             Source::Stdout => 0u8,
             Source::Stderr => 1,
@@ -34,22 +46,34 @@ pub fn export(lines: &Lines) -> (Vec<u8>, Vec<u8>) {
             Some(p) => (1u8, u8::from(p.last), p.ordinal),
             None => (0, 0, 0),
         };
-        index.extend_from_slice(&[kind, flag, last, 0]);
-        index.extend_from_slice(&ordinal.to_le_bytes());
-        index.extend_from_slice(&record.time_nano.to_le_bytes());
-        put_span(record.start, record.end - record.start, &mut index);
-        for text in [
-            record.partial.as_ref().map(|p| p.id.as_str()),
-            match &record.source {
-                Source::Other(name) => Some(name.as_str()),
-                _ => None,
-            },
+        entry[..4].copy_from_slice(&[kind, flag, last, 0]);
+        entry[4..8].copy_from_slice(&ordinal.to_le_bytes());
+        entry[8..16].copy_from_slice(&record.time_nano.to_le_bytes());
+        let mut spans = [(record.start, record.end - record.start), (0, 0), (0, 0)];
+        let other = match &record.source {
+            Source::Other(name) => name.as_str(),
+            _ => "",
+        };
+        for (slot, text) in [
+            (1, record.partial.as_ref().map_or("", |p| p.id.as_str())),
+            (2, other),
         ] {
-            let text = text.unwrap_or("");
-            put_span(data.len(), text.len(), &mut index);
-            data.extend_from_slice(text.as_bytes());
+            data[tail..tail + text.len()].copy_from_slice(text.as_bytes());
+            spans[slot] = (tail, text.len());
+            tail += text.len();
+        }
+        for (i, (start, len)) in spans.into_iter().enumerate() {
+            entry[16 + i * 8..20 + i * 8].copy_from_slice(&(start as u32).to_le_bytes());
+            entry[20 + i * 8..24 + i * 8].copy_from_slice(&(len as u32).to_le_bytes());
         }
     }
+}
+
+/// `(data, index)` of `lines`, as owned buffers.
+pub fn export(lines: &Lines) -> (Vec<u8>, Vec<u8>) {
+    let (data_len, index_len) = sizes(lines);
+    let (mut data, mut index) = (vec![0; data_len], vec![0; index_len]);
+    export_into(lines, &mut data, &mut index);
     (data, index)
 }
 
