@@ -24,8 +24,8 @@ class LogBatch:
         """Raises ValueError unless ``data`` is whole, decodable frames."""
     def count_within(self, limit: int) -> int:
         """How many leading records fit in ``limit`` line bytes (at least one, if any)."""
-    def columns(self) -> tuple[bytes, bytes]:
-        """The column form a sink's renderer module takes: (line data, index)."""
+    def columns(self) -> tuple[LogBatch, bytes, bytes]:
+        """The column form a sink's renderer module takes: (the lines, as a buffer; extras; index)."""
 
 @final
 class FrameReader:

@@ -210,26 +210,47 @@ impl Batch {
         Ok(Batch::from(lines))
     }
 
-    /// The batch's column form, ``(data, index)``, for a sink's own renderer module
-    /// (see ``native/lines/src/columns.rs``): extension modules cannot share a Rust type.
-    fn columns<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-        let (data, index) = self.columns.get_or_init(|| {
-            // Written straight into the two Python objects: the lines are copied once.
-            use logdriver_lines::columns::{export_into, sizes};
-            let (data_len, index_len) = sizes(&self.lines);
-            let mut index = None;
-            let data = PyBytes::new_with(py, data_len, |data| {
-                index = Some(PyBytes::new_with(py, index_len, |index| {
-                    export_into(&self.lines, data, index);
-                    Ok(())
-                })?);
-                Ok(())
-            })
-            .expect("allocating a batch's columns");
-            (data.unbind(), index.expect("made with data").unbind())
+    /// The batch's column form, ``(lines, extras, index)``, for a sink's own renderer
+    /// module (see ``native/lines/src/columns.rs``): extension modules cannot share a
+    /// Rust type. ``lines`` is the batch itself, read through the buffer protocol.
+    fn columns<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+    ) -> (Bound<'py, Self>, Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+        let this = slf.get();
+        let (extras, index) = this.columns.get_or_init(|| {
+            let (extras, index) = logdriver_lines::columns::export(&this.lines);
+            (
+                PyBytes::new(py, &extras).unbind(),
+                PyBytes::new(py, &index).unbind(),
+            )
         });
-        (data.bind(py).clone(), index.bind(py).clone())
+        (slf.clone(), extras.bind(py).clone(), index.bind(py).clone())
     }
+
+    /// The line bytes, read-only, without a copy: the batch is immutable, and the
+    /// buffer keeps it alive.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::os::raw::c_int,
+    ) -> PyResult<()> {
+        let arena = &slf.get().lines.arena;
+        let filled = pyo3::ffi::PyBuffer_FillInfo(
+            view,
+            slf.as_ptr(),
+            arena.as_ptr() as *mut std::os::raw::c_void,
+            arena.len() as pyo3::ffi::Py_ssize_t,
+            1,
+            flags,
+        );
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {}
 }
 
 /// One FIFO's decoder: frames → entries → rejoined lines, a read at a time.

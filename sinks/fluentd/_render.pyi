@@ -1,6 +1,8 @@
 # Type stub for the Rust extension built from sinks/fluentd/native/ (LogBatch.columns() in, bytes out).
+from logdriver import LogBatch
+
 def forward_entries(
-    columns: tuple[bytes, bytes],
+    columns: tuple[LogBatch, bytes, bytes],
     head: bytes,
     head_pairs: int,
     tail: bytes,

@@ -105,6 +105,8 @@ def test_batch_select_and_sizes() -> None:
     assert len(batch) == 5
     assert batch.nbytes == 10
     assert [r.time_nano for r in records_of(batch.select([4, 1]))] == [4, 1]
-    data, index = batch.columns()
-    assert data == b"xxxxxxxxxx"  # the lines back to back: no ids or unusual sources here
+    lines, extras, index = batch.columns()
+    assert lines is batch
+    assert bytes(memoryview(batch)) == b"xxxxxxxxxx"  # the lines back to back, lent without a copy
+    assert extras == b""  # no partial ids or unusual sources here
     assert len(index) == 5 * 40

@@ -1,11 +1,12 @@
 //! A batch's column form: how `Lines` cross from the core's extension module to a sink's.
 //!
-//! `data` is the lines back to back, then the text of any partial ids and unusual
-//! sources; `index` is one `ENTRY`-byte little-endian entry per line: source kind (u8:
-//! 0 stdout, 1 stderr, 2 other), partial flag (u8), last (u8), padding (u8), ordinal
-//! (i32), time in ns (i64), then (start, length) u32 pairs of the line, the partial id
-//! and the other source's name in `data`. Export copies the lines once (a memcpy);
-//! import borrows `data` and decodes the index, about 10 ns per line.
+//! `data` is the lines back to back (the batch's own buffer, lent without a copy);
+//! `extras` holds the text of any partial ids and unusual sources; `index` is one
+//! `ENTRY`-byte little-endian entry per line: source kind (u8: 0 stdout, 1 stderr,
+//! 2 other), partial flag (u8), last (u8), padding (u8), ordinal (i32), time in ns
+//! (i64), then (start, length) u32 pairs of the line in `data`, and of the partial id
+//! and the other source's name in `extras`. Import borrows `data` and decodes the
+//! index, about 10 ns per line.
 
 use crate::{Lines, Partial, Record, Source};
 
@@ -15,27 +16,10 @@ pub const ENTRY: usize = 40;
 #[derive(Debug)]
 pub struct BadColumns;
 
-/// Bytes of `data` and of `index` for `lines`.
-pub fn sizes(lines: &Lines) -> (usize, usize) {
-    let extra: usize = lines
-        .records
-        .iter()
-        .map(|r| {
-            r.partial.as_ref().map_or(0, |p| p.id.len())
-                + match &r.source {
-                    Source::Other(name) => name.len(),
-                    _ => 0,
-                }
-        })
-        .sum();
-    (lines.arena.len() + extra, lines.records.len() * ENTRY)
-}
-
-/// Write the column form of `lines` into `data` and `index`, sized by `sizes`
-/// (straight into the Python objects: no intermediate copy of the lines).
-pub fn export_into(lines: &Lines, data: &mut [u8], index: &mut [u8]) {
-    let mut tail = lines.arena.len();
-    data[..tail].copy_from_slice(&lines.arena);
+/// `(extras, index)` of `lines`: what the column form adds to the lines themselves.
+pub fn export(lines: &Lines) -> (Vec<u8>, Vec<u8>) {
+    let mut extras = Vec::new();
+    let mut index = vec![0u8; lines.records.len() * ENTRY];
     for (record, entry) in lines.records.iter().zip(index.chunks_exact_mut(ENTRY)) {
         let kind = match record.source {
             Source::Stdout => 0u8,
@@ -49,46 +33,40 @@ pub fn export_into(lines: &Lines, data: &mut [u8], index: &mut [u8]) {
         entry[..4].copy_from_slice(&[kind, flag, last, 0]);
         entry[4..8].copy_from_slice(&ordinal.to_le_bytes());
         entry[8..16].copy_from_slice(&record.time_nano.to_le_bytes());
-        let mut spans = [(record.start, record.end - record.start), (0, 0), (0, 0)];
         let other = match &record.source {
             Source::Other(name) => name.as_str(),
             _ => "",
         };
-        for (slot, text) in [
-            (1, record.partial.as_ref().map_or("", |p| p.id.as_str())),
-            (2, other),
-        ] {
-            data[tail..tail + text.len()].copy_from_slice(text.as_bytes());
-            spans[slot] = (tail, text.len());
-            tail += text.len();
+        let id = record.partial.as_ref().map_or("", |p| p.id.as_str());
+        let mut spans = [(record.start, record.end - record.start), (0, 0), (0, 0)];
+        for (slot, text) in [(1, id), (2, other)] {
+            spans[slot] = (extras.len(), text.len());
+            extras.extend_from_slice(text.as_bytes());
         }
         for (i, (start, len)) in spans.into_iter().enumerate() {
             entry[16 + i * 8..20 + i * 8].copy_from_slice(&(start as u32).to_le_bytes());
             entry[20 + i * 8..24 + i * 8].copy_from_slice(&(len as u32).to_le_bytes());
         }
     }
-}
-
-/// `(data, index)` of `lines`, as owned buffers.
-pub fn export(lines: &Lines) -> (Vec<u8>, Vec<u8>) {
-    let (data_len, index_len) = sizes(lines);
-    let (mut data, mut index) = (vec![0; data_len], vec![0; index_len]);
-    export_into(lines, &mut data, &mut index);
-    (data, index)
+    (extras, index)
 }
 
 fn u32_at(entry: &[u8], at: usize) -> usize {
     u32::from_le_bytes(entry[at..at + 4].try_into().expect("4 bytes")) as usize
 }
 
-fn text_at(data: &[u8], entry: &[u8], at: usize) -> Result<String, BadColumns> {
+fn text_at(extras: &[u8], entry: &[u8], at: usize) -> Result<String, BadColumns> {
     let (start, len) = (u32_at(entry, at), u32_at(entry, at + 4));
-    let bytes = data.get(start..start + len).ok_or(BadColumns)?;
+    let bytes = extras.get(start..start + len).ok_or(BadColumns)?;
     String::from_utf8(bytes.to_vec()).map_err(|_| BadColumns)
 }
 
 /// The lines of `data` as `index` describes them, borrowing `data`.
-pub fn import<'a>(data: &'a [u8], index: &[u8]) -> Result<Lines<&'a [u8]>, BadColumns> {
+pub fn import<'a>(
+    data: &'a [u8],
+    extras: &[u8],
+    index: &[u8],
+) -> Result<Lines<&'a [u8]>, BadColumns> {
     if !index.len().is_multiple_of(ENTRY) {
         return Err(BadColumns);
     }
@@ -97,13 +75,13 @@ pub fn import<'a>(data: &'a [u8], index: &[u8]) -> Result<Lines<&'a [u8]>, BadCo
         let source = match entry[0] {
             0 => Source::Stdout,
             1 => Source::Stderr,
-            2 => Source::Other(text_at(data, entry, 32)?),
+            2 => Source::Other(text_at(extras, entry, 32)?),
             _ => return Err(BadColumns),
         };
         let partial = match entry[1] {
             0 => None,
             _ => Some(Partial {
-                id: text_at(data, entry, 24)?,
+                id: text_at(extras, entry, 24)?,
                 ordinal: i32::from_le_bytes(entry[4..8].try_into().expect("4 bytes")),
                 last: entry[2] != 0,
             }),
@@ -145,12 +123,12 @@ mod tests {
             }),
         );
         lines.push(Source::Stderr, 7, "ünï".as_bytes(), None);
-        let (data, index) = export(&lines);
-        let back = import(&data, &index).unwrap();
+        let (extras, index) = export(&lines);
+        let back = import(&lines.arena, &extras, &index).unwrap();
         assert_eq!(back.records, lines.records);
         for record in &lines.records {
             assert_eq!(back.line(record), lines.line(record));
         }
-        assert!(import(&data, &index[..39]).is_err());
+        assert!(import(&lines.arena, &extras, &index[..39]).is_err());
     }
 }

@@ -4,6 +4,7 @@
 use logdriver_lines::columns;
 use logdriver_lines::text::{json_string, push_partial, with_scratch, TimeText};
 use logdriver_lines::Lines;
+use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -40,8 +41,17 @@ pub fn text_lines(lines: &Lines<impl AsRef<[u8]>>, out: &mut Vec<u8>) {
     }
 }
 
-fn lines_of<'a>(data: &'a [u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
-    columns::import(data, index)
+/// The batch's lines, borrowed from its buffer for the duration of the call.
+fn lines_of<'a>(data: &'a PyBuffer<u8>, extras: &[u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
+    if !data.is_c_contiguous() || data.dimensions() > 1 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "a LogBatch's lines are one flat buffer",
+        ));
+    }
+    // SAFETY: a read-only, contiguous byte buffer, held (so alive and unchanged) by `data`.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.item_count()) };
+    columns::import(bytes, extras, index)
         .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a LogBatch's columns"))
 }
 
@@ -49,10 +59,10 @@ fn lines_of<'a>(data: &'a [u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
 #[pyfunction(name = "json_lines")]
 fn py_json_lines<'py>(
     py: Python<'py>,
-    columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    columns: (PyBuffer<u8>, Bound<'py, PyBytes>, Bound<'py, PyBytes>),
     suffix: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
+    let lines = lines_of(&columns.0, columns.1.as_bytes(), columns.2.as_bytes())?;
     Ok(with_scratch(|out| {
         json_lines(&lines, suffix, out);
         PyBytes::new(py, out)
@@ -63,9 +73,9 @@ fn py_json_lines<'py>(
 #[pyfunction(name = "text_lines")]
 fn py_text_lines<'py>(
     py: Python<'py>,
-    columns: (Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    columns: (PyBuffer<u8>, Bound<'py, PyBytes>, Bound<'py, PyBytes>),
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let lines = lines_of(columns.0.as_bytes(), columns.1.as_bytes())?;
+    let lines = lines_of(&columns.0, columns.1.as_bytes(), columns.2.as_bytes())?;
     Ok(with_scratch(|out| {
         text_lines(&lines, out);
         PyBytes::new(py, out)
