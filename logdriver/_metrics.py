@@ -32,14 +32,14 @@ class DriverCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         sinks = self.driver.sink_statistics()
-        entries = CounterMetricFamily(
-            "logdriver_sink_entries", "Log lines per sink and outcome", labels=["sink", "outcome"]
+        lines = CounterMetricFamily(
+            "logdriver_sink_lines", "Log lines per sink and outcome", labels=["sink", "outcome"]
         )
         size = CounterMetricFamily(
             "logdriver_sink_bytes", "Line bytes per sink and direction", labels=["sink", "direction"]
         )
         failures = CounterMetricFamily("logdriver_sink_send_failures", "Failed sends per sink", labels=["sink"])
-        buffer_entries = GaugeMetricFamily("logdriver_buffer_entries", "Lines queued per sink", labels=["sink"])
+        buffer_lines = GaugeMetricFamily("logdriver_buffer_lines", "Lines queued per sink", labels=["sink"])
         buffer_bytes = GaugeMetricFamily("logdriver_buffer_bytes", "Line bytes queued per sink", labels=["sink"])
         spool_bytes = GaugeMetricFamily("logdriver_spool_bytes", "Bytes in disk spools per sink", labels=["sink"])
         oldest = GaugeMetricFamily("logdriver_oldest_queued_seconds", "Age of the oldest queued line", labels=["sink"])
@@ -49,22 +49,22 @@ class DriverCollector(Collector):
         for name, snap in sorted(sinks.items()):
             t = snap.totals
             for outcome, value in (
-                ("in", t.entries_in),
-                ("delivered", t.entries_out),
+                ("in", t.lines_in),
+                ("delivered", t.lines_out),
                 ("dropped", t.dropped),
                 ("retried", t.retried),
                 ("dead_lettered", t.dead_lettered),
             ):
-                entries.add_metric([name, outcome], value)
+                lines.add_metric([name, outcome], value)
             size.add_metric([name, "in"], t.bytes_in)
             size.add_metric([name, "out"], t.bytes_out)
             failures.add_metric([name], t.send_failures)
-            buffer_entries.add_metric([name], snap.buffer_entries)
+            buffer_lines.add_metric([name], snap.buffer_lines)
             buffer_bytes.add_metric([name], snap.buffer_bytes)
             spool_bytes.add_metric([name], snap.spool_bytes)
             oldest.add_metric([name], snap.oldest_age)
             failing.add_metric([name], snap.failing_for)
-        yield from (entries, size, failures, buffer_entries, buffer_bytes, spool_bytes, oldest, failing)
+        yield from (lines, size, failures, buffer_lines, buffer_bytes, spool_bytes, oldest, failing)
         events = CounterMetricFamily(
             "logdriver_sink_events", "Sink-specific events (see each sink's docs)", labels=["sink", "event"]
         )

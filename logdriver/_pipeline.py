@@ -1,7 +1,7 @@
 """One sink's pipeline for one container: bounded queue, batching, retries, flush.
 
 The FIFO task ``put``s every read batch into each of the container's pipelines;
-each pipeline's worker task takes batches (by entries, bytes and time), sends
+each pipeline's worker task takes batches (by lines, bytes and time), sends
 them, and retries what the sink asks to retry with full-jitter backoff. A slow
 or dead sink fills only its own queue; what happens then is its overflow
 policy (``_buffer``). Nothing is dropped silently: every drop is counted here
@@ -42,8 +42,8 @@ DROP_LOG_INTERVAL = 10.0
 
 @dataclass(slots=True)
 class PipelineStatistics:
-    entries_in: int = 0
-    entries_out: int = 0
+    lines_in: int = 0
+    lines_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     dropped: int = 0
@@ -54,8 +54,8 @@ class PipelineStatistics:
 
 
 COUNTER_FIELDS = (
-    "entries_in",
-    "entries_out",
+    "lines_in",
+    "lines_out",
     "bytes_in",
     "bytes_out",
     "dropped",
@@ -70,7 +70,7 @@ class SinkSnapshot:
     """One sink across containers, for metrics and health."""
 
     totals: PipelineStatistics
-    buffer_entries: int = 0
+    buffer_lines: int = 0
     buffer_bytes: int = 0
     spool_bytes: int = 0
     oldest_age: float = 0.0
@@ -133,7 +133,7 @@ class SinkPipeline:
         """Queue a batch under the overflow policy; waits only under ``block``."""
         if not batch:
             return
-        self.statistics.entries_in += len(batch)
+        self.statistics.lines_in += len(batch)
         self.statistics.bytes_in += batch.nbytes
         offer = self._offer(batch)
         if offer.must_wait and not self._shedding:
@@ -284,7 +284,7 @@ class SinkPipeline:
             retry = list(result.retry)
             again = batch.select(retry) if retry else None
             rejected_bytes = batch.select(list(result.rejected)).nbytes if result.rejected else 0
-            self.statistics.entries_out += len(batch) - len(retry) - len(result.rejected)
+            self.statistics.lines_out += len(batch) - len(retry) - len(result.rejected)
             self.statistics.bytes_out += batch.nbytes - (again.nbytes if again else 0) - rejected_bytes
             if again is None:
                 self.statistics.failing_since = None

@@ -67,7 +67,7 @@ class Totals:
             for name, pipeline in pipelines.items():
                 snap = out.setdefault(name, SinkSnapshot(totals=PipelineStatistics()))
                 _add(snap.totals, pipeline.statistics, COUNTER_FIELDS)
-                snap.buffer_entries += pipeline.queue.entries
+                snap.buffer_lines += pipeline.queue.entries
                 snap.buffer_bytes += pipeline.queue.bytes
                 if pipeline.spool is not None:
                     snap.spool_bytes += pipeline.spool.bytes

@@ -172,7 +172,7 @@ class SinkConformance:
             for start in range(0, self.LINES, 100):
                 await pipeline.put(batch_of(records[start : start + 100]))
         stats = pipeline.statistics
-        assert (stats.entries_in, stats.entries_out, stats.dropped, stats.dead_lettered) == (
+        assert (stats.lines_in, stats.lines_out, stats.dropped, stats.dead_lettered) == (
             self.LINES,
             self.LINES,
             0,
@@ -202,7 +202,7 @@ class SinkConformance:
             for start in range(0, total, per_put):
                 await pipeline.put(batch_of(records[start : start + per_put]))
                 await trio.sleep(0.02)
-        assert (pipeline.statistics.entries_out, pipeline.statistics.dropped) == (total, 0)
+        assert (pipeline.statistics.lines_out, pipeline.statistics.dropped) == (total, 0)
         assert pipeline.statistics.retried > 0  # the outage happened mid-run
         got = Counter(await trio.to_thread.run_sync(destination.received, total, 60.0))
         assert set(got) == {r.line for r in records}
@@ -216,8 +216,8 @@ class SinkConformance:
         async with running(pipeline):
             await pipeline.put(batch_of(records))
             await trio.sleep(0.2)
-            assert pipeline.statistics.entries_out == 0  # still waiting for the batch to fill
-        assert pipeline.statistics.entries_out == len(records)
+            assert pipeline.statistics.lines_out == 0  # still waiting for the batch to fill
+        assert pipeline.statistics.lines_out == len(records)
         got = await trio.to_thread.run_sync(destination.received, len(records), 60.0)
         assert {r.line for r in records} <= set(got)
 

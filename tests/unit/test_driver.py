@@ -184,15 +184,15 @@ async def test_metrics_and_health_see_a_failing_sink(tmp_path: Path, autojump_cl
         registry = CollectorRegistry(auto_describe=False)
         registry.register(DriverCollector(driver))
         text = generate_latest(registry).decode()
-        assert 'logdriver_sink_entries_total{outcome="in",sink="fake"} 2.0' in text
-        assert 'logdriver_buffer_entries{sink="fake"}' in text
+        assert 'logdriver_sink_lines_total{outcome="in",sink="fake"} 2.0' in text
+        assert 'logdriver_buffer_lines{sink="fake"}' in text
         assert "logdriver_active_fifos 1.0" in text
         kind.streams[0].fail_times = 0
         await trio.sleep(60)
         assert health(driver, failing_after=60)[0] == 200
         assert [r.line for r in kind.streams[0].delivered] == [b"one", b"two"]
         text = generate_latest(registry).decode()
-        assert 'logdriver_sink_entries_total{outcome="delivered",sink="fake"} 2.0' in text
+        assert 'logdriver_sink_lines_total{outcome="delivered",sink="fake"} 2.0' in text
         os.close(fd)
         nursery.cancel_scope.cancel()
 

@@ -49,7 +49,7 @@ async def test_a_stopped_containers_lines_wait_for_the_destination(
         await trio.sleep(1.5)  # noticed within about a second (retry-max-delay 1s)
         assert lines_of(kind) == sent
         assert not driver.deliveries.live
-        assert driver.sink_statistics()["fake"].totals.entries_out == 500
+        assert driver.sink_statistics()["fake"].totals.lines_out == 500
         nursery.cancel_scope.cancel()
 
 
@@ -113,7 +113,7 @@ async def test_the_memory_budget_bounds_every_queue_together(
             os.close(fd)
         await wait_until(lambda: not driver.deliveries.live)
         totals = driver.sink_statistics()["fake"].totals
-        assert totals.entries_out + totals.dropped == 1500  # every line delivered or counted
+        assert totals.lines_out + totals.dropped == 1500  # every line delivered or counted
         assert driver.memory.used == 0
         nursery.cancel_scope.cancel()
 

@@ -287,6 +287,6 @@ async def test_a_dead_sink_at_close_drops_every_queued_line_counted(autojump_clo
         await trio.sleep(30)
         await pipeline.aclose()
     stats = pipeline.statistics
-    assert stats.entries_in == 200
-    assert stats.entries_out == 0
+    assert stats.lines_in == 200
+    assert stats.lines_out == 0
     assert stats.dropped == 200
