@@ -205,7 +205,8 @@ fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     for shift in (0..70).step_by(7) {
         let byte = *buf.get(*pos).ok_or(DecodeError)?;
         *pos += 1;
-        value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+        // The 10th byte brings bit 63 only; upb drops the rest (and so do we).
+        value |= u64::from(byte & if shift == 63 { 1 } else { 0x7f }) << shift;
         if byte < 0x80 {
             return Ok(value);
         }
