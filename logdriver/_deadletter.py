@@ -13,6 +13,7 @@ import datetime
 import errno
 import logging
 import os
+from collections.abc import Sequence
 
 import orjson
 
@@ -36,8 +37,9 @@ class DeadLetters:
         self._charged = sum(_size(p) for p in (self.path, self.path + ".1"))
         self.budget.take(self._charged)
 
-    def write(self, batch: LogBatch, container_id: str, reason: str) -> None:
-        data = _json_lines(batch, {"container_id": container_id, "sink": self.sink, "reason": reason})
+    def write(self, batch: LogBatch, container_id: str, reasons: Sequence[str]) -> None:
+        """Append the batch's lines, ``reasons[i]`` with line ``i``, in one write."""
+        data = _json_lines(batch, container_id, self.sink, reasons)
         try:
             makedirs_private(self.directory)
             current = _size(self.path)
@@ -57,23 +59,33 @@ class DeadLetters:
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+CHUNK = 1000  # lines per write call: a few milliseconds of rendering
 
 
-def _json_lines(batch: LogBatch, extra: dict[str, str]) -> bytes:
-    """The file sink's JSON record of each line, plus ``extra``; in Python: dead letters are rare."""
+def _json_lines(batch: LogBatch, container_id: str, sink: str, reasons: Sequence[str]) -> bytes:
+    """The file sink's JSON record of each line, plus its container, sink and reason.
+
+    In Python (about 2 µs a line): dead letters are rare, and the caller hands over at
+    most ``CHUNK`` lines per call so that a sink rejecting everything cannot hold the
+    event loop for long.
+    """
     out = []
-    for record in records_of(batch):
+    second, clock = None, ""
+    for record, reason in zip(records_of(batch), reasons, strict=True):
         seconds, nanos = divmod(record.time_nano, 1_000_000_000)
-        when = (_EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+        if seconds != second:  # the lines of a batch mostly share their second
+            second, clock = seconds, (_EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
         item: dict[str, object] = {
-            "time": f"{when}.{nanos:09d}Z",
+            "time": f"{clock}.{nanos:09d}Z",
             "stream": record.source,
             "message": record.line.decode("utf-8", "replace"),
         }
         if record.partial is not None:
             item["partial"] = {"id": record.partial.id, "ordinal": record.partial.ordinal, "last": record.partial.last}
-        out.append(orjson.dumps({**item, **extra}) + b"\n")
-    return b"".join(out)
+        item.update(container_id=container_id, sink=sink, reason=reason)
+        out.append(orjson.dumps(item))
+    out.append(b"")
+    return b"\n".join(out)
 
 
 def _size(path: str) -> int:

@@ -102,6 +102,27 @@ async def send_quietly(stream: trio.abc.Stream, data: bytes) -> bool:
     return True
 
 
+# A client can repeat a fault as fast as it can connect: each kind is logged at most once
+# per LOG_INTERVAL per listener, with the count of those not logged.
+LOG_INTERVAL: Final = 10.0
+_last_logged: dict[tuple[str, str], float] = {}
+_not_logged: dict[tuple[str, str], int] = {}
+
+
+def _throttle(name: str, kind: str) -> int | None:
+    """None: do not log now; otherwise how many of this kind went unlogged since the last line."""
+    key, now = (name, kind), trio.current_time()
+    if now - _last_logged.get(key, -math.inf) < LOG_INTERVAL:
+        _not_logged[key] = _not_logged.get(key, 0) + 1
+        return None
+    _last_logged[key] = now
+    return _not_logged.pop(key, 0)
+
+
+def _also(skipped: int) -> str:
+    return f" ({skipped} more since the last such line)" if skipped else ""
+
+
 ConnectionHandler = Callable[[trio.abc.Stream], Awaitable[None]]
 
 
@@ -116,7 +137,8 @@ def guarded(name: str, handler: ConnectionHandler, limits: Limits) -> Connection
     async def serve(stream: trio.abc.Stream) -> None:
         nonlocal active
         if active >= limits.max_connections:
-            log.warning("%s: %d connections open, refusing another", name, active)
+            if (skipped := _throttle(name, "refused")) is not None:
+                log.warning("%s: %d connections open, refusing another%s", name, active, _also(skipped))
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
@@ -126,9 +148,11 @@ def guarded(name: str, handler: ConnectionHandler, limits: Limits) -> Connection
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
         except RequestTimeout:
-            log.info("%s: a client sent half a request and stalled; closed", name)
+            if (skipped := _throttle(name, "stalled")) is not None:
+                log.info("%s: a client sent half a request and stalled; closed%s", name, _also(skipped))
         except Exception:
-            log.exception("%s: connection failed; the server carries on", name)
+            if (skipped := _throttle(name, "failed")) is not None:
+                log.exception("%s: connection failed; the server carries on%s", name, _also(skipped))
         finally:
             active -= 1
             with trio.CancelScope(shield=True):
@@ -152,7 +176,10 @@ async def serve_h11(
             raise RequestTimeout() from None
         except h11.RemoteProtocolError as exc:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                log.info("%s: malformed request (%s); answered %d", name, exc, exc.error_status_hint)
+                if (skipped := _throttle(name, "malformed")) is not None:
+                    log.info(
+                        "%s: malformed request (%s); answered %d%s", name, exc, exc.error_status_hint, _also(skipped)
+                    )
                 body = f"malformed request: {exc}\n".encode()
                 with trio.move_on_after(limits.request_timeout):
                     await send_quietly(stream, response_bytes(conn, exc.error_status_hint, [], body))

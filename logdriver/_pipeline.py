@@ -29,7 +29,7 @@ import trio
 
 from ._budget import Budget
 from ._buffer import BatchQueue, Offer
-from ._deadletter import DeadLetters
+from ._deadletter import CHUNK, DeadLetters
 from ._native import LogBatch
 from ._pipeline_options import PipelineOptions
 from ._spool import DiskQueue
@@ -280,7 +280,7 @@ class SinkPipeline:
         while True:
             result = await self._send(batch)
             if result.rejected:
-                self._dead_letter(batch, result.rejected)
+                await self._dead_letter(batch, result.rejected)
             retry = list(result.retry)
             again = batch.select(retry) if retry else None
             rejected_bytes = batch.select(list(result.rejected)).nbytes if result.rejected else 0
@@ -298,7 +298,7 @@ class SinkPipeline:
             now = trio.current_time()
             if policy.gives_up(now - started, delay, attempt):
                 attempt += 1
-                self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempt} attempts"))
+                await self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempt} attempts"))
                 return 0
             attempt += 1
             if self._closing and now + delay > self._flush_deadline:
@@ -315,15 +315,29 @@ class SinkPipeline:
         self.statistics.send_failures += 1
         return SendResult.retry_all(len(batch))
 
-    def _dead_letter(self, batch: LogBatch, rejected: Mapping[int, str]) -> None:
-        by_reason: dict[str, list[int]] = {}
-        for index, reason in rejected.items():
-            by_reason.setdefault(str(reason), []).append(index)
-        for reason, indexes in by_reason.items():
-            count = len(indexes)
-            self.statistics.dead_lettered += count
-            if self.dead_letters is not None:
-                self.dead_letters.write(batch.select(indexes), self.container_id, reason)
-            log.warning(
-                "sink %s rejected %d lines of %s for good: %s", self.sink, count, self.container_id[:12], reason
+    async def _dead_letter(self, batch: LogBatch, rejected: Mapping[int, str]) -> None:
+        """Count, log (one line per batch) and keep the lines a sink refused for good.
+
+        A sink may give each line its own reason (a bulk item error quotes the value),
+        so reasons travel per line and the log line names the first and how many more.
+        """
+        indexes = sorted(rejected)
+        reasons = [str(rejected[i]) for i in indexes]
+        self.statistics.dead_lettered += len(indexes)
+        others = len(set(reasons)) - 1
+        log.warning(
+            "sink %s rejected %d lines of %s for good: %s%s",
+            self.sink,
+            len(indexes),
+            self.container_id[:12],
+            reasons[0][:300],
+            f" (and {others} other reasons)" if others else "",
+        )
+        if self.dead_letters is None:
+            return
+        lines = batch.select(indexes)
+        for start in range(0, len(indexes), CHUNK):
+            self.dead_letters.write(
+                lines.slice(start, start + CHUNK), self.container_id, reasons[start : start + CHUNK]
             )
+            await trio.lowlevel.checkpoint()

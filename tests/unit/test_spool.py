@@ -139,11 +139,11 @@ def test_spools_and_dead_letters_share_the_disk_budget(tmp_path: Path) -> None:
     assert disk.used <= 20_000
     letters = DeadLetters(str(tmp_path / "dead"), "s", budget=disk)
     rejected = batch.slice(0, 10)  # about 2.5 KB as dead-letter JSON lines
-    letters.write(rejected, "c" * 64, "rejected")
+    letters.write(rejected, "c" * 64, ["rejected"] * len(rejected))
     assert (letters.written, letters.lost) == (0, 10)  # over the budget: lost, counted, logged
     first.take(10**6, 1 << 30)
     first.ack()
     assert disk.used < 20_000 - 10_000
-    letters.write(rejected, "c" * 64, "rejected")
+    letters.write(rejected, "c" * 64, ["rejected"] * len(rejected))
     assert letters.written == 10
     assert oct((tmp_path / "dead" / "s.jsonl").stat().st_mode & 0o777) == "0o600"
