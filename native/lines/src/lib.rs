@@ -7,6 +7,8 @@
 //! line. `text` holds what renderers share (JSON strings, RFC 3339 times).
 
 pub mod columns;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod text;
 
 /// A `source` or partial `id` that is not UTF-8.

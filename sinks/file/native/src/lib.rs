@@ -1,10 +1,9 @@
 //! The file sink's renderer (`sinks.file._render`): JSON lines or raw text for a whole
 //! batch in one call, from its column form (`LogBatch.columns()`).
 
-use logdriver_lines::columns;
+use logdriver_lines::python::{lines_of, Columns};
 use logdriver_lines::text::{json_string, push_partial, with_scratch, TimeText};
 use logdriver_lines::Lines;
-use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -41,28 +40,14 @@ pub fn text_lines(lines: &Lines<impl AsRef<[u8]>>, out: &mut Vec<u8>) {
     }
 }
 
-/// The batch's lines, borrowed from its buffer for the duration of the call.
-fn lines_of<'a>(data: &'a PyBuffer<u8>, extras: &[u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
-    if !data.is_c_contiguous() || data.dimensions() > 1 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "a LogBatch's lines are one flat buffer",
-        ));
-    }
-    // SAFETY: a read-only, contiguous byte buffer, held (so alive and unchanged) by `data`.
-    let bytes =
-        unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.item_count()) };
-    columns::import(bytes, extras, index)
-        .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a LogBatch's columns"))
-}
-
 /// JSON lines: ``{"time","stream","message"[,"partial"]`` then ``suffix`` (``,...}\n``).
 #[pyfunction(name = "json_lines")]
 fn py_json_lines<'py>(
     py: Python<'py>,
-    columns: (PyBuffer<u8>, Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    columns: Columns<'py>,
     suffix: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let lines = lines_of(&columns.0, columns.1.as_bytes(), columns.2.as_bytes())?;
+    let lines = lines_of(&columns)?;
     Ok(with_scratch(|out| {
         json_lines(&lines, suffix, out);
         PyBytes::new(py, out)
@@ -71,11 +56,8 @@ fn py_json_lines<'py>(
 
 /// Each line followed by a newline.
 #[pyfunction(name = "text_lines")]
-fn py_text_lines<'py>(
-    py: Python<'py>,
-    columns: (PyBuffer<u8>, Bound<'py, PyBytes>, Bound<'py, PyBytes>),
-) -> PyResult<Bound<'py, PyBytes>> {
-    let lines = lines_of(&columns.0, columns.1.as_bytes(), columns.2.as_bytes())?;
+fn py_text_lines<'py>(py: Python<'py>, columns: Columns<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    let lines = lines_of(&columns)?;
     Ok(with_scratch(|out| {
         text_lines(&lines, out);
         PyBytes::new(py, out)

@@ -3,26 +3,10 @@
 
 pub mod forward;
 
-use logdriver_lines::columns;
+use logdriver_lines::python::{lines_of, Columns};
 use logdriver_lines::text::with_scratch;
-use logdriver_lines::Lines;
-use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-
-/// The batch's lines, borrowed from its buffer for the duration of the call.
-fn lines_of<'a>(data: &'a PyBuffer<u8>, extras: &[u8], index: &[u8]) -> PyResult<Lines<&'a [u8]>> {
-    if !data.is_c_contiguous() || data.dimensions() > 1 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "a LogBatch's lines are one flat buffer",
-        ));
-    }
-    // SAFETY: a read-only, contiguous byte buffer, held (so alive and unchanged) by `data`.
-    let bytes =
-        unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.item_count()) };
-    columns::import(bytes, extras, index)
-        .map_err(|_| pyo3::exceptions::PyValueError::new_err("not a LogBatch's columns"))
-}
 
 /// Fluent forward entries (the PackedForward payload); see ``forward.rs``.
 /// ``head``/``tail`` are packed key/value pairs placed before and after the line's own;
@@ -31,7 +15,7 @@ fn lines_of<'a>(data: &'a PyBuffer<u8>, extras: &[u8], index: &[u8]) -> PyResult
 #[allow(clippy::too_many_arguments)]
 fn forward_entries<'py>(
     py: Python<'py>,
-    columns: (PyBuffer<u8>, Bound<'py, PyBytes>, Bound<'py, PyBytes>),
+    columns: Columns<'py>,
     head: &[u8],
     head_pairs: usize,
     tail: &[u8],
@@ -39,7 +23,7 @@ fn forward_entries<'py>(
     sub_second: bool,
     overridden: u8,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let lines = lines_of(&columns.0, columns.1.as_bytes(), columns.2.as_bytes())?;
+    let lines = lines_of(&columns)?;
     Ok(with_scratch(|out| {
         forward::forward_entries(
             &lines, head, head_pairs, tail, tail_pairs, sub_second, overridden, out,
