@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from ._budget import ENTRY_OVERHEAD, Budget, memory_cost, unlimited
 from ._native import LogBatch
@@ -34,6 +35,36 @@ class Offer:
     must_wait: bool = False
 
 
+class LineQueue(Protocol):
+    """What a pipeline needs of its queue, in memory (``BatchQueue``) or on disk (``DiskQueue``).
+
+    ``take`` hands out lines from the front; ``ack`` says everything handed out is
+    settled (delivered, dead-lettered or given up). ``close`` ends the queue and
+    returns how many lines are lost with it: a memory queue loses what it holds
+    plus ``unsettled`` (handed out, not yet settled); a spool keeps everything
+    unacknowledged for the next start and loses nothing.
+    """
+
+    entries: int  # queued, not handed out
+    bytes: int  # what the queue holds, as it counts bytes against its limit
+
+    def offer(self, batch: LogBatch, now: float) -> Offer: ...
+    def oldest_since(self) -> float | None: ...
+    def take(self, max_entries: int, max_bytes: int) -> LogBatch | None: ...
+    def ack(self) -> None: ...
+    def close(self, unsettled: int) -> int: ...
+
+    @property
+    def undelivered(self) -> int:
+        """Lines queued or handed out and not yet acked."""
+        ...
+
+    @property
+    def spooled_bytes(self) -> int:
+        """Bytes on disk (0 for a memory queue)."""
+        ...
+
+
 class BatchQueue:
     def __init__(self, max_bytes: int, max_entries: int, overflow: Overflow, memory: Budget | None = None) -> None:
         if max_bytes <= 0 or max_entries <= 0:
@@ -45,6 +76,7 @@ class BatchQueue:
         self._items: deque[tuple[float, LogBatch]] = deque()
         self.bytes = 0
         self.entries = 0
+        self._taken = 0  # handed out by take(), not yet acked
 
     def __len__(self) -> int:
         return self.entries
@@ -160,7 +192,23 @@ class BatchQueue:
                 break
         if not parts:
             return None
+        self._taken += entries
         return parts[0] if len(parts) == 1 else LogBatch.concat(parts)
+
+    def ack(self) -> None:
+        self._taken = 0
+
+    @property
+    def undelivered(self) -> int:
+        return self.entries + self._taken
+
+    @property
+    def spooled_bytes(self) -> int:
+        return 0
+
+    def close(self, unsettled: int) -> int:
+        """Empty the queue; returns the entries it held plus ``unsettled``: all lost."""
+        return self.drain() + unsettled
 
     def drain(self) -> int:
         """Empty the queue; returns how many entries were in it."""
@@ -168,6 +216,7 @@ class BatchQueue:
         self.memory.give(memory_cost(self.entries, self.bytes))
         self._items.clear()
         self.bytes = self.entries = 0
+        self._taken = 0
         return dropped
 
 

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -34,15 +34,22 @@ import trio
 
 from ._budget import Budget
 from ._deadletter import DeadLetters
+from ._destination import Destination
 from ._exceptions import LogDriverError
 from ._files import PRIVATE_DIR, PRIVATE_FILE, makedirs_private, write_private
-from ._pipeline import SinkPipeline
+from ._pipeline import SinkPipeline, SinkSnapshot
+from ._pipeline_options import PipelineOptions
 from ._totals import Totals
 from .abc import ContainerContext, Sink
 
 log = logging.getLogger("logdriver.delivery")
 
 _INFO = "info.json"
+
+
+def delivery_key(options: PipelineOptions) -> Hashable:
+    """The options pipelines must agree on to share a destination's requests."""
+    return (options.batch_max_entries, options.batch_max_bytes, options.batch_max_wait, options.retry)
 
 
 def spool_key(container_id: str, fifo_path: str) -> str:
@@ -69,6 +76,7 @@ class Deliveries:
         self._dead_letter_dir = os.path.join(state_dir, "deadletter")
         self.dead_letters: dict[str, DeadLetters] = {}
         self.live: set[SinkPipeline] = set()
+        self.destinations: dict[Hashable, Destination] = {}
         self.draining = 0  # pipelines whose FIFO has closed and that still hold lines
         self.failures = 0  # pipelines that ended on an unexpected error
         self._nursery: trio.Nursery | None = None
@@ -116,8 +124,25 @@ class Deliveries:
                 log.error("sink %s: cannot create spool %s (%s); buffering in memory", name, spool_dir, exc.strerror)
                 options = dataclasses.replace(options, buffer="memory")
         pipeline = self._pipeline(name, context, options, stream, spool_dir)
-        self._nursery.start_soon(self._run, pipeline, context.info.short_id)
+        self._attach(pipeline)
         return pipeline
+
+    def _attach(self, pipeline: SinkPipeline) -> None:
+        """Hand the pipeline to its destination's worker, starting one for a new destination."""
+        assert self._nursery is not None, "Deliveries.run has not started"
+        try:
+            key = (pipeline.sink, pipeline.stream.destination, delivery_key(pipeline.options))
+            hash(key)
+        except Exception:  # a sink's unhashable key: the stream ships alone
+            log.exception("sink %s: unusable destination key; this container gets its own", pipeline.sink)
+            key = (pipeline.sink, id(pipeline), None)
+        destination = self.destinations.get(key)
+        if destination is None:
+            destination = Destination(pipeline.sink, pipeline.options, self.sinks[pipeline.sink].send_together)
+            self.destinations[key] = destination
+            self._nursery.start_soon(self._run, key, destination)
+        pipeline.on_finish = self._finished
+        destination.attach(pipeline)
 
     def _pipeline(
         self, name: str, context: ContainerContext, options: Any, stream: Any, spool_dir: str
@@ -150,31 +175,35 @@ class Deliveries:
 
     # -- running ---------------------------------------------------------------
 
-    async def _run(self, pipeline: SinkPipeline, short_id: str) -> None:
+    async def _run(self, key: Hashable, destination: Destination) -> None:
         try:
-            await pipeline.run()
+            await destination.run()
         except Exception:
             self.failures += 1
-            log.exception("sink %s: the pipeline of %s failed; its queued lines are lost", pipeline.sink, short_id)
+            log.exception("sink %s: a destination failed; its containers' queued lines are lost", destination.sink)
         finally:
-            self.live.discard(pipeline)
-            if pipeline.draining:
-                self.draining -= 1
-            self.totals.fold_pipeline(pipeline)
-            stats = pipeline.statistics
-            kept = pipeline.spool.entries_total if pipeline.spool is not None else 0
-            if pipeline.spool is not None and not kept and pipeline.closed_cleanly:
-                shutil.rmtree(pipeline.spool.directory, ignore_errors=True)
-            log.info(
-                "sink %s for %s finished: %d in, %d delivered, %d dropped, %d dead-lettered%s",
-                pipeline.sink,
-                short_id,
-                stats.lines_in,
-                stats.lines_out,
-                stats.dropped,
-                stats.dead_lettered,
-                f", {kept} kept in the disk spool" if kept else "",
-            )
+            # No checkpoint since the worker saw its last pipeline go: nothing attached since.
+            del self.destinations[key]
+
+    def _finished(self, pipeline: SinkPipeline) -> None:
+        self.live.discard(pipeline)
+        if pipeline.draining:
+            self.draining -= 1
+        self.totals.fold_pipeline(pipeline)
+        stats = pipeline.statistics
+        kept = pipeline.queue.undelivered
+        if pipeline.spool_dir is not None and not kept and pipeline.closed_cleanly:
+            shutil.rmtree(pipeline.spool_dir, ignore_errors=True)
+        log.info(
+            "sink %s for %s finished: %d in, %d delivered, %d dropped, %d dead-lettered%s",
+            pipeline.sink,
+            pipeline.container_id[:12],
+            stats.lines_in,
+            stats.lines_out,
+            stats.dropped,
+            stats.dead_lettered,
+            f", {kept} kept in the disk spool" if kept else "",
+        )
 
     def release(self, pipelines: Mapping[str, SinkPipeline]) -> None:
         """The FIFO reached EOF: no more input; deliver everything queued, however long it takes."""
@@ -203,7 +232,7 @@ class Deliveries:
 
     def recover(self, context_of: Callable[[Mapping[str, Any]], ContainerContext]) -> None:
         """Drain every spool no open pipeline uses (its FIFO is gone): deliver, then delete."""
-        in_use = {p.spool.directory for p in self.live if p.spool is not None}
+        in_use = {p.spool_dir for p in self.live if p.spool_dir is not None}
         for sink, directory in self.spools():
             if directory in in_use:
                 continue
@@ -230,8 +259,20 @@ class Deliveries:
 
     # -- statistics ------------------------------------------------------------
 
-    def by_sink(self) -> Iterator[Mapping[str, SinkPipeline]]:
-        return ({p.sink: p} for p in list(self.live))
+    def snapshot(self, now: float) -> dict[str, SinkSnapshot]:
+        """Per sink: counters over every pipeline, finished and live, and the live ones' gauges."""
+        out = self.totals.sink_snapshot()
+        for pipeline in self.live:
+            out.setdefault(pipeline.sink, SinkSnapshot()).add(pipeline.snapshot(now))
+        return out
+
+    def request_sizes(self) -> dict[str, tuple[int, int]]:
+        """Per sink: requests sent and lines in them, over the live destinations."""
+        out: dict[str, tuple[int, int]] = {}
+        for destination in self.destinations.values():
+            requests, lines = out.get(destination.sink, (0, 0))
+            out[destination.sink] = (requests + destination.requests, lines + destination.request_lines)
+        return out
 
 
 __all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "Deliveries", "spool_key"]

@@ -13,6 +13,7 @@ not come ``stop_timeout`` seconds later the task gives up on the FIFO.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -302,18 +303,20 @@ class Driver:
 
     def fifo_statistics(self) -> FifoStatistics:
         """Totals over every FIFO this process has read, closed and open."""
-        out = self.totals.fifo_snapshot(f.decoder for f in self._fifos.values() if f.decoder is not None)
+        out = dataclasses.replace(self.totals.fifos)
         for fifo in self._fifos.values():
-            out.records += fifo.statistics.records
-            out.store_errors += fifo.statistics.store_errors
+            if fifo.decoder is not None:
+                self._record(fifo, fifo.decoder, quiet=True)
+            out.add(fifo.statistics)
         return out
 
     def sink_statistics(self) -> dict[str, SinkSnapshot]:
         """Per sink: counters over all containers, and the live queues' gauges."""
-        return self.totals.sink_snapshot(self.sinks, self.deliveries.by_sink(), trio.current_time())
+        out = self.deliveries.snapshot(trio.current_time())
+        return {name: out.get(name, SinkSnapshot()) for name in {*self.sinks, *out}}
 
     @staticmethod
-    def _record(fifo: _Fifo, decoder: FrameReader) -> None:
+    def _record(fifo: _Fifo, decoder: FrameReader, quiet: bool = False) -> None:
         counts = decoder.statistics()
         stats = fifo.statistics
         stats.entries = counts["entries"]
@@ -321,7 +324,7 @@ class Driver:
         stats.decode_errors = counts["decode_errors"]
         stats.corrupt_frames = counts["oversize_frames"]
         stats.skipped_bytes = counts["skipped_bytes"]
-        if stats.corrupt_frames or stats.decode_errors:
+        if (stats.corrupt_frames or stats.decode_errors) and not quiet:
             log.error(
                 "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",
                 fifo.path,

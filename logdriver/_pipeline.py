@@ -1,39 +1,49 @@
-"""One sink's pipeline for one container: bounded queue, batching, retries, flush.
+"""One sink's pipeline for one container: its bounded queue, overflow policy and accounting.
 
-The FIFO task ``put``s every read batch into each of the container's pipelines;
-each pipeline's worker task takes batches (by lines, bytes and time), sends
-them, and retries what the sink asks to retry with full-jitter backoff. A slow
-or dead sink fills only its own queue; what happens then is its overflow
-policy (``_buffer``). Nothing is dropped silently: every drop is counted here
-and logged at most every ``DROP_LOG_INTERVAL`` seconds.
+The FIFO reader ``put``s every read batch into each of the container's
+pipelines. A pipeline does not send: the ``Destination`` it is attached to
+(``_destination``) drains the queues of every container shipping to the same
+place, builds shared requests and hands each pipeline back the verdict on its
+own lines (``settle``). So limits, overflow policies, spools, drop counts and
+statistics stay per container while requests and connections are per
+destination.
 
-Closing at EOF (after StopLogging) stops input; the worker keeps delivering
-what is queued until it is delivered or the retry policy gives up on it
-(``_delivery`` keeps such a pipeline running after its FIFO is gone). A
-plugin shutdown closes with a deadline, ``flush-timeout``; what a memory queue
-holds then is counted as dropped, and a disk spool keeps it. Nothing here
-can hold up ``docker stop``: the FIFO keeps being read unless the policy is
-``block``, and a block lasts at most ``block-timeout``, after which the
-pipeline drops (counted) until the sink delivers again.
+A slow or dead destination fills only the queues that feed it; what happens
+then is each queue's overflow policy (``_buffer``). Nothing is dropped
+silently: every drop is counted here and logged at most every
+``DROP_LOG_INTERVAL`` seconds. Nothing here can hold up ``docker stop``: the
+FIFO keeps being read unless the policy is ``block``, and a block lasts at most
+``block-timeout``, after which the pipeline drops (counted) until the sink
+delivers again.
+
+Closing at EOF (after StopLogging) stops input; the destination keeps
+delivering what is queued until it is delivered or the retry policy gives up on
+it. A plugin shutdown closes with a deadline, ``flush-timeout``; what a memory
+queue holds then is counted as dropped, and a disk spool keeps it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._budget import Budget
-from ._buffer import BatchQueue, Offer
+from ._buffer import BatchQueue, LineQueue, Offer
 from ._deadletter import CHUNK, DeadLetters
 from ._native import LogBatch
 from ._pipeline_options import PipelineOptions
 from ._spool import DiskQueue
 from .abc import SendResult, SinkStream
+
+if TYPE_CHECKING:
+    from ._destination import Destination
 
 log = logging.getLogger("logdriver.pipeline")
 
@@ -42,6 +52,8 @@ DROP_LOG_INTERVAL = 10.0
 
 @dataclass(slots=True)
 class PipelineStatistics:
+    """Counters; every field adds up across pipelines."""
+
     lines_in: int = 0
     lines_out: int = 0
     bytes_in: int = 0
@@ -50,35 +62,35 @@ class PipelineStatistics:
     retried: int = 0
     dead_lettered: int = 0
     send_failures: int = 0
-    failing_since: float | None = None  # when sends started failing (None: healthy)
 
-
-COUNTER_FIELDS = (
-    "lines_in",
-    "lines_out",
-    "bytes_in",
-    "bytes_out",
-    "dropped",
-    "retried",
-    "dead_lettered",
-    "send_failures",
-)
+    def add(self, other: PipelineStatistics) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 @dataclass(slots=True)
 class SinkSnapshot:
-    """One sink across containers, for metrics and health."""
+    """One pipeline, or one sink across containers, at a moment: counters and gauges."""
 
-    totals: PipelineStatistics
+    totals: PipelineStatistics = dataclasses.field(default_factory=PipelineStatistics)
     buffer_lines: int = 0
     buffer_bytes: int = 0
     spool_bytes: int = 0
     oldest_age: float = 0.0
-    failing_for: float = 0.0  # longest current run of failed sends among its containers
+    failing_for: float = 0.0  # longest current run of failed sends
+
+    def add(self, other: SinkSnapshot) -> None:
+        self.totals.add(other.totals)
+        self.buffer_lines += other.buffer_lines
+        self.buffer_bytes += other.buffer_bytes
+        self.spool_bytes += other.spool_bytes
+        self.oldest_age = max(self.oldest_age, other.oldest_age)
+        self.failing_for = max(self.failing_for, other.failing_for)
 
 
 class SinkPipeline:
-    """Run with ``await nursery.start(pipeline.run)``; feed with ``put``; end with ``close``."""
+    """Feed with ``put``; end with ``close``. A ``Destination`` delivers its lines
+    (``run`` gives it one of its own: tests and single-container use)."""
 
     def __init__(
         self,
@@ -96,12 +108,12 @@ class SinkPipeline:
         self.container_id = container_id
         self.stream = stream
         self.options = options
-        self.spool: DiskQueue | None = None
-        self.queue: BatchQueue | DiskQueue
+        self.queue: LineQueue
         if options.buffer == "disk":
             if spool_dir is None:
                 raise ValueError("buffer=disk needs a spool directory")
-            self.queue = self.spool = DiskQueue(
+            self.spool_dir: str | None = spool_dir
+            self.queue = DiskQueue(
                 spool_dir,
                 options.buffer_max_bytes,
                 options.buffer_max_entries,
@@ -110,46 +122,64 @@ class SinkPipeline:
                 disk=disk,
             )
         else:
+            self.spool_dir = None
             self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow, memory)
         self.dead_letters = dead_letters
         self.rng = rng or random.Random()
         self.statistics = PipelineStatistics()
-        self._changed = trio.Event()
+        self.destination: Destination | None = None
+        self.on_finish: Callable[[SinkPipeline], None] | None = None  # the owner's accounting
+        self.failing_since: float | None = None  # when sends started failing (None: healthy)
+        self.in_flight = 0  # lines handed to the destination and not yet settled
+        self.flush_deadline = math.inf  # set by close(deadline): a plugin shutdown
+        self.draining = False  # set by the owner: the FIFO closed with lines still queued
+        self.closed_cleanly = False  # ended with nothing undelivered (a spool may then be deleted)
         self._space = trio.Event()
         self._closing = False
-        self.draining = False  # set by the owner: the FIFO closed with lines still queued
-        self.closed_cleanly = False  # ended with nothing queued (a spool may then be deleted)
         self._shedding = False  # block timed out and the sink has not recovered since
-        self._flush_deadline = math.inf  # set by close(deadline): a plugin shutdown
-        self._in_flight = 0
         self._unlogged_drops: dict[str, int] = {}  # reason → lines dropped since the last log line
         self._last_drop_log = -DROP_LOG_INTERVAL
         self._done = trio.Event()
-        self._scope = trio.CancelScope()
 
     # -- producer side ---------------------------------------------------------
+
+    def try_put(self, batch: LogBatch) -> bool:
+        """Queue a batch under the overflow policy without waiting; False when
+        ``block`` says wait (nothing was taken: call ``put`` with it)."""
+        offer = self._offer(batch)
+        if offer.must_wait and not self._shedding and not self._closing:
+            return False
+        self._count_in(batch)
+        self._settle_offer(batch, offer)
+        return True
 
     async def put(self, batch: LogBatch) -> None:
         """Queue a batch under the overflow policy; waits only under ``block``."""
         if not batch:
             return
-        self.statistics.lines_in += len(batch)
-        self.statistics.bytes_in += batch.nbytes
         offer = self._offer(batch)
+        self._count_in(batch)
         if offer.must_wait and not self._shedding:
             with trio.move_on_after(self.options.block_timeout):
                 while offer.must_wait and not self._closing:
-                    space = self._space
-                    await space.wait()
+                    await self._space.wait()
                     offer = self._offer(batch)
             # Blocked too long: stop blocking until the sink takes lines again, so that
             # a dead destination costs the container one block-timeout, not one per read.
             self._shedding = offer.must_wait
+        self._settle_offer(batch, offer)
+
+    def _count_in(self, batch: LogBatch) -> None:
+        self.statistics.lines_in += len(batch)
+        self.statistics.bytes_in += batch.nbytes
+
+    def _settle_offer(self, batch: LogBatch, offer: Offer) -> None:
         if offer.must_wait:
             self._drop(len(batch), f"sink stuck past block-timeout ({self.options.block_timeout:g} s)")
         if offer.dropped:
             self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
-        self._wake()
+        if offer.accepted and self.destination is not None:
+            self.destination.notify(self, offer.accepted)
 
     def _offer(self, batch: LogBatch) -> Offer:
         try:
@@ -164,38 +194,54 @@ class SinkPipeline:
 
     @property
     def queued(self) -> int:
-        """Lines not yet delivered: queued, and in the batch being sent."""
-        if self.spool is not None:
-            return self.spool.entries_total
-        return self.queue.entries + self._in_flight
+        """Lines not yet delivered: queued, and handed to the destination."""
+        return self.queue.undelivered
 
     def close(self, deadline: float = math.inf) -> None:
         """No more puts: deliver what is queued, then stop.
 
-        With the default deadline the pipeline keeps going until everything is
+        With the default deadline the destination keeps going until everything is
         delivered or given up by the retry policy; a plugin shutdown passes one.
         An earlier deadline replaces a later one.
         """
         self._closing = True
-        self._flush_deadline = min(deadline, self._flush_deadline)
-        self._wake()
+        self.flush_deadline = min(deadline, self.flush_deadline)
         self._space.set()
+        if self.destination is not None:
+            self.destination.notify(self, 0)
 
     async def finished(self) -> None:
-        """Wait until the worker has stopped and the stream is closed."""
+        """Wait until the pipeline has stopped and its stream is closed."""
         await self._done.wait()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
     async def aclose(self) -> None:
-        """Close with ``flush-timeout`` as the deadline, and wait for the worker to stop."""
+        """Close with ``flush-timeout`` as the deadline, and wait until it has stopped."""
         self.close(trio.current_time() + self.options.flush_timeout)
-        with trio.move_on_after(self.options.flush_timeout + 1.0):
-            await self._done.wait()
-        self._scope.cancel()  # a sink stuck past its deadline (it should not be)
         await self._done.wait()
 
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver through a destination of this pipeline's own, until it is closed and done."""
+        from ._destination import Destination, send_each
+
+        destination = Destination(self.sink, self.options, send_each, self.rng)
+        destination.attach(self)
+        await destination.run(task_status=task_status)
+
+    def snapshot(self, now: float) -> SinkSnapshot:
+        """Counters and gauges of this pipeline now."""
+        oldest = self.queue.oldest_since()
+        return SinkSnapshot(
+            totals=dataclasses.replace(self.statistics),
+            buffer_lines=self.queue.entries,
+            buffer_bytes=self.queue.bytes,
+            spool_bytes=self.queue.spooled_bytes,
+            oldest_age=0.0 if oldest is None else now - oldest,
+            failing_for=0.0 if self.failing_since is None else now - self.failing_since,
+        )
 
     def _drop(self, count: int, reason: str) -> None:
         self.statistics.dropped += count
@@ -213,107 +259,73 @@ class SinkPipeline:
             self._unlogged_drops.clear()
             self._last_drop_log = now
 
-    # -- consumer side ---------------------------------------------------------
+    # -- destination side ------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            with self._scope:
-                while (batch := await self._next_batch()) is not None:
-                    self._in_flight = len(batch)
-                    self._space.set()
-                    self._space = trio.Event()
-                    # What is still undelivered at the flush deadline stays counted as in flight,
-                    # and nothing after it is taken: the queue behind it is accounted for below
-                    # (and a spool must not ack past it).
-                    self._in_flight = await self._deliver(batch)
-                    if self._in_flight:
-                        break
-                    if self.spool is not None:
-                        self.spool.ack()
-        finally:
-            self.closed_cleanly = self._closing and not self.queued
-            try:
-                if self.spool is not None:
-                    # Undelivered lines stay in the spool (not acked) and replay at the next start.
-                    kept = self.spool.entries_total
-                    if kept:
-                        log.warning(
-                            "sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12]
-                        )
-                    self.spool.close()
-                else:
-                    left = self.queue.drain() + self._in_flight
-                    if left:
-                        why = "plugin shutting down" if self._flush_deadline < math.inf else "pipeline failed"
-                        self._drop(left, why)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    try:
-                        await self.stream.aclose()
-                    except Exception:
-                        log.exception("sink %s: closing the stream of %s failed", self.sink, self.container_id[:12])
-                self._done.set()
+    def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
+        """Lines for the next request (at least one, if any are queued)."""
+        batch = self.queue.take(max_entries, max_bytes)
+        if batch is not None:
+            self.in_flight += len(batch)
+            self._space.set()
+            self._space = trio.Event()
+        return batch
 
-    async def _next_batch(self) -> LogBatch | None:
-        opts = self.options
-        while True:
-            queue = self.queue
-            if self._closing and (not queue.entries or trio.current_time() >= self._flush_deadline):
-                return None  # run() counts whatever is left as dropped, in one go
-            full = queue.entries >= opts.batch_max_entries or queue.bytes >= opts.batch_max_bytes
-            oldest = queue.oldest_since()
-            if oldest is not None and (full or self._closing or trio.current_time() >= oldest + opts.batch_max_wait):
-                return queue.take(opts.batch_max_entries, opts.batch_max_bytes)
-            changed = self._changed
-            if oldest is None:
-                await changed.wait()
-            else:
-                with trio.move_on_at(oldest + opts.batch_max_wait):
-                    await changed.wait()
+    async def settle(self, batch: LogBatch, result: SendResult, started: float) -> LogBatch | None:
+        """Account for the verdict on ``batch``; returns the lines to send again, if any."""
+        if result.rejected:
+            await self._dead_letter(batch, result.rejected)
+        retry = list(result.retry)
+        again = batch.select(retry) if retry else None
+        rejected_bytes = batch.select(list(result.rejected)).nbytes if result.rejected else 0
+        delivered = len(batch) - len(retry) - len(result.rejected)
+        self.statistics.lines_out += delivered
+        self.statistics.bytes_out += batch.nbytes - (again.nbytes if again else 0) - rejected_bytes
+        self.in_flight -= len(batch) - len(retry)
+        if again is None:
+            self.failing_since = None
+            self._shedding = False
+            if not self.in_flight:
+                self.queue.ack()
+            return None
+        if self.failing_since is None:
+            self.failing_since = started
+        self.statistics.retried += len(again)
+        return again
 
-    async def _deliver(self, batch: LogBatch) -> int:
-        """Send with retries; returns how many lines are left undelivered (flush deadline)."""
-        policy = self.options.retry
-        started = trio.current_time()
-        attempt = 0
-        while True:
-            result = await self._send(batch)
-            if result.rejected:
-                await self._dead_letter(batch, result.rejected)
-            retry = list(result.retry)
-            again = batch.select(retry) if retry else None
-            rejected_bytes = batch.select(list(result.rejected)).nbytes if result.rejected else 0
-            self.statistics.lines_out += len(batch) - len(retry) - len(result.rejected)
-            self.statistics.bytes_out += batch.nbytes - (again.nbytes if again else 0) - rejected_bytes
-            if again is None:
-                self.statistics.failing_since = None
-                self._shedding = False
-                return 0
-            if self.statistics.failing_since is None:
-                self.statistics.failing_since = started
-            batch = again
-            self.statistics.retried += len(batch)
-            delay = policy.delay(attempt, self.rng)
-            now = trio.current_time()
-            if policy.gives_up(now - started, delay, attempt):
-                attempt += 1
-                await self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempt} attempts"))
-                return 0
-            attempt += 1
-            if self._closing and now + delay > self._flush_deadline:
-                return len(batch)
-            await trio.sleep(delay)
+    async def give_up(self, batch: LogBatch, attempts: int) -> None:
+        """The retry policy gave up on ``batch``: dead letters."""
+        await self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempts} attempts"))
+        self.in_flight -= len(batch)
+        if not self.in_flight:
+            self.queue.ack()
 
-    async def _send(self, batch: LogBatch) -> SendResult:
-        try:
-            with trio.move_on_at(self._flush_deadline if self._closing else math.inf):
-                return await self.stream.send_batch(batch)
-        except Exception:
-            # A sink must answer with a verdict; one that raises is treated as "retry all".
-            log.exception("sink %s raised while sending %d lines; retrying them", self.sink, len(batch))
+    def count_send_failure(self) -> None:
         self.statistics.send_failures += 1
-        return SendResult.retry_all(len(batch))
+
+    async def finish(self) -> None:
+        """Stop for good (the destination calls this once): what is left is dropped
+        (counted) from memory or kept in the spool, and the stream is closed."""
+        if self._done.is_set():
+            return
+        self._closing = True
+        self.closed_cleanly = not self.queue.undelivered
+        kept = self.queue.undelivered
+        try:
+            lost = self.queue.close(self.in_flight)
+            if lost:
+                self._drop(lost, "plugin shutting down" if self.flush_deadline < math.inf else "pipeline failed")
+            elif kept:
+                log.warning("sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12])
+        finally:
+            self._space.set()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await self.stream.aclose()
+                except Exception:
+                    log.exception("sink %s: closing the stream of %s failed", self.sink, self.container_id[:12])
+            self._done.set()
+            if self.on_finish is not None:
+                self.on_finish(self)
 
     async def _dead_letter(self, batch: LogBatch, rejected: Mapping[int, str]) -> None:
         """Count, log (one line per batch) and keep the lines a sink refused for good.

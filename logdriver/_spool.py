@@ -50,7 +50,7 @@ class _Record:
 
 
 class DiskQueue:
-    """The ``BatchQueue`` interface on disk, plus ``ack`` for delivered batches."""
+    """The ``LineQueue`` protocol on disk: what is not acked survives a restart."""
 
     def __init__(
         self,
@@ -170,9 +170,13 @@ class DiskQueue:
         return True
 
     @property
-    def entries_total(self) -> int:
+    def undelivered(self) -> int:
         """Undelivered entries, including those handed out and not yet acked."""
         return sum(record.entries for record in self._records)
+
+    @property
+    def spooled_bytes(self) -> int:
+        return self.bytes
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
         """Whole records from the head (at least one), up to the limits."""
@@ -257,8 +261,12 @@ class DiskQueue:
             os.fsync(self._fd)
         self._last_sync = time.monotonic()
 
-    def close(self) -> None:
-        """Release the descriptor and this spool's share of the disk budget (its files stay)."""
+    def close(self, unsettled: int = 0) -> int:
+        """Release the descriptor and this spool's share of the disk budget.
+
+        Its files stay, with every unacknowledged line (``unsettled`` included)
+        for the next start: nothing is lost.
+        """
         self.disk.give(self.bytes)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
@@ -266,3 +274,4 @@ class DiskQueue:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        return 0

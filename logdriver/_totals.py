@@ -1,21 +1,22 @@
-"""Counters across FIFOs and sinks, for metrics and health.
+"""Counters of FIFOs and pipelines that are gone, for metrics and health.
 
-Closed FIFOs fold their final counts in here; a snapshot adds the open ones,
-read from their decoders and pipelines at that moment (nothing on the hot path).
+Closed FIFOs and finished pipelines fold their final counts in here; a
+snapshot adds the open ones, each read through its own ``snapshot`` method at
+that moment (nothing on the hot path).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ._native import FrameReader
-from ._pipeline import COUNTER_FIELDS, PipelineStatistics, SinkPipeline, SinkSnapshot
+from ._pipeline import PipelineStatistics, SinkPipeline, SinkSnapshot
 
 
 @dataclass(slots=True)
 class FifoStatistics:
+    """Counters of one FIFO or of many; every field adds up."""
+
     entries: int = 0
     records: int = 0
     bytes: int = 0
@@ -24,13 +25,9 @@ class FifoStatistics:
     skipped_bytes: int = 0
     store_errors: int = 0  # reads whose frames the docker logs store could not write (disk full)
 
-
-_FIFO_FIELDS = ("entries", "records", "bytes", "decode_errors", "corrupt_frames", "skipped_bytes", "store_errors")
-
-
-def _add(into: object, other: object, fields: Iterable[str]) -> None:
-    for name in fields:
-        setattr(into, name, getattr(into, name) + getattr(other, name))
+    def add(self, other: FifoStatistics) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 class Totals:
@@ -40,41 +37,12 @@ class Totals:
 
     def fold_fifo(self, fifo: FifoStatistics) -> None:
         """Add a closed FIFO's final counts."""
-        _add(self.fifos, fifo, _FIFO_FIELDS)
+        self.fifos.add(fifo)
 
     def fold_pipeline(self, pipeline: SinkPipeline) -> None:
         """Add a finished pipeline's final counts (it may finish long after its FIFO)."""
-        _add(self.sinks.setdefault(pipeline.sink, PipelineStatistics()), pipeline.statistics, COUNTER_FIELDS)
+        self.sinks.setdefault(pipeline.sink, PipelineStatistics()).add(pipeline.statistics)
 
-    def fifo_snapshot(self, decoders: Iterable[FrameReader]) -> FifoStatistics:
-        out = dataclasses.replace(self.fifos)
-        for decoder in decoders:
-            counts = decoder.statistics()
-            out.entries += counts["entries"]
-            out.bytes += counts["bytes"]
-            out.decode_errors += counts["decode_errors"]
-            out.corrupt_frames += counts["oversize_frames"]
-            out.skipped_bytes += counts["skipped_bytes"]
-        return out
-
-    def sink_snapshot(
-        self, sink_names: Iterable[str], open_pipelines: Iterable[Mapping[str, SinkPipeline]], now: float
-    ) -> dict[str, SinkSnapshot]:
-        out = {name: SinkSnapshot(totals=PipelineStatistics()) for name in sink_names}
-        for name, total in self.sinks.items():
-            _add(out.setdefault(name, SinkSnapshot(totals=PipelineStatistics())).totals, total, COUNTER_FIELDS)
-        for pipelines in open_pipelines:
-            for name, pipeline in pipelines.items():
-                snap = out.setdefault(name, SinkSnapshot(totals=PipelineStatistics()))
-                _add(snap.totals, pipeline.statistics, COUNTER_FIELDS)
-                snap.buffer_lines += pipeline.queue.entries
-                snap.buffer_bytes += pipeline.queue.bytes
-                if pipeline.spool is not None:
-                    snap.spool_bytes += pipeline.spool.bytes
-                oldest = pipeline.queue.oldest_since()
-                if oldest is not None:
-                    snap.oldest_age = max(snap.oldest_age, now - oldest)
-                failing = pipeline.statistics.failing_since
-                if failing is not None:
-                    snap.failing_for = max(snap.failing_for, now - failing)
-        return out
+    def sink_snapshot(self) -> dict[str, SinkSnapshot]:
+        """The finished pipelines' counters per sink (a copy the caller adds live ones to)."""
+        return {name: SinkSnapshot(totals=dataclasses.replace(total)) for name, total in self.sinks.items()}

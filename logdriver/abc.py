@@ -11,7 +11,7 @@ stream answers each batch with a ``SendResult`` and never sleeps to retry.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -57,6 +57,13 @@ DELIVERED = SendResult()
 class SinkStream(abc.ABC):
     """One container's lines going to one sink."""
 
+    @property
+    def destination(self) -> Hashable:
+        """Streams of one sink with equal destinations share batches, requests and connections
+        (``Sink.send_together``): say so when the address, credentials and target match.
+        By default a stream is a destination of its own."""
+        return self
+
     @abc.abstractmethod
     async def send_batch(self, batch: LogBatch) -> SendResult:
         """Deliver the batch's lines in order; never raise for a destination failure.
@@ -88,6 +95,14 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def open_stream(self, context: ContainerContext) -> SinkStream:
         """Start shipping one container (fast: called inside StartLogging)."""
+
+    async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
+        """Send several containers' batches to their shared ``destination``; one verdict per part.
+
+        The default sends them one after the other; a sink whose protocol can carry
+        many containers in one request (a bulk body, one forward write) overrides it.
+        """
+        return [await stream.send_batch(batch) for stream, batch in parts]
 
     def counters(self) -> Mapping[str, int]:
         """Sink-specific event counts for the metrics endpoint (e.g. lines resent unacknowledged)."""

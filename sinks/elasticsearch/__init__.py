@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, cast
 
 from logdriver import (
     ConfigError,
@@ -37,7 +37,7 @@ from logdriver import (
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 from ._bulk import BulkEncoder, Target, item_verdicts
-from ._client import BulkClient, ClientOptions, parse_urls, template_body
+from ._client import BulkClient, ClientOptions, Outcome, parse_urls, template_body
 
 log = logging.getLogger("logdriver.sinks.elasticsearch")
 
@@ -111,6 +111,7 @@ class ElasticsearchSink(Sink):
         self.events = {"duplicates_avoided": 0, "split_batches": 0, "auth_failures": 0, "templates_installed": 0}
         self._clients: dict[ClientOptions, BulkClient] = {}
         self.templates: set[tuple[ClientOptions, str]] = set()
+        self._failing = False  # logs the start and the end of a run of failed requests once each
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ElasticsearchSink:
@@ -125,6 +126,64 @@ class ElasticsearchSink(Sink):
 
     def open_stream(self, context: ContainerContext) -> SinkStream:
         return ElasticsearchStream(self, context, context.sink_options(self.name))
+
+    async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
+        """One bulk request for the lines of every container in ``parts`` (one destination)."""
+        streams = [cast(ElasticsearchStream, stream) for stream, _ in parts]
+        if len(parts) == 1:
+            return [await streams[0].send_batch(parts[0][1])]
+        results = [SendResult.retry_all(len(batch)) for _, batch in parts]
+        ready = [i for i, stream in enumerate(streams) if await stream.template_ready()]
+        if not ready:
+            return results
+        sizes = [len(parts[i][1]) for i in ready]
+        outcome = await streams[ready[0]].client.bulk(
+            b"".join(streams[i].encoder.encode(parts[i][1]) for i in ready), _FILTER
+        )
+        if outcome.status == 413:  # too big together: each container's part on its own (they split further)
+            self.events["split_batches"] += 1
+            for i in ready:
+                results[i] = await streams[i].send_batch(parts[i][1])
+            return results
+        retry: list[int] = []
+        rejected: dict[int, str] = {}
+        self.judge(outcome, sum(sizes), 0, retry, rejected)
+        offset = 0
+        for i, size in zip(ready, sizes, strict=True):
+            end = offset + size
+            results[i] = self.verdict(
+                [n - offset for n in retry if offset <= n < end],
+                {n - offset: why for n, why in rejected.items() if offset <= n < end},
+            )
+            offset = end
+        return results
+
+    def judge(self, outcome: Outcome, size: int, offset: int, retry: list[int], rejected: dict[int, str]) -> None:
+        """Add the verdicts of one bulk reply on ``size`` lines, numbered from ``offset``."""
+        if outcome.status == 200 and isinstance(outcome.body, Mapping):
+            verdict = item_verdicts(outcome.body, size)
+            self.events["duplicates_avoided"] += verdict.duplicates
+            retry.extend(offset + i for i in verdict.retry)
+            rejected.update({offset + i: reason for i, reason in verdict.rejected.items()})
+            return
+        everything = range(offset, offset + size)
+        if outcome.permanent or outcome.status == 413:  # 413 here: one line alone is too big
+            rejected.update(dict.fromkeys(everything, outcome.reason))
+        else:
+            retry.extend(everything)
+        if outcome.status in (401, 403):
+            self.events["auth_failures"] += 1
+        if not self._failing:
+            self._failing = True
+            log.warning("elasticsearch: %s; retrying later", outcome.reason)
+
+    def verdict(self, retry: list[int], rejected: dict[int, str]) -> SendResult:
+        if not retry and self._failing:
+            self._failing = False
+            log.warning("elasticsearch: bulk requests succeed again")
+        if not retry and not rejected:
+            return DELIVERED
+        return SendResult(retry=retry, rejected=rejected)
 
     def counters(self) -> Mapping[str, int]:
         return self.events
@@ -194,23 +253,24 @@ class ElasticsearchStream(SinkStream):
         if self.target.data_stream:
             fields["data_stream"] = _data_stream_fields(self.target.name)
         self.encoder = BulkEncoder(info.container_id, fields, self.target)
-        self._failing = False
+
+    @property
+    def destination(self) -> ClientOptions:
+        """Containers on the same nodes with the same credentials share bulk requests
+        (each document names its own index)."""
+        return self.client_options
+
+    async def template_ready(self) -> bool:
+        installed = (self.client_options, self.target.name) in self.sink.templates
+        return not self.install_template or installed or await self._install_template()
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
-        installed = (self.client_options, self.target.name) in self.sink.templates
-        if self.install_template and not installed and not await self._install_template():
+        if not await self.template_ready():
             return SendResult.retry_all(len(batch))
         retry: list[int] = []
         rejected: dict[int, str] = {}
         await self._send(batch, 0, retry, rejected)
-        if retry and not self._failing:
-            self._failing = True
-        elif not retry and self._failing:
-            self._failing = False
-            log.warning("elasticsearch: container %s: bulk requests succeed again", self.container)
-        if not retry and not rejected:
-            return DELIVERED
-        return SendResult(retry=retry, rejected=rejected)
+        return self.sink.verdict(retry, rejected)
 
     async def _send(self, batch: LogBatch, offset: int, retry: list[int], rejected: dict[int, str]) -> None:
         outcome = await self.client.bulk(self.encoder.encode(batch), _FILTER)
@@ -221,21 +281,7 @@ class ElasticsearchStream(SinkStream):
             await self._send(batch.slice(0, half), offset, retry, rejected)
             await self._send(batch.slice(half, size), offset + half, retry, rejected)
             return
-        if outcome.status == 200 and isinstance(outcome.body, Mapping):
-            verdict = item_verdicts(outcome.body, size)
-            self.sink.events["duplicates_avoided"] += verdict.duplicates
-            retry.extend(offset + i for i in verdict.retry)
-            rejected.update({offset + i: reason for i, reason in verdict.rejected.items()})
-            return
-        everything = range(offset, offset + size)
-        if outcome.permanent or outcome.status == 413:  # 413 here: one line alone is too big
-            rejected.update(dict.fromkeys(everything, outcome.reason))
-        else:
-            retry.extend(everything)
-        if outcome.status in (401, 403):
-            self.sink.events["auth_failures"] += 1
-        if not self._failing:
-            log.warning("elasticsearch: container %s: %s; retrying later", self.container, outcome.reason)
+        self.sink.judge(outcome, size, offset, retry, rejected)
 
     async def _install_template(self) -> bool:
         name = self.target.name

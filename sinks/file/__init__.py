@@ -86,6 +86,12 @@ class FileStream(SinkStream):
         self._fd = -1
         self._size = 0
 
+    @property
+    def destination(self) -> str:
+        """Every container's file is written by one worker: one wake-up per batch interval,
+        not one per container (each part still goes to its own file)."""
+        return self.directory
+
     def _open(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         # Container output: root only, like json-file's files.

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping
-from typing import Any, ClassVar
-
-import trio
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, ClassVar, cast
 
 from logdriver import (
     LogBatch,
@@ -36,8 +34,9 @@ from logdriver import (
 )
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
-from ._connection import ConnectOptions, ForwardConnection, ForwardFailure
+from ._connection import ConnectOptions
 from ._forward import EntryEncoder, new_chunk_id, packed_forward
+from ._route import ForwardRoute
 from ._servers import ServerChoice, parse_addresses
 
 log = logging.getLogger("logdriver.sinks.fluentd")
@@ -125,6 +124,28 @@ OPTIONS = (
 )
 
 
+# The options that make two containers' streams one destination (one route, shared requests).
+_ROUTE_OPTIONS = (
+    "fluentd-address",
+    "fluentd-balance",
+    "fluentd-recover-wait",
+    "fluentd-request-ack",
+    "fluentd-compress",
+    "fluentd-connect-timeout",
+    "fluentd-write-timeout",
+    "fluentd-ack-timeout",
+    "fluentd-shared-key",
+    "fluentd-username",
+    "fluentd-password",
+    "fluentd-hostname",
+    "fluentd-tls-ca",
+    "fluentd-tls-cert",
+    "fluentd-tls-key",
+    "fluentd-tls-server-name",
+    "fluentd-tls-verify",
+)
+
+
 class FluentdSink(Sink):
     name = "fluentd"
     options = OPTIONS
@@ -133,6 +154,37 @@ class FluentdSink(Sink):
 
     def __init__(self) -> None:
         self.events = {"unacked_lines": 0, "connects": 0, "connect_failures": 0, "failovers": 0}
+        self._routes: dict[Hashable, ForwardRoute] = {}
+
+    def route(self, key: Hashable, choice: Callable[[], ServerChoice], connect: ConnectOptions) -> ForwardRoute:
+        """The route of every open stream with this destination key (made on first use)."""
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = ForwardRoute(key, choice(), connect, self.events)
+        route.users += 1
+        return route
+
+    async def release(self, route: ForwardRoute) -> None:
+        """A stream closed: the last one closes the route's connections."""
+        route.users -= 1
+        if route.users <= 0 and self._routes.get(route.key) is route:
+            del self._routes[route.key]
+            await route.aclose()
+
+    async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
+        """One write of every container's message on the destination's connection, each acked."""
+        streams = [cast(FluentdStream, stream) for stream, _ in parts]
+        messages = [stream.message(batch) for stream, (_, batch) in zip(streams, parts, strict=True)]
+        lines = sum(len(batch) for _, batch in parts)
+        chunks = [chunk for _, chunk in messages if chunk]
+        if await streams[0].route.send(b"".join(message for message, _ in messages), chunks, lines):
+            return [DELIVERED] * len(parts)
+        return [SendResult.retry_all(len(batch)) for _, batch in parts]
+
+    async def aclose(self) -> None:
+        for route in self._routes.values():
+            await route.aclose()
+        self._routes.clear()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FluentdSink:
@@ -168,83 +220,43 @@ class FluentdStream(SinkStream):
                 prefix="fluentd-tls-",
             )
         write_timeout = float(options["fluentd-write-timeout"])
-        self.connect = ConnectOptions(
-            connect_timeout=float(options["fluentd-connect-timeout"]),
-            write_timeout=write_timeout if write_timeout > 0 else float("inf"),
-            ack_timeout=float(options["fluentd-ack-timeout"]),
-            shared_key=options["fluentd-shared-key"],
-            username=options["fluentd-username"],
-            password=options["fluentd-password"],
-            hostname=options["fluentd-hostname"] or socket.gethostname(),
-            tls_context=tls,
-            tls_server_name=options["fluentd-tls-server-name"],
+        # Everything a connection depends on, by value (the TLS context is rebuilt per stream).
+        self._destination = tuple(options[name] for name in _ROUTE_OPTIONS)
+        self.route = sink.route(
+            self._destination,
+            lambda: ServerChoice(
+                servers, options["fluentd-balance"] == "weighted", float(options["fluentd-recover-wait"])
+            ),
+            ConnectOptions(
+                connect_timeout=float(options["fluentd-connect-timeout"]),
+                write_timeout=write_timeout if write_timeout > 0 else float("inf"),
+                ack_timeout=float(options["fluentd-ack-timeout"]),
+                shared_key=options["fluentd-shared-key"],
+                username=options["fluentd-username"],
+                password=options["fluentd-password"],
+                hostname=options["fluentd-hostname"] or socket.gethostname(),
+                tls_context=tls,
+                tls_server_name=options["fluentd-tls-server-name"],
+            ),
         )
-        self.choice = ServerChoice(
-            servers, options["fluentd-balance"] == "weighted", float(options["fluentd-recover-wait"])
-        )
-        self._connections: dict[int, ForwardConnection] = {}
-        self._failing: set[int] = set()
+        self._closed = False
+
+    @property
+    def destination(self) -> Hashable:
+        return self._destination
+
+    def message(self, batch: LogBatch) -> tuple[bytes, str | None]:
+        """This container's lines as one forward message, and its chunk id when acks are on."""
+        chunk = new_chunk_id() if self.request_ack else None
+        return packed_forward(self.tag, self.encoder.encode(batch), len(batch), chunk, self.compress), chunk
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
-        entries, size = self.encoder.encode(batch), len(batch)
-        chunk = new_chunk_id() if self.request_ack else None
-        message = packed_forward(self.tag, entries, size, chunk, self.compress)
-        for position, index in enumerate(self.choice.order(trio.current_time())):
-            try:
-                await self._send_to(index, message, chunk, size)
-            except ForwardFailure as exc:
-                self.choice.failed(index, trio.current_time())
-                if exc.after_send and chunk is not None:
-                    self.sink.events["unacked_lines"] += size
-                if index not in self._failing:
-                    self._failing.add(index)
-                    log.warning("fluentd: container %s: %s; trying elsewhere or later", self.container, exc)
-                continue
-            self.choice.succeeded(index)
-            if index in self._failing:
-                self._failing.discard(index)
-                log.warning("fluentd: container %s: %s is taking batches again", self.container, self._server(index))
-            if position:
-                self.sink.events["failovers"] += 1
+        message, chunk = self.message(batch)
+        if await self.route.send(message, [chunk] if chunk else [], len(batch)):
             return DELIVERED
         return SendResult.retry_all(len(batch))
 
-    def _server(self, index: int) -> str:
-        return str(self.choice.servers[index])
-
-    async def _send_to(self, index: int, message: bytes, chunk: str | None, size: int) -> None:
-        connection = self._connections.pop(index, None)
-        # A kept-alive connection may have been closed by the server while idle:
-        # on its failure, one more try on a fresh connection before calling the server down.
-        for reused in (True, False) if connection is not None else (False,):
-            if connection is None:
-                connection = await self._open(index)
-            try:
-                await connection.send(message, chunk, self.connect)
-            except BaseException as exc:  # also a cancelled flush: never leak the socket
-                await connection.aclose()
-                connection = None
-                if reused and isinstance(exc, ForwardFailure):
-                    if exc.after_send and chunk is not None:
-                        self.sink.events["unacked_lines"] += size
-                    continue
-                raise
-            if connection.keepalive:
-                self._connections[index] = connection
-            else:
-                await connection.aclose()
-            return
-
-    async def _open(self, index: int) -> ForwardConnection:
-        try:
-            connection = await ForwardConnection.open(self.choice.servers[index], self.connect)
-        except ForwardFailure:
-            self.sink.events["connect_failures"] += 1
-            raise
-        self.sink.events["connects"] += 1
-        return connection
-
     async def aclose(self) -> None:
-        for connection in self._connections.values():
-            await connection.aclose()
-        self._connections.clear()
+        if not self._closed:
+            self._closed = True
+            await self.sink.release(self.route)

@@ -1,8 +1,8 @@
 """The thin trio shell around the forward protocol: one connection to one server.
 
 Opening a connection does TCP, unix or TLS, then the HELO/PING/PONG handshake
-when a shared key is configured. ``send`` writes one message and, when it
-carries a chunk id, waits for the matching ack. Every failure raises
+when a shared key is configured. ``send`` writes one or more messages and waits
+for the ack of each chunk id they carry. Every failure raises
 ``ForwardFailure`` with a reason fit for the log; the caller drops the
 connection and lets the pipeline retry the batch.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -122,8 +123,8 @@ class ForwardConnection:
             self._pending.extend(self._reader.receive_data(bytes(data)))
         return self._pending.pop(0)
 
-    async def send(self, message: bytes, chunk: str | None, options: ConnectOptions) -> None:
-        """Write ``message``; with a chunk id, return only once the server acked it."""
+    async def send(self, message: bytes, chunks: Sequence[str], options: ConnectOptions) -> None:
+        """Write ``message`` (one or more forward messages); return once the server acked every chunk id."""
         self.used = True
         try:
             with trio.fail_after(options.write_timeout):
@@ -132,22 +133,25 @@ class ForwardConnection:
             raise ForwardFailure(f"{self.server}: write took over {options.write_timeout:g}s", True) from None
         except _NETWORK_ERRORS as exc:
             raise ForwardFailure(f"{self.server}: write failed: {_reason(exc)}", True) from None
-        if chunk is None:
-            return
+        waiting = set(chunks)
         try:
             with trio.fail_after(options.ack_timeout):
-                reply = await self._next_reply()
+                while waiting:
+                    reply = await self._next_reply()
+                    if isinstance(reply, Helo):
+                        raise ForwardFailure(
+                            f"{self.server}: the server wants a handshake: set fluentd-shared-key", True
+                        )
+                    if not isinstance(reply, Ack) or reply.chunk not in waiting:
+                        # fluentd #4057: an ack for another chunk means the stream is out of step.
+                        raise ForwardFailure(f"{self.server}: ack for the wrong chunk: {reply!r:.80}", True)
+                    waiting.discard(reply.chunk)
         except trio.TooSlowError:
             raise ForwardFailure(f"{self.server}: no ack within {options.ack_timeout:g}s", True) from None
         except ForwardProtocolError as exc:
             raise ForwardFailure(f"{self.server}: bad reply: {exc}", True) from None
         except _NETWORK_ERRORS as exc:
             raise ForwardFailure(f"{self.server}: connection lost before the ack: {_reason(exc)}", True) from None
-        if isinstance(reply, Helo):
-            raise ForwardFailure(f"{self.server}: the server wants a handshake: set fluentd-shared-key", True)
-        if not isinstance(reply, Ack) or reply.chunk != chunk:
-            # fluentd #4057: an ack for another chunk means the stream is out of step.
-            raise ForwardFailure(f"{self.server}: ack for the wrong chunk: {reply!r:.80}", True)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

@@ -1,0 +1,248 @@
+"""One destination's delivery: a single worker drains every container's pipeline fairly.
+
+Containers whose streams name the same destination (``SinkStream.destination``:
+same sink kind, addresses, credentials and target) and the same batching and
+retry options share one ``Destination``. Its worker builds each request from
+all of their queues, sends it with ``Sink.send_together`` (one bulk request, one
+forward write on one connection, one pass over the files) and hands each
+pipeline the verdict on its own lines.
+
+Fairness: each request gives every pipeline with queued lines an equal share of
+``batch-max-entries`` (what a quiet one leaves unused goes to the busy ones),
+and the next request starts after the last pipeline served. So a container
+writing flat out delays a quiet one on the same destination by at most
+``batch-max-wait`` plus the request in flight.
+
+Wake-ups: a put wakes the worker only when it makes a request due sooner (a
+queue reached ``batch-max-entries``, a first line with ``batch-max-wait`` 0, a
+close), so a busy host costs one wake-up per request, not one per read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+import trio
+
+from ._native import LogBatch
+from ._pipeline import SinkPipeline
+from ._pipeline_options import PipelineOptions
+from .abc import SendResult, SinkStream
+
+log = logging.getLogger("logdriver.destination")
+
+Part = tuple[SinkStream, LogBatch]
+SendTogether = Callable[[Sequence[Part]], Awaitable[Sequence[SendResult]]]
+
+
+async def send_each(parts: Sequence[Part]) -> list[SendResult]:
+    """``Sink.send_together`` for a sink without shared requests: one ``send_batch`` per part."""
+    return [await stream.send_batch(batch) for stream, batch in parts]
+
+
+def fair_shares(sizes: Sequence[int], capacity: int) -> list[int]:
+    """Split ``capacity`` over queues of ``sizes``: equal shares, and what a small queue
+    leaves unused goes to the others (max-min fairness). With more queues than
+    capacity, the first ``capacity`` queues get one line each."""
+    shares = [0] * len(sizes)
+    waiting = [index for index, size in enumerate(sizes) if size > 0]
+    left = capacity
+    while waiting and left > 0:
+        each = left // len(waiting)
+        if each == 0:
+            for index in waiting[:left]:
+                shares[index] += 1
+            break
+        still = []
+        for index in waiting:
+            give = min(each, sizes[index] - shares[index])
+            shares[index] += give
+            left -= give
+            if shares[index] < sizes[index]:
+                still.append(index)
+        waiting = still
+    return shares
+
+
+class Destination:
+    """Run with ``await nursery.start(destination.run)``; it returns when its last pipeline is done."""
+
+    def __init__(
+        self,
+        sink: str,
+        options: PipelineOptions,
+        send_together: SendTogether,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sink = sink
+        self.options = options
+        self._send_together = send_together
+        self.rng = rng or random.Random()
+        self.pipelines: dict[SinkPipeline, None] = {}  # insertion-ordered set
+        self._queued: dict[SinkPipeline, None] = {}  # pipelines that may have queued lines
+        self._closed: dict[SinkPipeline, None] = {}  # pipelines closed since the worker last looked
+        self._changed = trio.Event()
+        self._due = math.inf  # when the next request is due, as the worker last computed it
+        self._pending = 0  # lines offered since the worker last looked (a hint)
+        self._turn = 0
+        self.requests = 0  # requests sent (first attempts)
+        self.request_lines = 0  # lines in them
+
+    def attach(self, pipeline: SinkPipeline) -> None:
+        pipeline.destination = self
+        self.pipelines[pipeline] = None
+        if pipeline.queue.entries:  # a spool replaying
+            self.notify(pipeline, pipeline.queue.entries)
+
+    def notify(self, pipeline: SinkPipeline, lines: int) -> None:
+        """A pipeline queued ``lines`` (or closed, with 0): wake the worker if that makes a request due sooner."""
+        if lines:
+            self._queued[pipeline] = None
+        else:
+            self._closed[pipeline] = None
+        self._pending += lines
+        opts = self.options
+        if (
+            lines == 0
+            or self._pending >= opts.batch_max_entries
+            or pipeline.queue.bytes >= opts.batch_max_bytes
+            or trio.current_time() + opts.batch_max_wait < self._due
+        ):
+            self._changed.set()
+
+    # -- the worker ------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while self.pipelines:
+                request = self._next_request()
+                if request:
+                    await self._deliver(request)
+                    continue
+                await self._finish_idle()
+                if not self.pipelines:
+                    break
+                changed = self._changed
+                with trio.move_on_at(self._due):
+                    await changed.wait()
+                if changed.is_set():
+                    self._changed = trio.Event()
+        finally:
+            for pipeline in list(self.pipelines):
+                await pipeline.finish()
+            self.pipelines.clear()
+
+    def _next_request(self) -> list[tuple[SinkPipeline, LogBatch]]:
+        """Lines from every queue when a request is due, else [] (and ``_due`` says when)."""
+        now = trio.current_time()
+        opts = self.options
+        ready = [p for p in self._queued if p.queue.entries and p.flush_deadline > now]
+        self._queued = dict.fromkeys(ready)
+        self._pending = 0
+        if not ready:
+            self._due = math.inf
+            return []
+        entries = sum(p.queue.entries for p in ready)
+        nbytes = sum(p.queue.bytes for p in ready)
+        oldest = min(p.queue.oldest_since() or now for p in ready)
+        closing = any(p.closing for p in ready)
+        self._due = oldest + opts.batch_max_wait
+        if not (closing or entries >= opts.batch_max_entries or nbytes >= opts.batch_max_bytes or now >= self._due):
+            return []
+        start = self._turn % len(ready)
+        ready = ready[start:] + ready[:start]
+        shares = fair_shares([p.queue.entries for p in ready], opts.batch_max_entries)
+        room = opts.batch_max_bytes
+        request = []
+        served = 0
+        for position, (pipeline, share) in enumerate(zip(ready, shares, strict=True)):
+            if share == 0 or room <= 0:
+                continue
+            batch = pipeline.take(share, room)
+            if batch is not None:
+                request.append((pipeline, batch))
+                room -= batch.nbytes
+                served = position + 1
+        self._turn = start + served
+        if request:
+            self.requests += 1
+            self.request_lines += sum(len(batch) for _, batch in request)
+        return request
+
+    async def _finish_idle(self) -> None:
+        """Pipelines that are closed with nothing left to send, or past their flush deadline, stop."""
+        now = trio.current_time()
+        closed, self._closed = self._closed, {}
+        for pipeline in closed:
+            if pipeline not in self.pipelines:
+                continue
+            if not pipeline.queue.entries or pipeline.flush_deadline <= now:
+                await self._stop(pipeline)
+            else:
+                self._closed[pipeline] = None  # still has lines to send: look again when they are sent
+                self._queued[pipeline] = None
+                self._due = min(self._due, now)
+
+    async def _stop(self, pipeline: SinkPipeline) -> None:
+        del self.pipelines[pipeline]
+        self._queued.pop(pipeline, None)
+        self._closed.pop(pipeline, None)
+        await pipeline.finish()
+
+    async def _deliver(self, request: list[tuple[SinkPipeline, LogBatch]]) -> None:
+        """Send with retries until every line is settled, given up, or past its pipeline's flush deadline."""
+        policy = self.options.retry
+        started = trio.current_time()
+        attempt = 0
+        while True:
+            results = await self._send(request)
+            again = []
+            for (pipeline, batch), result in zip(request, results, strict=True):
+                retry = await pipeline.settle(batch, result, started)
+                if retry is not None:
+                    again.append((pipeline, retry))
+            if not again:
+                return
+            request = again
+            delay = policy.delay(attempt, self.rng)
+            now = trio.current_time()
+            if policy.gives_up(now - started, delay, attempt):
+                for pipeline, batch in request:
+                    await pipeline.give_up(batch, attempt + 1)
+                return
+            attempt += 1
+            # A pipeline whose flush deadline comes before the next try stops with its lines
+            # unsettled: lost from memory (counted), kept by a spool.
+            keep = []
+            for pipeline, batch in request:
+                if now + delay > pipeline.flush_deadline:
+                    await self._stop(pipeline)
+                else:
+                    keep.append((pipeline, batch))
+            request = keep
+            if not request:
+                return
+            await trio.sleep(delay)
+
+    async def _send(self, request: list[tuple[SinkPipeline, LogBatch]]) -> Sequence[SendResult]:
+        deadline = min(pipeline.flush_deadline for pipeline, _ in request)
+        try:
+            with trio.move_on_at(deadline):
+                results = await self._send_together([(pipeline.stream, batch) for pipeline, batch in request])
+                if len(results) != len(request):
+                    raise RuntimeError(f"{len(results)} verdicts for {len(request)} parts")
+                return results
+        except Exception:
+            # A sink must answer with verdicts; one that raises is treated as "retry all".
+            log.exception("sink %s raised while sending %d lines; retrying them", self.sink, _lines(request))
+        for pipeline, _ in request:
+            pipeline.count_send_failure()
+        return [SendResult.retry_all(len(batch)) for _, batch in request]
+
+
+def _lines(request: Sequence[tuple[SinkPipeline, LogBatch]]) -> int:
+    return sum(len(batch) for _, batch in request)
