@@ -14,24 +14,29 @@ from collections.abc import AsyncIterator
 import trio
 
 from logdriver import _rpc
-from logdriver._fifo import FifoReader, open_fifo
+from logdriver._fifo import FifoHub, open_fifo
 from logdriver._server import serve_unix
 
 
+class _Discard:
+    def __init__(self, hub: FifoHub, fd: int) -> None:
+        self.hub = hub
+        self.fd = fd
+        self.key = hub.add(fd, self)
+
+    def receive(self, data: bytes, eof: bool, errno: int) -> None:
+        if eof or errno:
+            self.hub.remove(self.key)
+            os.close(self.fd)
+
+
 class DrainHandler:
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery
+    def __init__(self, hub: FifoHub) -> None:
+        self.hub = hub
 
     async def start_logging(self, command: _rpc.StartLogging) -> None:
-        fd, size = open_fifo(command.file)
-        self.nursery.start_soon(self._drain, FifoReader(fd, size))
-
-    @staticmethod
-    async def _drain(reader: FifoReader) -> None:
-        async with trio.open_nursery():
-            while await reader.receive():
-                pass
-        await reader.aclose()
+        fd, _ = open_fifo(command.file)
+        _Discard(self.hub, fd)
 
     async def stop_logging(self, command: _rpc.StopLogging) -> None:
         return None
@@ -42,8 +47,10 @@ class DrainHandler:
 
 
 async def main(socket_path: str) -> None:
+    hub = FifoHub(0.002)
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_unix, socket_path, DrainHandler(nursery))
+        await nursery.start(hub.run)
+        await nursery.start(serve_unix, socket_path, DrainHandler(hub))
 
 
 if __name__ == "__main__":

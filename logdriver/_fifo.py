@@ -1,30 +1,32 @@
-"""Reading one container's FIFO with as few wake-ups as possible.
+"""Reading every container's FIFO with as few wake-ups as possible.
 
-dockerd writes one frame per ``write()``; a reader that wakes for each one
-spends as much CPU as the protobuf decode. So the pipe is enlarged with
-``F_SETPIPE_SZ`` (1 MiB is the unprivileged maximum and dockerd's writes are
-tiny), and after a read that did not fill the buffer the reader sleeps a
-couple of milliseconds to let frames accumulate. The pause bounds added
-latency at ``batch_wait`` and cannot block the container: the pipe it lets
-fill is far larger than what arrives in that time.
+dockerd writes one frame per ``write()``. One reader thread (``FifoPoller`` in
+``native/src/poller.rs``) waits on every FIFO, lets them fill for ``interval``
+between rounds and hands trio all of a round's bytes at once: ``FifoHub`` is
+the trio side, one task for the whole host. The pipe is enlarged with
+``F_SETPIPE_SZ`` (1 MiB is the unprivileged maximum), far more than arrives in
+one interval, so the pause never blocks a container.
 """
 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import stat
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
 from ._exceptions import LogDriverError
+from ._native import FifoPoller
 
 log = logging.getLogger("logdriver.fifo")
 
 DEFAULT_PIPE_SIZE: Final = 1 << 20
-DEFAULT_BATCH_WAIT: Final = 0.002
+# Read bytes held per FIFO until trio takes them; beyond it the FIFO waits (its pipe fills).
+MAX_PENDING: Final = 4 << 20
 
 
 def open_fifo(path: str, pipe_size: int = DEFAULT_PIPE_SIZE) -> tuple[int, int]:
@@ -52,23 +54,49 @@ def open_fifo(path: str, pipe_size: int = DEFAULT_PIPE_SIZE) -> tuple[int, int]:
     return fd, size
 
 
-class FifoReader:
-    """Batched reads from an open FIFO fd, which it owns and closes."""
+class Receiver(Protocol):
+    """What the hub hands a round's bytes to: one per FIFO (``_container_log.FifoLog``)."""
 
-    def __init__(self, fd: int, read_size: int, batch_wait: float = DEFAULT_BATCH_WAIT) -> None:
-        self._stream = trio.lowlevel.FdStream(fd)
-        self._read_size = read_size
-        self._batch_wait = batch_wait
-        self._short = False
+    def receive(self, data: bytes, eof: bool, errno: int) -> None: ...
 
-    async def receive(self) -> bytes:
-        """What the pipe holds (up to ``read_size``); ``b""`` at EOF."""
-        if self._short:
-            await trio.sleep(self._batch_wait)
-        data = await self._stream.receive_some(self._read_size)
-        # A read that took half the pipe or more means we are behind: read again at once.
-        self._short = len(data) < self._read_size // 2
-        return data
 
-    async def aclose(self) -> None:
-        await self._stream.aclose()
+class FifoHub:
+    """Run with ``await nursery.start(hub.run)``; ``add`` a FIFO, ``remove`` it before closing its fd."""
+
+    def __init__(self, interval: float, busy_read: int = 512 << 10) -> None:
+        self.poller = FifoPoller(interval, MAX_PENDING, busy_read)
+        self._receivers: dict[int, Receiver] = {}
+        self._keys = itertools.count(1)
+        self.rounds = 0  # wake-ups of the hub task
+
+    def __len__(self) -> int:
+        return len(self._receivers)
+
+    def add(self, fd: int, receiver: Receiver) -> int:
+        """Start reading ``fd``; returns its key."""
+        key = next(self._keys)
+        self.poller.add(key, fd)
+        self._receivers[key] = receiver
+        return key
+
+    def remove(self, key: int) -> bytes:
+        """Stop reading; returns bytes read and not handed over yet. The fd may be closed after."""
+        self._receivers.pop(key, None)
+        return bytes(self.poller.remove(key))
+
+    def pause(self, key: int, paused: bool) -> None:
+        self.poller.pause(key, paused)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self.poller.ready_fd)
+                self.rounds += 1
+                for key, data, eof, errno in self.poller.take():
+                    receiver = self._receivers.get(key)
+                    if receiver is not None:
+                        receiver.receive(data, eof, errno)
+                await trio.lowlevel.checkpoint()
+        finally:
+            self.poller.close()

@@ -143,11 +143,12 @@ class SinkPipeline:
 
     # -- producer side ---------------------------------------------------------
 
-    def try_put(self, batch: LogBatch) -> bool:
+    def try_put(self, batch: LogBatch, *, wait: bool = True) -> bool:
         """Queue a batch under the overflow policy without waiting; False when
-        ``block`` says wait (nothing was taken: call ``put`` with it)."""
+        ``block`` says wait (nothing was taken: call ``put`` with it). With
+        ``wait=False`` (the FIFO is closing) such a batch is dropped, counted."""
         offer = self._offer(batch)
-        if offer.must_wait and not self._shedding and not self._closing:
+        if offer.must_wait and wait and not self._shedding and not self._closing:
             return False
         self._count_in(batch)
         self._settle_offer(batch, offer)
@@ -160,10 +161,15 @@ class SinkPipeline:
         offer = self._offer(batch)
         self._count_in(batch)
         if offer.must_wait and not self._shedding:
-            with trio.move_on_after(self.options.block_timeout):
-                while offer.must_wait and not self._closing:
-                    await self._space.wait()
-                    offer = self._offer(batch)
+            try:
+                with trio.move_on_after(self.options.block_timeout):
+                    while offer.must_wait and not self._closing:
+                        await self._space.wait()
+                        offer = self._offer(batch)
+            except BaseException:  # cancelled: the FIFO is closing; count the batch
+                if offer.must_wait:
+                    self._drop(len(batch), "FIFO closed while waiting for room")
+                raise
             # Blocked too long: stop blocking until the sink takes lines again, so that
             # a dead destination costs the container one block-timeout, not one per read.
             self._shedding = offer.must_wait

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 pub mod join;
+pub mod poller;
 pub mod readlogs;
 pub mod wire;
 
@@ -400,6 +401,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Batch>()?;
     m.add_class::<FrameReader>()?;
     m.add_class::<ReadLogsEncoder>()?;
+    m.add_class::<poller::FifoPoller>()?;
     m.add_function(wrap_pyfunction!(whole_frames, m)?)?;
     Ok(())
 }

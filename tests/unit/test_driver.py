@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -52,10 +53,14 @@ def frames(*entries: bytes) -> bytes:
 
 
 async def wait_until(predicate: object) -> None:
-    """Poll: the driver has no event for "FIFO closed", and tests should not add one."""
-    with trio.fail_after(5):
-        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    """Poll: the driver has no event for "FIFO closed", and tests should not add one.
+
+    The deadline is in real time: FIFOs are read by an OS thread, which a test's
+    virtual clock does not slow down."""
+    deadline = time.monotonic() + 10
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await trio.sleep(0.001)
 
 
 @pytest.fixture
@@ -177,6 +182,7 @@ async def test_metrics_and_health_see_a_failing_sink(tmp_path: Path, autojump_cl
         await driver.start_logging(StartLogging(path, info()))
         kind.streams[0].fail_times = 10**9
         os.write(fd, frames(encode_entry("stdout", 1, b"one"), encode_entry("stdout", 2, b"two")))
+        await wait_until(lambda: driver.fifo_statistics().records == 2)
         await trio.sleep(120)
         status, body = health(driver, failing_after=60)
         assert status == 503
@@ -209,7 +215,7 @@ async def test_shutdown_flushes_sinks_and_keeps_the_fifo_registered(
         await driver.start_logging(StartLogging(path, info(sinks="fake", **{"retry-max-delay": "1s"})))
         kind.streams[0].fail_times = 3  # the destination recovers during the grace period
         os.write(fd, frames(encode_entry("stdout", 1, b"queued at SIGTERM")))
-        await trio.sleep(0.1)
+        await wait_until(lambda: driver.fifo_statistics().records == 1)  # the reader thread runs in real time
         with trio.move_on_after(8):
             await driver.shutdown()
         nursery.cancel_scope.cancel()

@@ -101,6 +101,7 @@ async def test_the_memory_budget_bounds_every_queue_together(
             for _ in range(5):
                 os.write(fd, frames(*(encode_entry("stdout", 1, b"x" * 200) for _ in range(100))))
                 await trio.sleep(0.01)
+        await wait_until(lambda: driver.fifo_statistics().records == 1500)  # the reader thread runs in real time
         await trio.sleep(1)
         snapshot = driver.sink_statistics()["fake"]
         # Each queue alone allows 16 MiB; together they hold what 64 KiB allows (one batch over at most).

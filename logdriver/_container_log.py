@@ -1,0 +1,303 @@
+"""One FIFO from StartLogging to its end: reader slot, decoder, store, pipelines, accounting.
+
+The hub (``_fifo.FifoHub``) hands ``receive`` the bytes of each round. They
+are decoded, appended to the ``docker logs`` store and put into each of the
+container's pipelines, synchronously: a FIFO costs no task of its own. Only a
+pipeline under ``block`` that is full makes it wait; then the FIFO is paused
+in the hub (its pipe fills and only its container's writes block), a task
+waits for room (at most ``block-timeout``) and replays what was read meanwhile.
+
+The end comes at EOF (after StopLogging), after a read error, at the stop
+deadline or at plugin shutdown (``close``). The pipelines are then released:
+they deliver what they hold however long a destination is down, unless the
+plugin is shutting down. Nothing here may end the plugin: an unexpected error
+ends this FIFO only, counted and logged.
+"""
+
+from __future__ import annotations
+
+import errno as errnos
+import logging
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._budget import Budget
+from ._framing import DEFAULT_MAX_FRAME_SIZE
+from ._native import FrameReader, LogBatch
+from ._pipeline import SinkPipeline
+from ._store import LogStore
+from ._totals import FifoStatistics
+from .abc import ContainerContext
+
+log = logging.getLogger("logdriver.driver")
+
+ERROR_LOG_INTERVAL = 60.0
+
+
+class FifoLog:
+    """Made by the Driver after StartLogging's checks; ``start`` attaches it to the hub."""
+
+    def __init__(
+        self,
+        path: str,
+        context: ContainerContext,
+        fd: int,
+        pipelines: dict[str, SinkPipeline],
+        store: LogStore,
+        memory: Budget,
+        on_closed: Callable[[FifoLog, bool], None],
+    ) -> None:
+        self.path = path
+        self.context = context
+        self.fd = fd
+        self.pipelines = pipelines
+        self.store = store
+        self.memory = memory
+        self._on_closed = on_closed
+        options = context.options
+        self.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
+        self._writer: Any = store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
+        self.statistics = FifoStatistics()
+        self.stop_requested = False
+        self.closed = trio.Event()
+        self.key = 0
+        self._hub: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._waiting = False  # a block sink is full: bytes wait in the backlog
+        self._backlog: list[bytes] = []
+        self._end: tuple[bool, int] | None = None  # (eof, errno) once the hub reported the end
+        self._closing = False
+        self._stalled: tuple[LogBatch, list[SinkPipeline]] | None = None  # a batch waiting for block sinks
+        self._wait_scope: trio.CancelScope | None = None
+        self._wait_done = trio.Event()
+        self._partial_bytes = 0
+        self._errors_reported = 0
+        self._errors_reported_at = -math.inf
+        self._store_error_logged_at = -math.inf
+
+    def start(self, hub: Any, nursery: trio.Nursery) -> None:
+        self._hub = hub
+        self._nursery = nursery
+        self.key = hub.add(self.fd, self)
+
+    # -- the hub's side ----------------------------------------------------------
+
+    def receive(self, data: bytes, eof: bool, errno: int) -> None:
+        """A round's bytes; ``eof`` or ``errno`` when the FIFO ended. Never raises."""
+        try:
+            if self._waiting:
+                if data:
+                    self._backlog.append(data)
+            elif data:
+                self._feed(data)
+            if (eof or errno) and self._end is None:
+                self._end = (eof, errno)
+                if not self._waiting:
+                    self._begin_close()
+        except Exception:
+            self._fail()
+
+    def _feed(self, data: bytes) -> None:
+        raw, batch = self.decoder.feed(data)
+        if raw:
+            self._store(raw)
+        if self.decoder.errors != self._errors_reported:
+            self._report_errors()
+        self._charge_partial(self.decoder.open_bytes)
+        self._deliver(batch)
+
+    def _deliver(self, batch: LogBatch) -> None:
+        if not batch:
+            return
+        self.statistics.records += len(batch)
+        waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
+        if waiting:
+            assert self._nursery is not None
+            self._waiting = True
+            self._hub.pause(self.key, True)
+            self._stalled = (batch, waiting)
+            self._wait_done = trio.Event()
+            self._nursery.start_soon(self._wait_for_room)
+
+    async def _wait_for_room(self) -> None:
+        with trio.CancelScope() as self._wait_scope:
+            try:
+                assert self._stalled is not None
+                batch, waiting = self._stalled
+                while waiting and not self._closing:
+                    # At most block-timeout, then it drops (counted); cancelled, it counts the batch too.
+                    await waiting.pop(0).put(batch)
+                self._stalled = None
+                self._waiting = False
+                backlog, self._backlog = self._backlog, []
+                for index, data in enumerate(backlog):
+                    self._feed(data)
+                    if self._waiting:  # blocked again: keep the rest, in order
+                        self._backlog = backlog[index + 1 :] + self._backlog
+                        return
+                if self._end is not None:
+                    self._begin_close()
+                elif not self._closing:
+                    self._hub.pause(self.key, False)
+            except Exception:
+                self._fail()
+            finally:
+                self._wait_done.set()
+
+    def _fail(self) -> None:
+        self.failed = True
+        log.exception("FIFO %s of %s failed; the plugin carries on without it", self.path, self.context.info.short_id)
+        self._end = self._end or (False, errnos.EIO)
+        self._begin_close()
+
+    failed = False
+
+    # -- the end -------------------------------------------------------------------
+
+    def _begin_close(self) -> None:
+        if not self._closing and self._nursery is not None:
+            self._nursery.start_soon(self.close)
+
+    async def close(self, shutting_down: bool = False) -> None:
+        """Stop reading and release the pipelines; idempotent. A plugin shutdown keeps the FIFO registered."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        if self._waiting and self._wait_scope is not None:
+            self._wait_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self._wait_done.wait()
+        reached_eof = self._end is not None and self._end[0]
+        try:
+            leftover = self._hub.remove(self.key) if self._hub is not None else b""
+            if self._end is not None and self._end[1]:
+                log.error(
+                    "FIFO %s of %s: read failed: %s", self.path, self.context.info.short_id, os.strerror(self._end[1])
+                )
+            # What was read and not yet put goes in now, without waiting for a block sink.
+            if self._stalled is not None:
+                batch, waiting = self._stalled
+                for pipeline in waiting:
+                    pipeline.try_put(batch, wait=False)
+                self._stalled = None
+            for data in [*self._backlog, leftover]:
+                if data:
+                    self._feed_now(data)
+            self._backlog.clear()
+            if not self.failed:
+                self._put_now(self.decoder.finish())
+        except Exception:
+            self.failed = True
+            log.exception("FIFO %s of %s failed while closing", self.path, self.context.info.short_id)
+        finally:
+            self._charge_partial(0)
+            for pipeline in self.pipelines.values():
+                if shutting_down:
+                    pipeline.close(trio.current_time() + pipeline.options.flush_timeout)
+            self._record()
+            self.store.close_writer(self._writer)
+            os.close(self.fd)
+            self.closed.set()
+            self._on_closed(self, reached_eof or self.stop_requested)
+            self._log_closed(reached_eof)
+
+    def _feed_now(self, data: bytes) -> None:
+        raw, batch = self.decoder.feed(data)
+        if raw:
+            self._store(raw)
+        self._put_now(batch)
+
+    def _put_now(self, batch: LogBatch) -> None:
+        if batch:
+            self.statistics.records += len(batch)
+            for pipeline in self.pipelines.values():
+                pipeline.try_put(batch, wait=False)
+
+    def _log_closed(self, reached_eof: bool) -> None:
+        stats = self.statistics
+        log.info(
+            "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, %d decode errors, %d corrupt frames%s",
+            os.path.basename(self.path)[:12],
+            self.context.info.short_id,
+            "" if reached_eof else " before EOF",
+            stats.entries,
+            stats.records,
+            stats.bytes,
+            stats.decode_errors,
+            stats.corrupt_frames,
+            f", {stats.store_errors} store write errors" if stats.store_errors else "",
+        )
+
+    # -- accounting ----------------------------------------------------------------
+
+    def _store(self, raw: bytes) -> None:
+        """Append to the docker logs store; a full disk costs docker logs these lines, never the sinks."""
+        try:
+            self.store.append(self._writer, raw)
+        except OSError as exc:
+            self.statistics.store_errors += 1
+            now = trio.current_time()
+            if now - self._store_error_logged_at >= ERROR_LOG_INTERVAL:
+                self._store_error_logged_at = now
+                log.error(
+                    "docker logs store cannot write for %s (%s); %d reads missing from docker logs so far",
+                    self.context.info.short_id,
+                    exc.strerror,
+                    self.statistics.store_errors,
+                )
+
+    def _charge_partial(self, open_bytes: int) -> None:
+        """The decoder's open partial lines count against the memory budget."""
+        if open_bytes != self._partial_bytes:
+            self.memory.give(self._partial_bytes)
+            self.memory.take(open_bytes)
+            self._partial_bytes = open_bytes
+
+    def _report_errors(self) -> None:
+        """Log corrupt input as it happens, at most once a minute per FIFO (counts are cumulative)."""
+        now = trio.current_time()
+        if now - self._errors_reported_at < ERROR_LOG_INTERVAL:
+            return
+        self._errors_reported_at = now
+        self._errors_reported = self.decoder.errors
+        counts = self.decoder.statistics()
+        log.error(
+            "FIFO %s of %s: %d corrupt frame headers (%d bytes skipped to resync), %d undecodable entries so far",
+            self.path,
+            self.context.info.short_id,
+            counts["oversize_frames"],
+            counts["skipped_bytes"],
+            counts["decode_errors"],
+        )
+
+    def snapshot(self) -> FifoStatistics:
+        """This FIFO's counters now."""
+        counts = self.decoder.statistics()
+        stats = self.statistics
+        return FifoStatistics(
+            entries=counts["entries"],
+            records=stats.records,
+            bytes=counts["bytes"],
+            decode_errors=counts["decode_errors"],
+            corrupt_frames=counts["oversize_frames"],
+            skipped_bytes=counts["skipped_bytes"],
+            store_errors=stats.store_errors,
+        )
+
+    def _record(self) -> None:
+        self.statistics = self.snapshot()
+        stats = self.statistics
+        if stats.corrupt_frames or stats.decode_errors:
+            log.error(
+                "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",
+                self.path,
+                self.context.info.short_id,
+                stats.corrupt_frames,
+                stats.skipped_bytes,
+                stats.decode_errors,
+            )
