@@ -1,0 +1,162 @@
+"""Destination: shared requests across containers, fairness, verdict routing, block isolation.
+
+Fake streams under trio's virtual clock; the real sinks' shared requests are
+tested against their real peers in tests/sinks and tests/integration.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logdriver import LogBatch, LogRecord, batch_of
+from logdriver._destination import Destination, fair_shares
+from logdriver._pipeline import SinkPipeline
+from logdriver._pipeline_options import pipeline_options
+from logdriver.abc import SendResult, SinkStream
+
+from ..fakes import FakeStream
+
+
+@given(st.lists(st.integers(0, 50), max_size=20), st.integers(1, 200))
+def test_fair_shares_are_max_min_fair(sizes: list[int], capacity: int) -> None:
+    shares = fair_shares(sizes, capacity)
+    assert all(0 <= share <= size for share, size in zip(shares, sizes, strict=True))
+    assert sum(shares) == min(capacity, sum(sizes))
+    # Nobody with lines left over got less than anyone else got, beyond one line of rounding.
+    short = [share for share, size in zip(shares, sizes, strict=True) if share < size]
+    if short:
+        assert max(shares) <= min(short) + 1
+
+
+class Requests:
+    """A fake sink's send_together: records each request's parts, then lets each stream judge its part."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds  # how long a request takes
+        self.log: list[list[tuple[str, int]]] = []
+
+    async def __call__(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> list[SendResult]:
+        self.log.append([(getattr(stream, "name", "?"), len(batch)) for stream, batch in parts])
+        await trio.sleep(self.seconds)
+        return [await stream.send_batch(batch) for stream, batch in parts]
+
+
+def named(name: str) -> FakeStream:
+    stream = FakeStream()
+    stream.name = name  # type: ignore[attr-defined]
+    return stream
+
+
+def lines(prefix: str, count: int, t: int = 0) -> LogBatch:
+    return batch_of([LogRecord("stdout", t + i, f"{prefix}{i}".encode()) for i in range(count)])
+
+
+def pipeline(stream: FakeStream, **opts: str) -> SinkPipeline:
+    return SinkPipeline("fake", stream.name * 64, stream, pipeline_options("fake", {}, opts, {}), rng=random.Random(3))  # type: ignore[attr-defined]
+
+
+BATCHING = {"batch-max-entries": "100", "batch-max-wait": "1s", "retry-initial": "100ms", "retry-max-delay": "100ms"}
+
+
+async def test_one_request_carries_every_container_and_a_flat_out_one_cannot_starve_a_quiet_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    requests = Requests(seconds=0.5)
+    busy, quiet = named("b"), named("q")
+    pipelines = [pipeline(busy, **BATCHING, **{"buffer-max-entries": "100000"}), pipeline(quiet, **BATCHING)]
+    destination = Destination("fake", pipelines[0].options, requests)
+    for p in pipelines:
+        destination.attach(p)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        pipelines[0].try_put(lines("b", 50_000))  # flat out: 500 full requests queued
+        await trio.sleep(3.2)
+        put_at = trio.current_time()
+        pipelines[1].try_put(lines("q", 3))
+        while len(quiet.delivered) < 3:  # noqa: ASYNC110 - virtual time: polling measures the latency
+            await trio.sleep(0.01)
+        waited = trio.current_time() - put_at
+        # batch-max-wait (1 s) plus the request in flight (0.5 s) plus the quiet line's own request (0.5 s)
+        assert waited <= 1.0 + 0.5 + 0.5 + 0.02
+        mixed = [request for request in requests.log if len(request) == 2]
+        assert mixed == [[("q", 3), ("b", 97)]] or mixed == [[("b", 97), ("q", 3)]]
+        assert all(sum(n for _, n in request) == 100 for request in requests.log)  # full requests
+        for p in pipelines:
+            p.close(trio.current_time())
+    assert destination.requests == len(requests.log)
+
+
+async def test_verdicts_go_back_to_the_container_whose_lines_they_judge(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    requests = Requests()
+    first, second = named("a"), named("c")
+    first.reject = {b"a1": "mapping conflict"}
+    second.retry_lines = {b"c0"}
+    pipelines = [pipeline(first, **BATCHING), pipeline(second, **BATCHING)]
+    destination = Destination("fake", pipelines[0].options, requests)
+    for p in pipelines:
+        destination.attach(p)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        pipelines[0].try_put(lines("a", 3))
+        pipelines[1].try_put(lines("c", 2))
+        await trio.sleep(2)
+        for p in pipelines:
+            p.close()
+    assert requests.log[0] in ([("a", 3), ("c", 2)], [("c", 2), ("a", 3)])
+    assert requests.log[1] == [("c", 1)]  # only the retried line goes again
+    assert [r.line for r in first.delivered] == [b"a0", b"a2"]
+    assert [r.line for r in second.delivered] == [b"c1", b"c0"]
+    a, c = (p.statistics for p in pipelines)
+    assert (a.lines_out, a.dead_lettered, a.retried) == (2, 1, 0)
+    assert (c.lines_out, c.dead_lettered, c.retried) == (2, 0, 1)
+    assert all(p.done and p.queued == 0 for p in pipelines)
+
+
+async def test_a_container_blocked_by_its_full_queue_does_not_hold_up_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    requests = Requests(seconds=0.2)
+    blocked, flowing = named("k"), named("f")
+    tight = {**BATCHING, "batch-max-entries": "10", "batch-max-wait": "0s"}
+    pipelines = [
+        pipeline(blocked, **tight, overflow="block", **{"buffer-max-entries": "20", "block-timeout": "60s"}),
+        pipeline(flowing, **tight),
+    ]
+    destination = Destination("fake", pipelines[0].options, requests)
+    for p in pipelines:
+        destination.attach(p)
+    producer_waits = 0
+    produced = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+
+        async def flat_out() -> None:
+            nonlocal producer_waits
+            for n in range(100):
+                batch = lines(f"k{n}-", 10)
+                if not pipelines[0].try_put(batch):
+                    producer_waits += 1
+                    await pipelines[0].put(batch)
+            produced.set()
+
+        nursery.start_soon(flat_out)
+        for n in range(10):
+            started = trio.current_time()
+            pipelines[1].try_put(lines(f"f{n}-", 1))
+            while len(flowing.delivered) < n + 1:  # noqa: ASYNC110 - virtual time: polling measures the latency
+                await trio.sleep(0.01)
+            assert trio.current_time() - started <= 2 * 0.2 + 0.02  # the request in flight, then its own
+        assert producer_waits > 0  # the blocked container really was held
+        await produced.wait()
+        for p in pipelines:
+            p.close(trio.current_time() + 60)
+    assert pipelines[0].statistics.dropped == 0
+    assert len(blocked.delivered) == 1000
