@@ -36,7 +36,7 @@ from ._budget import Budget
 from ._deadletter import DeadLetters
 from ._destination import Destination
 from ._exceptions import LogDriverError
-from ._files import PRIVATE_DIR, PRIVATE_FILE, makedirs_private, write_private
+from ._files import makedirs_private, write_private
 from ._pipeline import SinkPipeline, SinkSnapshot
 from ._pipeline_options import PipelineOptions
 from ._totals import Totals
@@ -184,6 +184,7 @@ class Deliveries:
         finally:
             # No checkpoint since the worker saw its last pipeline go: nothing attached since.
             del self.destinations[key]
+            self.totals.fold_requests(destination.sink, destination.requests, destination.request_lines)
 
     def _finished(self, pipeline: SinkPipeline) -> None:
         self.live.discard(pipeline)
@@ -260,19 +261,12 @@ class Deliveries:
     # -- statistics ------------------------------------------------------------
 
     def snapshot(self, now: float) -> dict[str, SinkSnapshot]:
-        """Per sink: counters over every pipeline, finished and live, and the live ones' gauges."""
+        """Per sink: counters over every pipeline and destination, finished and live, and the live gauges."""
         out = self.totals.sink_snapshot()
         for pipeline in self.live:
             out.setdefault(pipeline.sink, SinkSnapshot()).add(pipeline.snapshot(now))
-        return out
-
-    def request_sizes(self) -> dict[str, tuple[int, int]]:
-        """Per sink: requests sent and lines in them, over the live destinations."""
-        out: dict[str, tuple[int, int]] = {}
         for destination in self.destinations.values():
-            requests, lines = out.get(destination.sink, (0, 0))
-            out[destination.sink] = (requests + destination.requests, lines + destination.request_lines)
+            snap = out.setdefault(destination.sink, SinkSnapshot())
+            snap.requests += destination.requests
+            snap.request_lines += destination.request_lines
         return out
-
-
-__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "Deliveries", "spool_key"]

@@ -39,6 +39,16 @@ class DriverCollector(Collector):
             "logdriver_sink_bytes", "Line bytes per sink and direction", labels=["sink", "direction"]
         )
         failures = CounterMetricFamily("logdriver_sink_send_failures", "Failed sends per sink", labels=["sink"])
+        requests = CounterMetricFamily(
+            "logdriver_sink_requests",
+            "Requests sent per sink (first attempts; one carries many containers)",
+            labels=["sink"],
+        )
+        request_lines = CounterMetricFamily(
+            "logdriver_sink_request_lines",
+            "Lines in those requests (divide by requests: lines per request)",
+            labels=["sink"],
+        )
         buffer_lines = GaugeMetricFamily("logdriver_buffer_lines", "Lines queued per sink", labels=["sink"])
         buffer_bytes = GaugeMetricFamily("logdriver_buffer_bytes", "Line bytes queued per sink", labels=["sink"])
         spool_bytes = GaugeMetricFamily("logdriver_spool_bytes", "Bytes in disk spools per sink", labels=["sink"])
@@ -59,12 +69,25 @@ class DriverCollector(Collector):
             size.add_metric([name, "in"], t.bytes_in)
             size.add_metric([name, "out"], t.bytes_out)
             failures.add_metric([name], t.send_failures)
+            requests.add_metric([name], snap.requests)
+            request_lines.add_metric([name], snap.request_lines)
             buffer_lines.add_metric([name], snap.buffer_lines)
             buffer_bytes.add_metric([name], snap.buffer_bytes)
             spool_bytes.add_metric([name], snap.spool_bytes)
             oldest.add_metric([name], snap.oldest_age)
             failing.add_metric([name], snap.failing_for)
-        yield from (lines, size, failures, buffer_lines, buffer_bytes, spool_bytes, oldest, failing)
+        yield from (
+            lines,
+            size,
+            failures,
+            requests,
+            request_lines,
+            buffer_lines,
+            buffer_bytes,
+            spool_bytes,
+            oldest,
+            failing,
+        )
         events = CounterMetricFamily(
             "logdriver_sink_events", "Sink-specific events (see each sink's docs)", labels=["sink", "event"]
         )

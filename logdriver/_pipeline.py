@@ -78,9 +78,13 @@ class SinkSnapshot:
     spool_bytes: int = 0
     oldest_age: float = 0.0
     failing_for: float = 0.0  # longest current run of failed sends
+    requests: int = 0  # requests sent to destinations (first attempts; a request carries many containers)
+    request_lines: int = 0  # lines in those requests
 
     def add(self, other: SinkSnapshot) -> None:
         self.totals.add(other.totals)
+        self.requests += other.requests
+        self.request_lines += other.request_lines
         self.buffer_lines += other.buffer_lines
         self.buffer_bytes += other.buffer_bytes
         self.spool_bytes += other.spool_bytes

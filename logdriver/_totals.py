@@ -34,6 +34,7 @@ class Totals:
     def __init__(self) -> None:
         self.fifos = FifoStatistics()
         self.sinks: dict[str, PipelineStatistics] = {}
+        self.requests: dict[str, tuple[int, int]] = {}  # sink → (requests, lines) of finished destinations
 
     def fold_fifo(self, fifo: FifoStatistics) -> None:
         """Add a closed FIFO's final counts."""
@@ -43,6 +44,15 @@ class Totals:
         """Add a finished pipeline's final counts (it may finish long after its FIFO)."""
         self.sinks.setdefault(pipeline.sink, PipelineStatistics()).add(pipeline.statistics)
 
+    def fold_requests(self, sink: str, requests: int, lines: int) -> None:
+        """Add a finished destination's request counts."""
+        before = self.requests.get(sink, (0, 0))
+        self.requests[sink] = (before[0] + requests, before[1] + lines)
+
     def sink_snapshot(self) -> dict[str, SinkSnapshot]:
-        """The finished pipelines' counters per sink (a copy the caller adds live ones to)."""
-        return {name: SinkSnapshot(totals=dataclasses.replace(total)) for name, total in self.sinks.items()}
+        """The finished pipelines' and destinations' counters per sink (a copy the caller adds live ones to)."""
+        out = {name: SinkSnapshot(totals=dataclasses.replace(total)) for name, total in self.sinks.items()}
+        for name, (requests, lines) in self.requests.items():
+            snap = out.setdefault(name, SinkSnapshot())
+            snap.requests, snap.request_lines = requests, lines
+        return out
