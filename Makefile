@@ -81,6 +81,9 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 	$(PY) bench/many_bench.py --containers 50
+	$(PY) bench/many_bench.py --containers 200
+	$(PY) bench/many_sinks_bench.py --containers 50
+	$(PY) bench/idle_bench.py --containers 300
 	$(PY) bench/fluentd_bench.py
 	$(PY) bench/es_bench.py
 
