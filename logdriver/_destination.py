@@ -230,9 +230,15 @@ class Destination:
 
     async def _send(self, request: list[tuple[SinkPipeline, LogBatch]]) -> Sequence[SendResult]:
         deadline = min(pipeline.flush_deadline for pipeline, _ in request)
+        parts = [(pipeline.stream, batch) for pipeline, batch in request]
         try:
-            with trio.move_on_at(deadline):
-                results = await self._send_together([(pipeline.stream, batch) for pipeline, batch in request])
+            if deadline == math.inf:  # the common case: spare the cancel scope
+                results = await self._send_together(parts)
+            else:
+                results = None
+                with trio.move_on_at(deadline):
+                    results = await self._send_together(parts)
+            if results is not None:
                 if len(results) != len(request):
                     raise RuntimeError(f"{len(results)} verdicts for {len(request)} parts")
                 return results

@@ -16,7 +16,8 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 async def removed_containers(container_ids: Iterable[str], socket_path: str = DOCKER_SOCKET) -> set[str]:
     """The IDs the daemon answers 404 for; any other failure raises."""
     removed = set()
-    transport = httpx.AsyncHTTPTransport(uds=socket_path)
+    # Plain HTTP on a unix socket: verify=False spares loading the CA bundle (~20 ms per call).
+    transport = httpx.AsyncHTTPTransport(uds=socket_path, verify=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://docker", timeout=5.0) as client:
         for container_id in container_ids:
             response = await client.get(f"/containers/{container_id}/json")

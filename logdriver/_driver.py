@@ -221,7 +221,11 @@ class Driver:
             removed = None
             if self.container_exists is not None:
                 try:
-                    removed = await self.container_exists(self.store.container_ids())
+                    # A container with an open FIFO exists: ask only about the others.
+                    logging_now = {fifo.context.info.container_id for fifo in self._fifos.values()}
+                    removed = await self.container_exists(
+                        [cid for cid in self.store.container_ids() if cid not in logging_now]
+                    )
                 except Exception as exc:
                     log.debug("docker API not usable for log garbage collection: %s", exc)
             try:

@@ -97,6 +97,5 @@ class FifoHub:
                     receiver = self._receivers.get(key)
                     if receiver is not None:
                         receiver.receive(data, eof, errno)
-                await trio.lowlevel.checkpoint()
         finally:
             self.poller.close()

@@ -101,7 +101,7 @@ async def _follow(
 ) -> AsyncGenerator[bytes, None]:
     while True:
         finished = clog.writers == 0 or store.get(container_id) is not clog
-        changed = clog.changed
+        changed = clog.watch()
         for current in list(clog.segments):
             if current < seq:
                 continue

@@ -63,7 +63,7 @@ class ContainerLog:
     writers: int = 0
     next_seq: int = 1
     last_active: float = field(default_factory=time.time)
-    changed: trio.Event = field(default_factory=trio.Event)
+    changed: trio.Event | None = None  # made by a follower's watch(): most appends have none
     fd: int = -1
 
     @property
@@ -73,9 +73,16 @@ class ContainerLog:
     def path(self, seq: int) -> str:
         return os.path.join(self.directory, _segment_name(seq))
 
+    def watch(self) -> trio.Event:
+        """An event set by the next change (append, rotation, close)."""
+        if self.changed is None:
+            self.changed = trio.Event()
+        return self.changed
+
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
 
 
 class LogStore:

@@ -59,19 +59,29 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Watch (`on`) or stop watching the slot's fd. Stopping removes it from the epoll set:
+    /// epoll reports a hang-up even for an fd that asks for no events, and a paused or
+    /// finished FIFO whose writer is gone would wake the thread every round.
     fn arm(&self, key: u64, slot: &mut Slot, on: bool) {
         if slot.armed == on {
             return;
         }
         let mut event = libc::epoll_event {
-            events: if on { libc::EPOLLIN as u32 } else { 0 },
+            events: libc::EPOLLIN as u32,
             u64: key,
         };
+        let op = if on {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_DEL
+        };
         // SAFETY: epoll and slot.fd are open descriptors; event is a valid epoll_event.
-        unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_MOD, slot.fd, &mut event) };
+        unsafe { libc::epoll_ctl(self.epoll, op, slot.fd, &mut event) };
         slot.armed = on;
     }
 
@@ -97,12 +107,17 @@ impl Shared {
                 // SAFETY: the kernel initialised n bytes.
                 unsafe { slot.pending.set_len(slot.pending.len() + n as usize) };
                 total += n as usize;
+                if (n as usize) < want {
+                    break; // a pipe read short of the request emptied the pipe: spare the EAGAIN read
+                }
                 continue;
             }
             if n == 0 {
                 slot.eof = true;
             } else {
-                let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+                let errno = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
                 if errno == libc::EINTR {
                     continue;
                 }
@@ -124,7 +139,12 @@ impl Shared {
         loop {
             // SAFETY: events has room for its length in epoll_events.
             let count = unsafe {
-                libc::epoll_wait(self.epoll, events.as_mut_ptr(), events.len() as i32, wait_ms)
+                libc::epoll_wait(
+                    self.epoll,
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    wait_ms,
+                )
             };
             let count = if count < 0 { 0 } else { count as usize };
             let mut state = self.lock();
@@ -137,11 +157,19 @@ impl Shared {
                 if key == WAKE_KEY {
                     let mut value: u64 = 0;
                     // SAFETY: control_fd is a non-blocking eventfd.
-                    unsafe { libc::read(self.control_fd, &mut value as *mut u64 as *mut libc::c_void, 8) };
+                    unsafe {
+                        libc::read(
+                            self.control_fd,
+                            &mut value as *mut u64 as *mut libc::c_void,
+                            8,
+                        )
+                    };
                     continue;
                 }
                 let State { slots, ready, .. } = &mut *state;
-                let Some(slot) = slots.get_mut(&key) else { continue };
+                let Some(slot) = slots.get_mut(&key) else {
+                    continue;
+                };
                 if slot.paused {
                     self.arm(key, slot, false);
                     continue;
@@ -269,9 +297,9 @@ impl FifoPoller {
     fn remove<'py>(&self, py: Python<'py>, key: u64) -> Bound<'py, PyBytes> {
         let mut state = self.shared.lock();
         let pending = match state.slots.remove(&key) {
-            Some(slot) => {
-                // SAFETY: fd is still open (the caller closes it after this returns).
-                unsafe { libc::epoll_ctl(self.shared.epoll, libc::EPOLL_CTL_DEL, slot.fd, std::ptr::null_mut()) };
+            Some(mut slot) => {
+                // The fd is still open: the caller closes it after this returns.
+                self.shared.arm(key, &mut slot, false);
                 slot.pending
             }
             None => Vec::new(),
@@ -285,7 +313,10 @@ impl FifoPoller {
         let mut state = self.shared.lock();
         if let Some(slot) = state.slots.get_mut(&key) {
             slot.paused = paused;
-            let rearm = !paused && !slot.eof && slot.errno == 0 && slot.pending.len() < self.shared.max_pending;
+            let rearm = !paused
+                && !slot.eof
+                && slot.errno == 0
+                && slot.pending.len() < self.shared.max_pending;
             self.shared.arm(key, slot, rearm);
         }
     }
@@ -294,13 +325,21 @@ impl FifoPoller {
     fn take<'py>(&self, py: Python<'py>) -> Vec<(u64, Bound<'py, PyBytes>, bool, i32)> {
         let mut value: u64 = 0;
         // SAFETY: ready_fd is a non-blocking eventfd; reading resets it.
-        unsafe { libc::read(self.shared.ready_fd, &mut value as *mut u64 as *mut libc::c_void, 8) };
+        unsafe {
+            libc::read(
+                self.shared.ready_fd,
+                &mut value as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
         let mut state = self.shared.lock();
         state.signalled = false;
         let keys = std::mem::take(&mut state.ready);
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some(slot) = state.slots.get_mut(&key) else { continue };
+            let Some(slot) = state.slots.get_mut(&key) else {
+                continue;
+            };
             let data = PyBytes::new(py, &slot.pending);
             slot.pending.clear();
             if slot.pending.capacity() > READ_CHUNK {
@@ -328,7 +367,13 @@ impl FifoPoller {
         }
         let one: u64 = 1;
         // SAFETY: control_fd is an eventfd.
-        unsafe { libc::write(self.shared.control_fd, &one as *const u64 as *const libc::c_void, 8) };
+        unsafe {
+            libc::write(
+                self.shared.control_fd,
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
         if let Some(thread) = self.thread.take() {
             py.detach(|| {
                 let _ = thread.join();
@@ -343,7 +388,13 @@ impl Drop for FifoPoller {
             self.shared.lock().stopping = true;
             let one: u64 = 1;
             // SAFETY: control_fd is an eventfd.
-            unsafe { libc::write(self.shared.control_fd, &one as *const u64 as *const libc::c_void, 8) };
+            unsafe {
+                libc::write(
+                    self.shared.control_fd,
+                    &one as *const u64 as *const libc::c_void,
+                    8,
+                )
+            };
             let _ = thread.join();
         }
         // SAFETY: descriptors this object created; the thread has stopped.
