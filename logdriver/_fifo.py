@@ -4,8 +4,9 @@ dockerd writes one frame per ``write()``. One reader thread (``FifoPoller`` in
 ``native/src/poller.rs``) waits on every FIFO, lets them fill for ``interval``
 between rounds and hands trio all of a round's bytes at once: ``FifoHub`` is
 the trio side, one task for the whole host. The pipe is enlarged with
-``F_SETPIPE_SZ`` (1 MiB is the unprivileged maximum), far more than arrives in
-one interval, so the pause never blocks a container.
+``F_SETPIPE_SZ`` (1 MiB is the unprivileged maximum), and the pause shrinks
+when a FIFO is busy, so that none brings more than a quarter of its pipe per
+round: the pause never blocks a container's writes.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class Receiver(Protocol):
 class FifoHub:
     """Run with ``await nursery.start(hub.run)``; ``add`` a FIFO, ``remove`` it before closing its fd."""
 
-    def __init__(self, interval: float, busy_read: int = 512 << 10) -> None:
-        self.poller = FifoPoller(interval, MAX_PENDING, busy_read)
+    def __init__(self, interval: float, fill: int = 256 << 10) -> None:
+        self.poller = FifoPoller(interval, MAX_PENDING, fill)
         self._receivers: dict[int, Receiver] = {}
         self._keys = itertools.count(1)
         self.rounds = 0  # wake-ups of the hub task

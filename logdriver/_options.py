@@ -311,7 +311,7 @@ class Settings:
             store_retention=float(get("LOGDRIVER_STORE_RETENTION", "7d", parse_duration, "a duration such as 72h")),
             gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),
             pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", positive_size, "a size such as 1Mi")),
-            read_wait=float(get("LOGDRIVER_READ_WAIT", "2ms", parse_duration, "a duration such as 2ms")),
+            read_wait=float(get("LOGDRIVER_READ_WAIT", "100ms", parse_duration, "a duration such as 100ms")),
             follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),
             # dockerd sends SIGKILL 10 s after SIGTERM to a managed plugin.
             shutdown_grace=float(get("LOGDRIVER_SHUTDOWN_GRACE", "8s", parse_duration, "a duration such as 8s")),

@@ -4,10 +4,11 @@
 //! containers writing 10 lines every 100 ms that is 500 wake-ups a second, each
 //! costing more than decoding its lines. Here one OS thread waits on every FIFO
 //! with epoll, reads what is ready into a bounded buffer per FIFO, and then
-//! sleeps `interval` before it looks again, so that the FIFOs fill meanwhile;
+//! sleeps up to `interval` before it looks again, so that the FIFOs fill meanwhile;
 //! trio wakes once per round (on an eventfd) and takes every FIFO's bytes in one
-//! call. A round that read half a pipe or more skips the sleep: one busy
-//! container is read as fast as before.
+//! call. The pause is shortened so that the fastest FIFO of the last round
+//! would bring at most `fill` bytes (a quarter of a 1 MiB pipe): a busy
+//! container is read as fast as before and its writes never wait for the pause.
 //!
 //! Backpressure stays per FIFO: a FIFO whose buffer is full, or that Python has
 //! paused (a `block` sink is full), is taken out of the epoll set, so its pipe
@@ -54,7 +55,7 @@ struct Shared {
     control_fd: RawFd,
     max_pending: usize,
     interval: Duration,
-    busy_read: usize,
+    fill: usize,
 }
 
 impl Shared {
@@ -136,6 +137,7 @@ impl Shared {
     fn run(&self) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut wait_ms: i32 = -1;
+        let mut last_round = std::time::Instant::now();
         loop {
             // SAFETY: events has room for its length in epoll_events.
             let count = unsafe {
@@ -187,8 +189,22 @@ impl Shared {
             drop(state);
             // Let the FIFOs fill before the next round, unless one is arriving faster than that.
             wait_ms = -1;
-            if count > 0 && busiest < self.busy_read {
-                std::thread::sleep(self.interval);
+            if count > 0 {
+                // Let the FIFOs fill before the next round, no longer than the fastest one takes
+                // to bring `fill` bytes at the rate it just had.
+                let now = std::time::Instant::now();
+                let elapsed = now.duration_since(last_round).as_secs_f64().max(1e-4);
+                last_round = now;
+                let pause = if busiest == 0 {
+                    self.interval
+                } else {
+                    let rate = busiest as f64 / elapsed;
+                    self.interval
+                        .min(Duration::from_secs_f64(self.fill as f64 / rate))
+                };
+                if pause >= Duration::from_micros(200) {
+                    std::thread::sleep(pause);
+                }
             }
             if count == events.len() {
                 wait_ms = 0;
@@ -211,9 +227,9 @@ fn os_error() -> PyErr {
 #[pymethods]
 impl FifoPoller {
     /// `interval`: seconds to let FIFOs fill between rounds; `max_pending`: bytes kept
-    /// per FIFO until taken; `busy_read`: a read this large skips the pause.
+    /// per FIFO until taken; `fill`: the most one FIFO should bring during a pause.
     #[new]
-    fn new(interval: f64, max_pending: usize, busy_read: usize) -> PyResult<Self> {
+    fn new(interval: f64, max_pending: usize, fill: usize) -> PyResult<Self> {
         // SAFETY: plain syscalls creating descriptors this object owns.
         let (epoll, ready_fd, control_fd) = unsafe {
             (
@@ -245,7 +261,7 @@ impl FifoPoller {
             control_fd,
             max_pending: max_pending.max(1),
             interval: Duration::from_secs_f64(interval.clamp(0.0, 1.0)),
-            busy_read: busy_read.max(1),
+            fill: fill.max(1),
         });
         let runner = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
