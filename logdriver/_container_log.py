@@ -101,6 +101,11 @@ class FifoLog:
         except Exception:
             self._fail()
 
+    def catch_up(self) -> None:
+        """Take in what the FIFO holds right now (before ``docker logs`` reads the store)."""
+        if self._hub is not None and not self._waiting and not self._closing:
+            self.receive(*self._hub.read_now(self.key))
+
     def _feed(self, data: bytes) -> None:
         raw, batch = self.decoder.feed(data)
         if raw:

@@ -137,11 +137,15 @@ class Driver:
         fifo = self._fifos.get(command.file)
         if fifo is not None and not fifo.stop_requested:
             fifo.stop_requested = True
+            self.hub.hurry()  # EOF follows at once: handle it now, not after the reader's pause
             assert self._nursery is not None
             self._nursery.start_soon(self._stop_deadline, fifo)
 
     async def read_logs(self, command: _rpc.ReadLogs) -> AsyncGenerator[bytes, None]:
         container_id = str(command.info.get("ContainerID", ""))
+        for fifo in list(self._fifos.values()):
+            if fifo.context.info.container_id == container_id:
+                fifo.catch_up()  # the store then has every line the daemon wrote so far
         frames = read_logs(
             self.store,
             container_id,

@@ -88,6 +88,15 @@ class FifoHub:
     def pause(self, key: int, paused: bool) -> None:
         self.poller.pause(key, paused)
 
+    def hurry(self) -> None:
+        """End the reader's pause now (a FIFO is about to end: see its EOF promptly)."""
+        self.poller.hurry()
+
+    def read_now(self, key: int) -> tuple[bytes, bool, int]:
+        """What ``key``'s FIFO holds now, read on this thread: ``(bytes, eof, errno)``."""
+        data, eof, errno = self.poller.read_now(key)
+        return bytes(data), eof, errno
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:

@@ -134,11 +134,36 @@ impl Shared {
         total
     }
 
+    /// Sleep, unless `hurry` (a write to the control eventfd) cuts it short.
+    fn pause(&self, pause: Duration) {
+        let mut control = libc::pollfd {
+            fd: self.control_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = pause.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut control, 1, ms) } > 0 {
+            let mut value: u64 = 0;
+            // SAFETY: control_fd is a non-blocking eventfd; reading resets it.
+            unsafe {
+                libc::read(
+                    self.control_fd,
+                    &mut value as *mut u64 as *mut libc::c_void,
+                    8,
+                )
+            };
+        }
+    }
+
     fn run(&self) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut wait_ms: i32 = -1;
         let mut last_round = std::time::Instant::now();
         loop {
+            if self.lock().stopping {
+                return; // (a stop during the pause was consumed by it)
+            }
             // SAFETY: events has room for its length in epoll_events.
             let count = unsafe {
                 libc::epoll_wait(
@@ -203,7 +228,7 @@ impl Shared {
                         .min(Duration::from_secs_f64(self.fill as f64 / rate))
                 };
                 if pause >= Duration::from_micros(200) {
-                    std::thread::sleep(pause);
+                    self.pause(pause);
                 }
             }
             if count == events.len() {
@@ -368,6 +393,40 @@ impl FifoPoller {
             out.push((key, data, eof, errno));
         }
         out
+    }
+
+    /// End the current pause: read every FIFO now (a container is stopping).
+    fn hurry(&self) {
+        let one: u64 = 1;
+        // SAFETY: control_fd is an eventfd.
+        unsafe {
+            libc::write(
+                self.shared.control_fd,
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+
+    /// Read `key`'s FIFO now, on the caller's thread: `(bytes, eof, errno)` including what the
+    /// thread read and `take` did not hand out yet (then `take` will not hand it out).
+    fn read_now<'py>(&self, py: Python<'py>, key: u64) -> (Bound<'py, PyBytes>, bool, i32) {
+        let mut state = self.shared.lock();
+        let State { slots, ready, .. } = &mut *state;
+        let Some(slot) = slots.get_mut(&key) else {
+            return (PyBytes::new(py, b""), false, 0);
+        };
+        if !slot.paused && !slot.eof && slot.errno == 0 {
+            self.shared.read_slot(key, slot);
+        }
+        let data = PyBytes::new(py, &slot.pending);
+        slot.pending.clear();
+        let (eof, errno) = (slot.eof, slot.errno);
+        if !eof && errno == 0 && !slot.paused {
+            self.shared.arm(key, slot, true);
+        }
+        ready.retain(|k| *k != key);
+        (data, eof, errno)
     }
 
     /// FIFOs being read.
