@@ -137,7 +137,7 @@ class Driver:
         fifo = self._fifos.get(command.file)
         if fifo is not None and not fifo.stop_requested:
             fifo.stop_requested = True
-            self.hub.hurry()  # EOF follows at once: handle it now, not after the reader's pause
+            self.hub.ending(fifo.key)  # EOF follows at once: handle it now, not after the reader's pause
             assert self._nursery is not None
             self._nursery.start_soon(self._stop_deadline, fifo)
 

@@ -88,9 +88,9 @@ class FifoHub:
     def pause(self, key: int, paused: bool) -> None:
         self.poller.pause(key, paused)
 
-    def hurry(self) -> None:
-        """End the reader's pause now (a FIFO is about to end: see its EOF promptly)."""
-        self.poller.hurry()
+    def ending(self, key: int) -> None:
+        """StopLogging came: EOF follows at once; see it without the reader's pause."""
+        self.poller.ending(key)
 
     def read_now(self, key: int) -> tuple[bytes, bool, int]:
         """What ``key``'s FIFO holds now, read on this thread: ``(bytes, eof, errno)``."""

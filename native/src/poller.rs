@@ -36,6 +36,8 @@ struct Slot {
     errno: i32,
     paused: bool,
     armed: bool,
+    /// StopLogging came: EOF follows, and is wanted without the pause.
+    ending: bool,
 }
 
 struct State {
@@ -44,6 +46,8 @@ struct State {
     ready: Vec<u64>,
     signalled: bool,
     stopping: bool,
+    /// Slots marked `ending` and not removed yet: while any, rounds pause 1 ms at most.
+    ending: usize,
 }
 
 struct Shared {
@@ -211,6 +215,7 @@ impl Shared {
             if !state.ready.is_empty() {
                 self.signal(&mut state);
             }
+            let ending = state.ending > 0;
             drop(state);
             // Let the FIFOs fill before the next round, unless one is arriving faster than that.
             wait_ms = -1;
@@ -220,7 +225,9 @@ impl Shared {
                 let now = std::time::Instant::now();
                 let elapsed = now.duration_since(last_round).as_secs_f64().max(1e-4);
                 last_round = now;
-                let pause = if busiest == 0 {
+                let pause = if ending {
+                    self.interval.min(Duration::from_millis(1))
+                } else if busiest == 0 {
                     self.interval
                 } else {
                     let rate = busiest as f64 / elapsed;
@@ -280,6 +287,7 @@ impl FifoPoller {
                 ready: Vec::new(),
                 signalled: false,
                 stopping: false,
+                ending: 0,
             }),
             epoll,
             ready_fd,
@@ -328,6 +336,7 @@ impl FifoPoller {
                 errno: 0,
                 paused: false,
                 armed: true,
+                ending: false,
             },
         );
         Ok(())
@@ -341,6 +350,9 @@ impl FifoPoller {
             Some(mut slot) => {
                 // The fd is still open: the caller closes it after this returns.
                 self.shared.arm(key, &mut slot, false);
+                if slot.ending {
+                    state.ending -= 1;
+                }
                 slot.pending
             }
             None => Vec::new(),
@@ -395,7 +407,20 @@ impl FifoPoller {
         out
     }
 
-    /// End the current pause: read every FIFO now (a container is stopping).
+    /// StopLogging came for `key`: read now, and pause at most 1 ms until it is removed.
+    fn ending(&self, key: u64) {
+        let mut state = self.shared.lock();
+        if let Some(slot) = state.slots.get_mut(&key) {
+            if !slot.ending {
+                slot.ending = true;
+                state.ending += 1;
+            }
+        }
+        drop(state);
+        self.hurry();
+    }
+
+    /// End the current pause: read every FIFO now.
     fn hurry(&self) {
         let one: u64 = 1;
         // SAFETY: control_fd is an eventfd.
