@@ -55,6 +55,7 @@ class Driver:
         # Asks the Docker API which of these containers are gone; None when there is no API.
         self.container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._fifos: dict[str, FifoLog] = {}
+        self._registry_flush_due = False
         self.active_reads = 0
         self.fifo_failures = 0  # FIFO tasks that ended on an unexpected error (the plugin carried on)
         self._nursery: trio.Nursery | None = None
@@ -105,10 +106,18 @@ class Driver:
             )
 
     def _unregister(self, path: str) -> None:
+        if self.registry.remove(path) and not self._registry_flush_due and self._nursery is not None:
+            self._registry_flush_due = True
+            self._nursery.start_soon(self._flush_registry)
+
+    async def _flush_registry(self) -> None:
+        """Write the registry's removals once a second at most, not once per container."""
+        await trio.sleep(1.0)
+        self._registry_flush_due = False
         try:
-            self.registry.remove(path)
+            self.registry.flush()
         except OSError as exc:
-            log.error("cannot remove FIFO %s from the registry: %s", path, exc)
+            log.error("cannot rewrite the FIFO registry: %s", exc)
 
     def _context_of(self, raw_info: Mapping[str, Any]) -> ContainerContext:
         return container_context(raw_info, self.settings.defaults, self.sinks, self.settings.environ)
@@ -198,6 +207,10 @@ class Driver:
         """
         for fifo in list(self._fifos.values()):
             await fifo.close(shutting_down=True)
+        try:
+            self.registry.flush()
+        except OSError as exc:
+            log.error("cannot rewrite the FIFO registry: %s", exc)
         await self.deliveries.shutdown(trio.current_time())
 
     # -- statistics (for metrics and health) -------------------------------------

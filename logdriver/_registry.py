@@ -29,6 +29,7 @@ class FifoRegistry:
     def __init__(self, path: str) -> None:
         self.path = path
         self._entries: dict[str, dict[str, Any]] = {}
+        self._dirty = False
         try:
             with open(path, "rb") as handle:
                 loaded = orjson.loads(handle.read())
@@ -46,9 +47,22 @@ class FifoRegistry:
         self._entries[fifo] = info
         self._save()
 
-    def remove(self, fifo: str) -> None:
-        if self._entries.pop(fifo, None) is not None:
+    def remove(self, fifo: str) -> bool:
+        """Forget ``fifo``; the file is rewritten by the next ``add`` or ``flush``.
+
+        Returns whether a flush is now due. Deferred because a host whose containers
+        exit together would otherwise rewrite the whole file once per container; a crash
+        before the flush leaves an entry whose FIFO resume finds gone, or at EOF.
+        """
+        if self._entries.pop(fifo, None) is None:
+            return False
+        self._dirty = True
+        return True
+
+    def flush(self) -> None:
+        if self._dirty:
             self._save()
 
     def _save(self) -> None:
         write_private(self.path, orjson.dumps(self._entries))
+        self._dirty = False
