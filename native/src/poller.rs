@@ -7,8 +7,10 @@
 //! sleeps up to `interval` before it looks again, so that the FIFOs fill meanwhile;
 //! trio wakes once per round (on an eventfd) and takes every FIFO's bytes in one
 //! call. The pause is shortened so that the fastest FIFO of the last round
-//! would bring at most `fill` bytes (a quarter of a 1 MiB pipe): a busy
-//! container is read as fast as before and its writes never wait for the pause.
+//! would bring at most `fill` bytes (a quarter of a 1 MiB pipe), and while a
+//! FIFO is being written flat out (a round read `fill` or more within the last
+//! interval) it is 1 ms, as the per-FIFO reader used to pause: a busy container
+//! is read as fast as before.
 //!
 //! Backpressure stays per FIFO: a FIFO whose buffer is full, or that Python has
 //! paused (a `block` sink is full), is taken out of the epoll set, so its pipe
@@ -28,6 +30,8 @@ use pyo3::types::PyBytes;
 
 const READ_CHUNK: usize = 256 << 10;
 const WAKE_KEY: u64 = u64::MAX;
+/// The pause while some FIFO is busy: what the per-FIFO reader used to wait (1-2 ms).
+const BUSY_PAUSE: Duration = Duration::from_millis(1);
 
 struct Slot {
     fd: RawFd,
@@ -164,6 +168,7 @@ impl Shared {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut wait_ms: i32 = -1;
         let mut last_round = std::time::Instant::now();
+        let mut busy_until = last_round;
         loop {
             if self.lock().stopping {
                 return; // (a stop during the pause was consumed by it)
@@ -225,8 +230,16 @@ impl Shared {
                 let now = std::time::Instant::now();
                 let elapsed = now.duration_since(last_round).as_secs_f64().max(1e-4);
                 last_round = now;
-                let pause = if ending {
-                    self.interval.min(Duration::from_millis(1))
+                if busiest >= self.fill {
+                    busy_until = now + self.interval;
+                }
+                let pause = if busiest >= self.fill {
+                    // A pipe this full may have held its writer up already: read again at once.
+                    Duration::ZERO
+                } else if ending || now < busy_until {
+                    // A container is ending, or one was writing flat out within the interval:
+                    // short pauses, so that its pipe never fills.
+                    self.interval.min(BUSY_PAUSE)
                 } else if busiest == 0 {
                     self.interval
                 } else {
