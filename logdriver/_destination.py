@@ -148,10 +148,12 @@ class Destination:
             return []
         entries = sum(p.queue.entries for p in ready)
         nbytes = sum(p.queue.bytes for p in ready)
-        oldest = min(p.queue.oldest_since() or now for p in ready)
-        closing = any(p.closing for p in ready)
+        oldest = min(now if (since := p.queue.oldest_since()) is None else since for p in ready)
+        # A plugin shutdown's deadline sends at once; a container's exit does not: its
+        # lines wait batch-max-wait like the others, so that exiting containers share requests.
+        urgent = any(p.flush_deadline < math.inf for p in ready)
         self._due = oldest + opts.batch_max_wait
-        if not (closing or entries >= opts.batch_max_entries or nbytes >= opts.batch_max_bytes or now >= self._due):
+        if not (urgent or entries >= opts.batch_max_entries or nbytes >= opts.batch_max_bytes or now >= self._due):
             return []
         start = self._turn % len(ready)
         ready = ready[start:] + ready[:start]
@@ -183,9 +185,8 @@ class Destination:
             if not pipeline.queue.entries or pipeline.flush_deadline <= now:
                 await self._stop(pipeline)
             else:
-                self._closed[pipeline] = None  # still has lines to send: look again when they are sent
+                self._closed[pipeline] = None  # lines still to send (when due): look again then
                 self._queued[pipeline] = None
-                self._due = min(self._due, now)
 
     async def _stop(self, pipeline: SinkPipeline) -> None:
         del self.pipelines[pipeline]

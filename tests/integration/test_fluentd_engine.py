@@ -4,6 +4,7 @@ with Docker's built-in ``fluentd`` driver sending to the same server."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,41 @@ def test_server_down_never_holds_the_container_and_every_drop_is_counted(plugin:
     )  # what was kept arrives in order
     text = next(plugin.file_dir.glob(f"{container[:12]}-*.log")).read_bytes()
     assert text.count(b"\n") == lines  # the file sink lost nothing meanwhile
+
+
+def metric_value(address: str, name: str, **labels: str) -> float:
+    """One sample of ``name`` with exactly these labels, in any order (0 when absent)."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            sample, _, value = line.rpartition(" ")
+            metric, _, rest = sample.partition("{")
+            found = dict(pair.split("=", 1) for pair in rest.rstrip("}").split(",") if pair)
+            if metric == name and found == {k: f'"{v}"' for k, v in labels.items()}:
+                return float(value)
+    return 0.0
+
+
+def test_containers_on_one_server_share_its_connection_and_requests(make_plugin: Any, tmp_path: Path) -> None:
+    metrics = f"127.0.0.1:{free_port()}"
+    plugin: Plugin = make_plugin(LOGDRIVER_METRICS_ADDRESS=metrics)
+    count, lines = 6, 200
+    with FluentPeer(tmp_path) as peer:
+        opts = {"sinks": "fluentd", "fluentd-address": f"127.0.0.1:{peer.port}", "batch-max-wait": "3s"}
+        script = f"for i in $(seq 1 {lines}); do echo line $i; done"
+        containers = [plugin.create("sh", "-c", script, opts=opts) for _ in range(count)]
+        for container in containers:
+            docker("start", container)
+        for container in containers:
+            assert docker("wait", container, timeout=60).stdout.strip() == b"0"
+        events = peer.wait_for(count * lines, timeout=30)
+        time.sleep(0.5)  # a duplicate would have arrived by now
+        events = peer.events()
+    grouped = by_container(events)
+    assert sorted(grouped) == sorted(containers)
+    for container in containers:  # every container's lines, once each, in order
+        assert [e["record"]["log"] for e in grouped[container]] == [f"line {i}" for i in range(1, lines + 1)]
+    # One connection for all six, and fewer requests than containers: they shared them.
+    assert metric_value(metrics, "logdriver_sink_events_total", sink="fluentd", event="connects") == 1
+    requests = metric_value(metrics, "logdriver_sink_requests_total", sink="fluentd")
+    assert 1 <= requests < count
+    assert metric_value(metrics, "logdriver_sink_request_lines_total", sink="fluentd") == count * lines
