@@ -20,8 +20,6 @@ import socket
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
-import trio
-
 from logdriver import (
     LogBatch,
     Settings,
@@ -148,11 +146,6 @@ _ROUTE_OPTIONS = (
 )
 
 
-# How long a route no container uses keeps its connection: batch jobs that start and
-# exit one after another reuse it. Bounded: idle routes are closed when a stream closes.
-ROUTE_LINGER = 60.0
-
-
 class FluentdSink(Sink):
     name = "fluentd"
     options = OPTIONS
@@ -172,16 +165,13 @@ class FluentdSink(Sink):
         return route
 
     async def release(self, route: ForwardRoute) -> None:
-        """A stream closed. A route nobody uses keeps its connection for ``ROUTE_LINGER``
-        seconds, so that short-lived containers reuse it; older idle routes close here."""
+        """A stream closed: the last one closes the route's connections. (A container's
+        pipeline outlives its exit by ``batch-max-wait`` at least, so containers that
+        start and exit one after another still overlap and share the connection.)"""
         route.users -= 1
-        now = trio.current_time()
-        if route.users <= 0:
-            route.idle_since = now
-        for key, idle in list(self._routes.items()):
-            if idle.users <= 0 and now - idle.idle_since >= ROUTE_LINGER:
-                del self._routes[key]
-                await idle.aclose()
+        if route.users <= 0 and self._routes.get(route.key) is route:
+            del self._routes[route.key]
+            await route.aclose()
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """One write of every container's message on the destination's connection, each acked."""

@@ -27,7 +27,6 @@ class ForwardRoute:
         self.connect = connect
         self.events = events
         self.users = 0  # open streams using this route
-        self.idle_since = 0.0  # when the last one closed
         self._connections: dict[int, ForwardConnection] = {}
         self._failing: set[int] = set()
 
