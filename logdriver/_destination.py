@@ -203,7 +203,14 @@ class Destination:
             results = await self._send(request)
             again = []
             for (pipeline, batch), result in zip(request, results, strict=True):
-                retry = await pipeline.settle(batch, result, started)
+                try:
+                    retry = await pipeline.settle(batch, result, started)
+                except Exception:
+                    # A verdict that does not fit its batch (an index out of range, not a
+                    # SendResult): that container's part is lost, counted; the others go on.
+                    log.exception("sink %s gave a bad verdict on %d lines", self.sink, len(batch))
+                    pipeline.discard(batch, "bad verdict from the sink")
+                    continue
                 if retry is not None:
                     again.append((pipeline, retry))
             if not again:

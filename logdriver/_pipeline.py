@@ -309,6 +309,13 @@ class SinkPipeline:
         if not self.in_flight:
             self.queue.ack()
 
+    def discard(self, batch: LogBatch, reason: str) -> None:
+        """Give up on ``batch`` without a verdict (the sink's answer was unusable): dropped, counted."""
+        self._drop(len(batch), reason)
+        self.in_flight -= len(batch)
+        if not self.in_flight:
+            self.queue.ack()
+
     def count_send_failure(self) -> None:
         self.statistics.send_failures += 1
 

@@ -160,3 +160,29 @@ async def test_a_container_blocked_by_its_full_queue_does_not_hold_up_the_others
             p.close(trio.current_time() + 60)
     assert pipelines[0].statistics.dropped == 0
     assert len(blocked.delivered) == 1000
+
+
+async def test_a_bad_verdict_costs_its_own_container_only(autojump_clock: trio.testing.MockClock) -> None:
+    good, broken = named("g"), named("b")
+
+    async def send(parts: Sequence[tuple[SinkStream, LogBatch]]) -> list[SendResult]:
+        results = [await stream.send_batch(batch) for stream, batch in parts]
+        bad = SendResult(retry=[10**6])  # an index the batch does not have
+        return [bad if stream is broken else r for (stream, _), r in zip(parts, results, strict=True)]
+
+    pipelines = [pipeline(good, **BATCHING), pipeline(broken, **BATCHING)]
+    destination = Destination("fake", pipelines[0].options, send)
+    for p in pipelines:
+        destination.attach(p)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        for n in range(3):
+            for p in pipelines:
+                p.try_put(lines(f"{n}-", 2))
+            await trio.sleep(2)
+        for p in pipelines:
+            p.close()
+    g, b = (p.statistics for p in pipelines)
+    assert (g.lines_in, g.lines_out, g.dropped) == (6, 6, 0)  # every request of the good one went through
+    assert (b.lines_in, b.lines_out, b.dropped) == (6, 0, 6)  # counted, not silently lost
+    assert all(p.done and p.queued == 0 for p in pipelines)
