@@ -333,6 +333,8 @@ class SinkPipeline:
                 self._drop(lost, "plugin shutting down" if self.flush_deadline < math.inf else "pipeline failed")
             elif kept:
                 log.warning("sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12])
+        except OSError as exc:  # a spool's last fsync on a failing disk: its files stay as they are
+            log.error("sink %s: closing the spool of %s failed: %s", self.sink, self.container_id[:12], exc)
         finally:
             self._space.set()
             with trio.CancelScope(shield=True), trio.move_on_after(5):
