@@ -295,7 +295,7 @@ class SinkPipeline:
             self.failing_since = None
             self._shedding = False
             if not self.in_flight:
-                self.queue.ack()
+                self._ack()
             return None
         if self.failing_since is None:
             self.failing_since = started
@@ -307,14 +307,22 @@ class SinkPipeline:
         await self._dead_letter(batch, dict.fromkeys(range(len(batch)), f"gave up after {attempts} attempts"))
         self.in_flight -= len(batch)
         if not self.in_flight:
-            self.queue.ack()
+            self._ack()
 
     def discard(self, batch: LogBatch, reason: str) -> None:
         """Give up on ``batch`` without a verdict (the sink's answer was unusable): dropped, counted."""
         self._drop(len(batch), reason)
         self.in_flight -= len(batch)
         if not self.in_flight:
+            self._ack()
+
+    def _ack(self) -> None:
+        try:
             self.queue.ack()
+        except OSError as exc:
+            # A spool cursor that cannot be written (full disk): the lines are delivered, and a
+            # restart would send them again (at least once), never lose them.
+            log.error("sink %s: cannot move the spool cursor of %s: %s", self.sink, self.container_id[:12], exc)
 
     def count_send_failure(self) -> None:
         self.statistics.send_failures += 1
