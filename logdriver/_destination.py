@@ -113,6 +113,10 @@ class Destination:
         ):
             self._changed.set()
 
+    def wake(self) -> None:
+        """Look at the queues now (a pipeline's writer is held by its full queue)."""
+        self._changed.set()
+
     # -- the worker ------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -151,7 +155,9 @@ class Destination:
         oldest = min(now if (since := p.queue.oldest_since()) is None else since for p in ready)
         # A plugin shutdown's deadline sends at once; a container's exit does not: its
         # lines wait batch-max-wait like the others, so that exiting containers share requests.
-        urgent = any(p.flush_deadline < math.inf for p in ready)
+        # A queue whose writer is held by block goes out at once too: waiting for a
+        # fuller request would only hold the container longer.
+        urgent = any(p.flush_deadline < math.inf or p.producer_waiting for p in ready)
         self._due = oldest + opts.batch_max_wait
         if not (urgent or entries >= opts.batch_max_entries or nbytes >= opts.batch_max_bytes or now >= self._due):
             return []

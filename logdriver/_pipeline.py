@@ -135,6 +135,7 @@ class SinkPipeline:
         self.on_finish: Callable[[SinkPipeline], None] | None = None  # the owner's accounting
         self.failing_since: float | None = None  # when sends started failing (None: healthy)
         self.in_flight = 0  # lines handed to the destination and not yet settled
+        self.producer_waiting = False  # a put waits for room (block): the queue should go out now
         self.flush_deadline = math.inf  # set by close(deadline): a plugin shutdown
         self.draining = False  # set by the owner: the FIFO closed with lines still queued
         self.closed_cleanly = False  # ended with nothing undelivered (a spool may then be deleted)
@@ -165,6 +166,9 @@ class SinkPipeline:
         offer = self._offer(batch)
         self._count_in(batch)
         if offer.must_wait and not self._shedding:
+            self.producer_waiting = True
+            if self.destination is not None:
+                self.destination.wake()  # a full queue with its writer held: send it now
             try:
                 with trio.move_on_after(self.options.block_timeout):
                     while offer.must_wait and not self._closing:
@@ -174,6 +178,8 @@ class SinkPipeline:
                 if offer.must_wait:
                     self._drop(len(batch), "FIFO closed while waiting for room")
                 raise
+            finally:
+                self.producer_waiting = False
             # Blocked too long: stop blocking until the sink takes lines again, so that
             # a dead destination costs the container one block-timeout, not one per read.
             self._shedding = offer.must_wait
