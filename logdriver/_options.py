@@ -52,6 +52,8 @@ class SinkOption:
     parse: Callable[[str], object] = str
     pipeline: str = ""
     secret: bool = False  # never logged or shown
+    # Settable only plugin-wide (``LOGDRIVER_<NAME>``): a log-opt shows in ``docker inspect``.
+    plugin_only: bool = False
 
 
 class SinkKind(Protocol):
@@ -246,6 +248,12 @@ def _sink_options(
     pipeline_config = dict(config)
     for option in kind.options:
         where, text = option.name, config.get(option.name)
+        if text is not None and option.plugin_only:
+            raise ConfigError(
+                option.name,
+                "<hidden>" if option.secret else text,
+                f"no log-opt: log-opts show in docker inspect; set {env_name(option.name)} plugin-wide",
+            )
         if text is None:
             where, text = env_name(option.name), environ.get(env_name(option.name), option.default)
         try:

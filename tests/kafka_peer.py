@@ -249,9 +249,10 @@ class KafkaCluster:
             protocols.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
             plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
             scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+            users = f'user_{SASL_USER}="{SASL_PASSWORD}"'
             extra += [
                 "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
-                f'listener.name.sasl_plaintext.plain.sasl.jaas.config={plain} required user_{SASL_USER}="{SASL_PASSWORD}";',
+                f"listener.name.sasl_plaintext.plain.sasl.jaas.config={plain} required {users};",
                 f"listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config={scram} required;",
                 f"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={scram} required;",
             ]

@@ -1,5 +1,6 @@
 """Every sink passes the shared contract (``logdriver.testing.SinkConformance``) against a real destination:
-a directory for the file sink, FluentServer for Fluentd, an OpenSearch node for Elasticsearch."""
+a directory for the file sink, FluentServer for Fluentd, an OpenSearch node for Elasticsearch,
+a Kafka 4.4 broker for Kafka."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from logdriver.testing import SinkConformance
 from sinks.elasticsearch import ElasticsearchSink
 from sinks.file import FileSink
 from sinks.fluentd import FluentdSink
+from sinks.kafka import KafkaSink
 
 from ..es_peer import OpenSearchNode
 from ..fluent_peer import FluentPeer
+from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
 
 
 class FileDestination:
@@ -143,5 +146,61 @@ class TestElasticsearchSink(SinkConformance):
     @pytest.fixture
     async def sink(self) -> object:
         sink = ElasticsearchSink()
+        yield sink
+        await sink.aclose()
+
+
+class KafkaDestination:
+    """A topic on a real Kafka 4.4 broker, over SASL/SCRAM; the outage stops the broker.
+
+    ``kafka-message-timeout`` is 3 s here, shorter than the outage, so that lines come back
+    to the pipeline (retried, or dead-lettered in the secrets test) instead of waiting in
+    librdkafka, which would ride a 5 s outage out on its own with the default.
+    """
+
+    def __init__(self, cluster: KafkaCluster) -> None:
+        self.cluster = cluster
+        self.topic = f"conformance-{uuid.uuid4().hex[:8]}"
+        cluster.create_topic(self.topic)
+        self.config: Mapping[str, str] = {
+            "kafka-brokers": cluster.sasl_bootstrap,
+            "kafka-topic": self.topic,
+            "kafka-format": "raw",
+            "kafka-sasl-mechanism": "SCRAM-SHA-512",
+            "kafka-sasl-username": SASL_USER,
+            "kafka-message-timeout": "3s",
+        }
+        self.environ: Mapping[str, str] = {"LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD}
+        self.secrets: Sequence[str] = (SASL_PASSWORD,)
+        self.bad_option = ("kafka-topic", "logs/{{.Name}}")
+        self.exactly_once = True  # the idempotent producer; a timed-out line was never written
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        return [message.value() or b"" for message in self.cluster.consume([self.topic], count, timeout, idle=1.0)]
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def start(self) -> None:
+        for node in self.cluster.nodes:
+            self.cluster.start_node(node)
+        self.cluster.wait_ready()
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-conformance"), secure=True).start()
+    yield cluster
+    cluster.stop()
+
+
+class TestKafkaSink(SinkConformance):
+    @pytest.fixture
+    def destination(self, kafka: KafkaCluster) -> KafkaDestination:
+        return KafkaDestination(kafka)
+
+    @pytest.fixture
+    async def sink(self) -> object:
+        sink = KafkaSink()
         yield sink
         await sink.aclose()

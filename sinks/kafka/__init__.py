@@ -1,0 +1,325 @@
+"""Kafka sink: every line one message, through librdkafka (``confluent-kafka``).
+
+One idempotent producer (``acks=all``) per cluster and settings, shared by every
+container that ships there (``_producer.py``): a host with 200 containers holds
+one set of broker connections, and a request carries every container's lines.
+librdkafka rides through a broker loss or a leader election on its own (within
+``kafka-message-timeout``) without duplicating a line; what it cannot deliver comes
+back as per-line verdicts: retriable errors are retried by the pipeline (overflow
+policy, spool), permanent ones (message too large, unknown topic, not authorized)
+go to the dead letters with the broker's reason.
+
+A message: the value is the file sink's JSON record (``kafka-format=json``) or the
+line itself (``raw``); the key is ``kafka-key`` (by default the container ID, so a
+container's lines stay in order in one partition); the timestamp is the line's
+time; headers carry ``container_id``, ``container_name``, ``image``, ``stream``
+(and ``tag`` and the labels/env extras when asked for).
+
+Secrets: the SASL password is read only from the plugin-wide
+``LOGDRIVER_KAFKA_SASL_PASSWORD`` (a log-opt would show in ``docker inspect``).
+
+Counters (``logdriver_sink_events{sink="kafka"}``): ``broker_errors`` (producer-wide
+errors: brokers down, authentication), ``producer_restarts`` (after a fatal error),
+``stalled_requests`` (no report within the timeout: sent again), ``full_queue_waits``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+import orjson
+from confluent_kafka import KafkaException
+
+from logdriver import (
+    ConfigError,
+    LogBatch,
+    Settings,
+    SinkOption,
+    Template,
+    choice,
+    client_tls_context,
+    int_between,
+    parse_bool,
+    parse_duration,
+    size_between,
+)
+from logdriver.abc import ContainerContext, SendResult, Sink, SinkStream
+
+from ._producer import Outgoing, SharedProducer
+from ._render import messages
+
+__all__ = ["KafkaSink"]
+
+_BOOL = "true or false"
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def parse_brokers(text: str) -> str:
+    """``host:port[,host:port...]``, each port 1-65535; returned normalised (no spaces)."""
+    brokers = [part.strip() for part in text.split(",") if part.strip()]
+    if not brokers:
+        raise ValueError(text)
+    for broker in brokers:
+        host, sep, port = broker.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+            raise ValueError(broker)
+    return ",".join(brokers)
+
+
+def _template(value: str) -> str:
+    Template.parse(value)  # ValueError names what is wrong
+    return value
+
+
+def _milliseconds(text: str) -> int:
+    value = round(parse_duration(text) * 1000)
+    if not 0 < value <= 2**31 - 1:
+        raise ValueError(text)
+    return value
+
+
+OPTIONS = (
+    SinkOption("kafka-brokers", "127.0.0.1:9092", "host:port, comma-separated", "bootstrap brokers", parse_brokers),
+    SinkOption(
+        "kafka-topic", "docker-logs", "a topic name with Docker tag variables, e.g. logs-{{.Name}}", "", _template
+    ),
+    SinkOption(
+        "kafka-key", "{{.ID}}", "Docker tag variables; empty for none", "message key (sets the partition)", _template
+    ),
+    SinkOption("kafka-format", "json", "json or raw", "the JSON record or the line itself", choice("json", "raw")),
+    SinkOption("kafka-headers", "true", _BOOL, "container metadata in message headers", parse_bool),
+    SinkOption(
+        "kafka-compression",
+        "lz4",
+        "none, gzip, lz4 or zstd",
+        "batch compression",
+        choice("none", "gzip", "lz4", "zstd"),
+    ),
+    SinkOption("kafka-acks", "all", "all, 1 or 0", "replicas that must have a line", choice("all", "1", "0")),
+    SinkOption("kafka-idempotence", "true", _BOOL, "no duplicates from librdkafka's retries", parse_bool),
+    SinkOption(
+        "kafka-max-in-flight", "5", "1 to 5 with idempotence", "requests in flight per broker", int_between(1, 1000)
+    ),
+    SinkOption(
+        "kafka-message-max-bytes",
+        "1000000",
+        "a size from 1k to 1g",
+        "largest message; a longer line is dead-lettered",
+        size_between(1000, 10**9),
+    ),
+    SinkOption(
+        "kafka-message-timeout", "2m", "a duration", "librdkafka's retries end here; then the pipeline's", _milliseconds
+    ),
+    SinkOption("kafka-request-timeout", "30s", "a duration", "a broker's acknowledgement", _milliseconds),
+    SinkOption("kafka-connect-timeout", "10s", "a duration", "connect plus TLS and SASL", _milliseconds),
+    SinkOption("kafka-linger", "5ms", "a duration", "librdkafka's batching delay", parse_duration),
+    SinkOption("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool),
+    SinkOption("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's"),
+    SinkOption("kafka-tls-cert", "", "a PEM file path", "client certificate"),
+    SinkOption("kafka-tls-key", "", "a PEM file path", "client key"),
+    SinkOption("kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool),
+    SinkOption(
+        "kafka-sasl-mechanism",
+        "none",
+        "none, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        "SASL authentication",
+        choice("none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    ),
+    SinkOption("kafka-sasl-username", "", "a user name", "SASL user"),
+    SinkOption(
+        "kafka-sasl-password", "", "a password", "SASL password (plugin-wide only)", secret=True, plugin_only=True
+    ),
+)
+
+# librdkafka property → the option that set it, to name it when librdkafka refuses a value.
+_PROPERTY_OPTION = {
+    "bootstrap.servers": "kafka-brokers",
+    "compression.type": "kafka-compression",
+    "ssl.ca.location": "kafka-tls-ca",
+    "ssl.certificate.location": "kafka-tls-cert",
+    "ssl.key.location": "kafka-tls-key",
+    "sasl.mechanism": "kafka-sasl-mechanism",
+    "linger.ms": "kafka-linger",
+    "message.timeout.ms": "kafka-message-timeout",
+}
+
+
+def producer_config(options: Mapping[str, Any]) -> dict[str, Any]:
+    """librdkafka's settings for these options; ``ConfigError`` for a combination it cannot use."""
+    idempotence = bool(options["kafka-idempotence"])
+    if idempotence and options["kafka-acks"] != "all":
+        raise ConfigError("kafka-acks", options["kafka-acks"], "all while kafka-idempotence is true")
+    if idempotence and int(options["kafka-max-in-flight"]) > 5:
+        raise ConfigError("kafka-max-in-flight", str(options["kafka-max-in-flight"]), "1 to 5 with idempotence")
+    config: dict[str, Any] = {
+        "bootstrap.servers": options["kafka-brokers"],
+        "client.id": "logdriver",
+        "enable.idempotence": idempotence,
+        "acks": options["kafka-acks"],
+        "compression.type": options["kafka-compression"],
+        "max.in.flight.requests.per.connection": int(options["kafka-max-in-flight"]),
+        "message.max.bytes": int(options["kafka-message-max-bytes"]),
+        "message.timeout.ms": int(options["kafka-message-timeout"]),
+        "request.timeout.ms": int(options["kafka-request-timeout"]),
+        "socket.connection.setup.timeout.ms": int(options["kafka-connect-timeout"]),
+        "linger.ms": float(options["kafka-linger"]) * 1000,
+        # The producer's share of the memory budget (README): at most 64 MiB queued.
+        "queue.buffering.max.kbytes": 65536,
+        # A broker that comes back is found within 2 s (librdkafka's default backs off to 10 s).
+        "reconnect.backoff.max.ms": 2000,
+        "log.connection.close": False,
+    }
+    tls = bool(options["kafka-tls"])
+    if tls:
+        client_tls_context(  # a missing or unreadable file fails docker run, naming its option
+            options["kafka-tls-ca"],
+            options["kafka-tls-cert"],
+            options["kafka-tls-key"],
+            bool(options["kafka-tls-verify"]),
+            prefix="kafka-tls-",
+        )
+        verify = bool(options["kafka-tls-verify"])
+        config["enable.ssl.certificate.verification"] = verify
+        config["ssl.endpoint.identification.algorithm"] = "https" if verify else "none"
+        for option, name in (("kafka-tls-ca", "ca"), ("kafka-tls-cert", "certificate"), ("kafka-tls-key", "key")):
+            if options[option]:
+                config[f"ssl.{name}.location"] = options[option]
+    mechanism = options["kafka-sasl-mechanism"]
+    if mechanism != "none":
+        if not options["kafka-sasl-username"]:
+            raise ConfigError("kafka-sasl-username", "", f"a user name for {mechanism}")
+        if not options["kafka-sasl-password"]:
+            raise ConfigError("LOGDRIVER_KAFKA_SASL_PASSWORD", "", f"the password for {mechanism}, set plugin-wide")
+        config["sasl.mechanism"] = mechanism
+        config["sasl.username"] = options["kafka-sasl-username"]
+        config["sasl.password"] = options["kafka-sasl-password"]
+    config["security.protocol"] = ("SASL_" if mechanism != "none" else "") + ("SSL" if tls else "PLAINTEXT")
+    return config
+
+
+class KafkaSink(Sink):
+    name = "kafka"
+    options = OPTIONS
+    # librdkafka retries within kafka-message-timeout; the pipeline retries after that.
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {
+        "retry-initial": "200ms",
+        "retry-max-delay": "5s",
+        "flush-timeout": "30s",
+    }
+
+    def __init__(self) -> None:
+        self.events = {"broker_errors": 0, "producer_restarts": 0, "stalled_requests": 0, "full_queue_waits": 0}
+        self._producers: dict[Hashable, SharedProducer] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaSink:
+        return cls()
+
+    def producer(self, config: Mapping[str, Any], report_timeout: float) -> SharedProducer:
+        """The producer of every open stream with these settings (made on first use)."""
+        key = tuple(sorted(config.items()))
+        producer = self._producers.get(key)
+        if producer is None:
+            try:
+                producer = SharedProducer(key, config, report_timeout, self.events)
+            except KafkaException as exc:
+                text = str(exc.args[0].str() if exc.args else exc)
+                option = next((o for p, o in _PROPERTY_OPTION.items() if p in text), "kafka-brokers")
+                raise ConfigError(option, "<see reason>", text[:200]) from None
+            self._producers[key] = producer
+        producer.users += 1
+        return producer
+
+    async def release(self, producer: SharedProducer) -> None:
+        """A stream closed: the last one closes the producer (its lines are all settled)."""
+        producer.users -= 1
+        if producer.users <= 0 and self._producers.get(producer.key) is producer:
+            del self._producers[producer.key]
+            await producer.aclose()
+
+    def open_stream(self, context: ContainerContext) -> KafkaStream:
+        return KafkaStream(self, context, context.sink_options(self.name))
+
+    async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
+        """Every container's lines in one request on the destination's producer."""
+        streams = [cast(KafkaStream, stream) for stream, _ in parts]
+        request = await streams[0].producer.send(
+            [stream.outgoing(batch) for stream, (_, batch) in zip(streams, parts, strict=True)]
+        )
+        results = []
+        start = 0
+        for _, batch in parts:
+            stop = start + len(batch)
+            retry = [index - start for index in request.retry if start <= index < stop]
+            rejected = {index - start: reason for index, reason in request.rejected.items() if start <= index < stop}
+            results.append(SendResult(retry=sorted(retry), rejected=rejected))
+            start = stop
+        return results
+
+    def counters(self) -> Mapping[str, int]:
+        return self.events
+
+    async def aclose(self) -> None:
+        for producer in self._producers.values():
+            await producer.aclose()
+        self._producers.clear()
+
+
+def _headers(context: ContainerContext, stream: str) -> list[tuple[str, bytes]]:
+    info = context.info
+    headers = [
+        ("container_id", info.container_id.encode()),
+        ("container_name", info.name.removeprefix("/").encode()),
+        ("image", info.image_name.encode()),
+        ("stream", stream.encode()),
+    ]
+    if context.tag:
+        headers.append(("tag", context.tag.encode()))
+    headers += [(name, value.encode()) for name, value in context.extras.items()]
+    return headers
+
+
+class KafkaStream(SinkStream):
+    def __init__(self, sink: KafkaSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
+        info = context.info
+        self.sink = sink
+        self.topic = Template.parse(options["kafka-topic"]).render(info)
+        if not _TOPIC.fullmatch(self.topic) or self.topic in (".", ".."):
+            raise ConfigError("kafka-topic", self.topic, "a topic name of 1-249 characters from [A-Za-z0-9._-]")
+        key = Template.parse(options["kafka-key"]).render(info) if options["kafka-key"] else ""
+        self.key = key.encode() or None
+        self.raw = options["kafka-format"] == "raw"
+        constant: dict[str, object] = {
+            "container_id": info.container_id,
+            "container_name": info.name.removeprefix("/"),
+            "image": info.image_name,
+        }
+        if context.tag:
+            constant["tag"] = context.tag
+        if context.extras:
+            constant["attrs"] = dict(context.extras)
+        self._suffix = b"," + orjson.dumps(constant)[1:]
+        self.headers: tuple[Any, Any] = (
+            (_headers(context, "stdout"), _headers(context, "stderr")) if options["kafka-headers"] else (None, None)
+        )
+        config = producer_config(options)
+        report_timeout = int(options["kafka-message-timeout"]) / 1000 + 30
+        self.producer = sink.producer(config, report_timeout)
+        self._closed = False
+
+    @property
+    def destination(self) -> Hashable:
+        return self.producer.key
+
+    def outgoing(self, batch: LogBatch) -> Outgoing:
+        return Outgoing(self.topic, self.key, self.headers, messages(batch.columns(), self._suffix, self.raw))
+
+    async def send_batch(self, batch: LogBatch) -> SendResult:
+        return (await self.sink.send_together([(self, batch)]))[0]
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.sink.release(self.producer)

@@ -1,0 +1,223 @@
+"""One librdkafka producer shared by every container that ships to the same cluster
+with the same settings, and the trio side of its delivery reports.
+
+librdkafka does the network I/O, batching, compression and (idempotent) retries
+on its own threads. Here one thread per producer serves its delivery reports
+(``poll``); a report only counts into its ``Request``, and the report that
+completes a request wakes the waiting trio task through the trio token. The trio
+task never blocks: ``produce`` only queues, and a full queue (the producer's
+memory budget) is waited out with ``trio.sleep``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
+from typing import Any, NamedTuple
+
+import trio
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+log = logging.getLogger("logdriver.sinks.kafka")
+# librdkafka's own log lines (connection failures and the like), served by the poll thread.
+client_log = logging.getLogger("logdriver.sinks.kafka.librdkafka")
+
+# Lines between checkpoints while queueing a request: other tasks run meanwhile.
+_PRODUCE_SLICE = 2048
+_FULL_QUEUE_WAIT = 0.005  # seconds: the poll thread frees room as the brokers acknowledge
+
+
+def verdict(error: KafkaError) -> str | None:
+    """None to retry the line later, else why it can never be delivered (for the dead letters).
+
+    Retriable: anything the broker or librdkafka calls retriable, timeouts, purges
+    (shutdown) and fatal producer errors (a new producer is made). Permanent: a message
+    too large, an unknown topic when the cluster does not create topics, authorization
+    and invalid-topic errors: resending cannot help.
+    """
+    code = error.code()
+    if error.retriable() or error.fatal() or code in _RETRY_CODES:
+        return None
+    return f"kafka: {error.name()}: {error.str()}"
+
+
+_RETRY_CODES = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._DESTROY,
+        KafkaError._FENCED,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+)
+
+
+class Outgoing(NamedTuple):
+    """One container's part of a request: its lines as ``(value, timestamp_ms, stderr)``."""
+
+    topic: str
+    key: bytes | None
+    headers: tuple[Any, Any]  # for stdout lines, for stderr lines (None: no headers)
+    messages: list[tuple[bytes, int, bool]]
+
+
+class Request:
+    """The delivery reports of one request: which lines to retry, which are rejected."""
+
+    def __init__(self) -> None:
+        self.retry: list[int] = []
+        self.rejected: dict[int, str] = {}
+        self.fatal = False
+        self._reported = 0  # written by the poll thread only
+        self._expected = -1  # written by the trio task once every line is queued
+        self._done = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+
+    def report(self, index: int, error: KafkaError | None, _message: Message) -> None:
+        """A delivery report (poll thread)."""
+        if error is not None:
+            reason = verdict(error)
+            if reason is None:
+                self.retry.append(index)
+                self.fatal = self.fatal or error.fatal()
+            else:
+                self.rejected[index] = reason
+        self._reported += 1
+        if self._reported == self._expected:
+            self._wake()
+
+    def queued(self, count: int) -> None:
+        """Every line is with librdkafka: ``count`` reports will come (trio task)."""
+        self._expected = count
+        if self._reported >= count:
+            self._done.set()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(trio.RunFinishedError):  # the plugin is exiting: nobody waits
+            self._token.run_sync_soon(self._done.set)
+
+    async def wait(self, seconds: float) -> bool:
+        with trio.move_on_after(seconds):
+            await self._done.wait()
+            return True
+        return False
+
+
+class Client:
+    """One librdkafka producer and the thread that serves its reports."""
+
+    def __init__(self, config: Mapping[str, Any], on_error: Callable[[KafkaError], None]) -> None:
+        self.producer = Producer({**config, "error_cb": on_error, "logger": client_log})
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-reports", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            self.producer.poll(0.1)
+
+    def close(self, timeout: float) -> int:
+        """Flush for up to ``timeout`` seconds, purge the rest (reported as retries),
+        and stop. Blocking: run in a thread. Returns the messages purged."""
+        self._stopping.set()
+        self._thread.join()
+        left = self.producer.flush(timeout) if timeout > 0 else len(self.producer)
+        if left:
+            self.producer.purge()
+            self.producer.flush(1.0)  # serves the purged messages' reports
+        return left
+
+
+class SharedProducer:
+    """What every stream of one destination sends through; replaced on a fatal error."""
+
+    def __init__(
+        self, key: Hashable, config: Mapping[str, Any], report_timeout: float, events: MutableMapping[str, int]
+    ) -> None:
+        self.key = key
+        self.config = dict(config)
+        self.report_timeout = report_timeout
+        self.events = events
+        self.users = 0  # open streams
+        self._failing = False
+        self._fatal = False
+        self.client = Client(self.config, self._on_error)  # raises KafkaException for a bad setting
+
+    def _on_error(self, error: KafkaError) -> None:
+        """A producer-wide error (poll thread): all brokers down, authentication, fatal."""
+        self.events["broker_errors"] += 1
+        if error.fatal():
+            self._fatal = True
+        if not self._failing:
+            self._failing = True
+            log.warning("kafka: %s: %s (lines wait and are retried)", self.config["bootstrap.servers"], error.str())
+
+    async def send(self, parts: Sequence[Outgoing]) -> Request:
+        """Queue every part's lines and wait for every report; indexes in the request count
+        through the parts in order. A line librdkafka refuses at once (too large) is rejected."""
+        request = Request()
+        producer = self.client.producer
+        report = request.report
+        queued = index = 0
+        for topic, key, headers, messages in parts:
+            for value, timestamp, stderr in messages:
+                if index and index % _PRODUCE_SLICE == 0:
+                    await trio.lowlevel.checkpoint()
+                while True:
+                    try:
+                        producer.produce(
+                            topic, value, key, on_delivery=functools.partial(report, index), timestamp=timestamp,
+                            headers=headers[stderr],
+                        )  # fmt: skip
+                        queued += 1
+                        break
+                    except BufferError:
+                        self.events["full_queue_waits"] += 1
+                        await trio.sleep(_FULL_QUEUE_WAIT)
+                    except KafkaException as exc:
+                        reason = verdict(exc.args[0]) if isinstance(exc.args[0], KafkaError) else f"kafka: {exc}"
+                        if reason is None:
+                            request.retry.append(index)
+                        else:
+                            request.rejected[index] = reason
+                        break
+                index += 1
+        request.queued(queued)
+        if not await request.wait(self.report_timeout):
+            # librdkafka reports every message within message.timeout.ms: a producer that
+            # does not is wedged. Every line is sent again (at least once) by a new one.
+            self.events["stalled_requests"] += 1
+            log.error("kafka: %s: no delivery report in %.0fs; replacing the producer", self.key, self.report_timeout)
+            request.retry[:] = range(index)
+            request.rejected.clear()
+            request.fatal = True
+        if request.fatal or self._fatal:
+            await self._replace()
+        elif self._failing and not request.retry:
+            self._failing = False
+            log.warning("kafka: %s is taking lines again", self.config["bootstrap.servers"])
+        return request
+
+    async def _replace(self) -> None:
+        """A fatal error (the idempotent producer's state is lost): a new producer takes over."""
+        self.events["producer_restarts"] += 1
+        old, self._fatal = self.client, False
+        self.client = Client(self.config, self._on_error)
+        log.warning("kafka: %s: new producer after a fatal error", self.config["bootstrap.servers"])
+        await trio.to_thread.run_sync(old.close, 0.0, abandon_on_cancel=True)
+
+    async def aclose(self, flush_seconds: float = 5.0) -> None:
+        left = await trio.to_thread.run_sync(self.client.close, flush_seconds, abandon_on_cancel=True)
+        if left:
+            log.warning("kafka: %s: %d messages not acknowledged at close", self.config["bootstrap.servers"], left)
