@@ -61,7 +61,9 @@ class Node:
 
 
 class KafkaCluster:
-    def __init__(self, base: Path, brokers: int = 1, heap: str = "512m", secure: bool = False) -> None:
+    def __init__(
+        self, base: Path, brokers: int = 1, heap: str = "512m", secure: bool = False, auto_create: bool = True
+    ) -> None:
         if not JARS.is_dir():
             raise RuntimeError("Kafka jars are missing: run `make peers`")
         self.base = base
@@ -73,6 +75,7 @@ class KafkaCluster:
             self.nodes[0].tls_port = free_port()
             self.ca = trustme.CA()
         self.replication = min(3, brokers)
+        self.auto_create = auto_create
 
     # -- addresses ----------------------------------------------------------------
 
@@ -294,7 +297,7 @@ class KafkaCluster:
             f"min.insync.replicas={min(2, replication)}",
             "num.partitions=1",
             "group.initial.rebalance.delay.ms=0",
-            "log.flush.interval.messages=9223372036854775807",
+            f"auto.create.topics.enable={'true' if self.auto_create else 'false'}",
             *extra,
         ]
         (directory / "server.properties").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,285 @@
+"""The Kafka sink against a real Apache Kafka 4.4 broker (KRaft, tests/kafka_peer.py), not a fake.
+
+Records, keys, headers and timestamps as a consumer reads them back; topics from
+templates; every compression; TLS with a client certificate; SASL PLAIN and
+SCRAM-SHA-256 (SCRAM-SHA-512 is in the conformance suite); a broker stopped for
+10 s mid-run with the default settings: nothing lost, nothing twice, and no line
+back in the pipeline; permanent errors dead-lettered with the broker's reason.
+The broker creates no topics on its own, as production clusters are set up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from logdriver import LogRecord, PartialInfo, batch_of
+from logdriver.testing import open_pipeline, open_stream, running
+from sinks.kafka import KafkaSink, KafkaStream
+
+from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
+
+pytestmark = pytest.mark.slow
+
+CONTAINER_ID = "ab12" * 16
+T0 = 1_764_340_000_123_456_789
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"), secure=True, auto_create=False).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def topic(kafka: KafkaCluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kafka.create_topic(name)
+    return name
+
+
+@pytest.fixture
+async def sink() -> object:
+    sink = KafkaSink()
+    yield sink
+    await sink.aclose()
+
+
+def lines(count: int, start: int = 0) -> list[LogRecord]:
+    return [
+        LogRecord("stderr" if i % 3 == 0 else "stdout", T0 + i * 1_000_001, f"line {i}".encode())
+        for i in range(start, start + count)
+    ]
+
+
+def stream_for(sink: KafkaSink, config: dict[str, str], environ: dict[str, str] | None = None) -> KafkaStream:
+    info = {"ContainerID": CONTAINER_ID, "ContainerName": "/web", "ContainerLabels": {"app": "shop"}}
+    stream = open_stream(sink, config, info=info, environ=environ)
+    assert isinstance(stream, KafkaStream)
+    return stream
+
+
+async def consume(kafka: KafkaCluster, topics: list[str], count: int, idle: float = 1.0) -> list[object]:
+    return await trio.to_thread.run_sync(lambda: kafka.consume(topics, count, timeout=60, idle=idle))
+
+
+async def test_records_keys_headers_and_times(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
+    stream = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "labels": "app"})
+    records = [*lines(100), LogRecord("stdout", T0, b"cut \"here\"", PartialInfo("pid-1", 2, True))]
+    result = await stream.send_batch(batch_of(records))
+    assert (list(result.retry), dict(result.rejected)) == ([], {})
+    got = await consume(kafka, [topic], len(records))
+    await stream.aclose()
+    assert len(got) == len(records)
+    first = got[0]
+    assert first.key() == CONTAINER_ID.encode()  # type: ignore[attr-defined]
+    assert first.timestamp()[1] == T0 // 1_000_000  # type: ignore[attr-defined]
+    assert dict(first.headers()) == {  # type: ignore[attr-defined]
+        "container_id": CONTAINER_ID.encode(),
+        "container_name": b"web",
+        "image": b"busybox",
+        "stream": b"stderr",
+        "app": b"shop",
+    }
+    assert json.loads(first.value()) == {  # type: ignore[attr-defined]
+        "time": "2025-11-28T14:26:40.123456789Z",
+        "stream": "stderr",
+        "message": "line 0",
+        "container_id": CONTAINER_ID,
+        "container_name": "web",
+        "image": "busybox",
+        "attrs": {"app": "shop"},
+    }
+    assert [json.loads(m.value())["message"] for m in got[:100]] == [f"line {i}" for i in range(100)]  # type: ignore[attr-defined]
+    assert json.loads(got[100].value())["partial"] == {"id": "pid-1", "ordinal": 2, "last": True}  # type: ignore[attr-defined]
+
+
+async def test_raw_values_without_key_or_headers(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
+    config = {
+        "kafka-brokers": kafka.bootstrap,
+        "kafka-topic": topic,
+        "kafka-format": "raw",
+        "kafka-key": "",
+        "kafka-headers": "false",
+    }
+    stream = stream_for(sink, config)
+    await stream.send_batch(batch_of(lines(10)))
+    got = await consume(kafka, [topic], 10)
+    await stream.aclose()
+    assert [m.value() for m in got] == [f"line {i}".encode() for i in range(10)]  # type: ignore[attr-defined]
+    assert {m.key() for m in got} == {None}  # type: ignore[attr-defined]
+    assert {m.headers() for m in got} == {None}  # type: ignore[attr-defined]
+
+
+async def test_topic_and_key_from_templates(kafka: KafkaCluster, sink: KafkaSink) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    kafka.create_topic(f"logs-web-{suffix}")
+    config = {"kafka-brokers": kafka.bootstrap, "kafka-topic": f"logs-{{{{.Name}}}}-{suffix}", "kafka-key": "{{.Name}}"}
+    stream = stream_for(sink, config)
+    assert stream.topic == f"logs-web-{suffix}"
+    await stream.send_batch(batch_of(lines(5)))
+    got = await consume(kafka, [f"logs-web-{suffix}"], 5)
+    await stream.aclose()
+    assert {m.key() for m in got} == {b"web"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "lz4", "zstd"])
+async def test_every_compression(kafka: KafkaCluster, topic: str, sink: KafkaSink, compression: str) -> None:
+    stream = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "kafka-compression": compression})
+    assert stream.producer.config["compression.type"] == compression
+    await stream.send_batch(batch_of(lines(2000)))
+    got = await consume(kafka, [topic], 2000)
+    await stream.aclose()
+    assert [json.loads(m.value())["message"] for m in got] == [f"line {i}" for i in range(2000)]  # type: ignore[attr-defined]
+
+
+async def test_tls_with_a_client_certificate(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
+    ca, cert, key = kafka.client_files()
+    config = {
+        "kafka-brokers": kafka.tls_bootstrap,
+        "kafka-topic": topic,
+        "kafka-tls": "true",
+        "kafka-tls-ca": ca,
+        "kafka-tls-cert": cert,
+        "kafka-tls-key": key,
+    }
+    stream = stream_for(sink, config)
+    result = await stream.send_batch(batch_of(lines(50)))
+    assert (list(result.retry), dict(result.rejected)) == ([], {})
+    assert len(await consume(kafka, [topic], 50)) == 50
+    await stream.aclose()
+
+
+async def test_tls_refuses_a_broker_it_cannot_verify(
+    kafka: KafkaCluster, topic: str, sink: KafkaSink, tmp_path: Path
+) -> None:
+    import trustme
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    _, cert, key = kafka.client_files()
+    config = {
+        "kafka-brokers": kafka.tls_bootstrap,
+        "kafka-topic": topic,
+        "kafka-tls": "true",
+        "kafka-tls-ca": str(other),
+        "kafka-tls-cert": cert,
+        "kafka-tls-key": key,
+        "kafka-message-timeout": "2s",
+    }
+    stream = stream_for(sink, config)
+    result = await stream.send_batch(batch_of(lines(5)))
+    await stream.aclose()
+    assert list(result.retry) == list(range(5))  # kept for later, not lost
+    assert sink.events["broker_errors"] > 0
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+async def test_sasl(kafka: KafkaCluster, topic: str, sink: KafkaSink, mechanism: str) -> None:
+    config = {
+        "kafka-brokers": kafka.sasl_bootstrap,
+        "kafka-topic": topic,
+        "kafka-sasl-mechanism": mechanism,
+        "kafka-sasl-username": SASL_USER,
+    }
+    stream = stream_for(sink, config, environ={"LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD})
+    result = await stream.send_batch(batch_of(lines(20)))
+    assert (list(result.retry), dict(result.rejected)) == ([], {})
+    assert len(await consume(kafka, [topic], 20)) == 20
+    await stream.aclose()
+
+
+async def test_a_wrong_password_is_logged_without_it(
+    kafka: KafkaCluster, topic: str, sink: KafkaSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "not-the-password-7a1e"
+    config = {
+        "kafka-brokers": kafka.sasl_bootstrap,
+        "kafka-topic": topic,
+        "kafka-sasl-mechanism": "SCRAM-SHA-256",
+        "kafka-sasl-username": SASL_USER,
+        "kafka-message-timeout": "2s",
+    }
+    stream = stream_for(sink, config, environ={"LOGDRIVER_KAFKA_SASL_PASSWORD": wrong})
+    result = await stream.send_batch(batch_of(lines(3)))
+    await stream.aclose()
+    assert list(result.retry) == [0, 1, 2]
+    assert "Authentication" in caplog.text or "SASL" in caplog.text
+    assert wrong not in caplog.text
+
+
+async def test_a_broker_stopped_for_10s_loses_and_repeats_nothing(
+    kafka: KafkaCluster, topic: str, sink: KafkaSink, tmp_path: Path
+) -> None:
+    """Default settings: librdkafka holds the lines through the outage (no pipeline retry)."""
+    total = 6000
+    records = lines(total)
+    config = {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "kafka-format": "raw"}
+    pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+    async with running(pipeline, flush_timeout=120), trio.open_nursery() as nursery:
+
+        async def outage() -> None:
+            await trio.sleep(1)
+            await trio.to_thread.run_sync(kafka.stop)
+            await trio.sleep(10)
+            for node in kafka.nodes:
+                kafka.start_node(node)
+
+        nursery.start_soon(outage)
+        for start in range(0, total, 100):
+            await pipeline.put(batch_of(records[start : start + 100]))
+            await trio.sleep(0.03)
+    await trio.to_thread.run_sync(kafka.wait_ready)
+    stats = pipeline.statistics
+    assert (stats.lines_out, stats.dropped, stats.dead_lettered, stats.retried) == (total, 0, 0, 0)
+    got = await consume(kafka, [topic], total, idle=2.0)
+    values = [m.value() for m in got]  # type: ignore[attr-defined]
+    assert values == [r.line for r in records]  # every line once, in order
+    assert Counter(values).most_common(1)[0][1] == 1
+
+
+async def test_permanent_errors_go_to_the_dead_letters_with_the_reason(
+    kafka: KafkaCluster, topic: str, sink: KafkaSink, tmp_path: Path
+) -> None:
+    config = {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "kafka-message-max-bytes": "2k"}
+    pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+    async with running(pipeline):
+        await pipeline.put(batch_of([*lines(3), LogRecord("stdout", T0, b"x" * 5000), *lines(3, 3)]))
+    assert (pipeline.statistics.lines_out, pipeline.statistics.dead_lettered) == (6, 1)
+    dead = [json.loads(line) for path in (tmp_path / "deadletter").iterdir() for line in path.read_text().splitlines()]
+    assert "MSG_SIZE_TOO_LARGE" in json.dumps(dead)
+    got = await consume(kafka, [topic], 6)
+    assert [json.loads(m.value())["message"] for m in got] == [f"line {i}" for i in range(6)]  # type: ignore[attr-defined]
+
+
+async def test_an_unknown_topic_is_dead_lettered(kafka: KafkaCluster, sink: KafkaSink, tmp_path: Path) -> None:
+    """The broker creates no topics here: librdkafka gives up on the topic, with its reason."""
+    config = {"kafka-brokers": kafka.bootstrap, "kafka-topic": f"missing-{uuid.uuid4().hex[:6]}"}
+    pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+    with trio.fail_after(120):
+        async with running(pipeline):
+            await pipeline.put(batch_of(lines(4)))
+    assert pipeline.statistics.dead_lettered == 4
+    dead = (tmp_path / "deadletter").iterdir()
+    assert "UNKNOWN_TOPIC" in "".join(path.read_text() for path in dead)
+
+
+async def test_containers_on_one_cluster_share_a_producer(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
+    first = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic})
+    second = open_stream(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": f"{topic}-other"})
+    other = open_stream(sink, {"kafka-brokers": kafka.bootstrap, "kafka-compression": "zstd"})
+    assert isinstance(second, KafkaStream) and isinstance(other, KafkaStream)
+    assert first.producer is second.producer and first.destination == second.destination
+    assert other.producer is not first.producer
+    for stream in (first, second, other):
+        await stream.aclose()
+    assert not sink._producers  # the last stream closed the producers
