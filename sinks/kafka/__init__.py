@@ -86,7 +86,11 @@ OPTIONS = (
         "kafka-topic", "docker-logs", "a topic name with Docker tag variables, e.g. logs-{{.Name}}", "", _template
     ),
     SinkOption(
-        "kafka-key", "{{.FullID}}", "Docker tag variables; empty for none", "message key (sets the partition)", _template
+        "kafka-key",
+        "{{.FullID}}",
+        "Docker tag variables; empty for none",
+        "message key: the partition, so the order kept",
+        _template,
     ),
     SinkOption("kafka-format", "json", "json or raw", "the JSON record or the line itself", choice("json", "raw")),
     SinkOption("kafka-headers", "true", _BOOL, "container metadata in message headers", parse_bool),

@@ -73,7 +73,7 @@ async def consume(kafka: KafkaCluster, topics: list[str], count: int, idle: floa
 
 async def test_records_keys_headers_and_times(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
     stream = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "labels": "app"})
-    records = [*lines(100), LogRecord("stdout", T0, b"cut \"here\"", PartialInfo("pid-1", 2, True))]
+    records = [*lines(100), LogRecord("stdout", T0, b'cut "here"', PartialInfo("pid-1", 2, True))]
     result = await stream.send_batch(batch_of(records))
     assert (list(result.retry), dict(result.rejected)) == ([], {})
     got = await consume(kafka, [topic], len(records))
@@ -133,7 +133,8 @@ async def test_topic_and_key_from_templates(kafka: KafkaCluster, sink: KafkaSink
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "lz4", "zstd"])
 async def test_every_compression(kafka: KafkaCluster, topic: str, sink: KafkaSink, compression: str) -> None:
-    stream = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "kafka-compression": compression})
+    config = {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "kafka-compression": compression}
+    stream = stream_for(sink, config)
     assert stream.producer.config["compression.type"] == compression
     await stream.send_batch(batch_of(lines(2000)))
     got = await consume(kafka, [topic], 2000)
@@ -277,8 +278,10 @@ async def test_containers_on_one_cluster_share_a_producer(kafka: KafkaCluster, t
     first = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic})
     second = open_stream(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": f"{topic}-other"})
     other = open_stream(sink, {"kafka-brokers": kafka.bootstrap, "kafka-compression": "zstd"})
-    assert isinstance(second, KafkaStream) and isinstance(other, KafkaStream)
-    assert first.producer is second.producer and first.destination == second.destination
+    assert isinstance(second, KafkaStream)
+    assert isinstance(other, KafkaStream)
+    assert first.producer is second.producer
+    assert first.destination == second.destination
     assert other.producer is not first.producer
     for stream in (first, second, other):
         await stream.aclose()
