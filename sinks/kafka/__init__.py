@@ -34,6 +34,7 @@ from confluent_kafka import KafkaException
 
 from logdriver import (
     ConfigError,
+    ContainerInfo,
     LogBatch,
     Settings,
     SinkOption,
@@ -60,7 +61,7 @@ def parse_brokers(text: str) -> str:
     """``host:port[,host:port...]``, each port 1-65535; returned normalised (no spaces)."""
     brokers = [part.strip() for part in text.split(",") if part.strip()]
     if not brokers:
-        raise ValueError(text)
+        raise ValueError("no broker")
     for broker in brokers:
         host, sep, port = broker.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
@@ -157,6 +158,8 @@ def producer_config(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("kafka-acks", options["kafka-acks"], "all while kafka-idempotence is true")
     if idempotence and int(options["kafka-max-in-flight"]) > 5:
         raise ConfigError("kafka-max-in-flight", str(options["kafka-max-in-flight"]), "1 to 5 with idempotence")
+    if not options["kafka-brokers"]:
+        raise ConfigError("kafka-brokers", "", "host:port, comma-separated")
     config: dict[str, Any] = {
         "bootstrap.servers": options["kafka-brokers"],
         "client.id": "logdriver",
@@ -271,6 +274,13 @@ class KafkaSink(Sink):
         self._producers.clear()
 
 
+def _rendered(option: str, template: str, info: ContainerInfo) -> str:
+    try:
+        return Template.parse(template).render(info)
+    except ValueError as exc:
+        raise ConfigError(option, template, f"Docker tag variables ({str(exc)[:120]})") from None
+
+
 def _headers(context: ContainerContext, stream: str) -> list[tuple[str, bytes]]:
     info = context.info
     headers = [
@@ -289,11 +299,10 @@ class KafkaStream(SinkStream):
     def __init__(self, sink: KafkaSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
         info = context.info
         self.sink = sink
-        self.topic = Template.parse(options["kafka-topic"]).render(info)
+        self.topic = _rendered("kafka-topic", options["kafka-topic"] or "", info)
         if not _TOPIC.fullmatch(self.topic) or self.topic in (".", ".."):
             raise ConfigError("kafka-topic", self.topic, "a topic name of 1-249 characters from [A-Za-z0-9._-]")
-        key = Template.parse(options["kafka-key"]).render(info) if options["kafka-key"] else ""
-        self.key = key.encode() or None
+        self.key = _rendered("kafka-key", options["kafka-key"] or "", info).encode() or None
         self.raw = options["kafka-format"] == "raw"
         constant: dict[str, object] = {
             "container_id": info.container_id,

@@ -1,0 +1,115 @@
+"""Kafka log-opts: what docker run refuses (naming the option), and the librdkafka settings made
+from them. No broker: opening a stream only starts librdkafka's threads, it connects later."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from logdriver import ConfigError
+from logdriver.testing import context_for, open_stream
+from sinks.kafka import KafkaSink, KafkaStream, parse_brokers, producer_config
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("kafka:9092", "kafka:9092"), (" a:1 , b:2 ", "a:1,b:2"), ("[::1]:9092", "[::1]:9092")],
+)
+def test_broker_lists(text: str, expected: str) -> None:
+    assert parse_brokers(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "kafka", "kafka:", "kafka:0", "kafka:65536", ":9092", "kafka:90x2", "a/b:1"])
+def test_bad_broker_lists(text: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_brokers(text)
+
+
+@pytest.mark.parametrize(
+    ("config", "option"),
+    [
+        ({"kafka-brokers": "nohost"}, "kafka-brokers"),
+        ({"kafka-topic": "logs/{{.Name}}"}, "kafka-topic"),  # "/" is not allowed in a topic
+        ({"kafka-topic": "{{.Nope}}"}, "kafka-topic"),
+        ({"kafka-key": "{{.Name"}, "kafka-key"),
+        ({"kafka-format": "xml"}, "kafka-format"),
+        ({"kafka-compression": "brotli"}, "kafka-compression"),
+        ({"kafka-acks": "1"}, "kafka-acks"),  # idempotence needs acks=all
+        ({"kafka-max-in-flight": "6"}, "kafka-max-in-flight"),
+        ({"kafka-message-timeout": "0s"}, "kafka-message-timeout"),
+        ({"kafka-message-max-bytes": "10"}, "kafka-message-max-bytes"),
+        ({"kafka-tls": "true", "kafka-tls-ca": "/nonexistent.pem"}, "kafka-tls-ca"),
+        ({"kafka-sasl-mechanism": "GSSAPI"}, "kafka-sasl-mechanism"),
+        ({"kafka-sasl-mechanism": "PLAIN"}, "kafka-sasl-username"),
+        ({"kafka-sasl-mechanism": "PLAIN", "kafka-sasl-username": "u"}, "LOGDRIVER_KAFKA_SASL_PASSWORD"),
+    ],
+)
+async def test_a_bad_value_fails_docker_run_naming_the_option(config: dict[str, str], option: str) -> None:
+    sink = KafkaSink()
+    with pytest.raises(ConfigError) as caught:
+        open_stream(sink, config)
+    assert caught.value.option == option
+    await sink.aclose()
+
+
+def test_the_sasl_password_is_not_a_log_opt() -> None:
+    """Log-opts show in docker inspect: the password is only a plugin setting, and the
+    refusal does not repeat it."""
+    with pytest.raises(ConfigError, match="LOGDRIVER_KAFKA_SASL_PASSWORD") as caught:
+        context_for(KafkaSink(), {"kafka-sasl-password": "hunter2-secret"})
+    assert "hunter2-secret" not in str(caught.value)
+
+
+async def test_defaults_are_idempotent_acks_all_and_the_full_container_id_as_key() -> None:
+    sink = KafkaSink()
+    stream = open_stream(sink, {"kafka-brokers": "127.0.0.1:1"})
+    assert isinstance(stream, KafkaStream)
+    config = stream.producer.config
+    assert (config["enable.idempotence"], config["acks"], config["security.protocol"]) == (True, "all", "PLAINTEXT")
+    assert config["compression.type"] == "lz4"
+    assert stream.key is not None
+    assert len(stream.key) == 64
+    assert stream.topic == "docker-logs"
+    await stream.aclose()
+    await sink.aclose()
+
+
+def test_tls_and_sasl_make_sasl_ssl() -> None:
+    context = context_for(
+        KafkaSink(),
+        {"kafka-tls": "true", "kafka-tls-verify": "false", "kafka-sasl-mechanism": "SCRAM-SHA-512",
+         "kafka-sasl-username": "u"},
+        environ={"LOGDRIVER_KAFKA_SASL_PASSWORD": "p"},
+    )  # fmt: skip
+    config = producer_config(context.sink_options("kafka"))
+    assert config["security.protocol"] == "SASL_SSL"
+    assert (config["enable.ssl.certificate.verification"], config["ssl.endpoint.identification.algorithm"]) == (
+        False,
+        "none",
+    )
+    assert (config["sasl.mechanism"], config["sasl.username"], config["sasl.password"]) == ("SCRAM-SHA-512", "u", "p")
+
+
+async def test_a_dead_cluster_never_blocks_the_event_loop() -> None:
+    """Nothing listens: the request waits for librdkafka's timeout while trio keeps running."""
+    sink = KafkaSink()
+    stream = open_stream(sink, {"kafka-brokers": "127.0.0.1:1", "kafka-message-timeout": "1s"})
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await trio.sleep(0.05)
+            ticks += 1
+
+    from logdriver import batch_of
+    from logdriver.testing import sample_records
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        result = await stream.send_batch(batch_of(sample_records(10)))
+        nursery.cancel_scope.cancel()
+    assert list(result.retry) == list(range(10))
+    assert ticks >= 10
+    await stream.aclose()
+    await sink.aclose()
