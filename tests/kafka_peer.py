@@ -148,8 +148,17 @@ class KafkaCluster:
             process.wait(10)
 
     def stop(self) -> None:
-        for node in self.nodes:
-            self.stop_node(node)
+        """Every node at once: a broker whose peers are gone would wait for them to shut down."""
+        running = [node.process for node in self.nodes if node.process and node.process.poll() is None]
+        for process in running:
+            process.terminate()
+        deadline = time.monotonic() + 20
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Until every running broker is in the cluster metadata and a topic can be made."""
@@ -194,22 +203,27 @@ class KafkaCluster:
     def consume(
         self, topics: Sequence[str], count: int, timeout: float = 60, idle: float = 0.0
     ) -> list[confluent_kafka.Message]:
-        """Messages from the start of ``topics`` until ``count`` arrived (then ``idle`` more
-        seconds, to catch extras) or ``timeout``; committed-only reads (read_committed)."""
+        """Every partition of ``topics`` from its first offset, until ``count`` messages arrived
+        (then ``idle`` more seconds, to catch extras) or ``timeout``. Assigned, not subscribed:
+        no consumer group, so reading back does not wait for a group coordinator."""
         consumer = confluent_kafka.Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
-                "group.id": f"check-{uuid.uuid4()}",
-                "auto.offset.reset": "earliest",
+                "group.id": "unused",
                 "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "topic.metadata.refresh.interval.ms": 1000,
                 "logger": _CLIENT_LOG,
             }
         )
         out: list[confluent_kafka.Message] = []
         try:
-            consumer.subscribe(list(topics))
+            metadata = consumer.list_topics(timeout=30)
+            consumer.assign(
+                [
+                    confluent_kafka.TopicPartition(topic, partition, confluent_kafka.OFFSET_BEGINNING)
+                    for topic in topics
+                    for partition in metadata.topics[topic].partitions
+                ]
+            )
             deadline = time.monotonic() + timeout
             settle: float | None = None
             while time.monotonic() < deadline:
@@ -298,6 +312,9 @@ class KafkaCluster:
             "num.partitions=1",
             "group.initial.rebalance.delay.ms=0",
             f"auto.create.topics.enable={'true' if self.auto_create else 'false'}",
+            # Kept whatever their timestamps: test lines carry 2025 times, which the default
+            # 7-day retention would delete (and roll segments for) as soon as they arrive.
+            "log.retention.ms=-1",
             *extra,
         ]
         (directory / "server.properties").write_text("\n".join(lines) + "\n")
