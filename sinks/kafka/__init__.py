@@ -18,13 +18,15 @@ time; headers carry ``container_id``, ``container_name``, ``image``, ``stream``
 Secrets: the SASL password is read only from the plugin-wide
 ``LOGDRIVER_KAFKA_SASL_PASSWORD`` (a log-opt would show in ``docker inspect``).
 
-Counters (``logdriver_sink_events{sink="kafka"}``): ``broker_errors`` (producer-wide
+Counters (``logdriver_sink_events{sink="kafka"}``): ``producers_opened`` (one per
+cluster and settings while containers use it), ``broker_errors`` (producer-wide
 errors: brokers down, authentication), ``producer_restarts`` (after a fatal error),
 ``stalled_requests`` (no report within the timeout: sent again), ``full_queue_waits``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, ClassVar, cast
@@ -50,6 +52,8 @@ from logdriver.abc import ContainerContext, SendResult, Sink, SinkStream
 
 from ._producer import Outgoing, SharedProducer
 from ._render import messages
+
+log = logging.getLogger("logdriver.sinks.kafka")
 
 __all__ = ["KafkaSink"]
 
@@ -217,7 +221,13 @@ class KafkaSink(Sink):
     }
 
     def __init__(self) -> None:
-        self.events = {"broker_errors": 0, "producer_restarts": 0, "stalled_requests": 0, "full_queue_waits": 0}
+        self.events = {
+            "producers_opened": 0,
+            "broker_errors": 0,
+            "producer_restarts": 0,
+            "stalled_requests": 0,
+            "full_queue_waits": 0,
+        }
         self._producers: dict[Hashable, SharedProducer] = {}
 
     @classmethod
@@ -236,6 +246,8 @@ class KafkaSink(Sink):
                 option = next((o for p, o in _PROPERTY_OPTION.items() if p in text), "kafka-brokers")
                 raise ConfigError(option, "<see reason>", text[:200]) from None
             self._producers[key] = producer
+            self.events["producers_opened"] += 1
+            log.info("kafka: producer opened for %s", config["bootstrap.servers"])
         producer.users += 1
         return producer
 
