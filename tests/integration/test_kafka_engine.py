@@ -31,7 +31,13 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
 def test_every_line_the_container_wrote_is_one_message(plugin: Plugin, kafka: KafkaCluster) -> None:
     topic = "e2e-logs"
     kafka.create_topic(topic)
-    opts = {"sinks": "kafka", "kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "labels": "tier"}
+    opts = {
+        "sinks": "kafka",
+        "kafka-brokers": kafka.bootstrap,
+        "kafka-topic": topic,
+        "labels": "tier",
+        "kafka-headers": "true",
+    }
     container = plugin.run("sh", "-c", SCRIPT, opts=opts, args=("--label", "tier=web"))
     delivered, dropped = plugin.closing_counts(container, "kafka")
     stdout, stderr = logs(container)  # what the container wrote, from logdriver's own store
@@ -67,6 +73,7 @@ def test_containers_share_one_producer(plugin: Plugin, kafka: KafkaCluster) -> N
     per_key: dict[bytes, list[bytes]] = {}
     for message in messages:
         per_key.setdefault(message.key(), []).append(message.value())
+        assert dict(message.headers() or [])["container_id"] == message.key()  # raw lines: headers by default
     assert sorted(per_key) == sorted(c.encode() for c in containers)
     for values in per_key.values():
         assert values == [str(i).encode() for i in range(1, 3001)]  # each container in order

@@ -72,7 +72,8 @@ async def consume(kafka: KafkaCluster, topics: list[str], count: int, idle: floa
 
 
 async def test_records_keys_headers_and_times(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
-    stream = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "labels": "app"})
+    config = {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic, "labels": "app", "kafka-headers": "true"}
+    stream = stream_for(sink, config)
     records = [*lines(100), LogRecord("stdout", T0, b'cut "here"', PartialInfo("pid-1", 2, True))]
     result = await stream.send_batch(batch_of(records))
     assert (list(result.retry), dict(result.rejected)) == ([], {})

@@ -70,6 +70,7 @@ async def test_defaults_are_idempotent_acks_all_and_the_full_container_id_as_key
     assert stream.key is not None
     assert len(stream.key) == 64
     assert stream.topic == "docker-logs"
+    assert stream.headers == (None, None)  # the JSON record carries the container's fields
     await stream.aclose()
     await sink.aclose()
 

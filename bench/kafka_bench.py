@@ -1,0 +1,182 @@
+"""Kafka: logdriver against a plain confluent-kafka producer, same broker, same settings, same run.
+
+One real Kafka 4.4 broker (tests/kafka_peer.py). Interleaved runs, each into a fresh topic:
+
+- ``seq 1 N`` in a container logging through logdriver's kafka sink (``overflow=block``,
+  lossless; and the default policy, with its drops reported), timed from ``docker start``
+  until the topic's end offset reaches N (every line acknowledged by the broker);
+- the reference: one Python process with librdkafka through confluent-kafka and the very
+  settings logdriver makes from its defaults (``producer_config``: idempotence, acks=all,
+  lz4, linger, in-flight), producing the same N messages (the same JSON records and key, and no
+  headers, as logdriver's default), rendered before the clock starts, with a delivery
+  callback per message, timed from the first ``produce`` until ``flush`` returns.
+
+Printed: lines/s, the ratio to the reference, and CPU seconds per 1M lines (the plugin
+process, librdkafka's threads included; the reference process likewise).
+Targets (issue "Kafka sink"): >= 0.9x the reference's rate, plugin CPU <= 2 s per 1M lines.
+
+Usage: python bench/kafka_bench.py [--runs 5] [--lines 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import IMAGE, cpu_seconds, docker, peak_rss_mib, start_plugin  # bench/bench.py, beside this file
+
+PLUGIN = "logdriver-kafka-bench"
+
+
+def reference(bootstrap: str, topic: str, lines: int) -> None:
+    """The reference producer (run in its own process): prints seconds and CPU seconds."""
+    import confluent_kafka
+
+    from logdriver.testing import context_for
+    from sinks.kafka import KafkaSink, producer_config
+
+    context = context_for(KafkaSink(), {"kafka-brokers": bootstrap}, environ={})
+    config = producer_config(context.sink_options("kafka"))
+    container = "c" * 64
+    key = container.encode()
+    constant = f'"container_id":"{container}","container_name":"bench","image":"logdriver-test"}}'
+    now = time.time_ns()
+    values = [
+        f'{{"time":"2026-12-02T07:26:54.{i % 10**9:09d}Z","stream":"stdout","message":"{i}",{constant}'.encode()
+        for i in range(1, lines + 1)
+    ]
+    headers = None  # logdriver's default for JSON records (they carry the same fields)
+    failed = 0
+
+    def report(error: object, _message: object) -> None:
+        nonlocal failed
+        failed += error is not None
+
+    producer = confluent_kafka.Producer(config)
+    timestamp = now // 1_000_000
+    cpu0, started = time.process_time(), time.perf_counter()
+    produce, poll = producer.produce, producer.poll
+    for value in values:
+        while True:
+            try:
+                produce(topic, value, key, on_delivery=report, timestamp=timestamp, headers=headers)
+                break
+            except BufferError:
+                poll(0.005)
+        poll(0)
+    producer.flush(120)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    print(json.dumps({"seconds": elapsed, "cpu": cpu, "failed": failed}))
+
+
+def end_offset(bootstrap: str, topic: str) -> int:
+    import confluent_kafka
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "bench"})
+    try:
+        return int(consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, 0), timeout=10)[1])
+    finally:
+        consumer.close()
+
+
+def run_plugin(bootstrap: str, topic: str, lines: int, opts: dict[str, str]) -> float:
+    """Seconds from docker start until the broker holds every line (nan if some were dropped)."""
+    log_opts = [f"--log-opt={k}={v}" for k, v in {"sinks": "kafka", "kafka-brokers": bootstrap, **opts}.items()]
+    log_opts.append(f"--log-opt=kafka-topic={topic}")
+    container = docker("create", f"--log-driver={PLUGIN}", *log_opts, IMAGE, "seq", "1", str(lines))
+    try:
+        started = time.perf_counter()
+        docker("start", container)
+        last, last_change = -1, time.perf_counter()
+        while (count := end_offset(bootstrap, topic)) < lines:
+            if count != last:
+                last, last_change = count, time.perf_counter()
+            elif time.perf_counter() - last_change > 10:
+                return float("nan")
+            time.sleep(0.02)
+        return time.perf_counter() - started
+    finally:
+        docker("wait", container)
+        docker("rm", "-f", container)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--reference", nargs=2, metavar=("BOOTSTRAP", "TOPIC"))
+    parser.add_argument("--opt", action="append", default=[], help="an extra log-opt k=v for logdriver's runs")
+    args = parser.parse_args()
+    if args.reference:
+        reference(args.reference[0], args.reference[1], args.lines)
+        return
+    from tests.kafka_peer import KafkaCluster
+
+    lines = args.lines
+    workdir = Path(tempfile.mkdtemp(prefix="logdriver-kafka-bench-", dir="/var/tmp"))
+    cluster = KafkaCluster(workdir / "kafka", heap="1g").start()
+    plugin = start_plugin(PLUGIN, str(workdir / "state"))
+    results: dict[str, list[float]] = {"reference": [], "block": [], "default": []}
+    cpu: dict[str, list[float]] = {key: [] for key in results}
+    incomplete = 0
+    try:
+        cluster.create_topic("warm-up")
+        run_plugin(cluster.bootstrap, "warm-up", 1000, {})  # activates the plugin, opens the producer
+        for run in range(args.runs):
+            topic = f"ref-{run}"
+            cluster.create_topic(topic)
+            out = subprocess.run(
+                [sys.executable, __file__, "--lines", str(lines), "--reference", cluster.bootstrap, topic],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            )
+            measured = json.loads(out.stdout.strip().splitlines()[-1])
+            results["reference"].append(measured["seconds"])
+            cpu["reference"].append(measured["cpu"])
+            extra = dict(opt.split("=", 1) for opt in args.opt)
+            for policy, opts in (("block", {**extra, "overflow": "block"}), ("default", extra)):
+                topic = f"{policy}-{run}"
+                cluster.create_topic(topic)
+                before = cpu_seconds(plugin.pid)
+                seconds = run_plugin(cluster.bootstrap, topic, lines, opts)
+                cpu[policy].append(cpu_seconds(plugin.pid) - before)
+                if seconds != seconds:
+                    incomplete += 1
+                else:
+                    results[policy].append(seconds)
+        print(f"\n## Kafka: seq 1 {lines} to one Kafka 4.4 broker (median of {args.runs}; until the broker has all)")
+        print(f"{'producer':<40}{'lines/s':>12}{'x reference':>13}{'CPU s/1M':>10}")
+        base = statistics.median(results["reference"])
+        labels = {
+            "reference": "confluent-kafka, same settings",
+            "block": "logdriver kafka (overflow=block)",
+            "default": "logdriver kafka (default policy)",
+        }
+        for key, label in labels.items():
+            if not results[key]:
+                print(f"{label:<40}{'-':>12}{'-':>13}")
+                continue
+            seconds = statistics.median(results[key])
+            per_million = statistics.median(cpu[key]) * 1e6 / lines
+            print(f"{label:<40}{lines / seconds:>12,.0f}{base / seconds:>13.2f}{per_million:>10.2f}")
+        print(f"runs where the default policy dropped lines: {incomplete}")
+        print(f"plugin peak RSS: {peak_rss_mib(plugin.pid):.0f} MiB")
+    finally:
+        plugin.terminate()
+        plugin.wait(timeout=30)
+        cluster.stop()
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+if __name__ == "__main__":
+    main()
