@@ -11,8 +11,10 @@ One real Kafka 4.4 broker (tests/kafka_peer.py). Interleaved runs, each into a f
   headers, as logdriver's default), rendered before the clock starts, with a delivery
   callback per message, timed from the first ``produce`` until ``flush`` returns.
 
-Printed: lines/s, the ratio to the reference, and CPU seconds per 1M lines (the plugin
-process, librdkafka's threads included; the reference process likewise).
+Printed: lines/s, the ratio to the reference, and CPU seconds per 1M lines of the
+producer (the plugin process with librdkafka's threads; the reference process likewise),
+of dockerd (carrying the container's output to the plugin) and of the broker, all on
+the same 2 cores.
 Targets (issue "Kafka sink"): >= 0.9x the reference's rate, plugin CPU <= 2 s per 1M lines.
 
 Usage: python bench/kafka_bench.py [--runs 5] [--lines 1000000]
@@ -31,7 +33,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import IMAGE, cpu_seconds, docker, peak_rss_mib, start_plugin  # bench/bench.py, beside this file
+from bench import (  # bench/bench.py, beside this file
+    IMAGE,
+    cpu_seconds,
+    docker,
+    dockerd_pid,
+    peak_rss_mib,
+    start_plugin,
+)
 
 PLUGIN = "logdriver-kafka-bench"
 
@@ -77,17 +86,25 @@ def reference(bootstrap: str, topic: str, lines: int) -> None:
     print(json.dumps({"seconds": elapsed, "cpu": cpu, "failed": failed}))
 
 
-def end_offset(bootstrap: str, topic: str) -> int:
-    import confluent_kafka
+class EndOffsets:
+    """The end offset of partition 0 of a topic, asked of the broker by one kept consumer
+    (a new client per question would cost the machine more than the answer)."""
 
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "bench"})
-    try:
-        return int(consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, 0), timeout=10)[1])
-    finally:
-        consumer.close()
+    def __init__(self, bootstrap: str) -> None:
+        import confluent_kafka
+
+        self.consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "bench"})
+
+    def __call__(self, topic: str) -> int:
+        import confluent_kafka
+
+        return int(self.consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, 0), timeout=10)[1])
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
-def run_plugin(bootstrap: str, topic: str, lines: int, opts: dict[str, str]) -> float:
+def run_plugin(bootstrap: str, ends: EndOffsets, topic: str, lines: int, opts: dict[str, str]) -> float:
     """Seconds from docker start until the broker holds every line (nan if some were dropped)."""
     log_opts = [f"--log-opt={k}={v}" for k, v in {"sinks": "kafka", "kafka-brokers": bootstrap, **opts}.items()]
     log_opts.append(f"--log-opt=kafka-topic={topic}")
@@ -96,7 +113,7 @@ def run_plugin(bootstrap: str, topic: str, lines: int, opts: dict[str, str]) -> 
         started = time.perf_counter()
         docker("start", container)
         last, last_change = -1, time.perf_counter()
-        while (count := end_offset(bootstrap, topic)) < lines:
+        while (count := ends(topic)) < lines:
             if count != last:
                 last, last_change = count, time.perf_counter()
             elif time.perf_counter() - last_change > 10:
@@ -126,13 +143,23 @@ def main() -> None:
     plugin = start_plugin(PLUGIN, str(workdir / "state"))
     results: dict[str, list[float]] = {"reference": [], "block": [], "default": []}
     cpu: dict[str, list[float]] = {key: [] for key in results}
+    # The rest of the machine's work per run: dockerd (the container's output, logdriver's
+    # runs only) and the broker, which share the 2 cores with the producer under test.
+    dockerd_cpu: dict[str, list[float]] = {key: [] for key in results}
+    broker_cpu: dict[str, list[float]] = {key: [] for key in results}
     incomplete = 0
+    ends: EndOffsets | None = None
     try:
         cluster.create_topic("warm-up")
-        run_plugin(cluster.bootstrap, "warm-up", 1000, {})  # activates the plugin, opens the producer
+        ends = EndOffsets(cluster.bootstrap)
+        dockerd = dockerd_pid()
+        assert cluster.nodes[0].process is not None
+        broker_pid = cluster.nodes[0].process.pid
+        run_plugin(cluster.bootstrap, ends, "warm-up", 1000, {})  # activates the plugin, opens the producer
         for run in range(args.runs):
             topic = f"ref-{run}"
             cluster.create_topic(topic)
+            broker = cpu_seconds(broker_pid)
             out = subprocess.run(
                 [sys.executable, __file__, "--lines", str(lines), "--reference", cluster.bootstrap, topic],
                 capture_output=True,
@@ -140,6 +167,8 @@ def main() -> None:
                 check=True,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
             )
+            broker_cpu["reference"].append(cpu_seconds(broker_pid) - broker)
+            dockerd_cpu["reference"].append(0.0)
             measured = json.loads(out.stdout.strip().splitlines()[-1])
             results["reference"].append(measured["seconds"])
             cpu["reference"].append(measured["cpu"])
@@ -147,15 +176,17 @@ def main() -> None:
             for policy, opts in (("block", {**extra, "overflow": "block"}), ("default", extra)):
                 topic = f"{policy}-{run}"
                 cluster.create_topic(topic)
-                before = cpu_seconds(plugin.pid)
-                seconds = run_plugin(cluster.bootstrap, topic, lines, opts)
-                cpu[policy].append(cpu_seconds(plugin.pid) - before)
+                before = cpu_seconds(plugin.pid), cpu_seconds(dockerd), cpu_seconds(broker_pid)
+                seconds = run_plugin(cluster.bootstrap, ends, topic, lines, opts)
+                cpu[policy].append(cpu_seconds(plugin.pid) - before[0])
+                dockerd_cpu[policy].append(cpu_seconds(dockerd) - before[1])
+                broker_cpu[policy].append(cpu_seconds(broker_pid) - before[2])
                 if seconds != seconds:
                     incomplete += 1
                 else:
                     results[policy].append(seconds)
         print(f"\n## Kafka: seq 1 {lines} to one Kafka 4.4 broker (median of {args.runs}; until the broker has all)")
-        print(f"{'producer':<40}{'lines/s':>12}{'x reference':>13}{'CPU s/1M':>10}")
+        print(f"{'producer':<40}{'lines/s':>12}{'x reference':>13}{'CPU s/1M':>10}{'dockerd':>9}{'broker':>8}")
         base = statistics.median(results["reference"])
         labels = {
             "reference": "confluent-kafka, same settings",
@@ -168,10 +199,16 @@ def main() -> None:
                 continue
             seconds = statistics.median(results[key])
             per_million = statistics.median(cpu[key]) * 1e6 / lines
-            print(f"{label:<40}{lines / seconds:>12,.0f}{base / seconds:>13.2f}{per_million:>10.2f}")
+            others = statistics.median(dockerd_cpu[key]) * 1e6 / lines, statistics.median(broker_cpu[key]) * 1e6 / lines
+            print(
+                f"{label:<40}{lines / seconds:>12,.0f}{base / seconds:>13.2f}{per_million:>10.2f}"
+                f"{others[0]:>9.2f}{others[1]:>8.2f}"
+            )
         print(f"runs where the default policy dropped lines: {incomplete}")
         print(f"plugin peak RSS: {peak_rss_mib(plugin.pid):.0f} MiB")
     finally:
+        if ends is not None:
+            ends.close()
         plugin.terminate()
         plugin.wait(timeout=30)
         cluster.stop()

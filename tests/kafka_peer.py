@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import trustme
@@ -188,7 +189,8 @@ class KafkaCluster:
 
     def admin(self) -> AdminClient:
         # librdkafka's connection-refused lines while brokers start go to logging, not stderr.
-        return AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 5000, "logger": _CLIENT_LOG})
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 5000, "logger": _CLIENT_LOG}
+        return AdminClient(config)
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         admin = self.admin()  # kept alive until the result: a dropped client cancels its requests

@@ -221,7 +221,11 @@ class KafkaSink(Sink):
     name = "kafka"
     options = OPTIONS
     # librdkafka retries within kafka-message-timeout; the pipeline retries after that.
+    # A request waits for its last line's acknowledgement before the next one starts:
+    # 20,000 lines a request keep that wait a small part of the time (0.66x the plain
+    # producer's rate end to end, against 0.59x with 5,000; make bench).
     pipeline_defaults: ClassVar[Mapping[str, str]] = {
+        "batch-max-entries": "20000",
         "retry-initial": "200ms",
         "retry-max-delay": "5s",
         "flush-timeout": "30s",
