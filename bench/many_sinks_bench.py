@@ -1,7 +1,7 @@
 """Many containers into one network destination: lines per request, connections, plugin CPU.
 
-The same 100,000 lines reach the real OpenSearch node and the real FluentServer of
-the tests two ways, in the same run: from 50 containers (2,000 lines each at about
+The same 100,000 lines reach the real OpenSearch node, the real FluentServer and the
+real Kafka 4.4 broker of the tests two ways, in the same run: from 50 containers (2,000 lines each at about
 100 lines/s, bursts of 10 every 100 ms, for 20 s) and from one container writing
 them as fast as it can. Reported per destination and case: requests sent and lines
 per request (the plugin's ``logdriver_sink_requests`` / ``_request_lines``
@@ -29,10 +29,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import confluent_kafka
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, start_plugin  # bench/bench.py
 from tests.es_peer import OpenSearchNode
 from tests.fluent_peer import FluentPeer
+from tests.kafka_peer import KafkaCluster
 from tests.ports import free_port
 
 PLUGIN = "logdriver-many-sinks"
@@ -46,6 +49,15 @@ def metric(metrics: str, name: str, sink: str) -> float:
             if line.startswith(f'{name}_total{{sink="{sink}"}}'):
                 return float(line.split()[1])
     return 0.0
+
+
+def events(metrics: str, sink: str, event: str) -> float:
+    """A sink's event counter (``logdriver_sink_events``)."""
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("logdriver_sink_events") and f'sink="{sink}"' in line and f'event="{event}"' in line:
+                return float(line.split()[1])
+    return float("nan")
 
 
 def connections(pid: int, port: int) -> int:
@@ -121,6 +133,13 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="logdriver-many-sinks-", dir="/var/tmp"))
     node = OpenSearchNode(workdir / "node", heap="1g").start()
     fluent = FluentPeer(workdir, "fluent", PEER_COUNT_ONLY="1").start()
+    kafka = KafkaCluster(workdir / "kafka").start()
+    kafka.create_topic("many")
+    offsets = confluent_kafka.Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "bench"})
+
+    def kafka_count() -> int:
+        return int(offsets.get_watermark_offsets(confluent_kafka.TopicPartition("many", 0), timeout=10)[1])
+
     metrics = f"127.0.0.1:{free_port()}"
     plugin = start_plugin(PLUGIN, str(workdir / "state"), LOGDRIVER_METRICS_ADDRESS=metrics)
     es_port = int(node.url.rsplit(":", 1)[1])
@@ -128,6 +147,7 @@ def main() -> None:
     destinations = {
         "elasticsearch": ({"es-url": node.url, "es-index": "many"}, es_port, lambda: node.count("many", refresh=True)),
         "fluentd": ({"fluentd-address": fluent.address}, fluent_port, fluent.count),
+        "kafka": ({"kafka-brokers": kafka.bootstrap, "kafka-topic": "many"}, kafka.nodes[0].port, kafka_count),
     }
     rows = []
     try:
@@ -145,9 +165,12 @@ def main() -> None:
                     metrics,
                 )
                 rows.append((sink, containers, result))
+        producers = events(metrics, "kafka", "producers_opened")
     finally:
+        offsets.close()
         plugin.terminate()
         plugin.wait(timeout=30)
+        kafka.stop()
         fluent.stop()
         node.stop()
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
@@ -162,6 +185,7 @@ def main() -> None:
             f"{sink:<16}{containers:>11}{r['requests']:>10,.0f}{r['per_request']:>15,.0f}"
             f"{r['connections']:>13}{r['cpu_per_million']:>10.1f}{r['steady_per_million']:>15.1f}"
         )
+    print(f"kafka producers opened for both cases: {producers:.0f}")
     for sink in destinations:
         many, one = (r for s, _, r in rows if s == sink)
         print(
