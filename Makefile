@@ -93,6 +93,7 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker
 	$(PY) bench/idle_bench.py --containers 300
 	$(PY) bench/fluentd_bench.py
 	$(PY) bench/es_bench.py
+	$(PY) bench/kafka_bench.py
 
 clean:
 	rm -rf $(VENV) build target .pytest_cache .mypy_cache .ruff_cache .hypothesis
