@@ -114,3 +114,49 @@ async def test_a_dead_cluster_never_blocks_the_event_loop() -> None:
     assert ticks >= 10
     await stream.aclose()
     await sink.aclose()
+
+
+class FakeReport:
+    """Stands in for the ``Message`` of a delivery report: only what ``Request`` reads."""
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes, timestamp: int) -> None:
+        self._identity = (topic, key, value, timestamp)
+
+    def topic(self) -> str:
+        return self._identity[0]
+
+    def key(self) -> bytes | None:
+        return self._identity[1]
+
+    def value(self) -> bytes:
+        return self._identity[2]
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._identity[3])
+
+
+def test_failure_reports_find_their_lines() -> None:
+    """Reports carry no index: a failed message is matched to its line by topic, key,
+    value and timestamp; equal messages take the equal lines in order."""
+    from confluent_kafka import KafkaError
+
+    from sinks.kafka._producer import Outgoing, Request
+
+    parts = [
+        Outgoing("a", b"k1", (None, None), [(b"x", 1, False), (b"dup", 2, False), (b"dup", 2, False)]),
+        Outgoing("b", b"k2", (None, None), [(b"x", 1, False), (b"y", 3, True)]),
+    ]
+    request = Request()
+    request.report(None, FakeReport("a", b"k1", b"x", 1))  # delivered: no effect
+    request.report(KafkaError(KafkaError._MSG_TIMED_OUT), FakeReport("a", b"k1", b"dup", 2))  # type: ignore[arg-type]
+    request.report(KafkaError(KafkaError._MSG_TIMED_OUT), FakeReport("a", b"k1", b"dup", 2))  # type: ignore[arg-type]
+    request.report(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), FakeReport("b", b"k2", b"x", 1))  # type: ignore[arg-type]
+    request.settle(parts)
+    assert request.retry == [1, 2]
+    assert list(request.rejected) == [3]
+    assert "MSG_SIZE_TOO_LARGE" in request.rejected[3]
+
+    stray = Request()  # a report that matches no line: the whole request is sent again
+    stray.report(KafkaError(KafkaError._MSG_TIMED_OUT), FakeReport("c", None, b"?", 9))  # type: ignore[arg-type]
+    stray.settle(parts)
+    assert stray.retry == [0, 1, 2, 3, 4]
