@@ -6,10 +6,11 @@ One real Kafka 4.4 broker (tests/kafka_peer.py). Interleaved runs, each into a f
   lossless; and the default policy, with its drops reported), timed from ``docker start``
   until the topic's end offset reaches N (every line acknowledged by the broker);
 - the reference: one Python process with librdkafka through confluent-kafka and the very
-  settings logdriver makes from its defaults (``producer_config``: idempotence, acks=all,
-  lz4, linger, in-flight), producing the same N messages (the same JSON records and key, and no
-  headers, as logdriver's default), rendered before the clock starts, with a delivery
-  callback per message, timed from the first ``produce`` until ``flush`` returns.
+  settings logdriver's producer has with the default options (``producer_config``:
+  idempotence, acks=all, lz4, linger, in-flight; and delivery reports for failures
+  only), producing the same N messages (the same JSON records and key, and no headers,
+  as logdriver's default), made before the clock starts, with one delivery callback,
+  timed from the first ``produce`` until ``flush`` returns.
 
 Printed: lines/s, the ratio to the reference, and CPU seconds per 1M lines of the
 producer (the plugin process with librdkafka's threads; the reference process likewise),
@@ -51,9 +52,11 @@ def reference(bootstrap: str, topic: str, lines: int) -> None:
 
     from logdriver.testing import context_for
     from sinks.kafka import KafkaSink, producer_config
+    from sinks.kafka._producer import REPORT_FAILURES_ONLY
 
     context = context_for(KafkaSink(), {"kafka-brokers": bootstrap}, environ={})
-    config = producer_config(context.sink_options("kafka"))
+    # The very librdkafka settings of logdriver's producer, reports for failures only included.
+    config = {**producer_config(context.sink_options("kafka")), **REPORT_FAILURES_ONLY}
     container = "c" * 64
     key = container.encode()
     constant = f'"container_id":"{container}","container_name":"bench","image":"logdriver-test"}}'

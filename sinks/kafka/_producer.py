@@ -63,6 +63,10 @@ _RETRY_CODES = frozenset(
 )
 
 
+# What every logdriver producer adds to its options' settings: reports for failed lines only.
+REPORT_FAILURES_ONLY = {"delivery.report.only.error": True}
+
+
 class Outgoing(NamedTuple):
     """One container's part of a request: its lines as ``(value, timestamp_ms, stderr)``."""
 
@@ -135,9 +139,7 @@ class Client:
     """One librdkafka producer and the thread that serves its reports."""
 
     def __init__(self, config: Mapping[str, Any], on_error: Callable[[KafkaError], None]) -> None:
-        self.producer = Producer(
-            {**config, "delivery.report.only.error": True, "error_cb": on_error, "logger": client_log}
-        )
+        self.producer = Producer({**config, **REPORT_FAILURES_ONLY, "error_cb": on_error, "logger": client_log})
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="kafka-reports", daemon=True)
         self._thread.start()
