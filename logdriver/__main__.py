@@ -15,10 +15,12 @@ from importlib.metadata import entry_points
 
 import trio
 
+from . import __version__
 from ._docker_api import removed_containers
 from ._driver import Driver
 from ._exceptions import ConfigError
 from ._files import makedirs_private
+from ._logging import configure_logging
 from ._metrics import serve_metrics
 from ._options import Settings, parse_log_opts
 from ._registry import FifoRegistry
@@ -78,12 +80,14 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    # Plugin stderr lands in dockerd's log at level=error: log to stdout.
-    logging.basicConfig(
-        stream=sys.stdout,
-        level=os.environ.get("LOGDRIVER_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if sys.argv[1:] == ["--version"]:
+        print(f"logdriver {__version__}")
+        return
+    try:
+        configure_logging(os.environ)
+    except ConfigError as exc:
+        print(exc, file=sys.stdout)  # plugin stderr lands in dockerd's log at level=error
+        sys.exit(2)
     try:
         settings = Settings.from_env()
         trio.run(serve, settings)

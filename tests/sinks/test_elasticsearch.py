@@ -23,6 +23,7 @@ from sinks.elasticsearch._bulk import BulkEncoder, Target
 
 from ..es_peer import OpenSearchNode
 from ..fake_bulk import FakeBulkServer
+from ..logcheck import plugin_log
 from . import es_reference
 
 CONTAINER_ID = "cd34" * 16
@@ -101,6 +102,18 @@ async def test_dated_indices_from_a_template_name(node: OpenSearchNode) -> None:
     await stream.sink.aclose()
     assert node.count("dated-api-2025.11.28") == 10
     assert node.count("dated-api-2025.11.29") == 5
+
+
+async def test_a_thousand_requests_to_a_healthy_node_log_nothing_at_info(node: OpenSearchNode) -> None:
+    """httpx and elastic_transport log two INFO lines per bulk request; the plugin's log does not."""
+    stream = stream_for({"es-url": node.url, "es-index": "quiet"})
+    with plugin_log(LOGDRIVER_LOG_LEVEL="info") as out:
+        for start in range(0, 10_000, 10):
+            assert await stream.send_batch(batch_of(lines(10, start))) == DELIVERED
+    await stream.aclose()
+    await stream.sink.aclose()
+    assert out.getvalue() == ""
+    assert node.count("quiet") == 10_000
 
 
 async def test_a_mapping_conflict_goes_to_the_dead_letters(node: OpenSearchNode, tmp_path: Path) -> None:

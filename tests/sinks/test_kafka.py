@@ -25,6 +25,7 @@ from logdriver.testing import open_pipeline, open_stream, running
 from sinks.kafka import KafkaSink, KafkaStream
 
 from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
+from ..logcheck import plugin_log
 
 pytestmark = pytest.mark.slow
 
@@ -273,6 +274,17 @@ async def test_an_unknown_topic_is_dead_lettered(kafka: KafkaCluster, sink: Kafk
     assert pipeline.statistics.dead_lettered == 4
     dead = (tmp_path / "deadletter").iterdir()
     assert "UNKNOWN_TOPIC" in "".join(path.read_text() for path in dead)
+
+
+async def test_a_thousand_requests_log_nothing_at_info(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
+    stream = stream_for(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": topic})
+    await stream.send_batch(batch_of(lines(1)))  # the producer is open: its one INFO line is logged
+    with plugin_log(LOGDRIVER_LOG_LEVEL="info") as out:
+        for start in range(0, 10_000, 10):
+            result = await stream.send_batch(batch_of(lines(10, start)))
+            assert (list(result.retry), dict(result.rejected)) == ([], {})
+    await stream.aclose()
+    assert out.getvalue() == ""
 
 
 async def test_containers_on_one_cluster_share_a_producer(kafka: KafkaCluster, topic: str, sink: KafkaSink) -> None:
