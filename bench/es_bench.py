@@ -30,7 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, peak_rss_mib, start_plugin  # bench/bench.py, beside this file
 from logdriver import LogRecord, batch_of
-from sinks.elasticsearch._bulk import BulkEncoder, Target
+from logdriver_sinks.elasticsearch._bulk import BulkEncoder, Target
 from tests.es_peer import OpenSearchNode
 
 PLUGIN = "logdriver-es-bench"

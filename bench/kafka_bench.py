@@ -51,8 +51,8 @@ def reference(bootstrap: str, topic: str, lines: int) -> None:
     import confluent_kafka
 
     from logdriver.testing import context_for
-    from sinks.kafka import KafkaSink, producer_config
-    from sinks.kafka._producer import REPORT_FAILURES_ONLY
+    from logdriver_sinks.kafka import KafkaSink, producer_config
+    from logdriver_sinks.kafka._producer import REPORT_FAILURES_ONLY
 
     context = context_for(KafkaSink(), {"kafka-brokers": bootstrap}, environ={})
     # The very librdkafka settings of logdriver's producer, reports for failures only included.

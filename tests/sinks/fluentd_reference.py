@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 import msgpack
 
 from logdriver import LogRecord
-from sinks.fluentd._forward import event_time
+from logdriver_sinks.fluentd._forward import event_time
 
 
 def docker_record(

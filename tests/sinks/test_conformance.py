@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from logdriver.testing import SinkConformance
-from sinks.elasticsearch import ElasticsearchSink
-from sinks.file import FileSink
-from sinks.fluentd import FluentdSink
-from sinks.kafka import KafkaSink
+from logdriver_sinks.elasticsearch import ElasticsearchSink
+from logdriver_sinks.file import FileSink
+from logdriver_sinks.fluentd import FluentdSink
+from logdriver_sinks.kafka import KafkaSink
 
 from ..es_peer import OpenSearchNode
 from ..fluent_peer import FluentPeer

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from logdriver import ConfigError, LogDriverError, LogRecord, PartialInfo, batch_of
 from logdriver.abc import DELIVERED
 from logdriver.testing import context_for, open_pipeline, open_stream, running
-from sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
-from sinks.elasticsearch._bulk import BulkEncoder, Target
+from logdriver_sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
+from logdriver_sinks.elasticsearch._bulk import BulkEncoder, Target
 
 from ..es_peer import OpenSearchNode
 from ..fake_bulk import FakeBulkServer
@@ -244,7 +244,7 @@ def test_native_bulk_encoder_matches_the_python_reference(records: list[LogRecor
 
 
 def test_item_verdicts() -> None:
-    from sinks.elasticsearch._bulk import item_verdicts
+    from logdriver_sinks.elasticsearch._bulk import item_verdicts
 
     items = [
         {"create": {"status": 201}},

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from logdriver import LogRecord, PartialInfo, batch_of
 from logdriver.testing import open_stream, sample_records
-from sinks.file import FileSink, FileStream
-from sinks.file._render import json_lines, text_lines
+from logdriver_sinks.file import FileSink, FileStream
+from logdriver_sinks.file._render import json_lines, text_lines
 
 
 def test_json_lines_are_valid_json_with_every_field() -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logdriver import LogRecord, PartialInfo, batch_of
-from sinks.fluentd._forward import (
+from logdriver_sinks.fluentd._forward import (
     Ack,
     EntryEncoder,
     ForwardProtocolError,

@@ -6,8 +6,8 @@ import pytest
 
 from logdriver import ConfigError, ContainerOptions, LogDriverError
 from logdriver.testing import context_for
-from sinks.fluentd import FluentdSink
-from sinks.fluentd._servers import Server, ServerChoice, parse_address, parse_addresses
+from logdriver_sinks.fluentd import FluentdSink
+from logdriver_sinks.fluentd._servers import Server, ServerChoice, parse_address, parse_addresses
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import trustme
 from logdriver import LogRecord, PartialInfo, batch_of
 from logdriver.abc import DELIVERED
 from logdriver.testing import open_stream
-from sinks.fluentd import FluentdSink, FluentdStream
+from logdriver_sinks.fluentd import FluentdSink, FluentdStream
 
 from ..fluent_peer import FluentPeer, received
 

@@ -22,7 +22,7 @@ import trio
 
 from logdriver import LogRecord, PartialInfo, batch_of
 from logdriver.testing import open_pipeline, open_stream, running
-from sinks.kafka import KafkaSink, KafkaStream
+from logdriver_sinks.kafka import KafkaSink, KafkaStream
 
 from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
 from ..logcheck import plugin_log

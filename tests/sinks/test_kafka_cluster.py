@@ -14,7 +14,7 @@ import trio
 
 from logdriver import LogRecord, batch_of
 from logdriver.testing import open_pipeline, running
-from sinks.kafka import KafkaSink
+from logdriver_sinks.kafka import KafkaSink
 
 from ..kafka_peer import KafkaCluster
 

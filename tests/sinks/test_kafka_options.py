@@ -8,7 +8,7 @@ import trio
 
 from logdriver import ConfigError
 from logdriver.testing import context_for, open_stream
-from sinks.kafka import KafkaSink, KafkaStream, parse_brokers, producer_config
+from logdriver_sinks.kafka import KafkaSink, KafkaStream, parse_brokers, producer_config
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_failure_reports_find_their_lines() -> None:
     value and timestamp; equal messages take the equal lines in order."""
     from confluent_kafka import KafkaError
 
-    from sinks.kafka._producer import Outgoing, Request
+    from logdriver_sinks.kafka._producer import Outgoing, Request
 
     parts = [
         Outgoing("a", b"k1", (None, None), [(b"x", 1, False), (b"dup", 2, False), (b"dup", 2, False)]),

@@ -22,7 +22,7 @@ from logdriver._registry import FifoRegistry
 from logdriver._rpc import ReadLogs, StartLogging, StopLogging
 from logdriver._store import LogStore
 from logdriver.abc import ContainerContext, Sink, SinkStream
-from sinks.file import FileSink
+from logdriver_sinks.file import FileSink
 
 from ..fakes import FakeStream
 

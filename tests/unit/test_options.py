@@ -8,7 +8,7 @@ from logdriver import ConfigError
 from logdriver._exceptions import UnknownOptionError
 from logdriver._options import Settings, parse_log_opts, plugin_defaults
 from logdriver._units import parse_duration, parse_size
-from sinks.file import FileSink
+from logdriver_sinks.file import FileSink
 
 
 def test_defaults_are_json_file_like() -> None:
