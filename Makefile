@@ -12,7 +12,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: peers venv run test test-unit test-integration lint typecheck proto plugin bench clean docker
+.PHONY: peers venv run test test-unit test-integration lint alerts typecheck proto plugin bench clean docker
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -47,7 +47,7 @@ run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
-test: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker lint
+test: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker lint alerts
 	$(VENV)/bin/mypy
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	$(PY) -m pytest -q tests
@@ -70,6 +70,12 @@ lint: $(STAMP)
 	if cargo clippy --version >/dev/null 2>&1; then \
 	  PYO3_PYTHON=$(CURDIR)/$(PY) cargo clippy -q --workspace --no-default-features --all-targets -- -D warnings; \
 	  else echo "clippy missing: skipped"; fi
+
+## Alerting rules: promtool (Debian's prometheus package) checks them and runs their unit tests.
+alerts:
+	@./scripts/apt-install.sh promtool prometheus
+	promtool check rules ops/prometheus/alerts.yml
+	cd ops/prometheus && promtool test rules alerts_test.yml
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import h11
 import orjson
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -170,6 +170,8 @@ async def serve_metrics(
     host, _, port = address.rpartition(":")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DriverCollector(driver))
+    # process_start_time_seconds (restarts), CPU seconds, resident memory, open descriptors.
+    ProcessCollector(registry=registry)
     listeners = await trio.open_tcp_listeners(int(port), host=host or None)
     task_status.started()
     log.info("metrics on http://%s/metrics, health on /health", address)
