@@ -12,7 +12,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: peers venv run test test-unit test-integration lint alerts typecheck proto plugin bench clean docker
+.PHONY: peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -87,6 +87,12 @@ proto: $(STAMP)
 ## Build the managed plugin (rootfs by debootstrap, no registry) and create + enable it.
 plugin: $(STAMP) docker
 	./scripts/build-plugin.sh
+
+## Push the managed plugin to a registry: make plugin-push REGISTRY=host:port [TAG=version].
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+plugin-push: $(STAMP) docker
+	@test -n "$(REGISTRY)" || { echo "usage: make plugin-push REGISTRY=host:port [TAG=...]" >&2; exit 2; }
+	./scripts/build-plugin.sh --push $(REGISTRY) $(TAG)
 
 ## Throughput against Docker's own drivers (local, json-file, none; fluentd to a real server), median of 5;
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.

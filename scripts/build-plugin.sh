@@ -1,11 +1,19 @@
 #!/bin/sh
 # Build logdriver as a managed (v2) plugin without any image registry, then
 # create and enable it:  scripts/build-plugin.sh [NAME] [STATE_DIR]
+# or push it to a registry as REGISTRY/logdriver:TAG and :latest (nothing is enabled):
+#                        scripts/build-plugin.sh --push REGISTRY TAG
 #
 # rootfs: debootstrap (minbase + python3) from the Debian mirror this host's apt
 # uses, cached as a tarball; logdriver and its dependencies are installed into
 # /opt/logdriver from wheels built on this host (same Debian, same CPython minor).
 set -eu
+PUSH=""
+if [ "${1:-}" = "--push" ]; then
+  [ $# -eq 3 ] || { echo "usage: $0 --push REGISTRY TAG" >&2; exit 2; }
+  PUSH="$2/logdriver"; TAG=$3
+  set -- "push-$(echo "$2" | tr -c 'a-zA-Z0-9\n' '_')"
+fi
 NAME=${1:-logdriver}
 STATE=${2:-/var/lib/logdriver-plugin}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +42,18 @@ tar -C "$BUILD/rootfs" -xzf "$CACHE"
 CARGO_TARGET_DIR="$ROOT/native/target" "$PY" -m pip wheel -q -w "$BUILD/wheels" "$ROOT"
 "$PY" -m pip install -q --no-index --find-links "$BUILD/wheels" --target "$BUILD/rootfs/opt/logdriver" logdriver
 cp "$ROOT/config.json" "$BUILD/config.json"
+
+if [ -n "$PUSH" ]; then
+  for ref in "$PUSH:$TAG" "$PUSH:latest"; do
+    docker plugin rm -f "$ref" >/dev/null 2>&1 || true
+    docker plugin create "$ref" "$BUILD" >/dev/null
+    docker plugin push "$ref"
+    docker plugin rm -f "$ref" >/dev/null
+  done
+  rm -rf "$BUILD"
+  echo "pushed $PUSH:$TAG and $PUSH:latest"
+  exit 0
+fi
 
 docker plugin disable -f "$NAME" >/dev/null 2>&1 || true
 docker plugin rm -f "$NAME" >/dev/null 2>&1 || true
