@@ -72,7 +72,12 @@ def test_install_from_a_registry_and_upgrade_keeping_state(registry: str, tmp_pa
     docker(
         "plugin", "install", "--grant-all-permissions", "--disable", "--alias", ALIAS, f"{registry}/logdriver:latest"
     )
-    docker("plugin", "set", ALIAS, f"state.source={state}", "LOGDRIVER_FILE_FORMAT=text")
+    # Settings and secrets go in plugin-wide variables: each sink's is settable.
+    docker(
+        "plugin", "set", ALIAS, f"state.source={state}", "LOGDRIVER_FILE_FORMAT=text",
+        "LOGDRIVER_ES_API_KEY=registry-test-key", "LOGDRIVER_KAFKA_SASL_PASSWORD=registry-test-password",
+        "LOGDRIVER_FLUENTD_SHARED_KEY=registry-test-shared-key",
+    )  # fmt: skip
     docker("plugin", "enable", "--timeout", "0", ALIAS)
     inspected = docker("plugin", "inspect", "-f", "{{.PluginReference}} {{.Enabled}}", ALIAS).stdout.decode().strip()
     assert inspected == f"{registry}/logdriver:latest true"
