@@ -33,6 +33,21 @@ class ContainerContext:
         """The parsed values of ``sink``'s own options (``Sink.options``) for this container."""
         return self.options.sink_options.get(sink, {})
 
+    def record_fields(self) -> dict[str, object]:
+        """The container's part of logdriver's JSON record (the file sink's lines, Kafka's
+        values): ``container_id``, ``container_name`` (without Docker's leading "/"),
+        ``image``, and ``tag`` and ``attrs`` (the labels/env extras) when set."""
+        fields: dict[str, object] = {
+            "container_id": self.info.container_id,
+            "container_name": self.info.name.removeprefix("/"),
+            "image": self.info.image_name,
+        }
+        if self.tag:
+            fields["tag"] = self.tag
+        if self.extras:
+            fields["attrs"] = dict(self.extras)
+        return fields
+
 
 @dataclass(frozen=True, slots=True)
 class SendResult:

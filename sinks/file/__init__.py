@@ -73,16 +73,7 @@ class FileStream(SinkStream):
         self.text = options["file-format"] == "text"
         self.max_size = int(options["file-max-size"])
         self.max_file = int(options["file-max-file"])
-        constant: dict[str, object] = {
-            "container_id": info.container_id,
-            "container_name": info.name.removeprefix("/"),
-            "image": info.image_name,
-        }
-        if context.tag:
-            constant["tag"] = context.tag
-        if context.extras:
-            constant["attrs"] = dict(context.extras)
-        self._suffix = b"," + orjson.dumps(constant)[1:] + b"\n"
+        self._suffix = b"," + orjson.dumps(context.record_fields())[1:] + b"\n"
         self._fd = -1
         self._size = 0
 

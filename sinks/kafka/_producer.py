@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
@@ -112,11 +113,11 @@ class Request:
         """Turn the failure reports into indexes (only when there are any)."""
         if not self._failed:
             return
-        indexes: dict[tuple[str | None, bytes | None, bytes | None, int], list[int]] = {}
+        indexes: dict[tuple[str | None, bytes | None, bytes | None, int], deque[int]] = {}
         index = 0
         for topic, key, _, messages in parts:
             for value, timestamp, _ in messages:
-                indexes.setdefault((topic, key, value, timestamp), []).append(index)
+                indexes.setdefault((topic, key, value, timestamp), deque()).append(index)
                 index += 1
         for error, identity in self._failed:
             candidates = indexes.get(identity)
@@ -125,7 +126,7 @@ class Request:
                 self.retry[:] = range(index)
                 self.rejected.clear()
                 return
-            line = candidates.pop(0)
+            line = candidates.popleft()
             reason = verdict(error)
             if reason is None:
                 self.retry.append(line)

@@ -160,3 +160,32 @@ def test_failure_reports_find_their_lines() -> None:
     stray.report(KafkaError(KafkaError._MSG_TIMED_OUT), FakeReport("c", None, b"?", 9))  # type: ignore[arg-type]
     stray.settle(parts)
     assert stray.retry == [0, 1, 2, 3, 4]
+
+
+async def test_a_requests_failures_go_back_to_their_containers() -> None:
+    """One request carries several containers' parts: each verdict holds its own lines' indexes."""
+    from logdriver import batch_of
+    from logdriver.testing import sample_records
+    from logdriver_sinks.kafka._producer import Request
+
+    sink = KafkaSink()
+    streams = [open_stream(sink, {"kafka-brokers": "127.0.0.1:1"}) for _ in range(3)]
+    assert isinstance(streams[0], KafkaStream)
+    answer = Request()
+    answer.retry[:] = [0, 4, 5, 9]  # parts of 3, 4 and 3 lines: indexes 0-2, 3-6, 7-9
+    answer.rejected.update({3: "too large", 8: "unknown topic"})
+
+    async def send(parts: object) -> Request:
+        return answer
+
+    streams[0].producer.send = send  # type: ignore[method-assign]
+    batches = [batch_of(sample_records(n)) for n in (3, 4, 3)]
+    results = await sink.send_together(list(zip(streams, batches, strict=True)))
+    assert [(list(r.retry), dict(r.rejected)) for r in results] == [
+        ([0], {}),
+        ([1, 2], {0: "too large"}),
+        ([2], {1: "unknown topic"}),
+    ]
+    for stream in streams:
+        await stream.aclose()
+    await sink.aclose()
