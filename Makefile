@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 PEERS  := tests/peers/fluent/node_modules/.package-lock.json
 # A real OpenSearch node for the Elasticsearch sink's tests (jars from Maven Central).
 OS_JARS := tests/peers/opensearch/target/dependency/.copied
+# A real Elasticsearch 7.10.2 (the open-source build) beside it, same way.
+ES_JARS := tests/peers/elasticsearch/target/dependency/.copied
 # A real Apache Kafka 4.4.0 (KRaft) for the Kafka sink's tests (jars from Maven Central).
 KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
@@ -35,19 +37,24 @@ $(OS_JARS): tests/peers/opensearch/pom.xml
 	cd tests/peers/opensearch && mvn -q -B dependency:copy-dependencies
 	touch $@
 
+$(ES_JARS): tests/peers/elasticsearch/pom.xml
+	@command -v mvn >/dev/null || ./scripts/apt-install.sh mvn maven
+	cd tests/peers/elasticsearch && mvn -q -B dependency:copy-dependencies
+	touch $@
+
 $(KAFKA_JARS): tests/peers/kafka/pom.xml
 	@command -v mvn >/dev/null || ./scripts/apt-install.sh mvn maven
 	cd tests/peers/kafka && mvn -q -B dependency:copy-dependencies
 	touch $@
 
-peers: $(PEERS) $(OS_JARS) $(KAFKA_JARS)
+peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS)
 
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
 run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
-test: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker lint alerts
+test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker lint alerts
 	$(VENV)/bin/mypy
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	$(PY) -m pytest -q tests
@@ -55,7 +62,7 @@ test: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker lint alerts
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker
+test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	$(PY) -m pytest -q tests/integration
 
 docker:
@@ -96,7 +103,7 @@ plugin-push: $(STAMP) docker
 
 ## Throughput against Docker's own drivers (local, json-file, none; fluentd to a real server), median of 5;
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
-bench: $(STAMP) $(PEERS) $(OS_JARS) $(KAFKA_JARS) docker
+bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 	$(PY) bench/many_bench.py --containers 50

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, peak_rss_mib, start_plugin  # bench/bench.py, beside this file
 from logdriver import LogRecord, batch_of
 from logdriver_sinks.elasticsearch._bulk import BulkEncoder, Target
-from tests.es_peer import OpenSearchNode
+from tests.es_peer import SearchNode
 
 PLUGIN = "logdriver-es-bench"
 BATCH = 5000
@@ -52,7 +52,7 @@ def reference_bodies(lines: int, index: str) -> list[bytes]:
     return bodies
 
 
-def run_reference(node: OpenSearchNode, bodies: list[bytes]) -> float:
+def run_reference(node: SearchNode, bodies: list[bytes]) -> float:
     headers = {"content-type": "application/x-ndjson", "content-encoding": "gzip", "accept": "application/json"}
     with httpx.Client(timeout=120) as client:
         started = time.perf_counter()
@@ -72,7 +72,7 @@ BUFFERS = {
 }
 
 
-def run_logdriver(node: OpenSearchNode, index: str, lines: int, buffer: str) -> float:
+def run_logdriver(node: SearchNode, index: str, lines: int, buffer: str) -> float:
     opts = {"sinks": "elasticsearch", "es-url": node.url, "es-index": index, "flush-timeout": "600s"}
     opts |= BUFFERS[buffer]
     log_opts = [f"--log-opt={k}={v}" for k, v in opts.items()]
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="logdriver-es-bench-", dir="/var/tmp"))
-    node = OpenSearchNode(workdir / "node", heap="2g").start()
+    node = SearchNode(workdir / "node", heap="2g").start()
     plugin = start_plugin(PLUGIN, str(workdir / "state"))
     try:
         run_logdriver(node, "warmup-logdriver", 20_000, "memory")  # activates the plugin; warms the JIT

@@ -33,7 +33,7 @@ import confluent_kafka
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, start_plugin  # bench/bench.py
-from tests.es_peer import OpenSearchNode
+from tests.es_peer import SearchNode
 from tests.fluent_peer import FluentPeer
 from tests.kafka_peer import KafkaCluster
 from tests.ports import free_port
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--lines-each", type=int, default=2000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="logdriver-many-sinks-", dir="/var/tmp"))
-    node = OpenSearchNode(workdir / "node", heap="1g").start()
+    node = SearchNode(workdir / "node", heap="1g").start()
     fluent = FluentPeer(workdir, "fluent", PEER_COUNT_ONLY="1").start()
     kafka = KafkaCluster(workdir / "kafka").start()
     kafka.create_topic("many")

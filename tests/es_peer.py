@@ -1,8 +1,9 @@
-"""OpenSearchNode: a real OpenSearch 2.19 node (codelibs' runner, jars from Maven Central).
+"""SearchNode: a real OpenSearch 2.19 or Elasticsearch 7.10.2 node (codelibs' runners,
+jars from Maven Central).
 
-Not a fake: the node is OpenSearch itself, embedded by tests/peers/opensearch
-(``make peers`` resolves the jars with Maven). Start, stop and restart keep the
-same port and data directory, so a stopped node comes back with its indices.
+Not a fake: the node is the server itself, embedded by tests/peers/opensearch or
+tests/peers/elasticsearch (``make peers`` resolves the jars with Maven). Start, stop and
+restart keep the same port and data directory, so a stopped node comes back with its indices.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +19,53 @@ import httpx
 
 from .ports import free_port
 
-PEER_DIR = Path(__file__).parent / "peers" / "opensearch"
-JARS = PEER_DIR / "target" / "dependency"
+PEERS = Path(__file__).parent / "peers"
 
 
-class OpenSearchNode:
-    def __init__(self, base: Path, port: int = 0, heap: str = "1g") -> None:
-        if not JARS.is_dir():
-            raise RuntimeError("OpenSearch jars are missing: run `make peers`")
+@dataclass(frozen=True)
+class SearchServer:
+    name: str  # as test ids and the README's compatibility table show it
+    peer: str  # the folder under tests/peers
+    main: str  # the runner's Java source there
+    data_streams: bool
+
+    @property
+    def jars(self) -> Path:
+        return PEERS / self.peer / "target" / "dependency"
+
+
+OPENSEARCH = SearchServer("opensearch-2.19", "opensearch", "OpenSearchPeer.java", data_streams=True)
+# The open-source build: no x-pack, so no data streams.
+ELASTICSEARCH_OSS = SearchServer("elasticsearch-7.10.2", "elasticsearch", "ElasticsearchPeer.java", data_streams=False)
+SERVERS = (OPENSEARCH, ELASTICSEARCH_OSS)
+
+
+class SearchNode:
+    def __init__(self, base: Path, port: int = 0, heap: str = "1g", server: SearchServer = OPENSEARCH) -> None:
+        if not server.jars.is_dir():
+            raise RuntimeError(f"{server.name} jars are missing: run `make peers`")
+        self.server = server
         self.base = base
         self.port = port or free_port()
         self.heap = heap
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = base / "opensearch.log"
+        self.log = base / f"{server.peer}.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> OpenSearchNode:
+    def start(self, timeout: float = 120) -> SearchNode:
         self.base.mkdir(parents=True, exist_ok=True)
         java = shutil.which("java") or "java"
         command = [
             java,
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
+            "-Dlog4j2.formatMsgNoLookups=true",
             "-cp",
-            f"{JARS}/*",
-            str(PEER_DIR / "OpenSearchPeer.java"),
+            f"{self.server.jars}/*",
+            str(PEERS / self.server.peer / self.server.main),
             str(self.base / "node"),
             str(self.port),
         ]
@@ -53,14 +74,14 @@ class OpenSearchNode:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"OpenSearch exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(f"{self.server.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/_cluster/health?wait_for_status=yellow&timeout=1s").status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"OpenSearch did not start within {timeout:.0f}s")
+        raise TimeoutError(f"{self.server.name} did not start within {timeout:.0f}s")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

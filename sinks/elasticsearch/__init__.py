@@ -14,7 +14,9 @@ server's reason; a 413 splits the batch in halves (a single line still too
 big is rejected); a top-level 429/5xx/timeout retries the batch.
 
 Counters (``logdriver_sink_events{sink="elasticsearch"}``):
-``duplicates_avoided``, ``split_batches``, ``auth_failures``, ``templates_installed``.
+``duplicates_avoided``, ``split_batches``, ``auth_failures``, ``templates_installed``,
+``data_streams_unavailable`` (a server without data streams: the data stream's name became an
+ordinary index).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from logdriver import (
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 from ._bulk import BulkEncoder, Target, item_verdicts
-from ._client import BulkClient, ClientOptions, Outcome, parse_urls, template_body
+from ._client import BulkClient, ClientOptions, Outcome, lacks_data_streams, parse_urls, template_body
 
 log = logging.getLogger("logdriver.sinks.elasticsearch")
 
@@ -108,7 +110,13 @@ class ElasticsearchSink(Sink):
     }
 
     def __init__(self) -> None:
-        self.events = {"duplicates_avoided": 0, "split_batches": 0, "auth_failures": 0, "templates_installed": 0}
+        self.events = {
+            "duplicates_avoided": 0,
+            "split_batches": 0,
+            "auth_failures": 0,
+            "templates_installed": 0,
+            "data_streams_unavailable": 0,
+        }
         self._clients: dict[ClientOptions, BulkClient] = {}
         self.templates: set[tuple[ClientOptions, str]] = set()
         self._failing = False  # logs the start and the end of a run of failed requests once each
@@ -286,10 +294,19 @@ class ElasticsearchStream(SinkStream):
     async def _install_template(self) -> bool:
         name = self.target.name
         pattern = name if self.target.data_stream else name.split("%", 1)[0] + "*"
-        outcome = await self.client.put_template(
-            f"logdriver-{pattern.strip('*').rstrip('-.') or 'logs'}",
-            template_body(pattern, self.target.data_stream),
-        )
+        template_name = f"logdriver-{pattern.strip('*').rstrip('-.') or 'logs'}"
+        outcome = await self.client.put_template(template_name, template_body(pattern, self.target.data_stream))
+        if self.target.data_stream and lacks_data_streams(outcome):
+            # Elasticsearch's open-source build (7.x without x-pack) has no data streams: bulk
+            # `create` into the name makes an ordinary index. Give that index our mappings.
+            log.warning(
+                "elasticsearch: %s has no data streams (the open-source build of Elasticsearch 7?): "
+                "%s is written as an ordinary index",
+                self.client_options.urls[0],
+                name,
+            )
+            self.sink.events["data_streams_unavailable"] += 1
+            outcome = await self.client.put_template(template_name, template_body(pattern, data_stream=False))
         if outcome.status in (200, 201):
             self.sink.templates.add((self.client_options, name))
             self.sink.events["templates_installed"] += 1

@@ -169,6 +169,11 @@ class BulkClient:
         await self.transport.close()
 
 
+def lacks_data_streams(outcome: Outcome) -> bool:
+    """A data-stream template refused by a server that does not know the setting at all."""
+    return outcome.status == 400 and "unknown field [data_stream]" in str(outcome.body)
+
+
 def template_body(pattern: str, data_stream: bool) -> dict[str, Any]:
     """A composable index template with mappings for logdriver's fields; works on
     Elasticsearch >= 7.8 and OpenSearch (no ES-only types such as match_only_text)."""

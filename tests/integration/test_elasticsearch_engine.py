@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..es_peer import OpenSearchNode
+from ..es_peer import SearchNode
 from .conftest import Plugin, docker, logs
 
 SCRIPT = (
@@ -19,13 +19,13 @@ SCRIPT = (
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
-    opensearch = OpenSearchNode(tmp_path_factory.mktemp("opensearch")).start()
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchNode]:
+    opensearch = SearchNode(tmp_path_factory.mktemp("opensearch")).start()
     yield opensearch
     opensearch.stop()
 
 
-def test_every_line_the_container_wrote_is_one_document(plugin: Plugin, node: OpenSearchNode) -> None:
+def test_every_line_the_container_wrote_is_one_document(plugin: Plugin, node: SearchNode) -> None:
     stream = "logs-docker.e2e-default"
     container = plugin.run(
         "sh",

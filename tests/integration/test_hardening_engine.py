@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..es_peer import OpenSearchNode
+from ..es_peer import SearchNode
 from ..fluent_peer import FluentPeer
 from ..ports import free_port
 from .conftest import Plugin, docker, logs
@@ -155,7 +155,7 @@ def test_a_container_that_exits_while_opensearch_is_down_loses_nothing(
     container = plugin.run("sh", "-c", WRITER, opts=opts)
     docker("rm", container)
     plugin.containers.remove(container)
-    node = OpenSearchNode(tmp_path_factory.mktemp("opensearch-late"), port=port).start()  # 25-60 s later
+    node = SearchNode(tmp_path_factory.mktemp("opensearch-late"), port=port).start()  # 25-60 s later
     try:
         delivered, dropped = plugin.closing_counts(container, "elasticsearch", timeout=120)
         documents = node.documents("exit")

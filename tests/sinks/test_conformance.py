@@ -19,7 +19,7 @@ from logdriver_sinks.file import FileSink
 from logdriver_sinks.fluentd import FluentdSink
 from logdriver_sinks.kafka import KafkaSink
 
-from ..es_peer import OpenSearchNode
+from ..es_peer import SERVERS, SearchNode
 from ..fluent_peer import FluentPeer
 from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
 
@@ -102,12 +102,12 @@ class TestFluentdSink(SinkConformance):
         return FluentdSink()
 
 
-class OpenSearchDestination:
-    """An index on the real OpenSearch node; the outage stops the node (on the same port)."""
+class SearchDestination:
+    """An index on a real OpenSearch or Elasticsearch node; the outage stops the node (on the same port)."""
 
     KEY = "Y29uZm9ybWFuY2U6c2VjcmV0LWFwaS1rZXk="
 
-    def __init__(self, node: OpenSearchNode) -> None:
+    def __init__(self, node: SearchNode) -> None:
         self.node = node
         self.index = f"conformance-{uuid.uuid4().hex[:8]}"
         self.config: Mapping[str, str] = {"es-url": node.url, "es-index": self.index, "es-request-timeout": "5s"}
@@ -131,17 +131,17 @@ class OpenSearchDestination:
         self.node.start()
 
 
-@pytest.fixture(scope="module")
-def opensearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
-    node = OpenSearchNode(tmp_path_factory.mktemp("opensearch-conformance")).start()
+@pytest.fixture(scope="module", params=SERVERS, ids=lambda server: server.name)
+def search_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchNode]:
+    node = SearchNode(tmp_path_factory.mktemp(f"{request.param.peer}-conformance"), server=request.param).start()
     yield node
     node.stop()
 
 
 class TestElasticsearchSink(SinkConformance):
     @pytest.fixture
-    def destination(self, opensearch: OpenSearchNode) -> OpenSearchDestination:
-        return OpenSearchDestination(opensearch)
+    def destination(self, search_node: SearchNode) -> SearchDestination:
+        return SearchDestination(search_node)
 
     @pytest.fixture
     async def sink(self) -> object:

@@ -21,7 +21,7 @@ from logdriver.testing import context_for, open_pipeline, open_stream, running
 from logdriver_sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
 from logdriver_sinks.elasticsearch._bulk import BulkEncoder, Target
 
-from ..es_peer import OpenSearchNode
+from ..es_peer import SERVERS, SearchNode
 from ..fake_bulk import FakeBulkServer
 from ..logcheck import plugin_log
 from . import es_reference
@@ -41,17 +41,20 @@ def lines(count: int, start: int = 0, t: int = T0) -> list[LogRecord]:
     return [LogRecord("stdout", t + i * 1000 + 7, f"line {i}".encode()) for i in range(start, start + count)]
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchNode]:
-    opensearch = OpenSearchNode(tmp_path_factory.mktemp("opensearch")).start()
-    yield opensearch
-    opensearch.stop()
+@pytest.fixture(scope="module", params=SERVERS, ids=lambda server: server.name)
+def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchNode]:
+    server = request.param
+    search = SearchNode(tmp_path_factory.mktemp(server.peer), server=server).start()
+    yield search
+    search.stop()
 
 
 # -- a real node ---------------------------------------------------------------------
 
 
-async def test_every_line_is_searchable_in_a_data_stream_with_ecs_fields(node: OpenSearchNode) -> None:
+async def test_every_line_is_searchable_in_a_data_stream_with_ecs_fields(
+    node: SearchNode, caplog: pytest.LogCaptureFixture
+) -> None:
     sink = ElasticsearchSink()
     config = {
         "es-url": node.url,
@@ -93,9 +96,19 @@ async def test_every_line_is_searchable_in_a_data_stream_with_ecs_fields(node: O
     assert properties["container"]["properties"]["id"]["type"] == "keyword"
     hits = node.search("logs-docker.api-test", {"match": {"message": "line 1999"}})
     assert hits[0]["message"] == "line 1999"
+    if node.server.data_streams:
+        streams = node.get("/_data_stream/logs-docker.api-test")["data_streams"]
+        assert [s["name"] for s in streams] == ["logs-docker.api-test"]
+        assert sink.events["data_streams_unavailable"] == 0
+    else:
+        # Elasticsearch OSS: the documented fallback, an ordinary index with logdriver's
+        # mappings (above), counted and logged.
+        assert "logs-docker.api-test" in node.get("/logs-docker.api-test/_settings")
+        assert sink.events["data_streams_unavailable"] == 1
+        assert "has no data streams" in caplog.text
 
 
-async def test_dated_indices_from_a_template_name(node: OpenSearchNode) -> None:
+async def test_dated_indices_from_a_template_name(node: SearchNode) -> None:
     stream = stream_for({"es-url": node.url, "es-index": "dated-{{.Name}}-%Y.%m.%d"})
     day = 86_400 * 10**9
     assert await stream.send_batch(batch_of(lines(10) + lines(5, 10, t=T0 + day))) == DELIVERED
@@ -104,7 +117,7 @@ async def test_dated_indices_from_a_template_name(node: OpenSearchNode) -> None:
     assert node.count("dated-api-2025.11.29") == 5
 
 
-async def test_a_thousand_requests_to_a_healthy_node_log_nothing_at_info(node: OpenSearchNode) -> None:
+async def test_a_thousand_requests_to_a_healthy_node_log_nothing_at_info(node: SearchNode) -> None:
     """httpx and elastic_transport log two INFO lines per bulk request; the plugin's log does not."""
     stream = stream_for({"es-url": node.url, "es-index": "quiet"})
     with plugin_log(LOGDRIVER_LOG_LEVEL="info") as out:
@@ -116,7 +129,7 @@ async def test_a_thousand_requests_to_a_healthy_node_log_nothing_at_info(node: O
     assert node.count("quiet") == 10_000
 
 
-async def test_a_mapping_conflict_goes_to_the_dead_letters(node: OpenSearchNode, tmp_path: Path) -> None:
+async def test_a_mapping_conflict_goes_to_the_dead_letters(node: SearchNode, tmp_path: Path) -> None:
     mapping = {"mappings": {"properties": {"message": {"type": "long"}}}}
     assert node.send("PUT", "/conflict", mapping) == 200
     sink = ElasticsearchSink()
