@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -34,12 +35,49 @@ def docker(
     return result
 
 
-@pytest.fixture(scope="session", autouse=True)
-def engine() -> None:
+@dataclass(frozen=True)
+class Engine:
+    name: str  # part of every engine-facing test's id
+    version: str  # what the server must report, so that an id cannot name the wrong engine
+    host: str
+    ensure: str  # the script under scripts/ that starts it (and builds it, for 28)
+
+
+ENGINES = (
+    Engine("docker-20.10", "20.10.", "unix:///var/run/docker.sock", "ensure-docker.sh"),
+    Engine("docker-28.5", "28.5.", "unix:///run/logdriver-docker28/docker.sock", "ensure-docker28.sh"),
+)
+
+
+def selected_engines() -> tuple[Engine, ...]:
+    """All of them; LOGDRIVER_TEST_ENGINES=docker-20.10 (comma-separated) picks some for a quick run."""
+    wanted = [name.strip() for name in os.environ.get("LOGDRIVER_TEST_ENGINES", "").split(",") if name.strip()]
+    unknown = set(wanted) - {engine.name for engine in ENGINES}
+    if unknown:
+        raise pytest.UsageError(
+            f"LOGDRIVER_TEST_ENGINES: unknown {sorted(unknown)}; known: {[e.name for e in ENGINES]}"
+        )
+    return tuple(engine for engine in ENGINES if not wanted or engine.name in wanted)
+
+
+@pytest.fixture(scope="session", autouse=True, params=selected_engines(), ids=lambda engine: engine.name)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Every test here runs once per engine; `docker` (and the plugin's children) reach it
+    through DOCKER_HOST."""
+    engine: Engine = request.param
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = engine.host
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        subprocess.run([str(ROOT / "scripts" / "ensure-docker.sh")], check=True)
+        subprocess.run([str(ROOT / "scripts" / engine.ensure)], check=True, stdout=subprocess.DEVNULL)
     elif docker("image", "inspect", IMAGE, check=False).returncode != 0:
         subprocess.run([str(ROOT / "scripts" / "build-test-image.sh"), IMAGE], check=True)
+    version = docker("version", "--format", "{{.Server.Version}}").stdout.decode().strip()
+    assert version.startswith(engine.version), f"{engine.host} runs {version}, not {engine.name}"
+    yield engine
+    if previous is None:
+        os.environ.pop("DOCKER_HOST", None)
+    else:
+        os.environ["DOCKER_HOST"] = previous
 
 
 class Plugin:
