@@ -6,6 +6,7 @@ managed plugin about 9.5 s to create it before marking it disabled.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -50,8 +51,9 @@ async def serve(settings: Settings) -> None:
     # A bad LOGDRIVER_* default (of any sink) fails now, not in every container's StartLogging.
     parse_log_opts({"sinks": ",".join(sinks)}, settings.defaults, sinks, settings.environ)
     driver = Driver(settings, sinks, store, registry)
-    if os.path.exists("/var/run/docker.sock"):  # noqa: ASYNC240 - once, at startup
-        driver.container_exists = removed_containers
+    # Asked every GC round: an engine that starts after the plugin (or never, for a managed
+    # plugin, which has no API socket) only means no deletion by removal that round.
+    driver.container_exists = functools.partial(removed_containers, sockets=settings.docker_sockets)
     try:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -271,6 +271,13 @@ def _accepts(accepts: str, exc: ValueError) -> str:
     return f"{accepts} ({str(exc)[:200]})" if isinstance(exc, Explained) else accepts
 
 
+def _socket_paths(text: str) -> list[str]:
+    paths = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(os.path.isabs(path) for path in paths):
+        raise ValueError(text)
+    return paths
+
+
 def _as_text(value: object) -> str:
     """A parsed value back in a syntax the pipeline parsers accept."""
     if isinstance(value, bool):
@@ -289,6 +296,7 @@ class Settings:
     store_max_bytes: int
     store_retention: float
     gc_interval: float
+    docker_sockets: tuple[str, ...]
     pipe_size: int
     read_wait: float
     follow_heartbeat: float
@@ -318,6 +326,11 @@ class Settings:
             store_max_bytes=int(get("LOGDRIVER_STORE_MAX_BYTES", "2g", positive_size, "a size such as 2g")),
             store_retention=float(get("LOGDRIVER_STORE_RETENTION", "7d", parse_duration, "a duration such as 72h")),
             gc_interval=float(get("LOGDRIVER_GC_INTERVAL", "10m", parse_duration, "a duration such as 10m")),
+            docker_sockets=tuple(
+                get(
+                    "LOGDRIVER_DOCKER_SOCKETS", "/var/run/docker.sock", _socket_paths, "absolute paths, comma-separated"
+                )
+            ),
             pipe_size=int(get("LOGDRIVER_PIPE_SIZE", "1Mi", positive_size, "a size such as 1Mi")),
             read_wait=float(get("LOGDRIVER_READ_WAIT", "100ms", parse_duration, "a duration such as 100ms")),
             follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),

@@ -60,6 +60,10 @@ def selected_engines() -> tuple[Engine, ...]:
     return tuple(engine for engine in ENGINES if not wanted or engine.name in wanted)
 
 
+def running_engine_sockets() -> list[str]:
+    return [e.host.removeprefix("unix://") for e in ENGINES if os.path.exists(e.host.removeprefix("unix://"))]
+
+
 @pytest.fixture(scope="session", autouse=True, params=selected_engines(), ids=lambda engine: engine.name)
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """Every test here runs once per engine; `docker` (and the plugin's children) reach it
@@ -92,6 +96,9 @@ class Plugin:
             "LOGDRIVER_SOCKET": self.socket,
             "LOGDRIVER_STATE_DIR": str(state_dir),
             "LOGDRIVER_LOG_LEVEL": "DEBUG",
+            # As on a host with both engines: the plugin serves both, so it asks both before
+            # deleting a container's logs as removed.
+            "LOGDRIVER_DOCKER_SOCKETS": ",".join(running_engine_sockets()),
             **env,
         }
         self.log_path = state_dir / "plugin.log"
