@@ -101,7 +101,7 @@ def test_install_from_a_registry_and_upgrade_keeping_state(registry: str, tmp_pa
         push(registry, "1.0.1-it")
         docker("plugin", "disable", ALIAS)
         docker("plugin", "upgrade", "--grant-all-permissions", ALIAS, f"{registry}/logdriver:latest")
-        # dockerd 20.10 shows the kept mount source after an upgrade but mounts the
+        # dockerd (20.10 and 28.5 alike) shows the kept mount source after an upgrade but mounts the
         # manifest's default at enable; setting it again (to the same value) applies it.
         source = docker("plugin", "inspect", "-f", "{{range .Settings.Mounts}}{{.Source}}{{end}}", ALIAS)
         assert source.stdout.decode().strip() == str(state)
