@@ -14,7 +14,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker
+.PHONY: peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker docker28
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -53,8 +53,9 @@ peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS)
 run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
-## Everything CI runs: lint, types, generated-code drift, unit and integration tests on a real dockerd.
-test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker lint alerts
+## Everything CI runs: lint, types, generated-code drift, unit tests, and the integration tests once
+## per engine: Debian's dockerd 20.10 and dockerd 28.5 (built from the Go module proxy, cached).
+test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker docker28 lint alerts
 	$(VENV)/bin/mypy
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	$(PY) -m pytest -q tests
@@ -62,11 +63,15 @@ test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker lint alerts
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
+test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker docker28
 	$(PY) -m pytest -q tests/integration
 
 docker:
 	./scripts/ensure-docker.sh
+
+## The second engine: dockerd 28.5.2 on containerd 1.7.28 beside Debian's 20.10 (prints its DOCKER_HOST).
+docker28: docker
+	./scripts/ensure-docker28.sh
 
 ## Style and static checks: ruff (lint and format), rustfmt and clippy on native/.
 lint: $(STAMP)
