@@ -67,8 +67,35 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def engine_socket() -> str:
+    """The API socket of the engine under test: DOCKER_HOST (make bench runs on either)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        raise SystemExit(f"DOCKER_HOST={host}: the benchmarks measure a local engine on a unix socket")
+    return os.path.realpath(host.removeprefix("unix://"))
+
+
 def dockerd_pid() -> int:
-    return int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
+    """The dockerd listening on engine_socket(): two engines may run side by side."""
+    path = engine_socket()
+    inodes = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and os.path.realpath(fields[7]) == path:
+            inodes.add(f"socket:[{fields[6]}]")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and "dockerd" in (entry / "comm").read_text(errors="replace"):
+            try:
+                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise RuntimeError(f"no dockerd listens on {path}")
+
+
+def engine_root() -> str:
+    """The engine's data root (json-file logs live under it)."""
+    return docker("info", "--format", "{{.DockerRootDir}}")
 
 
 def start_plugin(name: str, state_dir: str, **env: str) -> subprocess.Popen[bytes]:

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import IMAGE, cpu_seconds, docker, dockerd_pid, peak_rss_mib, start_plugin  # bench/bench.py
+from bench import IMAGE, cpu_seconds, docker, dockerd_pid, engine_root, peak_rss_mib, start_plugin  # bench/bench.py
 from tests.ports import free_port
 
 PLUGIN = "logdriver-many"
@@ -44,8 +44,9 @@ def fifo_entries(metrics: str) -> int:
 
 def json_file_lines(containers: list[str]) -> int:
     total = 0
+    root = engine_root()
     for container in containers:
-        for path in glob.glob(f"/var/lib/docker/containers/{container}/{container}-json.log*"):
+        for path in glob.glob(f"{root}/containers/{container}/{container}-json.log*"):
             with open(path, "rb") as handle:
                 total += sum(chunk.count(b"\n") for chunk in iter(lambda h=handle: h.read(1 << 20), b""))
     return total

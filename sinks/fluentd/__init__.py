@@ -95,7 +95,9 @@ OPTIONS = (
     SinkOption("fluentd-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
     # Docker's fluentd driver options, with the pipeline option each one means here.
     SinkOption("fluentd-async", "false", _BOOL, "accepted; logdriver never blocks docker run", parse_bool),
-    SinkOption("fluentd-async-connect", "false", _BOOL, "accepted (deprecated in Docker)", parse_bool),
+    SinkOption(
+        "fluentd-async-connect", "false", _BOOL, "accepted (Docker 28 removed it from its own driver)", parse_bool
+    ),
     SinkOption(
         "fluentd-async-reconnect-interval",
         "",
