@@ -108,7 +108,7 @@ plugin-push: $(STAMP) docker
 
 ## Throughput against Docker's own drivers (local, json-file, none; fluentd to a real server), median of 5;
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
-## On the engine at DOCKER_HOST (default Debian's 20.10), e.g.
+## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
 ## DOCKER_HOST=$$(./scripts/ensure-docker28.sh) make bench for dockerd 28.5.
 bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"

@@ -3,6 +3,8 @@
 # On a fresh Debian machine this installs docker.io and busybox-static from
 # Debian's packages and starts dockerd in the background (no systemd needed).
 set -eu
+# Debian's engine on its default socket, whatever DOCKER_HOST says (ensure-docker28.sh starts the other).
+export DOCKER_HOST=unix:///var/run/docker.sock
 log=${DOCKERD_LOG:-/var/log/dockerd-logdriver.log}
 
 need_pkgs=""

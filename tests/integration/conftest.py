@@ -41,11 +41,44 @@ class Engine:
     version: str  # what the server must report, so that an id cannot name the wrong engine
     host: str
     ensure: str  # the script under scripts/ that starts it (and builds it, for 28)
+    pidfile: str
+
+    @property
+    def socket(self) -> str:
+        return self.host.removeprefix("unix://")
+
+    def start(self) -> None:
+        subprocess.run([str(ROOT / "scripts" / self.ensure)], check=True, stdout=subprocess.DEVNULL)
+
+    def restart(self) -> None:
+        """SIGTERM to dockerd (it stops its containers, as on a host's `systemctl restart
+        docker`), then start it again the way `make test` did."""
+        pid = int(Path(self.pidfile).read_text())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(pid):
+            assert time.monotonic() < deadline, f"dockerd {pid} did not stop"
+            time.sleep(0.2)
+        self.start()
+
+
+def _alive(pid: int) -> bool:
+    """Running: not gone and not a zombie (PID 1 here may not reap dockerd at once)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 ENGINES = (
-    Engine("docker-20.10", "20.10.", "unix:///var/run/docker.sock", "ensure-docker.sh"),
-    Engine("docker-28.5", "28.5.", "unix:///run/logdriver-docker28/docker.sock", "ensure-docker28.sh"),
+    Engine("docker-20.10", "20.10.", "unix:///var/run/docker.sock", "ensure-docker.sh", "/var/run/docker.pid"),
+    Engine(
+        "docker-28.5",
+        "28.5.",
+        "unix:///run/logdriver-docker28/docker.sock",
+        "ensure-docker28.sh",
+        "/run/logdriver-docker28/docker.pid",
+    ),
 )
 
 
@@ -61,7 +94,7 @@ def selected_engines() -> tuple[Engine, ...]:
 
 
 def running_engine_sockets() -> list[str]:
-    return [e.host.removeprefix("unix://") for e in ENGINES if os.path.exists(e.host.removeprefix("unix://"))]
+    return [engine.socket for engine in ENGINES if os.path.exists(engine.socket)]
 
 
 @pytest.fixture(scope="session", autouse=True, params=selected_engines(), ids=lambda engine: engine.name)
@@ -72,7 +105,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     previous = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = engine.host
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        subprocess.run([str(ROOT / "scripts" / engine.ensure)], check=True, stdout=subprocess.DEVNULL)
+        engine.start()
     elif docker("image", "inspect", IMAGE, check=False).returncode != 0:
         subprocess.run([str(ROOT / "scripts" / "build-test-image.sh"), IMAGE], check=True)
     version = docker("version", "--format", "{{.Server.Version}}").stdout.decode().strip()

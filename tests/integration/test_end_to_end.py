@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from .conftest import Plugin, docker, logs
+from .conftest import Engine, Plugin, docker, logs
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +185,37 @@ def test_follow_ends_when_the_client_goes_away(plugin: Plugin) -> None:
         while "follow=True, tail=-1) ended: client went away" not in plugin.log():
             assert time.monotonic() < deadline, plugin.log()[-2000:]
             time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_the_engine_restarts_under_a_logging_container(plugin: Plugin, engine: Engine) -> None:
+    """dockerd stopped (it stops its containers) and started again: the container comes back
+    under --restart=always with a new FIFO; both runs are complete in docker logs and the
+    file sink, and the plugin served throughout."""
+    counting = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.02; done"
+    container = plugin.create(
+        "sh", "-c", counting, opts={"file-format": "text"}, args=("--restart=always", "--stop-timeout=1")
+    )
+    docker("start", container)
+    deadline = time.monotonic() + 30
+    while len(logs(container)[0].split()) < 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    engine.restart()
+    deadline = time.monotonic() + 60
+    while (out := logs(container)[0]).count(b"\n1\n") < 1:  # the second run has begun
+        assert time.monotonic() < deadline, plugin.log()[-3000:]
+        time.sleep(0.2)
+    time.sleep(1)
+    docker("stop", "-t", "1", container)
+    out, _ = logs(container)
+    numbers = [int(n) for n in out.split()]
+    second = numbers.index(1, 1)
+    first_run, second_run = numbers[:second], numbers[second:]
+    assert first_run == list(range(1, len(first_run) + 1)), "lines lost around the engine's stop"
+    assert second_run == list(range(1, len(second_run) + 1))
+    assert len(first_run) >= 50
+    assert len(second_run) >= 10
+    files = sorted(plugin.file_dir.glob(f"{container[:12]}-*.log"))
+    written = b"".join(path.read_bytes() for path in files)
+    assert sorted(int(n) for n in written.split()) == sorted(numbers)
