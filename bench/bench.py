@@ -84,12 +84,15 @@ def dockerd_pid() -> int:
         if len(fields) >= 8 and os.path.realpath(fields[7]) == path:
             inodes.add(f"socket:[{fields[6]}]")
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and "dockerd" in (entry / "comm").read_text(errors="replace"):
-            try:
-                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                    return int(entry.name)
-            except OSError:
-                continue
+        try:  # a process may end while we look
+            if (
+                entry.name.isdigit()
+                and "dockerd" in (entry / "comm").read_text(errors="replace")
+                and any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir())
+            ):
+                return int(entry.name)
+        except OSError:
+            continue
     raise RuntimeError(f"no dockerd listens on {path}")
 
 

@@ -196,18 +196,23 @@ def test_the_engine_restarts_under_a_logging_container(plugin: Plugin, engine: E
     container = plugin.create(
         "sh", "-c", counting, opts={"file-format": "text"}, args=("--restart=always", "--stop-timeout=1")
     )
-    docker("start", container)
-    deadline = time.monotonic() + 30
-    while len(logs(container)[0].split()) < 50:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    engine.restart()
-    deadline = time.monotonic() + 60
-    while (out := logs(container)[0]).count(b"\n1\n") < 1:  # the second run has begun
-        assert time.monotonic() < deadline, plugin.log()[-3000:]
-        time.sleep(0.2)
-    time.sleep(1)
-    docker("stop", "-t", "1", container)
+    try:
+        docker("start", container)
+        deadline = time.monotonic() + 30
+        while len(logs(container)[0].split()) < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        engine.restart()
+        deadline = time.monotonic() + 60
+        while logs(container)[0].count(b"\n1\n") < 1:  # the second run has begun
+            assert time.monotonic() < deadline, plugin.log()[-3000:]
+            time.sleep(0.2)
+        time.sleep(1)
+        docker("stop", "-t", "1", container)
+    finally:
+        # A --restart=always container left behind would come back at every engine start.
+        engine.start()
+        docker("update", "--restart=no", container, check=False)
     out, _ = logs(container)
     numbers = [int(n) for n in out.split()]
     second = numbers.index(1, 1)
