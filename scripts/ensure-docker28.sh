@@ -23,6 +23,7 @@ if DOCKER_HOST=$host docker info >/dev/null 2>&1; then
   exit 0
 fi
 
+"$here/apt-install.sh" ip iproute2 >&2
 engine_dir=$("$here/build-docker28.sh")
 "$here/ensure-docker.sh" >&2  # runc, iptables and busybox come with Debian's engine
 mkdir -p "$run" "$data"
