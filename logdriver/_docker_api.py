@@ -17,7 +17,10 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 
 async def removed_containers(container_ids: Iterable[str], sockets: Sequence[str] = (DOCKER_SOCKET,)) -> set[str]:
     """The IDs that every engine answers 404 for; any other failure (an engine not
-    running) raises, and the caller deletes nothing by removal."""
+    running) raises, and the caller deletes nothing by removal. No engine to ask
+    (``LOGDRIVER_DOCKER_SOCKETS=``) means none is known removed: retention alone deletes."""
+    if not sockets:
+        return set()
     removed = set(container_ids)
     for socket_path in sockets:
         if removed:

@@ -53,6 +53,8 @@ async def test_a_container_is_removed_only_when_no_engine_knows_it(tmp_path: Pat
         await nursery.start(second.serve)
         assert await removed_containers(["a", "b", "c"], sockets=(first.path, second.path)) == {"c"}
         assert await removed_containers(["a", "b", "c"], sockets=(first.path,)) == {"b", "c"}
+        # No engine asked (the setting emptied): nothing is known removed.
+        assert await removed_containers(["a", "b", "c"], sockets=()) == set()
         # An engine not running: nothing can be called removed.
         with pytest.raises(httpx.ConnectError, match="No such file"):
             await removed_containers(["c"], sockets=(first.path, str(tmp_path / "absent.sock")))
@@ -63,5 +65,6 @@ def test_engine_sockets_setting() -> None:
     assert Settings.from_env({}).docker_sockets == ("/var/run/docker.sock",)
     both = Settings.from_env({"LOGDRIVER_DOCKER_SOCKETS": "/var/run/docker.sock, /run/d2/docker.sock"})
     assert both.docker_sockets == ("/var/run/docker.sock", "/run/d2/docker.sock")
+    assert Settings.from_env({"LOGDRIVER_DOCKER_SOCKETS": ""}).docker_sockets == ()
     with pytest.raises(ConfigError, match="LOGDRIVER_DOCKER_SOCKETS"):
         Settings.from_env({"LOGDRIVER_DOCKER_SOCKETS": "docker.sock"})
