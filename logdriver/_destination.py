@@ -24,6 +24,7 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -67,6 +68,12 @@ def fair_shares(sizes: Sequence[int], capacity: int) -> list[int]:
     return shares
 
 
+@dataclass(slots=True)
+class _Held:
+    batch: LogBatch  # the part to send again, before any newer line of its pipeline
+    due: float  # when (trio time)
+
+
 class Destination:
     """Run with ``await nursery.start(destination.run)``; it returns when its last pipeline is done."""
 
@@ -88,6 +95,9 @@ class Destination:
         self._due = math.inf  # when the next request is due, as the worker last computed it
         self._pending = 0  # lines offered since the worker last looked (a hint)
         self._turn = 0
+        # Parts waiting for their retry time, and each failing pipeline's (retries done, first failure).
+        self._held: dict[SinkPipeline, _Held] = {}
+        self._attempts: dict[SinkPipeline, tuple[int, float]] = {}
         self.requests = 0  # requests sent (first attempts)
         self.request_lines = 0  # lines in them
 
@@ -141,15 +151,33 @@ class Destination:
             self.pipelines.clear()
 
     def _next_request(self) -> list[tuple[SinkPipeline, LogBatch]]:
-        """Lines from every queue when a request is due, else [] (and ``_due`` says when)."""
+        """Lines from every queue when a request is due, else [] (and ``_due`` says when).
+
+        A pipeline holding a failed part (``_held``) sends nothing new until that part is
+        delivered: its lines stay in order. The part goes out again at its own retry time,
+        in whatever request is built then; the others never wait for it.
+        """
         now = trio.current_time()
-        opts = self.options
-        ready = [p for p in self._queued if p.queue.entries and p.flush_deadline > now]
-        self._queued = dict.fromkeys(ready)
+        held_due = [p for p, held in self._held.items() if held.due <= now]
+        ready = [p for p in self._queued if p.queue.entries and p.flush_deadline > now and p not in self._held]
+        # A held pipeline's new lines wait for its retry; keep it in mind for then.
+        self._queued = dict.fromkeys([*ready, *(p for p in self._queued if p in self._held)])
         self._pending = 0
-        if not ready:
-            self._due = math.inf
-            return []
+        self._due = math.inf
+        request = [(p, self._held.pop(p).batch) for p in held_due]
+        if ready:
+            request += self._take_fair(ready, now, due_anyway=bool(request))
+        self._due = min([self._due, *(held.due for held in self._held.values())])
+        if request:
+            self.requests += 1
+            self.request_lines += sum(len(batch) for _, batch in request)
+        return request
+
+    def _take_fair(
+        self, ready: list[SinkPipeline], now: float, *, due_anyway: bool
+    ) -> list[tuple[SinkPipeline, LogBatch]]:
+        """Fair shares of the ready queues, if a request is due (or is being sent anyway)."""
+        opts = self.options
         entries = sum(p.queue.entries for p in ready)
         nbytes = sum(p.queue.bytes for p in ready)
         oldest = min(now if (since := p.queue.oldest_since()) is None else since for p in ready)
@@ -159,7 +187,10 @@ class Destination:
         # fuller request would only hold the container longer.
         urgent = any(p.flush_deadline < math.inf or p.producer_waiting for p in ready)
         self._due = oldest + opts.batch_max_wait
-        if not (urgent or entries >= opts.batch_max_entries or nbytes >= opts.batch_max_bytes or now >= self._due):
+        if (
+            not (due_anyway or urgent or entries >= opts.batch_max_entries or nbytes >= opts.batch_max_bytes)
+            and now < self._due
+        ):
             return []
         start = self._turn % len(ready)
         ready = ready[start:] + ready[:start]
@@ -176,9 +207,6 @@ class Destination:
                 room -= batch.nbytes
                 served = position + 1
         self._turn = start + served
-        if request:
-            self.requests += 1
-            self.request_lines += sum(len(batch) for _, batch in request)
         return request
 
     async def _finish_idle(self) -> None:
@@ -188,7 +216,8 @@ class Destination:
         for pipeline in closed:
             if pipeline not in self.pipelines:
                 continue
-            if not pipeline.queue.entries or pipeline.flush_deadline <= now:
+            idle = not pipeline.queue.entries and pipeline not in self._held
+            if idle or pipeline.flush_deadline <= now:
                 await self._stop(pipeline)
             else:
                 self._closed[pipeline] = None  # lines still to send (when due): look again then
@@ -196,51 +225,52 @@ class Destination:
 
     async def _stop(self, pipeline: SinkPipeline) -> None:
         del self.pipelines[pipeline]
+        self._held.pop(pipeline, None)
         self._queued.pop(pipeline, None)
         self._closed.pop(pipeline, None)
         await pipeline.finish()
 
     async def _deliver(self, request: list[tuple[SinkPipeline, LogBatch]]) -> None:
-        """Send with retries until every line is settled, given up, or past its pipeline's flush deadline."""
+        """Send once; each part that must be retried waits for its own retry time.
+
+        A failed part never holds the worker: it is set aside (``_held``) with its own
+        attempt count and schedule, and the next request goes out for everyone else.
+        Parts that failed together, with the same attempt count, get the same delay,
+        so an outage of the whole destination still retries them in one request.
+        """
         policy = self.options.retry
-        started = trio.current_time()
-        attempt = 0
-        while True:
-            results = await self._send(request)
-            again = []
-            for (pipeline, batch), result in zip(request, results, strict=True):
-                try:
-                    retry = await pipeline.settle(batch, result, started)
-                except Exception:
-                    # A verdict that does not fit its batch (an index out of range, not a
-                    # SendResult): that container's part is lost, counted; the others go on.
-                    log.exception("sink %s gave a bad verdict on %d lines", self.sink, len(batch))
-                    pipeline.discard(batch, "bad verdict from the sink")
-                    continue
-                if retry is not None:
-                    again.append((pipeline, retry))
-            if not again:
-                return
-            request = again
-            delay = policy.delay(attempt, self.rng)
-            now = trio.current_time()
-            if policy.gives_up(now - started, delay, attempt):
-                for pipeline, batch in request:
-                    await pipeline.give_up(batch, attempt + 1)
-                return
-            attempt += 1
-            # A pipeline whose flush deadline comes before the next try stops with its lines
-            # unsettled: lost from memory (counted), kept by a spool.
-            keep = []
-            for pipeline, batch in request:
-                if now + delay > pipeline.flush_deadline:
-                    await self._stop(pipeline)
-                else:
-                    keep.append((pipeline, batch))
-            request = keep
-            if not request:
-                return
-            await trio.sleep(delay)
+        now = trio.current_time()
+        results = await self._send(request)
+        jitter = self.rng.random()
+        for (pipeline, batch), result in zip(request, results, strict=True):
+            try:
+                retry = await pipeline.settle(batch, result, now)
+            except Exception:
+                # A verdict that does not fit its batch (an index out of range, not a
+                # SendResult): that container's part is lost, counted; the others go on.
+                log.exception("sink %s gave a bad verdict on %d lines", self.sink, len(batch))
+                pipeline.discard(batch, "bad verdict from the sink")
+                self._attempts.pop(pipeline, None)
+                continue
+            if retry is None:
+                self._attempts.pop(pipeline, None)
+                continue
+            attempt, started = self._attempts.get(pipeline, (0, now))
+            delay = jitter * policy.bound(attempt)
+            later = trio.current_time()
+            if policy.gives_up(later - started, delay, attempt):
+                self._attempts.pop(pipeline, None)
+                await pipeline.give_up(retry, attempt + 1)
+            elif later + delay > pipeline.flush_deadline:
+                # Its flush deadline comes before the next try: it stops with its lines
+                # unsettled, lost from memory (counted) or kept by a spool.
+                self._attempts.pop(pipeline, None)
+                await self._stop(pipeline)
+            else:
+                self._attempts[pipeline] = (attempt + 1, started)
+                self._held[pipeline] = _Held(retry, later + delay)
+        if self._held:
+            self._due = min(self._due, min(held.due for held in self._held.values()))
 
     async def _send(self, request: list[tuple[SinkPipeline, LogBatch]]) -> Sequence[SendResult]:
         deadline = min(pipeline.flush_deadline for pipeline, _ in request)

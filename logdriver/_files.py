@@ -7,6 +7,7 @@ hold log lines. Directories are 0700 and files 0600, whatever the umask.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Final
 
@@ -55,3 +56,16 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def write_whole(fd: int, data: bytes, size_before: int) -> None:
+    """Append all of ``data`` to a file of ``size_before`` bytes, or none of it: after a
+    short write and an error (a disk filling up) the file is cut back, so it never ends
+    in half a record that would garble every record appended after it."""
+    try:
+        write_all(fd, data)
+    except OSError:
+        # The reader drops a torn record at the end; the error raised is what counts.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size_before)
+        raise

@@ -39,7 +39,7 @@ from ._buffer import BatchQueue, LineQueue, Offer
 from ._deadletter import CHUNK, DeadLetters
 from ._native import LogBatch
 from ._pipeline_options import PipelineOptions
-from ._spool import DiskQueue
+from ._spool import DiskQueue, SpoolReadError
 from .abc import SendResult, SinkStream
 
 if TYPE_CHECKING:
@@ -279,7 +279,20 @@ class SinkPipeline:
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
         """Lines for the next request (at least one, if any are queued)."""
-        batch = self.queue.take(max_entries, max_bytes)
+        try:
+            batch = self.queue.take(max_entries, max_bytes)
+        except SpoolReadError as exc:
+            # Lost from this container's spool, counted; the destination and the others go on.
+            log.error(
+                "sink %s: %d spooled lines of %s cannot be read back: %s",
+                self.sink,
+                exc.lines,
+                self.container_id[:12],
+                exc,
+            )
+            self.in_flight += exc.lines
+            self.discard_lines(exc.lines, "spool read failed")
+            return None
         if batch is not None:
             self.in_flight += len(batch)
             self._space.set()
@@ -317,8 +330,12 @@ class SinkPipeline:
 
     def discard(self, batch: LogBatch, reason: str) -> None:
         """Give up on ``batch`` without a verdict (the sink's answer was unusable): dropped, counted."""
-        self._drop(len(batch), reason)
-        self.in_flight -= len(batch)
+        self.discard_lines(len(batch), reason)
+
+    def discard_lines(self, count: int, reason: str) -> None:
+        """Give up on ``count`` lines handed out: dropped, counted."""
+        self._drop(count, reason)
+        self.in_flight -= count
         if not self.in_flight:
             self._ack()
 

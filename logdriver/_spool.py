@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ._budget import Budget, unlimited
 from ._buffer import Offer, Overflow
-from ._files import makedirs_private, open_private, write_private
+from ._files import makedirs_private, open_private, write_private, write_whole
 from ._native import LogBatch
 
 log = logging.getLogger("logdriver.spool")
@@ -47,6 +47,14 @@ class _Record:
     size: int  # bytes on disk, header included
     entries: int
     queued_at: float
+
+
+class SpoolReadError(Exception):
+    """A spooled record could not be read back; its ``lines`` are lost."""
+
+    def __init__(self, lines: int, reason: str) -> None:
+        super().__init__(reason)
+        self.lines = lines
 
 
 class DiskQueue:
@@ -73,6 +81,7 @@ class DiskQueue:
         self.bytes = 0  # on disk, undelivered
         self.entries = 0  # undelivered, not yet handed out
         self.corrupt_bytes = 0
+        self.unreadable_entries = 0  # lines of records that could not be read back (lost, counted)
         self._records: deque[_Record] = deque()  # undelivered, in order
         self._taken = 0  # records at the head handed out by take(), not yet acked
         self._fd = -1
@@ -179,14 +188,27 @@ class DiskQueue:
         return self.bytes
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
-        """Whole records from the head (at least one), up to the limits."""
+        """Whole records from the head (at least one), up to the limits.
+
+        Raises ``SpoolReadError`` when the head record cannot be read back (an I/O
+        error, a segment removed under the spool): that record is handed out as lost,
+        so the next ``ack`` moves past it, and the caller counts its lines.
+        """
         parts: list[LogBatch] = []
         entries = size = 0
         while len(self._records) > self._taken and (not parts or (entries < max_entries and size < max_bytes)):
             record = self._records[self._taken]
             if parts and entries + record.entries > max_entries:
                 break
-            batch = self._read(record)
+            try:
+                batch = self._read(record)
+            except (OSError, ValueError) as exc:
+                if parts:
+                    break  # hand out what was read; the next take meets this record first
+                self.entries -= record.entries
+                self._taken += 1
+                self.unreadable_entries += record.entries
+                raise SpoolReadError(record.entries, f"{type(exc).__name__}: {exc}") from exc
             parts.append(batch)
             entries += record.entries
             size += batch.nbytes
@@ -217,8 +239,15 @@ class DiskQueue:
 
     def _read(self, record: _Record) -> LogBatch:
         with open(self._path(record.seq), "rb") as handle:
-            handle.seek(record.end - record.size + _HEAD.size)
-            return LogBatch.from_frames(handle.read(record.size - _HEAD.size))
+            handle.seek(record.end - record.size)
+            data = handle.read(record.size)
+        if len(data) != record.size:
+            raise ValueError(f"record cut short: {len(data)} of {record.size} bytes")
+        length, crc, _ = _HEAD.unpack_from(data)
+        payload = data[_HEAD.size :]
+        if length != len(payload) or zlib.crc32(payload) != crc:
+            raise ValueError("record changed on disk (bad length or checksum)")
+        return LogBatch.from_frames(payload)
 
     def _forget(self, index: int) -> None:
         """Drop an untaken record (drop-oldest); its bytes stay until the cursor passes them."""
@@ -233,22 +262,39 @@ class DiskQueue:
     def _append(self, payload: bytes, size: int, entries: int, now: float) -> None:
         if self._fd < 0 or self._size >= self.segment_bytes:
             self._roll()
-        os.write(self._fd, _HEAD.pack(len(payload), zlib.crc32(payload), entries) + payload)
+        write_whole(self._fd, _HEAD.pack(len(payload), zlib.crc32(payload), entries) + payload, self._size)
         self._size += size
         self._records.append(_Record(self._seq, self._size, size, entries, now))
         self.bytes += size
         self.entries += entries
         self.disk.take(size)
         if time.monotonic() - self._last_sync >= self.fsync_interval:
-            self.sync()
+            try:
+                self.sync()
+            except OSError as exc:
+                # The record is written (the page cache has it) and queued: only its
+                # durability across a host crash is in doubt. Say so; do not count it lost.
+                self._last_sync = time.monotonic()
+                log.error("spool %s: fsync failed: %s", self.directory, exc)
 
     def _roll(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-        self._seq += 1 if self._fd >= 0 else 0
-        self._fd = open_private(self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        self._size = os.fstat(self._fd).st_size
+        """Open the next segment, then close the current one: a failed open changes nothing,
+        and no descriptor number is kept after it was closed."""
+        seq = self._seq + 1 if self._fd >= 0 else self._seq
+        fd = open_private(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        old, self._fd, self._seq, self._size = self._fd, fd, seq, size
+        if old >= 0:
+            try:
+                os.fsync(old)
+            except OSError as exc:
+                log.error("spool %s: fsync of a full segment failed: %s", self.directory, exc)
+            finally:
+                os.close(old)
 
     def _write_cursor(self, seq: int, offset: int) -> None:
         write_private(os.path.join(self.directory, "cursor"), f"{seq} {offset}".encode())

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._files import makedirs_private, open_private
+from ._files import makedirs_private, open_private, write_whole
 from ._framing import HEADER
 from ._native import whole_frames
 
@@ -142,54 +142,68 @@ class LogStore:
     def close_writer(self, clog: ContainerLog) -> None:
         clog.writers -= 1
         clog.last_active = time.time()
-        if clog.writers == 0 and clog.fd >= 0:
-            os.close(clog.fd)
-            clog.fd = -1
+        if clog.writers == 0:
+            _release(clog)
         clog.notify()
 
     def append(self, clog: ContainerLog, raw: bytes) -> None:
-        """Append whole frames; rotates at frame boundaries when a segment fills."""
-        while raw:
-            if clog.fd < 0 or clog.sizes[clog.segments[-1]] >= clog.max_size:
-                self._rotate(clog)
-            seq = clog.segments[-1]
-            room = clog.max_size - clog.sizes[seq]
-            cut = len(raw) if len(raw) <= room else _frames_fitting(raw, room)
-            if cut == 0:
-                if clog.sizes[seq] > 0:
-                    self._rotate(clog)  # the next frame does not fit: start a new segment
-                    continue
-                cut = _first_frame_length(raw)  # a frame bigger than max-size gets a segment alone
-            written = os.write(clog.fd, raw[:cut])
-            clog.sizes[seq] += written
-            self._total += written
-            self.statistics.bytes_written += written
-            raw = raw[written:]
-        clog.last_active = time.time()
-        clog.notify()
-        if self._total > self.max_total_bytes:
-            self._evict_to(int(self.max_total_bytes * 0.9))
+        """Append whole frames; rotates at frame boundaries when a segment fills.
+
+        Raises OSError when the disk refuses (a full disk, a failed rotation): the
+        frames not yet written are not in the store, and no segment is left holding
+        part of a frame. The writer stays usable: the next append tries again.
+        """
+        try:
+            while raw:
+                if clog.fd < 0 or clog.sizes[clog.segments[-1]] >= clog.max_size:
+                    self._rotate(clog)
+                seq = clog.segments[-1]
+                room = clog.max_size - clog.sizes[seq]
+                cut = len(raw) if len(raw) <= room else _frames_fitting(raw, room)
+                if cut == 0:
+                    if clog.sizes[seq] > 0:
+                        self._rotate(clog)  # the next frame does not fit: start a new segment
+                        continue
+                    cut = _first_frame_length(raw)  # a frame bigger than max-size gets a segment alone
+                write_whole(clog.fd, raw[:cut], clog.sizes[seq])
+                clog.sizes[seq] += cut
+                self._total += cut
+                self.statistics.bytes_written += cut
+                raw = raw[cut:]
+        finally:
+            clog.last_active = time.time()
+            clog.notify()
+            if self._total > self.max_total_bytes:
+                self._evict_to(int(self.max_total_bytes * 0.9))
 
     def _rotate(self, clog: ContainerLog) -> None:
-        if clog.fd >= 0:
-            os.close(clog.fd)
-            self.statistics.segments_rotated += 1
-        if clog.segments and clog.sizes[clog.segments[-1]] == 0:
-            seq = clog.segments[-1]  # reuse an empty segment (e.g. after a restart)
+        """Open the next segment, then close the current one: a failed open (a full
+        or read-only disk, no descriptors left) changes nothing, and no descriptor
+        number is ever held after it was closed."""
+        if clog.fd < 0 and clog.segments and clog.sizes[clog.segments[-1]] == 0:
+            seq, new = clog.segments[-1], False  # reuse an empty segment (e.g. after a restart)
         else:
-            seq = clog.next_seq
+            seq, new = clog.next_seq, True
+        fd = open_private(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        if clog.fd >= 0:
+            _release(clog)
+            self.statistics.segments_rotated += 1
+        clog.fd = fd
+        if new:
             clog.next_seq += 1
             clog.segments.append(seq)
-            clog.sizes[seq] = 0
-        clog.fd = open_private(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        clog.sizes[seq] = os.fstat(clog.fd).st_size
+        clog.sizes[seq] = size
         while len(clog.segments) > clog.max_file:
             self._delete_segment(clog, clog.segments[0])
 
     def _delete_segment(self, clog: ContainerLog, seq: int) -> None:
-        if clog.fd >= 0 and clog.segments and seq == clog.segments[-1]:
-            os.close(clog.fd)  # the live segment: the next append starts a new one
-            clog.fd = -1
+        if clog.segments and seq == clog.segments[-1]:
+            _release(clog)  # the live segment: the next append starts a new one
         with contextlib.suppress(FileNotFoundError):
             os.unlink(clog.path(seq))
         clog.segments.remove(seq)
@@ -244,9 +258,19 @@ class LogStore:
 
     def close(self) -> None:
         for clog in self._logs.values():
-            if clog.fd >= 0:
-                os.close(clog.fd)
-                clog.fd = -1
+            _release(clog)
+
+
+def _release(clog: ContainerLog) -> None:
+    """Close the writer's descriptor, forgetting its number first: even a failed close
+    (EIO) releases it, and a number kept after that would write into whatever file
+    or FIFO the process opens next."""
+    fd, clog.fd = clog.fd, -1
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            log.error("closing a segment of %s failed: %s", os.path.basename(clog.directory)[:12], exc)
 
 
 def _first_frame_length(raw: bytes) -> int:
