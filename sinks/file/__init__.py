@@ -1,10 +1,17 @@
 """File sink: one JSON-lines (or raw text) file per container, rotated by size.
 
 File name: ``<12-char id>-<name>.log`` under the sink directory
-(``LOGDRIVER_FILE_DIR``). Rotation as json-file does it: when the file passes
-``file-max-size`` it becomes ``.1``, ``.1`` becomes ``.2`` and so on, keeping
-``file-max-file`` files in all. A file rotates after the line that reaches
-``file-max-size``, so it passes the limit by less than one line.
+(``LOGDRIVER_FILE_DIR``), the name cut to ``NAME_BYTES`` bytes. Rotation as json-file
+does it: when the file passes ``file-max-size`` it becomes ``.1``, ``.1`` becomes
+``.2`` and so on, keeping ``file-max-file`` files in all. A file rotates after the
+line that reaches ``file-max-size``, so it passes the limit by less than one line.
+
+A rotation renames every kept file, so its cost is bounded against the size: at most
+one rename per ``BYTES_PER_RENAME`` of ``file-max-size`` (about 2,000 renames per MiB
+written at worst, where 1k with 1000 files was a million), and the renames run in the sink's own worker threads
+(``THREADS``), never on the event loop. Errors that no retry can mend (a name the
+file system refuses, a directory where the file should be) send the lines to the
+dead letters; others (a full disk) are retried.
 
 A JSON record::
 
@@ -21,19 +28,27 @@ which keeps this sink off the per-line Python path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Mapping
 from typing import ClassVar
 
 import orjson
+import trio
 
-from logdriver import LogBatch, Settings, SinkOption, choice, int_between, size_between
+from logdriver import ConfigError, LogBatch, Settings, SinkOption, choice, int_between, size_between
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 from ._render import json_lines, text_lines
 
 log = logging.getLogger("logdriver.sinks.file")
+
+NAME_BYTES = 100  # of the container's name in the file name (most file systems allow 255 in all)
+BYTES_PER_RENAME = 500  # file-max-file - 1 may be at most file-max-size / this
+THREADS = 2  # the sink's own worker threads, for rotations
+# Errors a retry cannot mend: the lines go to the dead letters instead of holding the queue.
+PERMANENT = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
 
 
 OPTIONS = (
@@ -53,6 +68,7 @@ class FileSink(Sink):
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
+        self.threads = trio.CapacityLimiter(THREADS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileSink:
@@ -60,19 +76,29 @@ class FileSink(Sink):
         return cls(settings.environ.get("LOGDRIVER_FILE_DIR") or os.path.join(settings.state_dir, "files"))
 
     def open_stream(self, context: ContainerContext) -> FileStream:
-        return FileStream(self.directory, context)
+        return FileStream(self.directory, context, self.threads)
 
 
 class FileStream(SinkStream):
-    def __init__(self, directory: str, context: ContainerContext) -> None:
+    def __init__(self, directory: str, context: ContainerContext, threads: trio.CapacityLimiter | None = None) -> None:
         info = context.info
         name = info.name.removeprefix("/").replace("/", "_") or "container"
+        name = name.encode()[:NAME_BYTES].decode(errors="ignore")
         self.path = os.path.join(directory, f"{info.short_id}-{name}.log")
         self.directory = directory
         options = context.sink_options(FileSink.name)
         self.text = options["file-format"] == "text"
         self.max_size = int(options["file-max-size"])
         self.max_file = int(options["file-max-file"])
+        most = 1 + self.max_size // BYTES_PER_RENAME
+        if self.max_file > most:
+            raise ConfigError(
+                "file-max-file",
+                str(self.max_file),
+                f"at most {most} with file-max-size {self.max_size} (each rotation renames every "
+                f"kept file: one per {BYTES_PER_RENAME} bytes of file-max-size at most)",
+            )
+        self.threads = threads or trio.CapacityLimiter(1)
         self._suffix = b"," + orjson.dumps(context.record_fields())[1:] + b"\n"
         self._fd = -1
         self._size = 0
@@ -85,9 +111,16 @@ class FileStream(SinkStream):
 
     def _open(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        # Container output: root only, like json-file's files.
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        # Container output: root only, like json-file's files (and a file an older
+        # version created with another mode is tightened).
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            self._size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     def encode(self, batch: LogBatch) -> bytes:
         """The batch's lines in this stream's format, one per ``\\n`` (content never has one)."""
@@ -107,17 +140,21 @@ class FileStream(SinkStream):
                     break
                 self._write(data[done:cut])
                 done = cut
-                self._rotate()
+                await trio.to_thread.run_sync(self._rotate, limiter=self.threads)
             if done < len(data):
                 self._write(data[done:])
         except OSError as exc:
             log.error("file sink cannot write %s: %s", self.path, exc)
+            unwritten = range(data.count(b"\n", 0, done), len(batch))
+            if exc.errno in PERMANENT:
+                return SendResult(rejected=dict.fromkeys(unwritten, f"file sink: {exc.strerror}"))
             # Reopen on the next attempt: an operator may have deleted the file to free space,
             # and an open descriptor would keep that space taken.
             if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            return SendResult(retry=range(data.count(b"\n", 0, done), len(batch)))
+                fd, self._fd = self._fd, -1
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            return SendResult(retry=unwritten)
         return DELIVERED
 
     def _write(self, data: bytes) -> None:
@@ -135,8 +172,8 @@ class FileStream(SinkStream):
         self._size += len(data)
 
     def _rotate(self) -> None:
-        os.close(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1
+        os.close(fd)
         if self.max_file <= 1:
             os.truncate(self.path, 0)
         else:
@@ -148,5 +185,5 @@ class FileStream(SinkStream):
 
     async def aclose(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            os.close(fd)
