@@ -43,6 +43,12 @@ class SinkOption:
     secrets are kept out of ``docker inspect``. ``pipeline`` names the pipeline
     option it sets for this sink, for Docker option names that mean one
     (``fluentd-buffer-limit`` is ``fluentd-buffer-max-entries``).
+
+    Credentials stay where the operator put them (one rule for every sink): a
+    ``secret`` is settable plugin-wide only, and the plugin-wide value of every
+    ``credential`` (secrets, client certificates) is used only for the plugin-wide
+    destination. A container whose log-opts name another destination (an option
+    marked ``destination``, set to another value) ships there without them.
     """
 
     name: str
@@ -51,9 +57,16 @@ class SinkOption:
     help: str
     parse: Callable[[str], object] = str
     pipeline: str = ""
-    secret: bool = False  # never logged or shown
+    secret: bool = False  # never logged or shown; plugin-wide only; a credential
     # Settable only plugin-wide (``LOGDRIVER_<NAME>``): a log-opt shows in ``docker inspect``.
     plugin_only: bool = False
+    destination: bool = False  # says where lines go (es-url, kafka-brokers, fluentd-address)
+    credential: bool = False  # its plugin-wide value goes only to the plugin-wide destination
+
+    @property
+    def bound(self) -> bool:
+        """Whether the plugin-wide value is withheld from a container-chosen destination."""
+        return self.secret or self.credential
 
 
 class SinkKind(Protocol):
@@ -246,9 +259,10 @@ def _sink_options(
     log-opts with the sink's pipeline aliases turned into ``<sink>-<option>`` keys."""
     values: dict[str, Any] = {}
     pipeline_config = dict(config)
+    chosen = _chosen_destination(kind, config, environ)
     for option in kind.options:
         where, text = option.name, config.get(option.name)
-        if text is not None and option.plugin_only:
+        if text is not None and (option.plugin_only or option.secret):
             raise ConfigError(
                 option.name,
                 "<hidden>" if option.secret else text,
@@ -256,6 +270,8 @@ def _sink_options(
             )
         if text is None:
             where, text = env_name(option.name), environ.get(env_name(option.name), option.default)
+            if chosen and option.bound:
+                where, text = option.name, option.default  # not the plugin-wide credential
         try:
             values[option.name] = option.parse(text) if text or option.parse is str else None
         except ValueError as exc:
@@ -264,6 +280,25 @@ def _sink_options(
         if option.pipeline and option.name in config and target not in config:
             pipeline_config[target] = _as_text(values[option.name])
     return values, pipeline_config
+
+
+def _chosen_destination(kind: SinkKind, config: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    """The first destination option a container's log-opts set to somewhere other than
+    the plugin-wide destination ("" when there is none)."""
+    for option in kind.options:
+        if not option.destination or option.name not in config:
+            continue
+        try:
+            chosen = option.parse(config[option.name])
+        except ValueError:
+            return option.name  # refused with its reason below
+        try:
+            plugin_wide = option.parse(environ.get(env_name(option.name), option.default))
+        except ValueError:
+            plugin_wide = None
+        if chosen != plugin_wide:
+            return option.name
+    return ""
 
 
 def _accepts(accepts: str, exc: ValueError) -> str:

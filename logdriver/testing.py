@@ -143,6 +143,10 @@ class Destination(Protocol):
         """Values that must never appear in a log line or an error."""
 
     @property
+    def elsewhere(self) -> tuple[str, str] | None:
+        """A destination log-opt and a value naming another destination (None: the sink has none)."""
+
+    @property
     def bad_option(self) -> tuple[str, str]:
         """One of the sink's own log-opts and a value it must refuse."""
 
@@ -257,6 +261,27 @@ class SinkConformance:
         assert pipeline.statistics.dead_lettered == 10  # gave up, with a reason
         for secret in destination.secrets:
             assert secret not in text
+
+    async def test_credentials_go_only_to_the_plugin_wide_destination(
+        self, sink: Sink, destination: Destination
+    ) -> None:
+        """A container naming another destination in its log-opts gets none of the plugin-wide
+        credentials; secrets are refused as log-opts (they show in docker inspect)."""
+        import pytest  # only the suite needs it, not the plugin
+
+        own = context_for(sink, destination.config, environ=destination.environ).sink_options(sink.name)
+        bound = [option for option in sink.options if option.bound]
+        elsewhere = getattr(destination, "elsewhere", None)
+        if elsewhere is not None:
+            key, value = elsewhere
+            chosen = context_for(sink, {**destination.config, key: value}, environ=destination.environ)
+            for option in bound:
+                assert chosen.sink_options(sink.name)[option.name] in ("", None, False), option.name
+            assert any(own[option.name] for option in bound), "the plugin-wide destination has them"
+        for option in sink.options:
+            if option.secret:
+                with pytest.raises(ConfigError, match=re.escape(repr(option.name))):
+                    context_for(sink, {option.name: "from-a-log-opt"})
 
     async def test_counters_are_named_integers(self, sink: Sink) -> None:
         counters = sink.counters()

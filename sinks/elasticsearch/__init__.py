@@ -22,6 +22,7 @@ ordinary index).
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
@@ -54,6 +55,26 @@ def _index_template(value: str) -> str:
     return value
 
 
+# Elasticsearch's rules for index and data stream names, kept strict: a name also becomes
+# part of a template's URL path, so nothing a log-opt holds may reach another API.
+_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,254}")
+_PIPELINE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def index_name(value: str) -> str:
+    """An index or data stream name: lowercase letters, digits, ``.``, ``_``, ``-``,
+    not starting with ``.``, ``_``, ``-`` or ``+``, at most 255 bytes."""
+    if not _INDEX_NAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError(value)
+    return value
+
+
+def _pipeline_id(value: str) -> str:
+    if value and not _PIPELINE_ID.fullmatch(value):
+        raise ValueError(value)
+    return value
+
+
 OPTIONS = (
     SinkOption(
         "es-url",
@@ -61,12 +82,14 @@ OPTIONS = (
         "http(s)://host:port[/prefix], comma-separated",
         "nodes; a failed node is skipped and retried later",
         parse_urls,
+        destination=True,
     ),
     SinkOption(
         "es-data-stream",
         "logs-docker-default",
-        "a data stream name (type-dataset-namespace)",
+        "a data stream name (type-dataset-namespace) of lowercase letters, digits, '.', '_' and '-'",
         "where documents go unless es-index is set",
+        index_name,
     ),
     SinkOption(
         "es-index",
@@ -75,19 +98,25 @@ OPTIONS = (
         "write to indices instead of a data stream",
         _index_template,
     ),
-    SinkOption("es-pipeline", "", "an ingest pipeline id", "ingest pipeline for every document"),
+    SinkOption(
+        "es-pipeline",
+        "",
+        "an ingest pipeline id of letters, digits, '.', '_' and '-'",
+        "ingest pipeline for every document",
+        _pipeline_id,
+    ),
     SinkOption("es-compress", "true", _BOOL, "gzip request bodies", parse_bool),
     SinkOption(
         "es-install-template", "false", _BOOL, "install an index template with logdriver's mappings", parse_bool
     ),
     SinkOption("es-request-timeout", "30s", "a duration such as 30s", "one bulk request", parse_duration),
-    SinkOption("es-username", "", "a user name", "basic authentication"),
-    SinkOption("es-password", "", "a password", "basic authentication", secret=True),
-    SinkOption("es-api-key", "", "the encoded API key", "Elasticsearch API key", secret=True),
-    SinkOption("es-bearer-token", "", "a token", "bearer authentication", secret=True),
+    SinkOption("es-username", "", "a user name", "basic authentication", credential=True),
+    SinkOption("es-password", "", "a password", "basic authentication (plugin-wide only)", secret=True),
+    SinkOption("es-api-key", "", "the encoded API key", "Elasticsearch API key (plugin-wide only)", secret=True),
+    SinkOption("es-bearer-token", "", "a token", "bearer authentication (plugin-wide only)", secret=True),
     SinkOption("es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's"),
-    SinkOption("es-tls-cert", "", "a PEM file path", "client certificate"),
-    SinkOption("es-tls-key", "", "a PEM file path", "client key"),
+    SinkOption("es-tls-cert", "", "a PEM file path", "client certificate", credential=True),
+    SinkOption("es-tls-key", "", "a PEM file path", "client key", credential=True),
     SinkOption("es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
 )
 
@@ -126,11 +155,21 @@ class ElasticsearchSink(Sink):
         return cls()
 
     def client(self, options: ClientOptions) -> BulkClient:
-        """One transport (connection pool) per distinct node set and credentials, shared by containers."""
+        """One transport (connection pool) per distinct node set and credentials, shared by
+        the containers using it, and closed when the last of them stops."""
         client = self._clients.get(options)
         if client is None:
             client = self._clients[options] = BulkClient(options)
+        client.users += 1
         return client
+
+    async def release(self, client: BulkClient) -> None:
+        """A stream closed: the last one closes the transport and its connections."""
+        client.users -= 1
+        if client.users <= 0 and self._clients.get(client.options) is client:
+            del self._clients[client.options]
+            self.templates = {key for key in self.templates if key[0] != client.options}
+            await client.aclose()
 
     def open_stream(self, context: ContainerContext) -> SinkStream:
         return ElasticsearchStream(self, context, context.sink_options(self.name))
@@ -229,7 +268,6 @@ class ElasticsearchStream(SinkStream):
                 self.client_options.verify,
                 prefix="es-tls-",
             )
-        self.client = sink.client(self.client_options)
         index = options["es-index"] or ""  # unset: a data stream
         if any(code in index for code in ("%H", "%I", "%M", "%S", "%p", "%f", "%s")):
             # Bulk bodies pick the index once per UTC day of log time.
@@ -237,8 +275,12 @@ class ElasticsearchStream(SinkStream):
         if index:
             try:
                 name = Template.parse(index).render(info)
+                # Each date code stands for digits: the name with them in place must be valid.
+                index_name(re.sub(r"%[A-Za-z]", "0", name))
             except ValueError as exc:
-                raise ConfigError("es-index", index, f"an index name with Docker tag variables ({exc})") from None
+                raise ConfigError(
+                    "es-index", index, f'an index name (lowercase, no / \\ * ? " < > | , # : or space) ({exc})'
+                ) from None
             self.target = Target(name, data_stream=False, pipeline=options["es-pipeline"])
         else:
             self.target = Target(options["es-data-stream"], data_stream=True, pipeline=options["es-pipeline"])
@@ -261,6 +303,9 @@ class ElasticsearchStream(SinkStream):
         if self.target.data_stream:
             fields["data_stream"] = _data_stream_fields(self.target.name)
         self.encoder = BulkEncoder(info.container_id, fields, self.target)
+        # Last: every check above has passed, so the stream will be closed and release it.
+        self.client = sink.client(self.client_options)
+        self._closed = False
 
     @property
     def destination(self) -> ClientOptions:
@@ -320,4 +365,6 @@ class ElasticsearchStream(SinkStream):
         return False
 
     async def aclose(self) -> None:
-        return None  # the transport is the sink's, shared; it closes at shutdown
+        if not self._closed:
+            self._closed = True
+            await self.sink.release(self.client)

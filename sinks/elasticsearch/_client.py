@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from elastic_transport import AsyncTransport, NodeConfig, TransportError
 from elastic_transport._serializer import NdjsonSerializer, OrjsonSerializer
@@ -31,6 +31,9 @@ class NodeUrl:
         return f"{self.scheme}://{self.host}:{self.port}{self.path_prefix}"
 
 
+MAX_NODES = 32  # seed nodes: each one is a connection pool
+
+
 def parse_urls(text: str) -> tuple[NodeUrl, ...]:
     """``http(s)://host[:port][/prefix]``, comma-separated; ValueError if one is not."""
     urls = []
@@ -42,6 +45,8 @@ def parse_urls(text: str) -> tuple[NodeUrl, ...]:
         urls.append(NodeUrl(url.scheme, url.hostname, port, url.path.rstrip("/")))
     if not urls:
         raise ValueError("no URL")
+    if len(urls) > MAX_NODES:
+        raise ValueError(f"{len(urls)} URLs, more than {MAX_NODES}")
     return tuple(urls)
 
 
@@ -111,6 +116,7 @@ def _error_summary(body: Any) -> str:
 class BulkClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
+        self.users = 0  # open streams
         headers = options.auth_headers()
         nodes = [
             NodeConfig(
@@ -163,7 +169,8 @@ class BulkClient:
         return await self._request("POST", f"/_bulk?filter_path={filter_path}", ndjson, "application/x-ndjson")
 
     async def put_template(self, name: str, body: dict[str, Any]) -> Outcome:
-        return await self._request("PUT", f"/_index_template/{name}", body, "application/json")
+        # Quoted, though the name is checked: nothing a log-opt holds may reach another API.
+        return await self._request("PUT", f"/_index_template/{quote(name, safe='')}", body, "application/json")
 
     async def aclose(self) -> None:
         await self.transport.close()

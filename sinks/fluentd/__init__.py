@@ -61,6 +61,7 @@ OPTIONS = (
         "tcp://host:port, tls://host:port, unix:///path or host:port, comma-separated",
         "servers; empty means tcp://127.0.0.1:24224",
         parse_addresses,
+        destination=True,
     ),
     SinkOption(
         "fluentd-balance",
@@ -84,13 +85,15 @@ OPTIONS = (
         "gzip sends CompressedPackedForward",
         choice("none", "gzip"),
     ),
-    SinkOption("fluentd-shared-key", "", "a string", "turns on the HELO/PING/PONG handshake", secret=True),
-    SinkOption("fluentd-username", "", "a string", "handshake user (servers with user auth)"),
-    SinkOption("fluentd-password", "", "a string", "handshake password", secret=True),
+    SinkOption(
+        "fluentd-shared-key", "", "a string", "turns on the HELO/PING/PONG handshake (plugin-wide only)", secret=True
+    ),
+    SinkOption("fluentd-username", "", "a string", "handshake user (servers with user auth)", credential=True),
+    SinkOption("fluentd-password", "", "a string", "handshake password (plugin-wide only)", secret=True),
     SinkOption("fluentd-hostname", "", "a host name", "our name in the handshake; empty means this host's"),
     SinkOption("fluentd-tls-ca", "", "a PEM file path", "CA bundle for tls://; empty means the system's"),
-    SinkOption("fluentd-tls-cert", "", "a PEM file path", "client certificate"),
-    SinkOption("fluentd-tls-key", "", "a PEM file path", "client key"),
+    SinkOption("fluentd-tls-cert", "", "a PEM file path", "client certificate", credential=True),
+    SinkOption("fluentd-tls-key", "", "a PEM file path", "client key", credential=True),
     SinkOption("fluentd-tls-server-name", "", "a host name", "name to verify; empty means the address host"),
     SinkOption("fluentd-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
     # Docker's fluentd driver options, with the pipeline option each one means here.

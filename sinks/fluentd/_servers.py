@@ -56,8 +56,13 @@ def parse_address(text: str) -> Server:
     return Server(url.scheme, url.hostname, url.port or DEFAULT_PORT, weight)
 
 
+MAX_SERVERS = 32  # a failover list, not a cluster: each one is tried in turn on a failure
+
+
 def parse_addresses(text: str) -> tuple[Server, ...]:
     servers = tuple(parse_address(part) for part in text.split(",")) if text.strip() else (parse_address(""),)
+    if len(servers) > MAX_SERVERS:
+        raise ValueError(f"{len(servers)} servers, more than {MAX_SERVERS}")
     if all(server.weight == 0 for server in servers):
         raise ValueError("every server has weight 0")
     return servers

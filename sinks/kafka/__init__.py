@@ -33,6 +33,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import orjson
+import trio
 from confluent_kafka import KafkaException
 
 from logdriver import (
@@ -60,6 +61,12 @@ __all__ = ["KafkaSink"]
 
 _BOOL = "true or false"
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# librdkafka runs a thread and a connection per broker: one log-opt of 4,000 brokers made
+# 5,024 threads and 10,044 descriptors. Bootstrap lists are short; the cluster names the rest.
+MAX_BROKERS = 32
+# Producers (one per cluster and settings) per plugin, each with its broker threads: a
+# container asking for one more is refused at docker run, naming kafka-brokers.
+MAX_PRODUCERS = 16
 
 
 def parse_brokers(text: str) -> str:
@@ -67,9 +74,13 @@ def parse_brokers(text: str) -> str:
     brokers = [part.strip() for part in text.split(",") if part.strip()]
     if not brokers:
         raise ValueError("no broker")
+    if len(brokers) > MAX_BROKERS:
+        raise ValueError(f"{len(brokers)} brokers")
+    if len(set(brokers)) != len(brokers):
+        raise ValueError("a broker listed twice")
     for broker in brokers:
         host, sep, port = broker.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        if not sep or not host or len(host) > 253 or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
             raise ValueError(broker)
     return ",".join(brokers)
 
@@ -87,7 +98,14 @@ def _milliseconds(text: str) -> int:
 
 
 OPTIONS = (
-    SinkOption("kafka-brokers", "127.0.0.1:9092", "host:port, comma-separated", "bootstrap brokers", parse_brokers),
+    SinkOption(
+        "kafka-brokers",
+        "127.0.0.1:9092",
+        f"host:port, comma-separated, at most {MAX_BROKERS}",
+        "bootstrap brokers",
+        parse_brokers,
+        destination=True,
+    ),
     SinkOption(
         "kafka-topic", "docker-logs", "a topic name with Docker tag variables, e.g. logs-{{.Name}}", "", _template
     ),
@@ -133,8 +151,8 @@ OPTIONS = (
     SinkOption("kafka-linger", "5ms", "a duration", "librdkafka's batching delay", parse_duration),
     SinkOption("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool),
     SinkOption("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's"),
-    SinkOption("kafka-tls-cert", "", "a PEM file path", "client certificate"),
-    SinkOption("kafka-tls-key", "", "a PEM file path", "client key"),
+    SinkOption("kafka-tls-cert", "", "a PEM file path", "client certificate", credential=True),
+    SinkOption("kafka-tls-key", "", "a PEM file path", "client key", credential=True),
     SinkOption("kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool),
     SinkOption(
         "kafka-sasl-mechanism",
@@ -143,10 +161,8 @@ OPTIONS = (
         "SASL authentication",
         choice("none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
     ),
-    SinkOption("kafka-sasl-username", "", "a user name", "SASL user"),
-    SinkOption(
-        "kafka-sasl-password", "", "a password", "SASL password (plugin-wide only)", secret=True, plugin_only=True
-    ),
+    SinkOption("kafka-sasl-username", "", "a user name", "SASL user", credential=True),
+    SinkOption("kafka-sasl-password", "", "a password", "SASL password (plugin-wide only)", secret=True),
 )
 
 # librdkafka property → the option that set it, to name it when librdkafka refuses a value.
@@ -239,6 +255,8 @@ class KafkaSink(Sink):
             "full_queue_waits": 0,
         }
         self._producers: dict[Hashable, SharedProducer] = {}
+        # A request and a close at once per producer at most: never short of a thread.
+        self.threads = trio.CapacityLimiter(2 * MAX_PRODUCERS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSink:
@@ -249,8 +267,15 @@ class KafkaSink(Sink):
         key = tuple(sorted(config.items()))
         producer = self._producers.get(key)
         if producer is None:
+            if len(self._producers) >= MAX_PRODUCERS:
+                raise ConfigError(
+                    "kafka-brokers",
+                    config["bootstrap.servers"][:200],
+                    f"the brokers and settings of a running container: {MAX_PRODUCERS} producers are open, "
+                    "the most one plugin runs",
+                )
             try:
-                producer = SharedProducer(key, config, report_timeout, self.events)
+                producer = SharedProducer(key, config, report_timeout, self.events, self.threads)
             except KafkaException as exc:
                 text = str(exc.args[0].str() if exc.args else exc)
                 option = next((o for p, o in _PROPERTY_OPTION.items() if p in text), "kafka-brokers")

@@ -165,9 +165,17 @@ class SharedProducer:
     """What every stream of one destination sends through; replaced on a fatal error."""
 
     def __init__(
-        self, key: Hashable, config: Mapping[str, Any], report_timeout: float, events: MutableMapping[str, int]
+        self,
+        key: Hashable,
+        config: Mapping[str, Any],
+        report_timeout: float,
+        events: MutableMapping[str, int],
+        threads: trio.CapacityLimiter,
     ) -> None:
         self.key = key
+        # The sink's own worker threads: a request waits in one for its reports (up to the
+        # report timeout), and trio's shared pool (DNS for every other sink) must not pay.
+        self.threads = threads
         self.config = dict(config)
         self.report_timeout = report_timeout
         self.events = events
@@ -210,7 +218,9 @@ class SharedProducer:
                         request.refuse(index, error, str(exc))
                         break
                 index += 1
-        left = await trio.to_thread.run_sync(producer.flush, self.report_timeout, abandon_on_cancel=True)
+        left = await trio.to_thread.run_sync(
+            producer.flush, self.report_timeout, abandon_on_cancel=True, limiter=self.threads
+        )
         request.settle(parts)
         if left:
             # librdkafka reports every message within message.timeout.ms: a producer that
@@ -237,9 +247,11 @@ class SharedProducer:
         old, self._fatal = self.client, False
         self.client = Client(self.config, self._on_error)
         log.warning("kafka: %s: new producer after a fatal error", self.config["bootstrap.servers"])
-        await trio.to_thread.run_sync(old.close, 0.0, abandon_on_cancel=True)
+        await trio.to_thread.run_sync(old.close, 0.0, abandon_on_cancel=True, limiter=self.threads)
 
     async def aclose(self, flush_seconds: float = 5.0) -> None:
-        left = await trio.to_thread.run_sync(self.client.close, flush_seconds, abandon_on_cancel=True)
+        left = await trio.to_thread.run_sync(
+            self.client.close, flush_seconds, abandon_on_cancel=True, limiter=self.threads
+        )
         if left:
             log.warning("kafka: %s: %d messages not acknowledged at close", self.config["bootstrap.servers"], left)

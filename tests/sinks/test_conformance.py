@@ -33,6 +33,7 @@ class FileDestination:
         self.ballast = mount / "ballast"
         self.config: Mapping[str, str] = {"file-format": "text"}
         self.environ: Mapping[str, str] = {}
+        self.elsewhere = None  # the directory is the sink's own, not a log-opt
         self.secrets: Sequence[str] = ()
         self.bad_option = ("file-max-size", "1" * 400)
         self.exactly_once = True
@@ -74,8 +75,13 @@ class FluentDestination:
 
     def __init__(self, peer: FluentPeer) -> None:
         self.peer = peer
-        self.config: Mapping[str, str] = {"fluentd-address": peer.address}
-        self.environ: Mapping[str, str] = {"LOGDRIVER_FLUENTD_SHARED_KEY": self.KEY}
+        # The destination is plugin-wide, as the operator sets it: its credentials go there only.
+        self.config: Mapping[str, str] = {}
+        self.environ: Mapping[str, str] = {
+            "LOGDRIVER_FLUENTD_ADDRESS": peer.address,
+            "LOGDRIVER_FLUENTD_SHARED_KEY": self.KEY,
+        }
+        self.elsewhere = ("fluentd-address", "tcp://127.0.0.1:1")
         self.secrets: Sequence[str] = (self.KEY,)
         self.bad_option = ("fluentd-address", "gopher://x")
         self.exactly_once = False  # a batch written but not acked before the outage is sent again
@@ -110,8 +116,10 @@ class SearchDestination:
     def __init__(self, node: SearchNode) -> None:
         self.node = node
         self.index = f"conformance-{uuid.uuid4().hex[:8]}"
-        self.config: Mapping[str, str] = {"es-url": node.url, "es-index": self.index, "es-request-timeout": "5s"}
-        self.environ: Mapping[str, str] = {"LOGDRIVER_ES_API_KEY": self.KEY}  # the node has no security: ignored
+        self.config: Mapping[str, str] = {"es-index": self.index, "es-request-timeout": "5s"}
+        # The node has no security: the key is ignored there.
+        self.environ: Mapping[str, str] = {"LOGDRIVER_ES_URL": node.url, "LOGDRIVER_ES_API_KEY": self.KEY}
+        self.elsewhere = ("es-url", "http://127.0.0.1:1")
         self.secrets: Sequence[str] = (self.KEY,)
         self.bad_option = ("es-index", "logs-{{foo .Name}}")
         self.exactly_once = True  # deterministic ids: a resend is a 409
@@ -163,14 +171,17 @@ class KafkaDestination:
         self.topic = f"conformance-{uuid.uuid4().hex[:8]}"
         cluster.create_topic(self.topic)
         self.config: Mapping[str, str] = {
-            "kafka-brokers": cluster.sasl_bootstrap,
             "kafka-topic": self.topic,
             "kafka-format": "raw",
             "kafka-sasl-mechanism": "SCRAM-SHA-512",
             "kafka-sasl-username": SASL_USER,
             "kafka-message-timeout": "3s",
         }
-        self.environ: Mapping[str, str] = {"LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD}
+        self.environ: Mapping[str, str] = {
+            "LOGDRIVER_KAFKA_BROKERS": cluster.sasl_bootstrap,
+            "LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
+        }
+        self.elsewhere = ("kafka-brokers", "127.0.0.1:1")
         self.secrets: Sequence[str] = (SASL_PASSWORD,)
         self.bad_option = ("kafka-topic", "logs/{{.Name}}")
         self.exactly_once = True  # the idempotent producer; a timed-out line was never written

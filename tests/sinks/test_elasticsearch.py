@@ -30,9 +30,13 @@ CONTAINER_ID = "cd34" * 16
 T0 = 1_764_340_000_123_456_789  # 2025-11-28
 
 
-def stream_for(config: dict[str, str], sink: ElasticsearchSink | None = None) -> ElasticsearchStream:
+def stream_for(
+    config: dict[str, str], sink: ElasticsearchSink | None = None, environ: dict[str, str] | None = None
+) -> ElasticsearchStream:
     info = {"ContainerID": CONTAINER_ID, "ContainerName": "/api", "ContainerImageName": "busybox:1"}
-    stream = open_stream(sink or ElasticsearchSink(), config, info={**info, "ContainerLabels": {"team": "core"}})
+    stream = open_stream(
+        sink or ElasticsearchSink(), config, info={**info, "ContainerLabels": {"team": "core"}}, environ=environ
+    )
     assert isinstance(stream, ElasticsearchStream)
     return stream
 
@@ -275,10 +279,23 @@ def test_item_verdicts() -> None:
 
 def test_options_urls_day_patterns_and_secrets() -> None:
     sink = ElasticsearchSink()
-    environ = {"LOGDRIVER_ES_PASSWORD": "hunter2", "LOGDRIVER_ES_USERNAME": "shipper"}
-    own = context_for(sink, {"es-url": "https://a:9243/x,b"}, environ=environ).sink_options("elasticsearch")
+    environ = {
+        "LOGDRIVER_ES_URL": "https://a:9243/x,b",
+        "LOGDRIVER_ES_PASSWORD": "hunter2",
+        "LOGDRIVER_ES_USERNAME": "shipper",
+    }
+    own = context_for(sink, {}, environ=environ).sink_options("elasticsearch")
     assert [str(url) for url in own["es-url"]] == ["https://a:9243/x", "http://b:9200"]
     assert own["es-password"] == "hunter2"
+    # The same nodes named in a log-opt are the same destination: the credentials apply.
+    same = context_for(sink, {"es-url": "https://a:9243/x, http://b"}, environ=environ).sink_options("elasticsearch")
+    assert same["es-password"] == "hunter2"
+    # Audit finding: a server at a container's es-url received the plugin's API key.
+    other = context_for(sink, {"es-url": "http://mallory:9200"}, environ=environ).sink_options("elasticsearch")
+    assert (other["es-password"], other["es-username"]) == ("", "")
+    with pytest.raises(ConfigError, match="es-password") as refused:
+        context_for(sink, {"es-password": "in-docker-inspect"})
+    assert "in-docker-inspect" not in str(refused.value)
     with pytest.raises(ConfigError, match="es-url") as caught:
         context_for(sink, {"es-url": "ftp://x"})
     assert "hunter2" not in str(caught.value)
@@ -303,10 +320,11 @@ async def test_https_with_a_test_ca_and_each_kind_of_credentials(
     ca.issue_cert("127.0.0.1").configure_cert(fake.tls)
     url = fake.url
     sink = ElasticsearchSink()
-    trusted = stream_for({"es-url": url, "es-tls-ca": str(tmp_path / "ca.pem"), **config}, sink)
+    environ = {"LOGDRIVER_ES_URL": url, **{f"LOGDRIVER_{k.upper().replace('-', '_')}": v for k, v in config.items()}}
+    trusted = stream_for({"es-tls-ca": str(tmp_path / "ca.pem")}, sink, environ)
     assert await trusted.send_batch(batch_of(lines(3))) == DELIVERED
     assert fake.headers[b"authorization"] == header
-    untrusted = stream_for({"es-url": url, **config}, ElasticsearchSink())  # verification is on by default
+    untrusted = stream_for({}, ElasticsearchSink(), environ)  # verification is on by default
     assert list((await untrusted.send_batch(batch_of(lines(1)))).retry) == [0]
     await sink.aclose()
     await untrusted.sink.aclose()

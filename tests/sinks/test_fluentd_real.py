@@ -27,9 +27,11 @@ CONTAINER_ID = "ab12" * 16
 T0 = 1_764_340_000_123_456_789
 
 
-def stream_for(config: dict[str, str], sink: FluentdSink | None = None) -> FluentdStream:
+def stream_for(
+    config: dict[str, str], sink: FluentdSink | None = None, environ: dict[str, str] | None = None
+) -> FluentdStream:
     info = {"ContainerID": CONTAINER_ID, "ContainerLabels": {"app": "web"}}
-    stream = open_stream(sink or FluentdSink(), config, info=info)
+    stream = open_stream(sink or FluentdSink(), config, info=info, environ=environ)
     assert isinstance(stream, FluentdStream)
     return stream
 
@@ -108,12 +110,12 @@ async def test_unix_socket(tmp_path: Path) -> None:
 async def test_handshake_with_the_right_key_and_user(tmp_path: Path) -> None:
     with FluentPeer(tmp_path, PEER_SHARED_KEY="s3cret", PEER_USER="alice", PEER_PASSWORD="pw") as peer:
         stream = stream_for(
-            {
-                "fluentd-address": peer.address,
-                "fluentd-shared-key": "s3cret",
-                "fluentd-username": "alice",
-                "fluentd-password": "pw",
-            }
+            {"fluentd-username": "alice"},
+            environ={
+                "LOGDRIVER_FLUENTD_ADDRESS": peer.address,
+                "LOGDRIVER_FLUENTD_SHARED_KEY": "s3cret",
+                "LOGDRIVER_FLUENTD_PASSWORD": "pw",
+            },
         )
         assert await stream.send_batch(batch_of(lines(10))) == DELIVERED
         assert await stream.send_batch(batch_of(lines(10, 10))) == DELIVERED  # kept alive
@@ -125,7 +127,7 @@ async def test_handshake_with_the_right_key_and_user(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "reason"),
     [
-        ({"fluentd-shared-key": "wrong"}, "shared key mismatch"),
+        ({"LOGDRIVER_FLUENTD_SHARED_KEY": "wrong"}, "shared key mismatch"),
         ({}, "handshake"),  # the server wants one and we have no key
     ],
 )
@@ -134,7 +136,9 @@ async def test_a_failed_handshake_is_retried_and_logged(
 ) -> None:
     caplog.set_level(logging.WARNING, "logdriver.sinks.fluentd")
     with FluentPeer(tmp_path, PEER_SHARED_KEY="s3cret") as peer:
-        stream = stream_for({"fluentd-address": peer.address, "fluentd-ack-timeout": "2s", **config})
+        stream = stream_for(
+            {"fluentd-ack-timeout": "2s"}, environ={"LOGDRIVER_FLUENTD_ADDRESS": peer.address, **config}
+        )
         result = await stream.send_batch(batch_of(lines(5)))
         await stream.aclose()
         assert list(result.retry) == list(range(5))
