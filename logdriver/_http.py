@@ -36,6 +36,9 @@ class Limits:
     idle_timeout: float = 120.0
     max_body: int = 8 << 20
     max_head: int = 64 << 10
+    # At the cap: close the oldest connection for the new one (a port of short requests),
+    # or refuse the new one (the plugin socket: its long-lived ReadLogs followers stay).
+    evict_oldest: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +135,24 @@ def guarded(name: str, handler: ConnectionHandler, limits: Limits) -> Connection
     The listener's nursery must never see an exception from one client: that
     would cancel the server, and with it every container's logging.
     """
-    active = 0
+    active: dict[object, trio.CancelScope] = {}  # oldest first
 
     async def serve(stream: trio.abc.Stream) -> None:
-        nonlocal active
-        if active >= limits.max_connections:
-            if (skipped := _throttle(name, "refused")) is not None:
-                log.warning("%s: %d connections open, refusing another%s", name, active, _also(skipped))
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            return
-        active += 1
+        if len(active) >= limits.max_connections:
+            if limits.evict_oldest:
+                active.pop(next(iter(active))).cancel()
+                if (skipped := _throttle(name, "evicted")) is not None:
+                    log.warning("%s: %d connections open, closed the oldest%s", name, len(active) + 1, _also(skipped))
+            else:
+                if (skipped := _throttle(name, "refused")) is not None:
+                    log.warning("%s: %d connections open, refusing another%s", name, len(active), _also(skipped))
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                return
+        key = object()
         try:
-            await handler(stream)
+            with trio.CancelScope() as active[key]:
+                await handler(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away
         except RequestTimeout:
@@ -154,7 +162,7 @@ def guarded(name: str, handler: ConnectionHandler, limits: Limits) -> Connection
             if (skipped := _throttle(name, "failed")) is not None:
                 log.exception("%s: connection failed; the server carries on%s", name, _also(skipped))
         finally:
-            active -= 1
+            active.pop(key, None)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 

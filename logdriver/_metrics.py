@@ -19,11 +19,17 @@ from prometheus_client.registry import Collector
 
 from ._driver import Driver
 from ._http import Limits, Request, guarded, response_bytes, serve_h11
+from ._units import listen_address
 
 log = logging.getLogger("logdriver.metrics")
 
 # Any local user can reach this port: few connections, short timeouts, tiny requests.
-LIMITS = Limits(max_connections=32, request_timeout=5.0, idle_timeout=10.0, max_body=64 << 10, max_head=16 << 10)
+# A new connection at the cap evicts the oldest: a local client holding connections open
+# cannot keep a health probe out (a probe sends its request at once and is done in ms).
+LIMITS = Limits(
+    max_connections=32, request_timeout=5.0, idle_timeout=10.0, max_body=64 << 10, max_head=16 << 10, evict_oldest=True
+)
+BIND_RETRY_MAX = 30.0
 
 
 class DriverCollector(Collector):
@@ -166,14 +172,32 @@ async def serve_metrics(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``/metrics`` and ``/health`` on ``host:port`` until cancelled."""
-    host, _, port = address.rpartition(":")
+    """Serve ``/metrics`` and ``/health`` on ``host:port`` until cancelled.
+
+    Started at once: metrics never hold up logging. A port that cannot be bound (another
+    process holds it, an address not on this host) is logged and tried again with
+    backoff, up to every ``BIND_RETRY_MAX`` seconds.
+    """
+    host, port = listen_address(address)
+    task_status.started()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DriverCollector(driver))
     # process_start_time_seconds (restarts), CPU seconds, resident memory, open descriptors.
     ProcessCollector(registry=registry)
-    listeners = await trio.open_tcp_listeners(int(port), host=host or None)
-    task_status.started()
+    delay = 1.0
+    while True:
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            break
+        except OSError as exc:
+            log.error(
+                "metrics port %s cannot be bound (%s); logging goes on; trying again in %g s",
+                address,
+                exc.strerror or exc,
+                delay,
+            )
+            await trio.sleep(delay)
+            delay = min(delay * 2, BIND_RETRY_MAX)
     log.info("metrics on http://%s/metrics, health on /health", address)
 
     async def respond(stream: trio.abc.Stream, conn: h11.Connection, request: Request) -> None:

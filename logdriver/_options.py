@@ -24,7 +24,7 @@ import re2
 from ._exceptions import ConfigError, UnknownOptionError
 from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
 from ._templates import Template, compile_regex, regex_error
-from ._units import Explained, int_between, parse_duration, positive_size, size_between
+from ._units import Explained, int_between, listen_address, parse_duration, positive_size, size_between
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +313,14 @@ def _socket_paths(text: str) -> list[str]:
     return paths
 
 
+def _metrics_address(get: Callable[[str, str, Callable[[str], object], str], Any], env: Mapping[str, str]) -> str:
+    """Empty (no metrics port) or a valid ``host:port``: a bad one is a configuration error at start."""
+    text = env.get("LOGDRIVER_METRICS_ADDRESS", "")
+    if text:
+        get("LOGDRIVER_METRICS_ADDRESS", text, listen_address, "host:port, such as 127.0.0.1:9323")
+    return text
+
+
 def _as_text(value: object) -> str:
     """A parsed value back in a syntax the pipeline parsers accept."""
     if isinstance(value, bool):
@@ -371,7 +379,7 @@ class Settings:
             follow_heartbeat=float(get("LOGDRIVER_FOLLOW_HEARTBEAT", "2s", parse_duration, "a duration such as 2s")),
             # dockerd sends SIGKILL 10 s after SIGTERM to a managed plugin.
             shutdown_grace=float(get("LOGDRIVER_SHUTDOWN_GRACE", "8s", parse_duration, "a duration such as 8s")),
-            metrics_address=env.get("LOGDRIVER_METRICS_ADDRESS", ""),
+            metrics_address=_metrics_address(get, env),
             health_failing_after=float(
                 get("LOGDRIVER_HEALTH_FAILING_AFTER", "60s", parse_duration, "a duration such as 60s")
             ),

@@ -71,7 +71,9 @@ def parse_go_time(text: str) -> int | None:
         raise RpcError(f"bad time {text!r}: {exc}") from None
     seconds = int(moment.timestamp()) - offset * 60
     nanos = int((frac or "").ljust(9, "0"))
-    return seconds * 1_000_000_000 + nanos
+    # Nanoseconds as a 64-bit integer reach 1677-2262; a later or earlier time (Go's reach
+    # 9999 with an offset) compares the same as the nearest end of that range.
+    return max(-(2**63), min(2**63 - 1, seconds * 1_000_000_000 + nanos))
 
 
 def _object(body: bytes) -> dict[str, Any]:

@@ -144,3 +144,15 @@ def choice(*choices: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def listen_address(text: str) -> tuple[str | None, int]:
+    """``host:port``, ``:port`` (every interface) or ``[v6]:port``: the host (None for
+    every interface) and a port from 1 to 65535."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(text)
+    host = host.removeprefix("[").removesuffix("]")
+    if any(c.isspace() or c in "/[]@" for c in host):
+        raise ValueError(text)
+    return host or None, int(port)

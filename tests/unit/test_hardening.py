@@ -7,15 +7,19 @@ tests/integration/test_hardening_engine.py repeats the cases that need the engin
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 
 import orjson
+import pytest
 import trio
 import trio.testing
 
-from logdriver import encode_entry
+from logdriver import ConfigError, encode_entry
 from logdriver._http import Limits
+from logdriver._metrics import serve_metrics
+from logdriver._options import Settings
 from logdriver._records import ContainerInfo
 from logdriver._rpc import StartLogging
 from logdriver._server import serve_unix
@@ -223,8 +227,82 @@ async def test_the_plugin_socket_survives_half_sent_slow_and_surplus_clients(
             reply = await request(socket_path, post("/LogDriver.ReadLogs", body))
             assert reply.startswith(b"HTTP/1.1 500")
             assert b"bad time" in reply
+        # Audit finding: a Since past 2262 (Go's times reach 9999) raised OverflowError after the 200.
+        for since in ("9999-12-31T23:59:59.999999999-23:59", "1000-01-01T00:00:00+23:59"):
+            body = orjson.dumps({"Info": {"ContainerID": CID}, "Config": {"Since": since}})
+            reply = await request(socket_path, post("/LogDriver.ReadLogs", body))
+            assert reply.startswith(b"HTTP/1.1 200")
+            assert reply.endswith(b"\r\n0\r\n\r\n"), reply  # a whole (empty) answer, not a cut one
         for bad in ("\x00" * 64, "a" * 300, "../../etc", CID.upper()):
             body = orjson.dumps({"File": "/run/f", "Info": {"ContainerID": bad}})
             assert b"64 lower-case hex digits" in await request(socket_path, post("/LogDriver.StartLogging", body))
         assert (await request(socket_path, post("/Plugin.Activate", b""))).startswith(b"HTTP/1.1 200")
         nursery.cancel_scope.cancel()
+
+
+async def test_the_metrics_port_answers_health_under_a_connection_flood(tmp_path: Path) -> None:
+    # Audit finding: a local user holding 32 connections made 0 of 60 /health probes answer.
+    driver = fake_driver(tmp_path, FakeSinkKind())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await nursery.start(serve_metrics, address, driver, 60.0)
+        await wait_until_listening(port)
+        flood = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(100)]
+        answered = 0
+        for _ in range(20):
+            flood.append(await trio.open_tcp_stream("127.0.0.1", port))  # the flooder keeps at it
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.move_on_after(5):
+                reply = b""
+                while chunk := await stream.receive_some(65536):
+                    reply += chunk
+                answered += reply.startswith(b"HTTP/1.1 200")
+            await stream.aclose()
+        assert answered == 20
+        for stream in flood:
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_taken_metrics_port_is_retried_and_logging_starts_anyway(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Audit finding: a local user binding the metrics port first kept the plugin from starting.
+    driver = fake_driver(tmp_path, FakeSinkKind())
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        with trio.fail_after(1):
+            await nursery.start(serve_metrics, f"127.0.0.1:{port}", driver, 60.0)  # started: not fatal
+        await trio.sleep(0.5)
+        assert "cannot be bound" in caplog.text
+        squatter.close()  # the port comes free: the next try takes it
+        with trio.fail_after(10):
+            await wait_until_listening(port)
+        nursery.cancel_scope.cancel()
+
+
+def test_a_malformed_metrics_address_is_a_configuration_error() -> None:
+    for bad in ("localhost", "127.0.0.1:http", ":0", "1.2.3.4:70000", "a b:80"):
+        with pytest.raises(ConfigError, match="LOGDRIVER_METRICS_ADDRESS"):
+            Settings.from_env({"LOGDRIVER_METRICS_ADDRESS": bad})
+    assert Settings.from_env({"LOGDRIVER_METRICS_ADDRESS": "[::1]:9323"}).metrics_address == "[::1]:9323"
+
+
+async def wait_until_listening(port: int) -> None:
+    while True:
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError:
+            await trio.sleep(0.05)
+            continue
+        await stream.aclose()
+        return

@@ -111,3 +111,15 @@ async def test_server_answers_like_the_daemon_expects(tmp_path: Path) -> None:
         assert status.startswith("HTTP/1.1 404")
         nursery.cancel_scope.cancel()
     assert not os.path.exists(path)  # noqa: ASYNC240 - a test assertion
+
+
+def test_times_beyond_64_bit_nanoseconds_are_clamped_not_an_overflow() -> None:
+    # Audit finding: a Since of year 9999 with a -23:59 offset raised OverflowError after the 200.
+    from logdriver._native import ReadLogsEncoder
+    from logdriver._rpc import parse_go_time
+
+    late = parse_go_time("9999-12-31T23:59:59.999999999-23:59")
+    early = parse_go_time("1000-01-01T00:00:00+23:59")
+    assert late == 2**63 - 1
+    assert early == -(2**63)
+    ReadLogsEncoder(late, early)  # accepted by the native encoder as they are
