@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from logdriver import ConfigError
-from logdriver.testing import context_for, open_stream
-from logdriver_sinks.kafka import KafkaSink, KafkaStream, parse_brokers, producer_config
+from logdriver import ConfigError, batch_of
+from logdriver.testing import context_for, open_stream, sample_records
+from logdriver_sinks.kafka import MAX_BROKERS, MAX_PRODUCERS, KafkaSink, KafkaStream, parse_brokers, producer_config
 
 
 @pytest.mark.parametrize(
@@ -186,6 +186,45 @@ async def test_a_requests_failures_go_back_to_their_containers() -> None:
         ([1, 2], {0: "too large"}),
         ([2], {1: "unknown topic"}),
     ]
+    for stream in streams:
+        await stream.aclose()
+    await sink.aclose()
+
+
+def test_broker_lists_and_producers_are_bounded() -> None:
+    # Audit finding: one 64 KB log-opt of 4,000 brokers made 5,024 threads and 10,044 fds.
+    with pytest.raises(ConfigError, match="kafka-brokers"):
+        context_for(KafkaSink(), {"kafka-brokers": ",".join(f"b{i}:9092" for i in range(4000))})
+    with pytest.raises(ValueError, match="twice"):
+        parse_brokers("a:1,a:1")
+    assert parse_brokers(",".join(f"b{i}:9092" for i in range(MAX_BROKERS)))
+    sink = KafkaSink()
+    streams = [open_stream(sink, {"kafka-brokers": f"127.0.0.1:{port}"}) for port in range(1, MAX_PRODUCERS + 1)]
+    with pytest.raises(ConfigError, match="kafka-brokers") as refused:
+        open_stream(sink, {"kafka-brokers": "127.0.0.1:9999"})
+    assert f"{MAX_PRODUCERS} producers" in str(refused.value)
+    same = open_stream(sink, {"kafka-brokers": "127.0.0.1:1"})  # an open producer's settings: shared
+    for stream in [*streams, same]:
+        trio.run(stream.aclose)
+    open_stream(sink, {"kafka-brokers": "127.0.0.1:9999"})  # closed producers make room
+    trio.run(sink.aclose)
+
+
+async def test_requests_to_a_silent_broker_hold_none_of_trios_shared_threads() -> None:
+    # Audit finding: 40 containers on a broker that never answers held trio's 40 shared
+    # thread tokens, and a Fluentd sink's DNS lookup found none.
+    sink = KafkaSink()
+    streams = [
+        open_stream(sink, {"kafka-brokers": f"127.0.0.1:{port}", "kafka-message-timeout": "3s"}) for port in range(1, 6)
+    ]
+    shared = trio.to_thread.current_default_thread_limiter()
+    async with trio.open_nursery() as nursery:
+        for stream in streams:
+            nursery.start_soon(stream.send_batch, batch_of(sample_records(5)))
+        await trio.sleep(0.5)
+        assert sink.threads.borrowed_tokens == len(streams)  # each waits in the sink's own pool
+        assert shared.borrowed_tokens == 0
+        await trio.socket.getaddrinfo("localhost", 24224)  # another sink's DNS is served
     for stream in streams:
         await stream.aclose()
     await sink.aclose()
