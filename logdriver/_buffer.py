@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from ._budget import ENTRY_OVERHEAD, Budget, memory_cost, unlimited
+from ._budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, Budget, memory_cost, unlimited
 from ._native import LogBatch
 
 
@@ -161,16 +161,18 @@ class BatchQueue:
     def _room_for(self, batch: LogBatch) -> int:
         """How many leading entries of ``batch`` fit in the free room."""
         by_entries = min(self.max_entries - self.entries, len(batch))
-        budget_room = self.memory.room()
+        budget_room = self.memory.room() - BATCH_OVERHEAD
         free_bytes = min(self.max_bytes - self.bytes, budget_room - ENTRY_OVERHEAD * by_entries)
         while by_entries > 0 and free_bytes <= 0 and budget_room > 0:  # little budget left: fewer, then
             by_entries //= 2
             free_bytes = min(self.max_bytes - self.bytes, budget_room - ENTRY_OVERHEAD * by_entries)
         by_bytes = batch.count_within(free_bytes) if free_bytes > 0 else 0
-        if by_bytes == 1 and batch.slice(0, 1).nbytes > free_bytes:
+        if by_bytes == 1 and (first := batch.slice(0, 1)).nbytes > free_bytes:
             # count_within returns at least one; an entry larger than the whole
-            # buffer still goes through an empty queue, or it could never pass.
-            by_bytes = 0 if self.entries else 1
+            # buffer still goes through an empty queue, or it could never pass,
+            # but never past the memory budget: that is memory the process would hold.
+            fits_budget = memory_cost(1, first.nbytes) <= self.memory.room()
+            by_bytes = 1 if not self.entries and fits_budget else 0
         return max(0, min(by_entries, by_bytes))
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
@@ -213,7 +215,7 @@ class BatchQueue:
     def drain(self) -> int:
         """Empty the queue; returns how many entries were in it."""
         dropped = self.entries
-        self.memory.give(memory_cost(self.entries, self.bytes))
+        self.memory.give(memory_cost(self.entries, self.bytes, len(self._items)))
         self._items.clear()
         self.bytes = self.entries = 0
         self._taken = 0

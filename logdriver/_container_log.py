@@ -78,6 +78,7 @@ class FifoLog:
         self._errors_reported = 0
         self._errors_reported_at = -math.inf
         self._store_error_logged_at = -math.inf
+        self._budget_cut_logged_at = -math.inf
 
     def start(self, hub: Any, nursery: trio.Nursery) -> None:
         self._hub = hub
@@ -112,7 +113,9 @@ class FifoLog:
             self._store(raw)
         if self.decoder.errors != self._errors_reported:
             self._report_errors()
-        self._charge_partial(self.decoder.open_bytes)
+        cut = self._charge_partial(self.decoder.open_bytes)
+        if cut is not None:  # after the lines completed in this read (one batch: one delivery)
+            batch = LogBatch.concat([batch, cut]) if batch else cut
         self._deliver(batch)
 
     def _deliver(self, batch: LogBatch) -> None:
@@ -256,12 +259,31 @@ class FifoLog:
                     self.statistics.store_errors,
                 )
 
-    def _charge_partial(self, open_bytes: int) -> None:
-        """The decoder's open partial lines count against the memory budget."""
-        if open_bytes != self._partial_bytes:
-            self.memory.give(self._partial_bytes)
-            self.memory.take(open_bytes)
+    def _charge_partial(self, open_bytes: int) -> LogBatch | None:
+        """The decoder's open partial lines count against the memory budget, with refusal:
+        when it has no room for their growth, they are sent now as pieces (marked partial,
+        counted as cut, logged) and their memory is freed. Returns those pieces."""
+        growth = open_bytes - self._partial_bytes
+        if growth <= 0 or self.memory.try_take(growth):
+            if growth < 0:
+                self.memory.give(-growth)
             self._partial_bytes = open_bytes
+            return None
+        cut = self.decoder.cut_open()
+        self.statistics.partial_cut_by_budget += len(cut)
+        self.memory.give(self._partial_bytes)
+        self._partial_bytes = self.decoder.open_bytes
+        self.memory.take(self._partial_bytes)
+        now = trio.current_time()
+        if now - self._budget_cut_logged_at >= ERROR_LOG_INTERVAL:
+            self._budget_cut_logged_at = now
+            log.warning(
+                "memory budget full: %d open partial lines of %s sent as pieces (%d so far)",
+                len(cut),
+                self.context.info.short_id,
+                self.statistics.partial_cut_by_budget,
+            )
+        return cut
 
     def _report_errors(self) -> None:
         """Log corrupt input as it happens, at most once a minute per FIFO (counts are cumulative)."""
@@ -292,6 +314,7 @@ class FifoLog:
             corrupt_frames=counts["oversize_frames"],
             skipped_bytes=counts["skipped_bytes"],
             store_errors=stats.store_errors,
+            partial_cut_by_budget=stats.partial_cut_by_budget,
         )
 
     def _record(self) -> None:

@@ -28,6 +28,9 @@ log = logging.getLogger("logdriver.fifo")
 DEFAULT_PIPE_SIZE: Final = 1 << 20
 # Read bytes held per FIFO until trio takes them; beyond it the FIFO waits (its pipe fills).
 MAX_PENDING: Final = 4 << 20
+# ... and for all FIFOs together: a fixed memory cost outside the memory budget, whatever
+# the number of containers (40 writing flat out held 160 MiB, and as much again once taken).
+MAX_PENDING_TOTAL: Final = 16 << 20
 
 
 def open_fifo(path: str, pipe_size: int = DEFAULT_PIPE_SIZE) -> tuple[int, int]:
@@ -65,7 +68,7 @@ class FifoHub:
     """Run with ``await nursery.start(hub.run)``; ``add`` a FIFO, ``remove`` it before closing its fd."""
 
     def __init__(self, interval: float, fill: int = 256 << 10) -> None:
-        self.poller = FifoPoller(interval, MAX_PENDING, fill)
+        self.poller = FifoPoller(interval, MAX_PENDING, MAX_PENDING_TOTAL, fill)
         self._receivers: dict[int, Receiver] = {}
         self._keys = itertools.count(1)
         self.rounds = 0  # wake-ups of the hub task

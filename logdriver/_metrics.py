@@ -119,6 +119,11 @@ class DriverCollector(Collector):
             "logdriver_store_write_errors", "FIFO reads the docker logs store could not write", value=fifo.store_errors
         )
         yield CounterMetricFamily(
+            "logdriver_partial_lines_cut_by_budget",
+            "Open partial lines sent as pieces because the memory budget was full",
+            value=fifo.partial_cut_by_budget,
+        )
+        yield CounterMetricFamily(
             "logdriver_fifo_failures", "FIFO tasks ended by an unexpected error", value=self.driver.fifo_failures
         )
         deliveries = self.driver.deliveries

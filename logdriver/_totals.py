@@ -24,6 +24,7 @@ class FifoStatistics:
     corrupt_frames: int = 0
     skipped_bytes: int = 0
     store_errors: int = 0  # reads whose frames the docker logs store could not write (disk full)
+    partial_cut_by_budget: int = 0  # open partial lines sent as pieces: the memory budget was full
 
     def add(self, other: FifoStatistics) -> None:
         for field in dataclasses.fields(self):

@@ -28,6 +28,9 @@ struct OpenLine {
 /// hostile stream, and the oldest open line is flushed rather than held forever.
 pub const MAX_OPEN_LINES: usize = 8;
 
+/// An open line's buffer grows by at most this much at a time past this size.
+const GROW_STEP: usize = 1 << 20;
+
 pub struct Joiner {
     pub max_line_size: usize,
     open: HashMap<String, OpenLine>,
@@ -45,8 +48,37 @@ impl Joiner {
         }
     }
 
+    /// Memory the open lines hold (their buffers' capacity: what the memory budget charges).
     pub fn open_bytes(&self) -> usize {
-        self.open.values().map(|o| o.line.len()).sum()
+        self.open.values().map(|o| o.line.capacity()).sum()
+    }
+
+    /// Send every open line's bytes now as a piece, as the size cap does, and free its
+    /// buffer (the memory budget has no room to hold them); each line stays open and its
+    /// next piece follows with the next ordinal. Returns how many pieces were cut.
+    pub fn cut_all(&mut self, out: &mut Lines) -> usize {
+        let mut lines: Vec<&mut OpenLine> = self
+            .open
+            .values_mut()
+            .filter(|l| !l.line.is_empty())
+            .collect();
+        lines.sort_by_key(|l| (l.time_nano, l.opened));
+        let cut = lines.len();
+        for line in lines {
+            let partial = Partial {
+                id: line.id.clone(),
+                ordinal: line.piece,
+                last: false,
+            };
+            let bytes = std::mem::take(&mut line.line);
+            out.push_owned(line.source.clone(), line.time_nano, bytes, Some(partial));
+            line.piece += 1;
+        }
+        for line in self.open.values_mut() {
+            line.line.shrink_to_fit();
+        }
+        self.stats.lines_cut += cut as u64;
+        cut
     }
 
     pub fn push(&mut self, entry: Entry<'_>, out: &mut Lines) {
@@ -81,6 +113,12 @@ impl Joiner {
                 opened: *opened,
             }
         });
+        if line.line.len() + entry.line.len() > line.line.capacity() {
+            // Grow by doubling up to GROW_STEP, then a step at a time: the buffer (what the
+            // memory budget charges) stays within a step of the bytes it holds.
+            let step = entry.line.len().max(line.line.len().min(GROW_STEP));
+            line.line.reserve_exact(step);
+        }
         line.line.extend_from_slice(entry.line);
         if meta.last {
             let line = self.open.remove(&key).expect("present");
@@ -103,7 +141,7 @@ impl Joiner {
                 &line.line,
                 Some(partial),
             );
-            line.line.clear();
+            line.line = Vec::new(); // a cut line's buffer is not kept: the budget charges capacity
             line.piece += 1;
             self.stats.lines_cut += 1;
         }

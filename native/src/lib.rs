@@ -311,7 +311,20 @@ impl FrameReader {
             (Some(&(s, e)), true) => PyBytes::new(py, &data[s..e]),
             _ => PyBytes::new(py, &raw_copy),
         };
+        // A batch may wait in queues for minutes: give back the growth slack (up to half of
+        // the records' and a tenth of the arena's allocation) so the memory budget's count
+        // is what the process holds. A shrinking realloc is in place or an mremap.
+        out.records.shrink_to_fit();
+        out.arena.shrink_to_fit();
         (raw, Batch::from(out))
+    }
+
+    /// The open partial lines' bytes now, as pieces marked partial (the memory budget
+    /// has no room for them); their buffers are freed and each line goes on from there.
+    fn cut_open(&mut self) -> Batch {
+        let mut out = Lines::default();
+        self.joiner.cut_all(&mut out);
+        Batch::from(out)
     }
 
     /// End of stream: count a truncated frame, flush unterminated lines.

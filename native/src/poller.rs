@@ -14,7 +14,10 @@
 //!
 //! Backpressure stays per FIFO: a FIFO whose buffer is full, or that Python has
 //! paused (a `block` sink is full), is taken out of the epoll set, so its pipe
-//! fills and only its container's writes block. The thread never holds the GIL
+//! fills and only its container's writes block. All buffers together hold at most
+//! `max_total` bytes (a fixed memory cost, however many containers write at once):
+//! past it no FIFO is read until trio takes the round, and the FIFOs left out then
+//! are read first in the next one. The thread never holds the GIL
 //! and never closes a descriptor: Python owns them, and `remove` guarantees the
 //! thread will not touch one again once it returns.
 
@@ -52,6 +55,10 @@ struct State {
     stopping: bool,
     /// Slots marked `ending` and not removed yet: while any, rounds pause 1 ms at most.
     ending: usize,
+    /// Bytes in every slot's buffer together (at most `max_total`).
+    total: usize,
+    /// Keys taken out of the epoll set because `total` was reached: re-armed by `take`.
+    starved: Vec<u64>,
 }
 
 struct Shared {
@@ -62,6 +69,7 @@ struct Shared {
     /// Written to wake the thread (stop, or a FIFO to re-arm right away).
     control_fd: RawFd,
     max_pending: usize,
+    max_total: usize,
     interval: Duration,
     fill: usize,
 }
@@ -103,11 +111,26 @@ impl Shared {
         }
     }
 
-    /// Read what `key`'s FIFO holds into its buffer; returns the bytes read.
-    fn read_slot(&self, key: u64, slot: &mut Slot) -> usize {
+    /// Read what `key`'s FIFO holds into its buffer, within the per-slot and the total
+    /// bounds (`all`: bytes in every buffer); returns the bytes read.
+    fn read_slot(
+        &self,
+        key: u64,
+        slot: &mut Slot,
+        all: &mut usize,
+        starved: &mut Vec<u64>,
+    ) -> usize {
         let mut total = 0;
         while slot.pending.len() < self.max_pending {
-            let want = READ_CHUNK.min(self.max_pending - slot.pending.len()).max(1);
+            if *all >= self.max_total {
+                self.arm(key, slot, false);
+                starved.push(key);
+                return total;
+            }
+            let want = READ_CHUNK
+                .min(self.max_pending - slot.pending.len())
+                .min(self.max_total - *all)
+                .max(1);
             slot.pending.reserve(want);
             let spare = slot.pending.spare_capacity_mut();
             // SAFETY: reading at most spare.len() bytes into the Vec's own spare capacity.
@@ -116,6 +139,7 @@ impl Shared {
                 // SAFETY: the kernel initialised n bytes.
                 unsafe { slot.pending.set_len(slot.pending.len() + n as usize) };
                 total += n as usize;
+                *all += n as usize;
                 if (n as usize) < want {
                     break; // a pipe read short of the request emptied the pipe: spare the EAGAIN read
                 }
@@ -202,7 +226,13 @@ impl Shared {
                     };
                     continue;
                 }
-                let State { slots, ready, .. } = &mut *state;
+                let State {
+                    slots,
+                    ready,
+                    total,
+                    starved,
+                    ..
+                } = &mut *state;
                 let Some(slot) = slots.get_mut(&key) else {
                     continue;
                 };
@@ -211,7 +241,7 @@ impl Shared {
                     continue;
                 }
                 let had = !slot.pending.is_empty() || slot.eof || slot.errno != 0;
-                busiest = busiest.max(self.read_slot(key, slot));
+                busiest = busiest.max(self.read_slot(key, slot, total, starved));
                 let has = !slot.pending.is_empty() || slot.eof || slot.errno != 0;
                 if has && !had {
                     ready.push(key);
@@ -272,9 +302,10 @@ fn os_error() -> PyErr {
 #[pymethods]
 impl FifoPoller {
     /// `interval`: seconds to let FIFOs fill between rounds; `max_pending`: bytes kept
-    /// per FIFO until taken; `fill`: the most one FIFO should bring during a pause.
+    /// per FIFO until taken, `max_total` for all of them; `fill`: the most one FIFO
+    /// should bring during a pause.
     #[new]
-    fn new(interval: f64, max_pending: usize, fill: usize) -> PyResult<Self> {
+    fn new(interval: f64, max_pending: usize, max_total: usize, fill: usize) -> PyResult<Self> {
         // SAFETY: plain syscalls creating descriptors this object owns.
         let (epoll, ready_fd, control_fd) = unsafe {
             (
@@ -301,11 +332,14 @@ impl FifoPoller {
                 signalled: false,
                 stopping: false,
                 ending: 0,
+                total: 0,
+                starved: Vec::new(),
             }),
             epoll,
             ready_fd,
             control_fd,
             max_pending: max_pending.max(1),
+            max_total: max_total.max(1),
             interval: Duration::from_secs_f64(interval.clamp(0.0, 1.0)),
             fill: fill.max(1),
         });
@@ -366,6 +400,7 @@ impl FifoPoller {
                 if slot.ending {
                     state.ending -= 1;
                 }
+                state.total -= slot.pending.len();
                 slot.pending
             }
             None => Vec::new(),
@@ -401,12 +436,15 @@ impl FifoPoller {
         let mut state = self.shared.lock();
         state.signalled = false;
         let keys = std::mem::take(&mut state.ready);
+        let starved = std::mem::take(&mut state.starved);
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some(slot) = state.slots.get_mut(&key) else {
+            let State { slots, total, .. } = &mut *state;
+            let Some(slot) = slots.get_mut(&key) else {
                 continue;
             };
             let data = PyBytes::new(py, &slot.pending);
+            *total -= slot.pending.len();
             slot.pending.clear();
             if slot.pending.capacity() > READ_CHUNK {
                 slot.pending = Vec::new(); // an idle FIFO holds no big buffer
@@ -416,6 +454,17 @@ impl FifoPoller {
                 self.shared.arm(key, slot, true);
             }
             out.push((key, data, eof, errno));
+        }
+        for key in starved {
+            if let Some(slot) = state.slots.get_mut(&key) {
+                if !slot.eof
+                    && slot.errno == 0
+                    && !slot.paused
+                    && slot.pending.len() < self.shared.max_pending
+                {
+                    self.shared.arm(key, slot, true);
+                }
+            }
         }
         out
     }
@@ -450,14 +499,21 @@ impl FifoPoller {
     /// thread read and `take` did not hand out yet (then `take` will not hand it out).
     fn read_now<'py>(&self, py: Python<'py>, key: u64) -> (Bound<'py, PyBytes>, bool, i32) {
         let mut state = self.shared.lock();
-        let State { slots, ready, .. } = &mut *state;
+        let State {
+            slots,
+            ready,
+            total,
+            starved,
+            ..
+        } = &mut *state;
         let Some(slot) = slots.get_mut(&key) else {
             return (PyBytes::new(py, b""), false, 0);
         };
         if !slot.paused && !slot.eof && slot.errno == 0 {
-            self.shared.read_slot(key, slot);
+            self.shared.read_slot(key, slot, total, starved);
         }
         let data = PyBytes::new(py, &slot.pending);
+        *total -= slot.pending.len();
         slot.pending.clear();
         let (eof, errno) = (slot.eof, slot.errno);
         if !eof && errno == 0 && !slot.paused {

@@ -14,7 +14,7 @@ from logdriver._native import FifoPoller
 
 @pytest.fixture
 def poller() -> Iterator[FifoPoller]:
-    poller = FifoPoller(0.02, 1 << 20, 256 << 10)
+    poller = FifoPoller(0.02, 1 << 20, 64 << 20, 256 << 10)
     yield poller
     poller.close()
 

@@ -80,6 +80,30 @@ impl<A: AsRef<[u8]>> Lines<A> {
 }
 
 impl Lines {
+    /// `push` taking the line's own buffer: into an empty batch it becomes the arena
+    /// as it is (a 64 MiB partial line cut by the memory budget is not copied).
+    pub fn push_owned(
+        &mut self,
+        source: Source,
+        time_nano: i64,
+        line: Vec<u8>,
+        partial: Option<Partial>,
+    ) {
+        if !self.arena.is_empty() || !self.records.is_empty() {
+            self.push(source, time_nano, &line, partial);
+            return;
+        }
+        let end = line.len();
+        self.arena = line;
+        self.records.push(Record {
+            source,
+            time_nano,
+            start: 0,
+            end,
+            partial,
+        });
+    }
+
     pub fn push(&mut self, source: Source, time_nano: i64, line: &[u8], partial: Option<Partial>) {
         let start = self.arena.len();
         self.arena.extend_from_slice(line);
