@@ -7,6 +7,8 @@ The harness (no private imports needed):
 - ``open_stream(sink, config)``: that container's stream;
 - ``open_pipeline(sink, config, state_dir=...)``: the real pipeline (queue, batching,
   retries, dead letters) in front of that stream, and ``running(pipeline)`` to run it;
+- ``running_together(sink, pipelines)``: several containers' pipelines on one shared
+  destination worker, as the plugin runs streams with equal ``destination``;
 - ``sample_records(count)``: lines to send.
 
 The conformance suite is ``SinkConformance``: subclass it in a test module and provide
@@ -117,6 +119,28 @@ async def running(pipeline: SinkPipeline, flush_timeout: float = 60.0) -> AsyncI
         finally:
             pipeline.close(trio.current_time() + flush_timeout)
             await pipeline.finished()
+
+
+@asynccontextmanager
+async def running_together(
+    sink: Sink, pipelines: Sequence[SinkPipeline], flush_timeout: float = 60.0
+) -> AsyncIterator[Sequence[SinkPipeline]]:
+    """Run ``pipelines`` on one shared destination worker, as the plugin does for streams
+    whose ``destination`` is equal: shared requests through ``sink.send_together``."""
+    from ._destination import Destination  # the plugin's own worker
+
+    destination = Destination(sink.name, pipelines[0].options, sink.send_together)
+    for pipeline in pipelines:
+        destination.attach(pipeline)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        try:
+            yield pipelines
+        finally:
+            for pipeline in pipelines:
+                pipeline.close(trio.current_time() + flush_timeout)
+            for pipeline in pipelines:
+                await pipeline.finished()
 
 
 def sample_records(count: int, start: int = 0) -> list[LogRecord]:

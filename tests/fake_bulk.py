@@ -25,6 +25,7 @@ class FakeBulkServer:
         self.requests = 0
         self.throttle_ids_once: set[str] = set()  # items answered 429 the first time they come
         self.throttle_first_items = 0  # answer 429 to the first N items of the next request
+        self.throttled_indices: set[str] = set()  # answer 429 to every item for these indices
         self.max_body = 0  # answer 413 to bigger (uncompressed) bodies; 0: no limit
         self.delay = 0.0  # seconds before answering
         self.status = 0  # answer the whole request with this status, when set
@@ -105,7 +106,8 @@ class FakeBulkServer:
         for position, (action_line, source_line) in enumerate(zip(lines[::2], lines[1::2], strict=True)):
             action = orjson.loads(action_line)["create"]
             doc_id = action["_id"]
-            if position < self.throttle_first_items or doc_id in self.throttle_ids_once:
+            throttled = action.get("_index") in self.throttled_indices
+            if throttled or position < self.throttle_first_items or doc_id in self.throttle_ids_once:
                 self.throttle_ids_once.discard(doc_id)
                 items.append({"create": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}})
             elif doc_id in self.documents:

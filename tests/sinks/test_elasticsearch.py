@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from logdriver import ConfigError, LogDriverError, LogRecord, PartialInfo, batch_of
 from logdriver.abc import DELIVERED
-from logdriver.testing import context_for, open_pipeline, open_stream, running
+from logdriver.testing import context_for, open_pipeline, open_stream, running, running_together
 from logdriver_sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
 from logdriver_sinks.elasticsearch._bulk import BulkEncoder, Target
 
@@ -349,3 +349,57 @@ async def test_a_refused_template_never_holds_lines_back_for_good(
 def test_a_typo_in_the_es_namespace_is_rejected() -> None:
     with pytest.raises(LogDriverError, match="es-ulr"):
         context_for(ElasticsearchSink(), {"es-ulr": "http://x"})
+
+
+async def test_a_container_whose_index_is_throttled_does_not_hold_up_its_neighbours(
+    fake: FakeBulkServer, tmp_path: Path
+) -> None:
+    # Audit finding: a container whose es-index got a 429 per item kept a bystander on the
+    # same nodes at 0 of 300 lines indexed (its part was retried, forever, before anything else).
+    fake.throttled_indices = {"throttled"}
+    sink = ElasticsearchSink()
+    fast = {"es-url": fake.url, "batch-max-wait": "0s", "retry-initial": "50ms", "retry-max-delay": "200ms"}
+    throttled = open_pipeline(sink, {**fast, "es-index": "throttled"}, state_dir=tmp_path / "t", environ={})
+    bystander = open_pipeline(sink, {**fast, "es-index": "bystander"}, state_dir=tmp_path / "b", environ={})
+    assert throttled.stream.destination == bystander.stream.destination  # one shared worker
+    async with running_together(sink, [throttled, bystander], flush_timeout=1):
+        for start in range(0, 300, 30):
+            throttled.try_put(batch_of(lines(30, start)))
+            bystander.try_put(batch_of(lines(30, start)))
+            await trio.sleep(0.05)
+        with trio.fail_after(10):
+            while bystander.statistics.lines_out < 300:  # noqa: ASYNC110 - polling a counter
+                await trio.sleep(0.05)
+        assert throttled.statistics.lines_out == 0
+        assert throttled.statistics.retried > 0  # still retrying, on its own schedule
+    assert sum(doc["message"].startswith("line") for doc in fake.documents.values()) == 300
+    await sink.aclose()
+
+
+def test_names_that_reach_api_paths_are_checked() -> None:
+    # Audit finding: an unvalidated es-data-stream with es-install-template=true made the
+    # plugin send PUT /_security/user/mallory with its API key.
+    for name in ("../_security/user/mallory", "Logs", "logs docker", "_private", "a" * 256):
+        with pytest.raises(ConfigError, match="es-data-stream"):
+            context_for(ElasticsearchSink(), {"es-data-stream": name})
+    with pytest.raises(ConfigError, match="es-pipeline"):
+        context_for(ElasticsearchSink(), {"es-pipeline": "../../_security"})
+    with pytest.raises(ConfigError, match="es-index"):
+        stream_for({"es-index": "logs-{{.Name}}/../x"})
+    assert stream_for({"es-index": "logs-{{.Name}}-%Y.%m.%d"}).target.name.startswith("logs-api-")
+
+
+async def test_a_transport_closes_with_the_last_container_using_it() -> None:
+    # Audit finding: 150 stopped containers with distinct es-request-timeout left 150
+    # connection pools open.
+    sink = ElasticsearchSink()
+    streams = [stream_for({"es-request-timeout": f"{200 + n}s"}, sink) for n in range(150)]
+    shared = [stream_for({}, sink) for _ in range(2)]
+    assert len(sink._clients) == 151
+    for stream in streams:
+        await stream.aclose()
+    assert len(sink._clients) == 1
+    await shared[0].aclose()
+    assert len(sink._clients) == 1
+    await shared[1].aclose()
+    assert sink._clients == {}
