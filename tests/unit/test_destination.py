@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 import trio.testing
@@ -247,3 +248,39 @@ async def test_a_container_whose_lines_always_fail_costs_a_bystander_under_ten_p
             assert stats.retried > 0
         else:
             assert stats.dead_lettered == stats.lines_in - stats.dropped  # set aside, counted
+
+
+async def test_a_spool_that_cannot_be_read_costs_its_own_container_only(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Audit finding: one spool read error ended the shared worker; every container on it lost
+    # its queued lines, neither delivered nor counted as dropped.
+    broken, healthy = named("s"), named("h")
+    options = {**BATCHING, "buffer": "disk"}
+    spooled = SinkPipeline(
+        "fake",
+        "s" * 64,
+        broken,
+        pipeline_options("fake", {}, options, {}),
+        spool_dir=str(tmp_path / "spool"),
+    )
+    other = pipeline(healthy, **BATCHING)
+    destination = Destination("fake", other.options, Requests())
+    for p in (spooled, other):
+        destination.attach(p)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        spooled.try_put(lines("s", 5))
+        for segment in (tmp_path / "spool").glob("*.spool"):
+            segment.unlink()  # the spool's segment is gone before it is read back
+        spooled.try_put(lines("t", 5))
+        other.try_put(lines("h", 5))
+        await trio.sleep(3)
+        other.try_put(lines("i", 5))
+        await trio.sleep(3)
+        for p in (spooled, other):
+            p.close()
+    assert len(healthy.delivered) == 10  # the worker went on
+    s = spooled.statistics
+    assert s.dropped + s.lines_out == s.lines_in == 10  # the unreadable lines are counted
+    assert s.dropped >= 5
