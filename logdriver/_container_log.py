@@ -203,16 +203,24 @@ class FifoLog:
             self.failed = True
             log.exception("FIFO %s of %s failed while closing", self.path, self.context.info.short_id)
         finally:
-            self._charge_partial(0)
-            for pipeline in self.pipelines.values():
-                if shutting_down:
-                    pipeline.close(trio.current_time() + pipeline.options.flush_timeout)
-            self._record()
-            self.store.close_writer(self._writer)
-            os.close(self.fd)
-            self.closed.set()
-            self._on_closed(self, reached_eof or self.stop_requested)
-            self._log_closed(reached_eof)
+            try:
+                self._charge_partial(0)
+                for pipeline in self.pipelines.values():
+                    if shutting_down:
+                        pipeline.close(trio.current_time() + pipeline.options.flush_timeout)
+                self._record()
+            finally:
+                # Whatever failed above, the descriptors go and the driver hears of it:
+                # a FIFO left half-closed would hold its container's docker stop.
+                self.store.close_writer(self._writer)
+                fd, self.fd = self.fd, -1
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    log.error("closing FIFO %s failed: %s", self.path, exc)
+                self.closed.set()
+                self._on_closed(self, reached_eof or self.stop_requested)
+                self._log_closed(reached_eof)
 
     def _feed_now(self, data: bytes) -> None:
         raw, batch = self.decoder.feed(data)
