@@ -225,7 +225,11 @@ def producer_config(options: Mapping[str, Any]) -> dict[str, Any]:
         if not options["kafka-sasl-username"]:
             raise ConfigError("kafka-sasl-username", "", f"a user name for {mechanism}")
         if not options["kafka-sasl-password"]:
-            raise ConfigError("LOGDRIVER_KAFKA_SASL_PASSWORD", "", f"the password for {mechanism}, set plugin-wide")
+            raise ConfigError(
+                "LOGDRIVER_KAFKA_SASL_PASSWORD",
+                "",
+                f"the password for {mechanism}, set plugin-wide; it goes only to LOGDRIVER_KAFKA_BROKERS",
+            )
         config["sasl.mechanism"] = mechanism
         config["sasl.username"] = options["kafka-sasl-username"]
         config["sasl.password"] = options["kafka-sasl-password"]
