@@ -13,6 +13,13 @@ and the next request starts after the last pipeline served. So a container
 writing flat out delays a quiet one on the same destination by at most
 ``batch-max-wait`` plus the request in flight.
 
+Shared requests, not shared fate: a part that must be retried is set aside with
+its own pipeline's attempt count and retry time, and the worker goes on building
+requests from everyone else's queues; at its time the part goes out in whatever
+request is built then. Until it is delivered its pipeline sends nothing newer, so
+each container's lines stay in order. Lines refused for good go to the dead letters
+at once. A pipeline whose spool cannot be read back loses those lines, counted.
+
 Wake-ups: a put wakes the worker only when it makes a request due sooner (a
 queue reached ``batch-max-entries``, a first line with ``batch-max-wait`` 0, a
 close), so a busy host costs one wake-up per request, not one per read.

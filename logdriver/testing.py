@@ -94,10 +94,12 @@ def open_pipeline(
     *,
     state_dir: str | os.PathLike[str],
     environ: Mapping[str, str] | None = None,
+    info: Mapping[str, Any] | None = None,
 ) -> SinkPipeline:
     """The plugin's pipeline for one container and ``sink``; pipeline log-opts (``overflow``,
-    ``batch-max-wait``, ``retry-*``, ``buffer=disk``...) go in ``config`` like the sink's own."""
-    context = context_for(sink, config, environ=environ)
+    ``batch-max-wait``, ``retry-*``, ``buffer=disk``...) go in ``config`` like the sink's own,
+    and ``info`` overrides fields of the daemon's Info (another ``ContainerID``...)."""
+    context = context_for(sink, config, environ=environ, info=info)
     options = context.options.pipelines[sink.name]
     return SinkPipeline(
         sink.name,
