@@ -121,6 +121,7 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	$(PY) bench/fluentd_bench.py
 	$(PY) bench/es_bench.py
 	$(PY) bench/kafka_bench.py
+	$(PY) bench/shared_fate_bench.py
 
 clean:
 	rm -rf $(VENV) build target .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -233,6 +233,7 @@ class Destination:
     async def _stop(self, pipeline: SinkPipeline) -> None:
         del self.pipelines[pipeline]
         self._held.pop(pipeline, None)
+        self._attempts.pop(pipeline, None)
         self._queued.pop(pipeline, None)
         self._closed.pop(pipeline, None)
         await pipeline.finish()
