@@ -32,6 +32,17 @@ def open_private(path: str, flags: int) -> int:
     return fd
 
 
+def open_segment(path: str) -> tuple[int, int]:
+    """Open a segment for appending, created 0600: its descriptor and size, or OSError
+    with nothing left open (a rotation opens the next segment before closing the last)."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        return fd, os.fstat(fd).st_size
+    except OSError:
+        os.close(fd)
+        raise
+
+
 def write_private(path: str, data: bytes) -> None:
     """Replace ``path`` atomically with ``data`` (a crash leaves the old or the new file, never half)."""
     tmp = path + ".tmp"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ._budget import Budget, unlimited
 from ._buffer import Offer, Overflow
-from ._files import makedirs_private, open_private, write_private, write_whole
+from ._files import makedirs_private, open_segment, write_private, write_whole
 from ._native import LogBatch
 
 log = logging.getLogger("logdriver.spool")
@@ -281,12 +281,7 @@ class DiskQueue:
         """Open the next segment, then close the current one: a failed open changes nothing,
         and no descriptor number is kept after it was closed."""
         seq = self._seq + 1 if self._fd >= 0 else self._seq
-        fd = open_private(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-            size = os.fstat(fd).st_size
-        except OSError:
-            os.close(fd)
-            raise
+        fd, size = open_segment(self._path(seq))
         old, self._fd, self._seq, self._size = self._fd, fd, seq, size
         if old >= 0:
             try:

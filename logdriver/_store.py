@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._files import makedirs_private, open_private, write_whole
+from ._files import makedirs_private, open_segment, write_whole
 from ._framing import HEADER
 from ._native import whole_frames
 
@@ -184,12 +184,7 @@ class LogStore:
             seq, new = clog.segments[-1], False  # reuse an empty segment (e.g. after a restart)
         else:
             seq, new = clog.next_seq, True
-        fd = open_private(clog.path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-            size = os.fstat(fd).st_size
-        except OSError:
-            os.close(fd)
-            raise
+        fd, size = open_segment(clog.path(seq))
         if clog.fd >= 0:
             _release(clog)
             self.statistics.segments_rotated += 1
