@@ -20,7 +20,7 @@ import pytest
 from ..es_peer import SearchNode
 from ..fluent_peer import FluentPeer
 from ..ports import free_port
-from .conftest import Plugin, docker, logs
+from .conftest import IMAGE, Plugin, docker, logs
 
 STEADY = "for i in $(seq 1 3000); do echo steady $i; sleep 0.002; done"
 
@@ -62,6 +62,11 @@ BAD_OPTS = [
     ),
     ({"sinks": "elasticsearch", "es-index": "logs-{{foo .Name}}"}, "es-index"),
     ({"sinks": "elasticsearch", "es-url": "https://127.0.0.1:1", "es-tls-ca": "/nonexistent.pem"}, "es-tls-ca"),
+    # Options bounded by what they cost, and secrets that would show in docker inspect.
+    ({"file-max-size": "1k", "file-max-file": "1000"}, "file-max-file"),
+    ({"sinks": "kafka", "kafka-brokers": ",".join(f"b{i}.example:9092" for i in range(4000))}, "kafka-brokers"),
+    ({"sinks": "elasticsearch", "es-api-key": "a-secret-in-docker-inspect"}, "es-api-key"),
+    ({"sinks": "elasticsearch", "es-data-stream": "../_security/user/mallory"}, "es-data-stream"),
 ]
 
 
@@ -110,6 +115,33 @@ def test_bad_input_never_ends_the_plugin(make_plugin: object) -> None:
     assert logs(control) == (b"".join(b"%d\n" % i for i in range(1, 1001)), b"")
     with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as response:
         assert b"logdriver_active_fifos" in response.read()
+
+
+def test_a_container_whose_file_cannot_be_written_costs_its_neighbours_nothing(plugin: Plugin) -> None:
+    """Audit finding: a container whose file the sink could not open (a 240-character name)
+    was retried, forever, ahead of every container writing files: a bystander got 205 of
+    258,000 lines into its file, and its FIFO blocked after 4.7 s."""
+    blocked = plugin.create("sh", "-c", "seq 1 20000")
+    plugin.file_dir.mkdir(parents=True, exist_ok=True)
+    name = docker("inspect", "-f", "{{.Name}}", blocked).stdout.decode().strip().lstrip("/")
+    (plugin.file_dir / f"{blocked[:12]}-{name}.log").mkdir()  # a directory where its file goes
+    long_name = "n" * 240  # the audit's case: now cut to 100 bytes in the file name
+    named = docker("create", "--name", long_name, f"--log-driver={plugin.name}", IMAGE, "seq", "1", "5000")
+    plugin.containers.append(named.stdout.decode().strip())
+    bystander = plugin.create("sh", "-c", "seq 1 200000", opts={"file-format": "text"})
+    for container in (blocked, plugin.containers[-1], bystander):
+        docker("start", container)
+    for container in (blocked, plugin.containers[-1], bystander):
+        assert docker("wait", container, timeout=120).stdout.strip() == b"0"
+    assert plugin.closing_counts(bystander, "file") == (200_000, 0)
+    lines = next(plugin.file_dir.glob(f"{bystander[:12]}-*.log")).read_bytes().splitlines()
+    assert lines == [b"%d" % i for i in range(1, 200_001)]
+    assert len(plugin.file_records(plugin.containers[-1])) == 5000
+    # The blocked container's lines went to the dead letters with the reason, counted.
+    letters = (plugin.state_dir / "deadletter" / "file.jsonl").read_bytes().splitlines()
+    assert len(letters) == 20_000
+    assert b"Is a directory" in letters[0]
+    assert logs(blocked)[0] == b"".join(b"%d\n" % i for i in range(1, 20_001))  # docker logs has them
 
 
 LINES = 5000
