@@ -165,7 +165,7 @@ class Destination:
         in whatever request is built then; the others never wait for it.
         """
         now = trio.current_time()
-        held_due = [p for p, held in self._held.items() if held.due <= now]
+        held_due = [p for p, held in self._held.items() if held.due <= now < p.flush_deadline]
         ready = [p for p in self._queued if p.queue.entries and p.flush_deadline > now and p not in self._held]
         # A held pipeline's new lines wait for its retry; keep it in mind for then.
         self._queued = dict.fromkeys([*ready, *(p for p in self._queued if p in self._held)])
@@ -174,7 +174,9 @@ class Destination:
         request = [(p, self._held.pop(p).batch) for p in held_due]
         if ready:
             request += self._take_fair(ready, now, due_anyway=bool(request))
-        self._due = min([self._due, *(held.due for held in self._held.values())])
+        # A held part's retry time, or its pipeline's flush deadline (a shutdown) if sooner:
+        # then it stops (``_finish_idle``) without waiting for a retry it has no time for.
+        self._due = min([self._due, *(min(held.due, p.flush_deadline) for p, held in self._held.items())])
         if request:
             self.requests += 1
             self.request_lines += sum(len(batch) for _, batch in request)

@@ -284,3 +284,21 @@ async def test_a_spool_that_cannot_be_read_costs_its_own_container_only(
     s = spooled.statistics
     assert s.dropped + s.lines_out == s.lines_in == 10  # the unreadable lines are counted
     assert s.dropped >= 5
+
+
+async def test_a_shutdown_stops_a_part_waiting_for_a_long_retry_at_its_flush_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    failing = Refusing("x", "retry")
+    slow = pipeline(failing, **{**BATCHING, "batch-max-wait": "0s", "retry-initial": "1h", "retry-max-delay": "1h"})
+    destination = Destination("fake", slow.options, Requests())
+    destination.attach(slow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        slow.try_put(lines("x", 5))
+        await trio.sleep(1)  # failed once; its retry is due in up to an hour
+        started = trio.current_time()
+        slow.close(started + 2)  # a plugin shutdown with a 2 s flush timeout
+        await slow.finished()
+        assert trio.current_time() - started <= 2.01
+    assert slow.statistics.dropped == 5  # memory queue: counted, not silently lost
