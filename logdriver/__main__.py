@@ -17,7 +17,6 @@ from importlib.metadata import entry_points
 import trio
 
 from . import __version__
-from ._budget import tune_malloc
 from ._docker_api import removed_containers
 from ._driver import Driver
 from ._exceptions import ConfigError
@@ -86,7 +85,6 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(f"logdriver {__version__}")
         return
-    tune_malloc()  # before the first large buffer: RSS then follows the memory budget
     try:
         configure_logging(os.environ)
     except ConfigError as exc:

@@ -18,7 +18,7 @@ from typing import Final
 # Bytes a queued line costs beyond its text (its record in the native batch), and a
 # queued batch beyond its lines (the Python and Rust objects, the queue slot). Measured
 # as RSS growth per queued line of 200 bytes: 487 at 1 line a batch, 390 at 5, 355 at 20,
-# 321 at 100, 302 at 1,000 (tests/unit/test_budget_memory.py); the charge is at or above
+# 321 at 100, 302 at 1,000 (tests/unit/test_memory_budget.py); the charge is at or above
 # each but at 20 lines a batch (3 % under).
 ENTRY_OVERHEAD: Final = 120
 BATCH_OVERHEAD: Final = 450
@@ -32,6 +32,7 @@ class Budget:
     limit: int
     used: int = 0
     peak: int = 0
+    recent_peak: int = 0  # the peak since the holder of the budget last looked (``release``)
     refusals: int = 0  # times a holder was refused: its queue counted as full
 
     def room(self) -> int:
@@ -48,6 +49,7 @@ class Budget:
         """Charge unconditionally (what is already held, such as a spool found at startup)."""
         self.used += amount
         self.peak = max(self.peak, self.used)
+        self.recent_peak = max(self.recent_peak, self.used)
 
     def give(self, amount: int) -> None:
         self.used = max(0, self.used - amount)
@@ -61,19 +63,21 @@ def memory_cost(entries: int, nbytes: int, batches: int = 1) -> int:
     return nbytes + ENTRY_OVERHEAD * entries + BATCH_OVERHEAD * batches
 
 
-# glibc's malloc serves a large buffer from the heap once a buffer that size was freed
-# (its mmap threshold rises, up to 32 MiB), and a heap seldom shrinks: 40 containers to
-# a dead destination left RSS at 604 MiB under a 256 MiB budget. A fixed threshold keeps
-# every buffer of 256 KiB or more (FIFO reads, batches, partial lines) in its own
-# mapping, returned to the system when freed.
-MMAP_THRESHOLD: Final = 256 << 10
-_M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
+# What queues free is not always given back by glibc's malloc (a heap seldom shrinks from
+# the middle), so after a burst the process would keep its peak. ``release_free_memory``
+# asks it to return every free page (malloc_trim), which the driver does when the memory
+# budget has fallen well below its recent peak. Not a fixed mmap threshold: that gives
+# memory back at once but costs a page fault per 4 KiB of every read (35 % more CPU).
+RELEASE_AFTER: Final = 32 << 20  # bytes below the recent peak before memory is released
+_libc: ctypes.CDLL | None = None
 
 
-def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold at ``MMAP_THRESHOLD``; False where there is no glibc."""
+def release_free_memory() -> bool:
+    """Return the allocator's free pages to the system; False where there is no glibc."""
+    global _libc
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        if _libc is None:
+            _libc = ctypes.CDLL("libc.so.6")
+        return bool(_libc.malloc_trim(0))
     except (OSError, AttributeError):
         return False

@@ -77,6 +77,9 @@ class BatchQueue:
         self.bytes = 0
         self.entries = 0
         self._taken = 0  # handed out by take(), not yet acked
+        # What those cost: lines handed out stay in memory until they are settled (a part
+        # waiting for its retry time may wait long), so they stay charged to the budget.
+        self._taken_cost = 0
 
     def __len__(self) -> int:
         return self.entries
@@ -195,10 +198,15 @@ class BatchQueue:
         if not parts:
             return None
         self._taken += entries
+        cost = memory_cost(entries, size, len(parts))
+        self.memory.take(cost)  # what _pop gave back: the lines are held until acked
+        self._taken_cost += cost
         return parts[0] if len(parts) == 1 else LogBatch.concat(parts)
 
     def ack(self) -> None:
         self._taken = 0
+        self.memory.give(self._taken_cost)
+        self._taken_cost = 0
 
     @property
     def undelivered(self) -> int:
@@ -219,6 +227,8 @@ class BatchQueue:
         self._items.clear()
         self.bytes = self.entries = 0
         self._taken = 0
+        self.memory.give(self._taken_cost)
+        self._taken_cost = 0
         return dropped
 
 

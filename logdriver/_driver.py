@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from . import _rpc
-from ._budget import Budget
+from ._budget import RELEASE_AFTER, Budget, release_free_memory
 from ._container_log import FifoLog
 from ._context import container_context
 from ._delivery import Deliveries
@@ -77,6 +77,7 @@ class Driver:
             self._resume()
             self.deliveries.recover(self._context_of)
             nursery.start_soon(self._collect_garbage_forever)
+            nursery.start_soon(self._release_memory_forever)
             task_status.started()
             await trio.sleep_forever()
 
@@ -228,6 +229,15 @@ class Driver:
         return {name: out.get(name, SinkSnapshot()) for name in {*self.sinks, *out}}
 
     # -- housekeeping ----------------------------------------------------------
+
+    async def _release_memory_forever(self) -> None:
+        """After a burst, give the memory queues freed back to the system (every 30 s at most)."""
+        while True:
+            await trio.sleep(30)
+            memory = self.memory
+            if memory.recent_peak - memory.used >= RELEASE_AFTER:
+                release_free_memory()
+            memory.recent_peak = memory.used
 
     async def _collect_garbage_forever(self) -> None:
         interval = self.settings.gc_interval

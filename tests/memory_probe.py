@@ -20,7 +20,6 @@ import orjson
 import trio
 
 from logdriver import PartialInfo, encode_entry, encode_frame
-from logdriver._budget import tune_malloc
 from logdriver._driver import Driver
 from logdriver._options import Settings
 from logdriver._pipeline import SinkSnapshot
@@ -130,7 +129,6 @@ async def main(containers: int, megabytes: int, partial: bool, sinks: str) -> di
 
 
 if __name__ == "__main__":
-    tune_malloc()  # as the plugin's main does, first thing
     count, size = int(sys.argv[1]), int(sys.argv[2])
     sinks = os.environ.get("SINKS", "fluentd")  # "none": the decoding and store alone
     print(orjson.dumps(trio.run(main, count, size, "partial" in sys.argv[3:], sinks)).decode())

@@ -127,7 +127,9 @@ impl Joiner {
                 ordinal: line.piece,
                 last: true,
             });
-            out.push(line.source, line.time_nano, &line.line, partial);
+            // Into an empty batch the line's buffer moves as it is: a rejoined line of
+            // many MiB is not copied (nor grown into) a second time.
+            out.push_owned(line.source, line.time_nano, line.line, partial);
             self.stats.lines_rejoined += 1;
         } else if line.line.len() >= self.max_line_size {
             let partial = Partial {
@@ -135,13 +137,8 @@ impl Joiner {
                 ordinal: line.piece,
                 last: false,
             };
-            out.push(
-                line.source.clone(),
-                line.time_nano,
-                &line.line,
-                Some(partial),
-            );
-            line.line = Vec::new(); // a cut line's buffer is not kept: the budget charges capacity
+            let bytes = std::mem::take(&mut line.line); // not kept: the budget charges capacity
+            out.push_owned(line.source.clone(), line.time_nano, bytes, Some(partial));
             line.piece += 1;
             self.stats.lines_cut += 1;
         }

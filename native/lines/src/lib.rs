@@ -89,7 +89,9 @@ impl Lines {
         line: Vec<u8>,
         partial: Option<Partial>,
     ) {
-        if !self.arena.is_empty() || !self.records.is_empty() {
+        // Small lines are copied: the batch's arena is sized for the whole read already.
+        if !self.arena.is_empty() || !self.records.is_empty() || line.len() < self.arena.capacity()
+        {
             self.push(source, time_nano, &line, partial);
             return;
         }
