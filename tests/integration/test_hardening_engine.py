@@ -127,16 +127,17 @@ def test_a_container_whose_file_cannot_be_written_costs_its_neighbours_nothing(p
     (plugin.file_dir / f"{blocked[:12]}-{name}.log").mkdir()  # a directory where its file goes
     long_name = "n" * 240  # the audit's case: now cut to 100 bytes in the file name
     named = docker("create", "--name", long_name, f"--log-driver={plugin.name}", IMAGE, "seq", "1", "5000")
-    plugin.containers.append(named.stdout.decode().strip())
+    long_named = named.stdout.decode().strip()
+    plugin.containers.append(long_named)
     bystander = plugin.create("sh", "-c", "seq 1 200000", opts={"file-format": "text"})
-    for container in (blocked, plugin.containers[-1], bystander):
+    for container in (blocked, long_named, bystander):
         docker("start", container)
-    for container in (blocked, plugin.containers[-1], bystander):
+    for container in (blocked, long_named, bystander):
         assert docker("wait", container, timeout=120).stdout.strip() == b"0"
     assert plugin.closing_counts(bystander, "file") == (200_000, 0)
     lines = next(plugin.file_dir.glob(f"{bystander[:12]}-*.log")).read_bytes().splitlines()
     assert lines == [b"%d" % i for i in range(1, 200_001)]
-    assert len(plugin.file_records(plugin.containers[-1])) == 5000
+    assert len(plugin.file_records(long_named)) == 5000
     # The blocked container's lines went to the dead letters with the reason, counted.
     letters = (plugin.state_dir / "deadletter" / "file.jsonl").read_bytes().splitlines()
     assert len(letters) == 20_000
