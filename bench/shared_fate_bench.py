@@ -62,6 +62,7 @@ async def bystander_rate(case: Case, lines: int, state: Path) -> float:
     )
     mine_lines = [LogRecord("stdout", i, b"b%09d " % i + b"y" * 190) for i in range(PER_PUT)]
     their_lines = [LogRecord("stdout", i, b"n%09d " % i + b"z" * (size - 11)) for i in range(PER_PUT)]
+    assert bystander.stream.destination == neighbour.stream.destination, "not one destination"
     async with running_together(sink, [bystander, neighbour], flush_timeout=5):
         started = time.perf_counter()
         async with trio.open_nursery() as nursery:
@@ -123,11 +124,11 @@ def kafka_cases(base: Path) -> Iterator[dict[str, Case]]:
         cluster.create_topic(topic)
         environ = {"LOGDRIVER_KAFKA_BROKERS": cluster.bootstrap}
         sink = KafkaSink()
-        mine = {"kafka-topic": topic, "kafka-format": "raw"}
-        limit = {"kafka-message-max-bytes": "2000"}
+        # The same settings (one producer, one destination); the neighbour's lines differ.
+        mine = {"kafka-topic": topic, "kafka-format": "raw", "kafka-message-max-bytes": "2000"}
         yield {
-            "healthy": (sink, mine, {**mine, **limit}, environ, 1500),
-            "failing": (sink, mine, {**mine, **limit}, environ, 3000),  # over its own limit: refused
+            "healthy": (sink, mine, mine, environ, 1500),
+            "failing": (sink, mine, mine, environ, 3000),  # over kafka-message-max-bytes: refused
         }
     finally:
         cluster.stop()
