@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logdriver import LogBatch, LogRecord, batch_of
-from logdriver._destination import Destination, fair_shares
+from logdriver._destination import Destination, SendTogether, fair_shares
 from logdriver._pipeline import SinkPipeline
 from logdriver._pipeline_options import pipeline_options
 from logdriver.abc import SendResult, SinkStream
@@ -58,6 +58,14 @@ def lines(prefix: str, count: int, t: int = 0) -> LogBatch:
     return batch_of([LogRecord("stdout", t + i, f"{prefix}{i}".encode()) for i in range(count)])
 
 
+def sharing(pipelines: Sequence[SinkPipeline], send: SendTogether) -> Destination:
+    """One destination worker for ``pipelines`` (not started), as the plugin makes it."""
+    destination = Destination("fake", pipelines[0].options, send)
+    for p in pipelines:
+        destination.attach(p)
+    return destination
+
+
 def pipeline(stream: FakeStream, **opts: str) -> SinkPipeline:
     return SinkPipeline("fake", stream.name * 64, stream, pipeline_options("fake", {}, opts, {}), rng=random.Random(3))  # type: ignore[attr-defined]
 
@@ -71,9 +79,7 @@ async def test_one_request_carries_every_container_and_a_flat_out_one_cannot_sta
     requests = Requests(seconds=0.5)
     busy, quiet = named("b"), named("q")
     pipelines = [pipeline(busy, **BATCHING, **{"buffer-max-entries": "100000"}), pipeline(quiet, **BATCHING)]
-    destination = Destination("fake", pipelines[0].options, requests)
-    for p in pipelines:
-        destination.attach(p)
+    destination = sharing(pipelines, requests)
     async with trio.open_nursery() as nursery:
         await nursery.start(destination.run)
         pipelines[0].try_put(lines("b", 50_000))  # flat out: 500 full requests queued
@@ -101,9 +107,7 @@ async def test_verdicts_go_back_to_the_container_whose_lines_they_judge(
     first.reject = {b"a1": "mapping conflict"}
     second.retry_lines = {b"c0"}
     pipelines = [pipeline(first, **BATCHING), pipeline(second, **BATCHING)]
-    destination = Destination("fake", pipelines[0].options, requests)
-    for p in pipelines:
-        destination.attach(p)
+    destination = sharing(pipelines, requests)
     async with trio.open_nursery() as nursery:
         await nursery.start(destination.run)
         pipelines[0].try_put(lines("a", 3))
@@ -131,9 +135,7 @@ async def test_a_container_blocked_by_its_full_queue_does_not_hold_up_the_others
         pipeline(blocked, **tight, overflow="block", **{"buffer-max-entries": "20", "block-timeout": "60s"}),
         pipeline(flowing, **tight),
     ]
-    destination = Destination("fake", pipelines[0].options, requests)
-    for p in pipelines:
-        destination.attach(p)
+    destination = sharing(pipelines, requests)
     producer_waits = 0
     produced = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -172,9 +174,7 @@ async def test_a_bad_verdict_costs_its_own_container_only(autojump_clock: trio.t
         return [bad if stream is broken else r for (stream, _), r in zip(parts, results, strict=True)]
 
     pipelines = [pipeline(good, **BATCHING), pipeline(broken, **BATCHING)]
-    destination = Destination("fake", pipelines[0].options, send)
-    for p in pipelines:
-        destination.attach(p)
+    destination = sharing(pipelines, send)
     async with trio.open_nursery() as nursery:
         await nursery.start(destination.run)
         for n in range(3):
@@ -196,9 +196,7 @@ async def _bystander_lines(neighbour: FakeStream, seconds: float) -> tuple[int, 
     bystander = named("y")
     options = {**BATCHING, "batch-max-wait": "0s", "retry-max-delay": "2s", "buffer-max-entries": "1000000"}
     pipelines = [pipeline(bystander, **options), pipeline(neighbour, **options)]
-    destination = Destination("fake", pipelines[0].options, requests)
-    for p in pipelines:
-        destination.attach(p)
+    destination = sharing(pipelines, requests)
     async with trio.open_nursery() as nursery:
         await nursery.start(destination.run)
         end = trio.current_time() + seconds
@@ -265,9 +263,7 @@ async def test_a_spool_that_cannot_be_read_costs_its_own_container_only(
         spool_dir=str(tmp_path / "spool"),
     )
     other = pipeline(healthy, **BATCHING)
-    destination = Destination("fake", other.options, Requests())
-    for p in (spooled, other):
-        destination.attach(p)
+    destination = sharing((spooled, other), Requests())
     async with trio.open_nursery() as nursery:
         await nursery.start(destination.run)
         spooled.try_put(lines("s", 5))
