@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from logdriver import _rpc
-from logdriver._fifo import FifoHub, open_fifo
-from logdriver._server import serve_unix
+from logdriver.reading.poller import FifoHub, open_fifo
+from logdriver.server import rpc
+from logdriver.server.unix import serve_unix
 
 
 class _Discard:
@@ -34,14 +34,14 @@ class DrainHandler:
     def __init__(self, hub: FifoHub) -> None:
         self.hub = hub
 
-    async def start_logging(self, command: _rpc.StartLogging) -> None:
+    async def start_logging(self, command: rpc.StartLogging) -> None:
         fd, _ = open_fifo(command.file)
         _Discard(self.hub, fd)
 
-    async def stop_logging(self, command: _rpc.StopLogging) -> None:
+    async def stop_logging(self, command: rpc.StopLogging) -> None:
         return None
 
-    async def read_logs(self, command: _rpc.ReadLogs) -> AsyncIterator[bytes]:
+    async def read_logs(self, command: rpc.ReadLogs) -> AsyncIterator[bytes]:
         for _ in ():
             yield b""
 

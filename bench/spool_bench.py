@@ -11,8 +11,8 @@ import tempfile
 import time
 
 from logdriver import LogRecord, batch_of
-from logdriver._buffer import Overflow
-from logdriver._spool import DiskQueue
+from logdriver.config.pipeline_options import Overflow
+from logdriver.delivery.spool import DiskQueue
 
 
 def main() -> None:

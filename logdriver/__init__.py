@@ -1,8 +1,14 @@
 """logdriver: a Docker logging-driver plugin on trio.
 
-The public surface, for sinks and tests: lines and batches, container facts,
-settings and errors. Sinks implement ``logdriver.abc.Sink``; ``logdriver.testing``
-runs one as the plugin does and checks it against the shared contract.
+The public face, for sinks and tests, is three modules:
+
+- ``logdriver`` (this one): lines and batches, container facts, settings and errors;
+- ``logdriver.abc``: the sink interface (``Sink``, ``SinkStream``, ``SendResult``) and
+  the context a stream gets; ``logdriver.config``: what a sink declares its options with;
+- ``logdriver.testing``: runs a sink as the plugin does, checks it against the shared
+  contract (``SinkConformance``), and writes ``LogEntry`` frames as dockerd does.
+
+Everything else (``reading``, ``store``, ``delivery``, ``server``) is the plugin's own.
 
 Glossary (one word per thing):
 
@@ -14,6 +20,8 @@ Glossary (one word per thing):
   where they mean lines (``buffer-max-entries``).
 - *sink*: a kind of destination (``file``, ``fluentd``...), one object per plugin;
   *stream*: one container's connection to a sink.
+- *destination*: where a stream's lines go (address, credentials, target); streams
+  with equal destinations share one *sender*, which batches their lines into shared requests.
 - *pipeline*: one container's queue, batching and retries in front of one stream;
   it outlives its FIFO until its lines are delivered.
 - *spool*: a pipeline's queue on disk (``buffer=disk``); *store*: the ``docker logs``
@@ -22,40 +30,22 @@ Glossary (one word per thing):
   retry, or rejected with a reason.
 """
 
-from ._entries import encode_entry
-from ._exceptions import ConfigError, LogDriverError
-from ._framing import encode_frame
-from ._native import LogBatch
-from ._options import ContainerOptions, Settings, SinkOption
-from ._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
-from ._templates import Template, render_tag
-from ._tls import client_tls_context
-from ._units import choice, int_between, non_negative_int, parse_bool, parse_duration, parse_size, size_between
+from logdriver._exceptions import ConfigError, LogDriverError
+from logdriver._native import LogBatch
+from logdriver._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
+from logdriver.config.options import ContainerOptions, Settings
 
 __all__ = [
     "ConfigError",
-    "ContainerInfo",
-    "ContainerOptions",
-    "LogBatch",
     "LogDriverError",
+    "LogBatch",
     "LogRecord",
     "PartialInfo",
+    "ContainerInfo",
+    "ContainerOptions",
     "Settings",
-    "SinkOption",
-    "Template",
     "batch_of",
-    "choice",
-    "client_tls_context",
-    "encode_entry",
-    "encode_frame",
-    "int_between",
-    "non_negative_int",
-    "parse_bool",
-    "parse_duration",
-    "parse_size",
     "records_of",
-    "size_between",
-    "render_tag",
 ]
 
 __version__ = "0.1.0"

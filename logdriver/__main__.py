@@ -16,18 +16,18 @@ from importlib.metadata import entry_points
 
 import trio
 
-from . import __version__
-from ._docker_api import removed_containers
-from ._driver import Driver
-from ._exceptions import ConfigError
-from ._files import makedirs_private
-from ._logging import configure_logging
-from ._metrics import serve_metrics
-from ._options import Settings, parse_log_opts
-from ._registry import FifoRegistry
-from ._server import serve_unix
-from ._store import LogStore
-from .abc import Sink
+from logdriver import __version__
+from logdriver._exceptions import ConfigError
+from logdriver._files import makedirs_private
+from logdriver.abc import Sink
+from logdriver.config.options import Settings, parse_log_opts
+from logdriver.reading.registry import FifoRegistry
+from logdriver.server.docker_api import removed_containers
+from logdriver.server.driver import Driver
+from logdriver.server.logging_setup import configure_logging
+from logdriver.server.metrics import serve_metrics
+from logdriver.server.unix import serve_unix
+from logdriver.store.log_store import LogStore
 
 log = logging.getLogger("logdriver")
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._native import LogBatch
+from logdriver._native import LogBatch
 
 STDOUT: Final = "stdout"
 STDERR: Final = "stderr"

@@ -15,9 +15,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._native import LogBatch
-from ._options import ContainerOptions, Settings, SinkOption
-from ._records import ContainerInfo
+from logdriver._native import LogBatch
+from logdriver._records import ContainerInfo
+from logdriver.config.options import ContainerOptions, Settings, SinkOption
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class Sink(abc.ABC):
 
     name: ClassVar[str]
     # Pipeline option defaults for this kind of destination, e.g. {"overflow": "block"}
-    # for a local file; see logdriver/_pipeline_options.py for the names.
+    # for a local file; see logdriver/config/pipeline_options.py for the names.
     pipeline_defaults: ClassVar[Mapping[str, str]] = {}
     # The log-opts this kind of sink owns, validated at StartLogging like the rest.
     options: ClassVar[Sequence[SinkOption]] = ()

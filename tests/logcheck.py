@@ -8,7 +8,7 @@ import io
 import logging
 from collections.abc import Iterator
 
-from logdriver._logging import CHATTY_LIBRARIES, configure_logging
+from logdriver.server.logging_setup import CHATTY_LIBRARIES, configure_logging
 
 
 @contextlib.contextmanager

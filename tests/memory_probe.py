@@ -19,13 +19,14 @@ import threading
 import orjson
 import trio
 
-from logdriver import PartialInfo, encode_entry, encode_frame
-from logdriver._driver import Driver
-from logdriver._options import Settings
-from logdriver._pipeline import SinkSnapshot
-from logdriver._registry import FifoRegistry
-from logdriver._rpc import StartLogging, StopLogging
-from logdriver._store import LogStore
+from logdriver import PartialInfo
+from logdriver.config.options import Settings
+from logdriver.delivery.pipeline import SinkSnapshot
+from logdriver.reading.registry import FifoRegistry
+from logdriver.server.driver import Driver
+from logdriver.server.rpc import StartLogging, StopLogging
+from logdriver.store.log_store import LogStore
+from logdriver.testing import encode_entry, encode_frame
 from logdriver_sinks.fluentd import FluentdSink
 
 BUDGET = "64Mi"

@@ -27,17 +27,9 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
-from logdriver import (
-    ConfigError,
-    LogBatch,
-    Settings,
-    SinkOption,
-    Template,
-    client_tls_context,
-    parse_bool,
-    parse_duration,
-)
+from logdriver import ConfigError, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+from logdriver.config import SinkOption, Template, client_tls_context, parse_bool, parse_duration
 
 from ._bulk import BulkEncoder, Target, item_verdicts
 from ._client import BulkClient, ClientOptions, Outcome, lacks_data_streams, parse_urls, template_body

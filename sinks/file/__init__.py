@@ -37,8 +37,9 @@ from typing import ClassVar
 import orjson
 import trio
 
-from logdriver import ConfigError, LogBatch, Settings, SinkOption, choice, int_between, size_between
+from logdriver import ConfigError, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+from logdriver.config import SinkOption, choice, int_between, size_between
 
 from ._render import json_lines, text_lines
 

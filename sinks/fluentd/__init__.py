@@ -20,9 +20,9 @@ import socket
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
-from logdriver import (
-    LogBatch,
-    Settings,
+from logdriver import LogBatch, Settings
+from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+from logdriver.config import (
     SinkOption,
     choice,
     client_tls_context,
@@ -32,7 +32,6 @@ from logdriver import (
     parse_size,
     render_tag,
 )
-from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 from ._connection import ConnectOptions
 from ._forward import EntryEncoder, new_chunk_id, packed_forward

@@ -36,11 +36,9 @@ import orjson
 import trio
 from confluent_kafka import KafkaException
 
-from logdriver import (
-    ConfigError,
-    ContainerInfo,
-    LogBatch,
-    Settings,
+from logdriver import ConfigError, ContainerInfo, LogBatch, Settings
+from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+from logdriver.config import (
     SinkOption,
     Template,
     choice,
@@ -50,7 +48,6 @@ from logdriver import (
     parse_duration,
     size_between,
 )
-from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 
 from ._producer import Outgoing, SharedProducer
 from ._render import messages

@@ -1,5 +1,5 @@
 """The Elasticsearch bulk encoder in plain Python: the reference ``native/src/bulk.rs``
-is checked against (byte for byte), as ``logdriver._entries`` is for the decoder."""
+is checked against (byte for byte), as ``logdriver.testing.entries`` is for the decoder."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from ..fluent_peer import FluentPeer
 from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
 
 
-class FileDestination:
+class FileSinkPeer:
     """A directory on a small tmpfs of its own; the outage is a full disk."""
 
     def __init__(self, mount: Path) -> None:
@@ -53,22 +53,22 @@ class FileDestination:
 
 class TestFileSink(SinkConformance):
     @pytest.fixture
-    def destination(self, tmp_path: Path) -> Iterator[FileDestination]:
+    def peer(self, tmp_path: Path) -> Iterator[FileSinkPeer]:
         mount = tmp_path / "disk"
         mount.mkdir()
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=False).returncode:
             pytest.skip("needs root to mount a tmpfs")
         try:
-            yield FileDestination(mount)
+            yield FileSinkPeer(mount)
         finally:
             subprocess.run(["umount", "-l", str(mount)], check=False)
 
     @pytest.fixture
-    def sink(self, destination: FileDestination) -> FileSink:
-        return FileSink(str(destination.directory))
+    def sink(self, peer: FileSinkPeer) -> FileSink:
+        return FileSink(str(peer.directory))
 
 
-class FluentDestination:
+class FluentSinkPeer:
     """The real FluentServer, with the shared-key handshake on; the outage stops the process."""
 
     KEY = "conformance-shared-key-do-not-log"
@@ -99,16 +99,16 @@ class FluentDestination:
 
 class TestFluentdSink(SinkConformance):
     @pytest.fixture
-    def destination(self, tmp_path: Path) -> Iterator[FluentDestination]:
-        with FluentPeer(tmp_path, PEER_SHARED_KEY=FluentDestination.KEY) as peer:
-            yield FluentDestination(peer)
+    def peer(self, tmp_path: Path) -> Iterator[FluentSinkPeer]:
+        with FluentPeer(tmp_path, PEER_SHARED_KEY=FluentSinkPeer.KEY) as peer:
+            yield FluentSinkPeer(peer)
 
     @pytest.fixture
     def sink(self) -> FluentdSink:
         return FluentdSink()
 
 
-class SearchDestination:
+class SearchSinkPeer:
     """An index on a real OpenSearch or Elasticsearch node; the outage stops the node (on the same port)."""
 
     KEY = "Y29uZm9ybWFuY2U6c2VjcmV0LWFwaS1rZXk="
@@ -148,8 +148,8 @@ def search_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 class TestElasticsearchSink(SinkConformance):
     @pytest.fixture
-    def destination(self, search_node: SearchNode) -> SearchDestination:
-        return SearchDestination(search_node)
+    def peer(self, search_node: SearchNode) -> SearchSinkPeer:
+        return SearchSinkPeer(search_node)
 
     @pytest.fixture
     async def sink(self) -> object:
@@ -158,7 +158,7 @@ class TestElasticsearchSink(SinkConformance):
         await sink.aclose()
 
 
-class KafkaDestination:
+class KafkaSinkPeer:
     """A topic on a real Kafka 4.4 broker, over SASL/SCRAM; the outage stops the broker.
 
     ``kafka-message-timeout`` is 3 s here, shorter than the outage, so that lines come back
@@ -207,8 +207,8 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
 
 class TestKafkaSink(SinkConformance):
     @pytest.fixture
-    def destination(self, kafka: KafkaCluster) -> KafkaDestination:
-        return KafkaDestination(kafka)
+    def peer(self, kafka: KafkaCluster) -> KafkaSinkPeer:
+        return KafkaSinkPeer(kafka)
 
     @pytest.fixture
     async def sink(self) -> object:

@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from logdriver import ConfigError
-from logdriver._docker_api import removed_containers
-from logdriver._options import Settings
+from logdriver.config.options import Settings
+from logdriver.server.docker_api import removed_containers
 
 
 class FakeEngine:

@@ -14,14 +14,15 @@ import trio
 import trio.testing
 from prometheus_client import CollectorRegistry, generate_latest
 
-from logdriver import ConfigError, PartialInfo, encode_entry, encode_frame
-from logdriver._driver import Driver
-from logdriver._metrics import DriverCollector, health
-from logdriver._options import Settings
-from logdriver._registry import FifoRegistry
-from logdriver._rpc import ReadLogs, StartLogging, StopLogging
-from logdriver._store import LogStore
+from logdriver import ConfigError, PartialInfo
 from logdriver.abc import ContainerContext, Sink, SinkStream
+from logdriver.config.options import Settings
+from logdriver.reading.registry import FifoRegistry
+from logdriver.server.driver import Driver
+from logdriver.server.metrics import DriverCollector, health
+from logdriver.server.rpc import ReadLogs, StartLogging, StopLogging
+from logdriver.store.log_store import LogStore
+from logdriver.testing import encode_entry, encode_frame
 from logdriver_sinks.file import FileSink
 
 from ..fakes import FakeStream

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logdriver import LogRecord, PartialInfo, encode_entry
+from logdriver import LogRecord, PartialInfo
+from logdriver.testing import encode_entry
 
 from ..reference.entries import EntryDecoder
 

@@ -27,12 +27,12 @@ import orjson
 import pytest
 import trio
 
-from logdriver import LogRecord, batch_of, encode_entry, encode_frame, records_of
-from logdriver._buffer import Overflow
-from logdriver._registry import FifoRegistry
-from logdriver._spool import DiskQueue, SpoolReadError
-from logdriver._store import LogStore, iter_chunks
-from logdriver.testing import open_stream
+from logdriver import LogRecord, batch_of, records_of
+from logdriver.config.pipeline_options import Overflow
+from logdriver.delivery.spool import DiskQueue, SpoolReadError
+from logdriver.reading.registry import FifoRegistry
+from logdriver.store.log_store import LogStore, iter_chunks
+from logdriver.testing import encode_entry, encode_frame, open_stream
 from logdriver_sinks.file import FileSink
 
 FAULTY = ("open", "write", "ftruncate", "replace", "rename", "fsync", "fstat", "unlink")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logdriver import encode_entry, encode_frame
+from logdriver.testing import encode_entry, encode_frame
 
 from ..reference.framing import FrameDecoder
 

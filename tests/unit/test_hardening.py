@@ -16,14 +16,15 @@ import pytest
 import trio
 import trio.testing
 
-from logdriver import ConfigError, encode_entry
-from logdriver._http import Limits
-from logdriver._metrics import serve_metrics
-from logdriver._options import Settings
+from logdriver import ConfigError
 from logdriver._records import ContainerInfo
-from logdriver._rpc import StartLogging
-from logdriver._server import serve_unix
-from logdriver._templates import extra_attributes
+from logdriver.config.options import Settings
+from logdriver.config.templates import extra_attributes
+from logdriver.server.http import Limits
+from logdriver.server.metrics import serve_metrics
+from logdriver.server.rpc import StartLogging
+from logdriver.server.unix import serve_unix
+from logdriver.testing import encode_entry
 
 from .test_driver import CID, FakeSinkKind, daemon_fifo, fake_driver, frames, info, wait_until
 

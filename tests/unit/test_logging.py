@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from logdriver import ConfigError
-from logdriver._logging import configure_logging
+from logdriver.server.logging_setup import configure_logging
 
 from ..logcheck import plugin_log
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from logdriver._budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, memory_cost
+from logdriver.delivery.budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, memory_cost
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20

@@ -7,8 +7,9 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logdriver import LogRecord, PartialInfo, batch_of, encode_entry, encode_frame, records_of
+from logdriver import LogRecord, PartialInfo, batch_of, records_of
 from logdriver._native import FrameReader
+from logdriver.testing import encode_entry, encode_frame
 
 from ..reference.entries import EntryDecoder
 from ..reference.framing import FrameDecoder

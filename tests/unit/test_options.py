@@ -6,8 +6,8 @@ import pytest
 
 from logdriver import ConfigError
 from logdriver._exceptions import UnknownOptionError
-from logdriver._options import Settings, parse_log_opts, plugin_defaults
-from logdriver._units import parse_duration, parse_size
+from logdriver.config.options import Settings, parse_log_opts, plugin_defaults
+from logdriver.config.units import parse_duration, parse_size
 from logdriver_sinks.file import FileSink
 
 

@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logdriver import LogRecord, batch_of, records_of
-from logdriver._buffer import BatchQueue, Overflow
-from logdriver._deadletter import DeadLetters
-from logdriver._pipeline import SinkPipeline
-from logdriver._pipeline_options import pipeline_options
-from logdriver._retry import RetryPolicy
+from logdriver.config.pipeline_options import Overflow, pipeline_options
+from logdriver.config.retry import RetryPolicy
+from logdriver.delivery.dead_letters import DeadLetters
+from logdriver.delivery.memory_queue import BatchQueue
+from logdriver.delivery.pipeline import SinkPipeline
 
 from ..fakes import FakeStream
 

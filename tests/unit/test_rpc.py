@@ -11,20 +11,20 @@ import orjson
 import pytest
 import trio
 
-from logdriver import _rpc
 from logdriver._exceptions import ConfigError, RpcError
-from logdriver._server import serve_unix
+from logdriver.server import rpc
+from logdriver.server.unix import serve_unix
 
 C1 = "c1" * 32
 BAD = "bad0" * 16
 
 
 def test_go_times() -> None:
-    assert _rpc.parse_go_time("0001-01-01T00:00:00Z") is None
-    assert _rpc.parse_go_time("1970-01-01T00:00:01.5Z") == 1_500_000_000
-    assert _rpc.parse_go_time("1970-01-01T02:00:01.000000007+02:00") == 1_000_000_007
+    assert rpc.parse_go_time("0001-01-01T00:00:00Z") is None
+    assert rpc.parse_go_time("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert rpc.parse_go_time("1970-01-01T02:00:01.000000007+02:00") == 1_000_000_007
     with pytest.raises(RpcError):
-        _rpc.parse_go_time("yesterday")
+        rpc.parse_go_time("yesterday")
 
 
 def test_read_logs_request() -> None:
@@ -32,30 +32,30 @@ def test_read_logs_request() -> None:
         b'{"Info":{"ContainerID":"' + C1.encode() + b'"},"Config":{"Since":"1970-01-01T00:00:02Z",'
         b'"Until":"0001-01-01T00:00:00Z","Tail":3,"Follow":true}}\n'
     )
-    command = _rpc.parse_request("/LogDriver.ReadLogs", body)
-    assert command == _rpc.ReadLogs({"ContainerID": C1}, 2_000_000_000, None, 3, True)
+    command = rpc.parse_request("/LogDriver.ReadLogs", body)
+    assert command == rpc.ReadLogs({"ContainerID": C1}, 2_000_000_000, None, 3, True)
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"File":"relative"}', b'{"File":"/x"}'])
 def test_malformed_start_logging(body: bytes) -> None:
     with pytest.raises(RpcError):
-        _rpc.parse_request("/LogDriver.StartLogging", body)
+        rpc.parse_request("/LogDriver.StartLogging", body)
 
 
 class RecordingHandler:
     def __init__(self) -> None:
         self.calls: list[object] = []
 
-    async def start_logging(self, command: _rpc.StartLogging) -> None:
+    async def start_logging(self, command: rpc.StartLogging) -> None:
         self.calls.append(command)
         if command.info["ContainerID"] == BAD:
             raise ConfigError("file-format", "xml", "json or text")
 
-    async def stop_logging(self, command: _rpc.StopLogging) -> None:
+    async def stop_logging(self, command: rpc.StopLogging) -> None:
         self.calls.append(command)
         raise RuntimeError("boom")  # must still answer {}
 
-    async def read_logs(self, command: _rpc.ReadLogs) -> AsyncIterator[bytes]:
+    async def read_logs(self, command: rpc.ReadLogs) -> AsyncIterator[bytes]:
         for chunk in (b"\x00\x00\x00\x01", b"A"):
             yield chunk
 
@@ -116,7 +116,7 @@ async def test_server_answers_like_the_daemon_expects(tmp_path: Path) -> None:
 def test_times_beyond_64_bit_nanoseconds_are_clamped_not_an_overflow() -> None:
     # Audit finding: a Since of year 9999 with a -23:59 offset raised OverflowError after the 200.
     from logdriver._native import ReadLogsEncoder
-    from logdriver._rpc import parse_go_time
+    from logdriver.server.rpc import parse_go_time
 
     late = parse_go_time("9999-12-31T23:59:59.999999999-23:59")
     early = parse_go_time("1000-01-01T00:00:00+23:59")

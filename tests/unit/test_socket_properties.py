@@ -26,14 +26,14 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logdriver import encode_entry, encode_frame
 from logdriver.__main__ import load_sinks
-from logdriver._driver import Driver
-from logdriver._options import OPTIONS, Settings
-from logdriver._pipeline_options import PIPELINE_OPTIONS
-from logdriver._registry import FifoRegistry
-from logdriver._server import serve_unix
-from logdriver._store import LogStore
+from logdriver.config.options import OPTIONS, Settings
+from logdriver.config.pipeline_options import PIPELINE_OPTIONS
+from logdriver.reading.registry import FifoRegistry
+from logdriver.server.driver import Driver
+from logdriver.server.unix import serve_unix
+from logdriver.store.log_store import LogStore
+from logdriver.testing import encode_entry, encode_frame
 
 CID = "ab" * 32
 

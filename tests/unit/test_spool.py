@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from logdriver import LogRecord, PartialInfo, batch_of, records_of
-from logdriver._budget import Budget
-from logdriver._buffer import Overflow
-from logdriver._deadletter import DeadLetters
-from logdriver._spool import DiskQueue
+from logdriver.config.pipeline_options import Overflow
+from logdriver.delivery.budget import Budget
+from logdriver.delivery.dead_letters import DeadLetters
+from logdriver.delivery.spool import DiskQueue
 
 
 def texts_of(batch: object) -> list[bytes]:

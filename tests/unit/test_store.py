@@ -9,11 +9,12 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logdriver import PartialInfo, encode_entry, encode_frame
+from logdriver import PartialInfo
 from logdriver._native import ReadLogsEncoder
 from logdriver._proto.entry_pb2 import LogEntry
-from logdriver._readlogs import HEARTBEAT_FRAME, read_logs
-from logdriver._store import LogStore
+from logdriver.store.log_store import LogStore
+from logdriver.store.readlogs import HEARTBEAT_FRAME, read_logs
+from logdriver.testing import encode_entry, encode_frame
 
 from ..reference.framing import FrameDecoder
 

@@ -9,15 +9,22 @@ network destination drops), the general default below.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._buffer import Overflow
-from ._exceptions import ConfigError
-from ._retry import RetryPolicy
-from ._units import choice, non_negative_duration, non_negative_int, positive_int, positive_size
+from logdriver._exceptions import ConfigError
+from logdriver.config.retry import RetryPolicy
+from logdriver.config.units import choice, non_negative_duration, non_negative_int, positive_int, positive_size
+
+
+class Overflow(enum.Enum):
+    BLOCK = "block"
+    DROP_NEWEST = "drop-newest"
+    DROP_OLDEST = "drop-oldest"
+
 
 # name → (default, what it accepts, parser)
 PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {

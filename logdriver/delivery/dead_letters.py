@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import orjson
 
-from ._budget import Budget, unlimited
-from ._files import append_private, makedirs_private
-from ._native import LogBatch
-from ._records import records_of
+from logdriver._files import append_private, makedirs_private
+from logdriver._native import LogBatch
+from logdriver._records import records_of
+from logdriver.delivery.budget import Budget, unlimited
 
 log = logging.getLogger("logdriver.deadletter")
 

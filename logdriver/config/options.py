@@ -21,10 +21,10 @@ from typing import Any, Final, Protocol
 
 import re2
 
-from ._exceptions import ConfigError, UnknownOptionError
-from ._pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
-from ._templates import Template, compile_regex, regex_error
-from ._units import Explained, int_between, listen_address, parse_duration, positive_size, size_between
+from logdriver._exceptions import ConfigError, UnknownOptionError
+from logdriver.config.pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
+from logdriver.config.templates import Template, compile_regex, regex_error
+from logdriver.config.units import Explained, int_between, listen_address, parse_duration, positive_size, size_between
 
 
 @dataclass(frozen=True, slots=True)

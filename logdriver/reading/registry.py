@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ._files import write_private
+from logdriver._files import write_private
 
 log = logging.getLogger("logdriver.registry")
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from ._exceptions import RpcError
+from logdriver._exceptions import RpcError
 
 ACTIVATE_RESPONSE: Final = b'{"Implements":["LogDriver"]}'
 CAPABILITIES_RESPONSE: Final = b'{"Cap":{"ReadLogs":true}}'

@@ -20,8 +20,8 @@ from typing import Final, Protocol
 
 import trio
 
-from ._exceptions import LogDriverError
-from ._native import FifoPoller
+from logdriver._exceptions import LogDriverError
+from logdriver._native import FifoPoller
 
 log = logging.getLogger("logdriver.fifo")
 

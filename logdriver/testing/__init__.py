@@ -8,11 +8,12 @@ The harness (no private imports needed):
 - ``open_pipeline(sink, config, state_dir=...)``: the real pipeline (queue, batching,
   retries, dead letters) in front of that stream, and ``running(pipeline)`` to run it;
 - ``running_together(sink, pipelines)``: several containers' pipelines on one shared
-  destination worker, as the plugin runs streams with equal ``destination``;
-- ``sample_records(count)``: lines to send.
+  sender, as the plugin runs streams with equal ``destination``;
+- ``sample_records(count)``: lines to send;
+- ``encode_entry`` and ``encode_frame``: ``LogEntry`` frames as dockerd writes them to a FIFO.
 
 The conformance suite is ``SinkConformance``: subclass it in a test module and provide
-two pytest fixtures, ``sink`` (the ``Sink``) and ``destination`` (a ``Destination``: a
+two pytest fixtures, ``sink`` (the ``Sink``) and ``peer`` (a ``Peer``: a
 real server, or directory, the sink delivers to). It checks what every sink promises:
 a verdict for every line, outage and recovery without loss, flush on close, options
 validated with the option named, secrets never in logs or errors, counters exported.
@@ -32,23 +33,28 @@ from typing import Any, Protocol
 
 import trio
 
-from ._context import container_context
-from ._deadletter import DeadLetters
-from ._exceptions import ConfigError, LogDriverError
-from ._options import plugin_defaults
-from ._pipeline import SinkPipeline
-from ._records import LogRecord, batch_of
-from .abc import ContainerContext, Sink, SinkStream
+from logdriver._exceptions import ConfigError, LogDriverError
+from logdriver._records import LogRecord, batch_of
+from logdriver.abc import ContainerContext, Sink, SinkStream
+from logdriver.config.options import plugin_defaults
+from logdriver.delivery.context import container_context
+from logdriver.delivery.dead_letters import DeadLetters
+from logdriver.delivery.pipeline import SinkPipeline
+from logdriver.reading.framing import encode_frame
+from logdriver.testing.entries import encode_entry
 
 __all__ = [
     "CONTAINER_ID",
-    "Destination",
+    "Peer",
     "SinkConformance",
     "context_for",
     "open_pipeline",
     "open_stream",
     "running",
+    "running_together",
     "sample_records",
+    "encode_entry",
+    "encode_frame",
 ]
 
 CONTAINER_ID = "0123456789ab" + "cd" * 26
@@ -127,15 +133,15 @@ async def running(pipeline: SinkPipeline, flush_timeout: float = 60.0) -> AsyncI
 async def running_together(
     sink: Sink, pipelines: Sequence[SinkPipeline], flush_timeout: float = 60.0
 ) -> AsyncIterator[Sequence[SinkPipeline]]:
-    """Run ``pipelines`` on one shared destination worker, as the plugin does for streams
+    """Run ``pipelines`` on one shared sender, as the plugin does for streams
     whose ``destination`` is equal: shared requests through ``sink.send_together``."""
-    from ._destination import Destination  # the plugin's own worker
+    from logdriver.delivery.sender import Sender  # the plugin's own worker
 
-    destination = Destination(sink.name, pipelines[0].options, sink.send_together)
+    sender = Sender(sink.name, pipelines[0].options, sink.send_together)
     for pipeline in pipelines:
-        destination.attach(pipeline)
+        sender.attach(pipeline)
     async with trio.open_nursery() as nursery:
-        await nursery.start(destination.run)
+        await nursery.start(sender.run)
         try:
             yield pipelines
         finally:
@@ -153,7 +159,7 @@ def sample_records(count: int, start: int = 0) -> list[LogRecord]:
     ]
 
 
-class Destination(Protocol):
+class Peer(Protocol):
     """Where a sink under test delivers; its methods may block (the suite calls them in a thread)."""
 
     @property
@@ -191,13 +197,13 @@ class Destination(Protocol):
 
 
 class SinkConformance:
-    """The contract every sink keeps. Subclass with ``sink`` and ``destination`` fixtures."""
+    """The contract every sink keeps. Subclass with ``sink`` and ``peer`` fixtures."""
 
     LINES = 300
 
-    async def test_every_line_arrives_and_is_counted(self, sink: Sink, destination: Destination, tmp_path: Any) -> None:
+    async def test_every_line_arrives_and_is_counted(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
         records = sample_records(self.LINES)
-        pipeline = open_pipeline(sink, destination.config, state_dir=tmp_path, environ=destination.environ)
+        pipeline = open_pipeline(sink, peer.config, state_dir=tmp_path, environ=peer.environ)
         async with running(pipeline):
             for start in range(0, self.LINES, 100):
                 await pipeline.put(batch_of(records[start : start + 100]))
@@ -208,25 +214,25 @@ class SinkConformance:
             0,
             0,
         )
-        got = await trio.to_thread.run_sync(destination.received, self.LINES, 60.0)
+        got = await trio.to_thread.run_sync(peer.received, self.LINES, 60.0)
         assert Counter(got) == Counter(r.line for r in records)
 
     OUTAGE_LINES = 10_000
 
-    async def test_an_outage_mid_run_loses_nothing(self, sink: Sink, destination: Destination, tmp_path: Any) -> None:
+    async def test_an_outage_mid_run_loses_nothing(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
         """The destination goes away for 5 s while lines flow; the pipeline blocks (as a container
         would wait), retries, and delivers every line; duplicates only where the sink says so."""
         total, per_put = self.OUTAGE_LINES, 100
         records = sample_records(total)
-        config = {**destination.config, "overflow": "block", "block-timeout": "120s"}
-        pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=destination.environ)
+        config = {**peer.config, "overflow": "block", "block-timeout": "120s"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=peer.environ)
         async with running(pipeline, flush_timeout=120), trio.open_nursery() as nursery:
 
             async def outage() -> None:
                 await trio.sleep(1)
-                await trio.to_thread.run_sync(destination.stop)
+                await trio.to_thread.run_sync(peer.stop)
                 await trio.sleep(5)
-                await trio.to_thread.run_sync(destination.start)
+                await trio.to_thread.run_sync(peer.start)
 
             nursery.start_soon(outage)
             for start in range(0, total, per_put):
@@ -234,75 +240,71 @@ class SinkConformance:
                 await trio.sleep(0.02)
         assert (pipeline.statistics.lines_out, pipeline.statistics.dropped) == (total, 0)
         assert pipeline.statistics.retried > 0  # the outage happened mid-run
-        got = Counter(await trio.to_thread.run_sync(destination.received, total, 60.0))
+        got = Counter(await trio.to_thread.run_sync(peer.received, total, 60.0))
         assert set(got) == {r.line for r in records}
-        if destination.exactly_once:
+        if peer.exactly_once:
             assert sum(got.values()) == total
 
-    async def test_close_flushes_what_is_queued(self, sink: Sink, destination: Destination, tmp_path: Any) -> None:
+    async def test_close_flushes_what_is_queued(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
         records = sample_records(50, start=10_000)
-        config = {**destination.config, "batch-max-wait": "1h", "batch-max-entries": "1000000"}
-        pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=destination.environ)
+        config = {**peer.config, "batch-max-wait": "1h", "batch-max-entries": "1000000"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=peer.environ)
         async with running(pipeline):
             await pipeline.put(batch_of(records))
             await trio.sleep(0.2)
             assert pipeline.statistics.lines_out == 0  # still waiting for the batch to fill
         assert pipeline.statistics.lines_out == len(records)
-        got = await trio.to_thread.run_sync(destination.received, len(records), 60.0)
+        got = await trio.to_thread.run_sync(peer.received, len(records), 60.0)
         assert {r.line for r in records} <= set(got)
 
-    async def test_a_bad_option_fails_naming_it(self, sink: Sink, destination: Destination) -> None:
+    async def test_a_bad_option_fails_naming_it(self, sink: Sink, peer: Peer) -> None:
         import pytest  # only the suite needs it, not the plugin
 
-        key, value = destination.bad_option
+        key, value = peer.bad_option
         with pytest.raises(ConfigError, match=re.escape(repr(key))):  # as StartLogging: options, then the stream
-            open_stream(sink, {**destination.config, key: value}, environ=destination.environ)
+            open_stream(sink, {**peer.config, key: value}, environ=peer.environ)
         with pytest.raises(LogDriverError, match="no-such-option"):
             context_for(sink, {f"{sink.name}-no-such-option": "1"})
 
-    async def test_secrets_never_reach_logs_or_errors(
-        self, sink: Sink, destination: Destination, tmp_path: Any, caplog: Any
-    ) -> None:
+    async def test_secrets_never_reach_logs_or_errors(self, sink: Sink, peer: Peer, tmp_path: Any, caplog: Any) -> None:
         caplog.set_level(logging.DEBUG)
         errors: list[str] = []
-        await trio.to_thread.run_sync(destination.stop)
+        await trio.to_thread.run_sync(peer.stop)
         try:
             pipeline = open_pipeline(
                 sink,
-                {**destination.config, "retry-max-attempts": "2", "retry-initial": "10ms"},
+                {**peer.config, "retry-max-attempts": "2", "retry-initial": "10ms"},
                 state_dir=tmp_path,
-                environ=destination.environ,
+                environ=peer.environ,
             )
             async with running(pipeline, flush_timeout=30):
                 await pipeline.put(batch_of(sample_records(10)))
             for option in sink.options:
                 if option.secret:
                     try:
-                        context_for(sink, {**destination.config, option.name: "\x00bad"}, environ=destination.environ)
+                        context_for(sink, {**peer.config, option.name: "\x00bad"}, environ=peer.environ)
                     except LogDriverError as exc:
                         errors.append(str(exc))
         finally:
-            await trio.to_thread.run_sync(destination.start)
+            await trio.to_thread.run_sync(peer.start)
         text = caplog.text + "\n".join(errors)
         assert pipeline.statistics.dead_lettered == 10  # gave up, with a reason
-        for secret in destination.secrets:
+        for secret in peer.secrets:
             assert secret not in text
 
-    async def test_credentials_go_only_to_the_plugin_wide_destination(
-        self, sink: Sink, destination: Destination
-    ) -> None:
+    async def test_credentials_go_only_to_the_plugin_wide_destination(self, sink: Sink, peer: Peer) -> None:
         """A container naming another destination in its log-opts gets none of the plugin-wide
         credentials; secrets are refused as log-opts (they show in docker inspect)."""
         import pytest  # only the suite needs it, not the plugin
 
-        own = context_for(sink, destination.config, environ=destination.environ).sink_options(sink.name)
+        own = context_for(sink, peer.config, environ=peer.environ).sink_options(sink.name)
         bound = [option for option in sink.options if option.bound]
-        elsewhere = getattr(destination, "elsewhere", None)
+        elsewhere = getattr(peer, "elsewhere", None)
         if elsewhere is not None:
             key, value = elsewhere
-            chosen = context_for(sink, {**destination.config, key: value}, environ=destination.environ)
+            chosen = context_for(sink, {**peer.config, key: value}, environ=peer.environ)
             for option in bound:  # the plugin-wide ones; a container's own log-opt stays its own
-                if option.name not in destination.config:
+                if option.name not in peer.config:
                     assert chosen.sink_options(sink.name)[option.name] in ("", None, False), option.name
             assert any(own[option.name] for option in bound), "the plugin-wide destination has them"
         for option in sink.options:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ._pipeline import PipelineStatistics, SinkPipeline, SinkSnapshot
+from logdriver.delivery.pipeline import PipelineStatistics, SinkPipeline, SinkSnapshot
 
 
 @dataclass(slots=True)

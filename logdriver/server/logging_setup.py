@@ -18,7 +18,7 @@ from typing import TextIO
 
 import orjson
 
-from ._exceptions import ConfigError
+from logdriver._exceptions import ConfigError
 
 # Loggers of libraries that log at INFO per request or connection.
 CHATTY_LIBRARIES = ("httpx", "httpcore", "elastic_transport", "urllib3")

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._files import makedirs_private, open_segment, write_whole
-from ._framing import HEADER
-from ._native import whole_frames
+from logdriver._files import makedirs_private, open_segment, write_whole
+from logdriver._native import whole_frames
+from logdriver.reading.framing import HEADER
 
 log = logging.getLogger("logdriver.store")
 

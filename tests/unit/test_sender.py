@@ -1,4 +1,4 @@
-"""Destination: shared requests across containers, fairness, verdict routing, block isolation.
+"""Sender: shared requests across containers, fairness, verdict routing, block isolation.
 
 Fake streams under trio's virtual clock; the real sinks' shared requests are
 tested against their real peers in tests/sinks and tests/integration.
@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logdriver import LogBatch, LogRecord, batch_of
-from logdriver._destination import Destination, SendTogether, fair_shares
-from logdriver._pipeline import SinkPipeline
-from logdriver._pipeline_options import pipeline_options
 from logdriver.abc import SendResult, SinkStream
+from logdriver.config.pipeline_options import pipeline_options
+from logdriver.delivery.pipeline import SinkPipeline
+from logdriver.delivery.sender import Sender, SendTogether, fair_shares
 
 from ..fakes import FakeStream
 
@@ -58,9 +58,9 @@ def lines(prefix: str, count: int, t: int = 0) -> LogBatch:
     return batch_of([LogRecord("stdout", t + i, f"{prefix}{i}".encode()) for i in range(count)])
 
 
-def sharing(pipelines: Sequence[SinkPipeline], send: SendTogether) -> Destination:
+def sharing(pipelines: Sequence[SinkPipeline], send: SendTogether) -> Sender:
     """One destination worker for ``pipelines`` (not started), as the plugin makes it."""
-    destination = Destination("fake", pipelines[0].options, send)
+    destination = Sender("fake", pipelines[0].options, send)
     for p in pipelines:
         destination.attach(p)
     return destination
@@ -287,7 +287,7 @@ async def test_a_shutdown_stops_a_part_waiting_for_a_long_retry_at_its_flush_dea
 ) -> None:
     failing = Refusing("x", "retry")
     slow = pipeline(failing, **{**BATCHING, "batch-max-wait": "0s", "retry-initial": "1h", "retry-max-delay": "1h"})
-    destination = Destination("fake", slow.options, Requests())
+    destination = Sender("fake", slow.options, Requests())
     destination.attach(slow)
     async with trio.open_nursery() as nursery:
         await nursery.start(destination.run)

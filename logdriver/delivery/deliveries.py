@@ -32,15 +32,15 @@ from typing import Any
 import orjson
 import trio
 
-from ._budget import Budget
-from ._deadletter import DeadLetters
-from ._destination import Destination
-from ._exceptions import LogDriverError
-from ._files import makedirs_private, write_private
-from ._pipeline import SinkPipeline, SinkSnapshot
-from ._pipeline_options import PipelineOptions
-from ._totals import Totals
-from .abc import ContainerContext, Sink
+from logdriver._exceptions import LogDriverError
+from logdriver._files import makedirs_private, write_private
+from logdriver.abc import ContainerContext, Sink
+from logdriver.config.pipeline_options import PipelineOptions
+from logdriver.delivery.budget import Budget
+from logdriver.delivery.dead_letters import DeadLetters
+from logdriver.delivery.pipeline import SinkPipeline, SinkSnapshot
+from logdriver.delivery.sender import Sender
+from logdriver.delivery.totals import Totals
 
 log = logging.getLogger("logdriver.delivery")
 
@@ -76,7 +76,7 @@ class Deliveries:
         self._dead_letter_dir = os.path.join(state_dir, "deadletter")
         self.dead_letters: dict[str, DeadLetters] = {}
         self.live: set[SinkPipeline] = set()
-        self.destinations: dict[Hashable, Destination] = {}
+        self.senders: dict[Hashable, Sender] = {}
         self.draining = 0  # pipelines whose FIFO has closed and that still hold lines
         self.failures = 0  # pipelines that ended on an unexpected error
         self._nursery: trio.Nursery | None = None
@@ -136,10 +136,10 @@ class Deliveries:
         except Exception:  # a sink's unhashable key: the stream ships alone
             log.exception("sink %s: unusable destination key; this container gets its own", pipeline.sink)
             key = (pipeline.sink, id(pipeline), None)
-        destination = self.destinations.get(key)
+        destination = self.senders.get(key)
         if destination is None:
-            destination = Destination(pipeline.sink, pipeline.options, self.sinks[pipeline.sink].send_together)
-            self.destinations[key] = destination
+            destination = Sender(pipeline.sink, pipeline.options, self.sinks[pipeline.sink].send_together)
+            self.senders[key] = destination
             self._nursery.start_soon(self._run, key, destination)
         pipeline.on_finish = self._finished
         destination.attach(pipeline)
@@ -175,7 +175,7 @@ class Deliveries:
 
     # -- running ---------------------------------------------------------------
 
-    async def _run(self, key: Hashable, destination: Destination) -> None:
+    async def _run(self, key: Hashable, destination: Sender) -> None:
         try:
             await destination.run()
         except Exception:
@@ -183,7 +183,7 @@ class Deliveries:
             log.exception("sink %s: a destination failed; its containers' queued lines are lost", destination.sink)
         finally:
             # No checkpoint since the worker saw its last pipeline go: nothing attached since.
-            del self.destinations[key]
+            del self.senders[key]
             self.totals.fold_requests(destination.sink, destination.requests, destination.request_lines)
 
     def _finished(self, pipeline: SinkPipeline) -> None:
@@ -265,7 +265,7 @@ class Deliveries:
         out = self.totals.sink_snapshot()
         for pipeline in self.live:
             out.setdefault(pipeline.sink, SinkSnapshot()).add(pipeline.snapshot(now))
-        for destination in self.destinations.values():
+        for destination in self.senders.values():
             snap = out.setdefault(destination.sink, SinkSnapshot())
             snap.requests += destination.requests
             snap.request_lines += destination.request_lines

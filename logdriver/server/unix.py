@@ -17,9 +17,9 @@ from typing import Final, Protocol
 import h11
 import trio
 
-from . import _rpc
-from ._exceptions import LogDriverError, RpcError
-from ._http import Limits, Request, guarded, response_bytes, serve_h11
+from logdriver._exceptions import LogDriverError, RpcError
+from logdriver.server import rpc
+from logdriver.server.http import Limits, Request, guarded, response_bytes, serve_h11
 
 log = logging.getLogger("logdriver.server")
 
@@ -29,11 +29,11 @@ _RESPONSE_HEADERS: Final = [("Content-Type", "application/vnd.docker.plugins.v1.
 
 
 class Handler(Protocol):
-    async def start_logging(self, command: _rpc.StartLogging) -> None: ...
+    async def start_logging(self, command: rpc.StartLogging) -> None: ...
 
-    async def stop_logging(self, command: _rpc.StopLogging) -> None: ...
+    async def stop_logging(self, command: rpc.StopLogging) -> None: ...
 
-    def read_logs(self, command: _rpc.ReadLogs) -> AsyncIterator[bytes]: ...
+    def read_logs(self, command: rpc.ReadLogs) -> AsyncIterator[bytes]: ...
 
 
 async def serve_unix(
@@ -78,40 +78,40 @@ async def _send(stream: trio.abc.Stream, conn: h11.Connection, status: int, body
 
 async def _dispatch(stream: trio.abc.Stream, conn: h11.Connection, handler: Handler, path: str, body: bytes) -> None:
     try:
-        command = _rpc.parse_request(path, body)
+        command = rpc.parse_request(path, body)
     except KeyError:
-        await _send(stream, conn, 404, _rpc.error_body(f"unknown plugin method {path[:200]}"))
+        await _send(stream, conn, 404, rpc.error_body(f"unknown plugin method {path[:200]}"))
         return
     except RpcError as exc:
         log.warning("rejected %s: %s", path, exc)
         # A StopLogging error would leak the daemon's FIFO and plugin refcount: always succeed.
-        status_body = _rpc.EMPTY_RESPONSE if path == "/LogDriver.StopLogging" else _rpc.error_body(str(exc))
+        status_body = rpc.EMPTY_RESPONSE if path == "/LogDriver.StopLogging" else rpc.error_body(str(exc))
         status = 500 if path == "/LogDriver.ReadLogs" else 200
         await _send(stream, conn, status, status_body)
         return
-    if isinstance(command, _rpc.Activate):
-        await _send(stream, conn, 200, _rpc.ACTIVATE_RESPONSE)
-    elif isinstance(command, _rpc.Capabilities):
-        await _send(stream, conn, 200, _rpc.CAPABILITIES_RESPONSE)
-    elif isinstance(command, _rpc.StartLogging):
+    if isinstance(command, rpc.Activate):
+        await _send(stream, conn, 200, rpc.ACTIVATE_RESPONSE)
+    elif isinstance(command, rpc.Capabilities):
+        await _send(stream, conn, 200, rpc.CAPABILITIES_RESPONSE)
+    elif isinstance(command, rpc.StartLogging):
         try:
             await handler.start_logging(command)
         except LogDriverError as exc:
             log.warning("StartLogging for %s refused: %s", command.info.get("ContainerID", "?")[:12], exc)
-            await _send(stream, conn, 200, _rpc.error_body(str(exc)))
+            await _send(stream, conn, 200, rpc.error_body(str(exc)))
             return
         except Exception as exc:
             # A bug of ours must fail this container's start, not the plugin.
             log.exception("StartLogging for %s failed", command.info.get("ContainerID", "?")[:12])
-            await _send(stream, conn, 200, _rpc.error_body(f"logdriver: internal error: {type(exc).__name__}"))
+            await _send(stream, conn, 200, rpc.error_body(f"logdriver: internal error: {type(exc).__name__}"))
             return
-        await _send(stream, conn, 200, _rpc.EMPTY_RESPONSE)
-    elif isinstance(command, _rpc.StopLogging):
+        await _send(stream, conn, 200, rpc.EMPTY_RESPONSE)
+    elif isinstance(command, rpc.StopLogging):
         try:
             await handler.stop_logging(command)
         except Exception:
             log.exception("StopLogging for %s failed; answering {} so the daemon can release the FIFO", command.file)
-        await _send(stream, conn, 200, _rpc.EMPTY_RESPONSE)
+        await _send(stream, conn, 200, rpc.EMPTY_RESPONSE)
     else:
         await _stream_logs(stream, conn, handler.read_logs(command))
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import re2
 
-from ._records import ContainerInfo, env_map
+from logdriver._records import ContainerInfo, env_map
 
 
 def compile_regex(pattern: str) -> Any:

@@ -23,19 +23,19 @@ from typing import Any
 
 import trio
 
-from . import _rpc
-from ._budget import RELEASE_AFTER, Budget, release_free_memory
-from ._container_log import FifoLog
-from ._context import container_context
-from ._delivery import Deliveries
-from ._fifo import FifoHub, open_fifo
-from ._options import Settings
-from ._pipeline import SinkSnapshot
-from ._readlogs import read_logs
-from ._registry import FifoRegistry
-from ._store import LogStore
-from ._totals import FifoStatistics, Totals
-from .abc import ContainerContext, Sink
+from logdriver.abc import ContainerContext, Sink
+from logdriver.config.options import Settings
+from logdriver.delivery.budget import RELEASE_AFTER, Budget, release_free_memory
+from logdriver.delivery.context import container_context
+from logdriver.delivery.deliveries import Deliveries
+from logdriver.delivery.pipeline import SinkSnapshot
+from logdriver.delivery.totals import FifoStatistics, Totals
+from logdriver.reading.fifo_log import FifoLog
+from logdriver.reading.poller import FifoHub, open_fifo
+from logdriver.reading.registry import FifoRegistry
+from logdriver.server import rpc
+from logdriver.store.log_store import LogStore
+from logdriver.store.readlogs import read_logs
 
 log = logging.getLogger("logdriver.driver")
 
@@ -85,7 +85,7 @@ class Driver:
         """Reopen every FIFO a previous process was reading (the daemon never re-sends them)."""
         for path, info in self.registry.entries().items():
             try:
-                _rpc.check_info(info)
+                rpc.check_info(info)
                 self._start(path, info)
                 log.info("resumed FIFO %s for container %s", path, str(info.get("ContainerID", "?"))[:12])
             except Exception as exc:
@@ -94,7 +94,7 @@ class Driver:
 
     # -- RPC handlers ----------------------------------------------------------
 
-    async def start_logging(self, command: _rpc.StartLogging) -> None:
+    async def start_logging(self, command: rpc.StartLogging) -> None:
         if command.file in self._fifos:
             return  # a retried request: already reading it
         self._start(command.file, command.info)
@@ -143,7 +143,7 @@ class Driver:
             raise
         self._fifos[path] = fifo
 
-    async def stop_logging(self, command: _rpc.StopLogging) -> None:
+    async def stop_logging(self, command: rpc.StopLogging) -> None:
         fifo = self._fifos.get(command.file)
         if fifo is not None and not fifo.stop_requested:
             fifo.stop_requested = True
@@ -151,7 +151,7 @@ class Driver:
             assert self._nursery is not None
             self._nursery.start_soon(self._stop_deadline, fifo)
 
-    async def read_logs(self, command: _rpc.ReadLogs) -> AsyncGenerator[bytes, None]:
+    async def read_logs(self, command: rpc.ReadLogs) -> AsyncGenerator[bytes, None]:
         container_id = str(command.info.get("ContainerID", ""))
         for fifo in list(self._fifos.values()):
             if fifo.context.info.container_id == container_id:

@@ -29,10 +29,11 @@ import zlib
 from collections import deque
 from dataclasses import dataclass
 
-from ._budget import Budget, unlimited
-from ._buffer import Offer, Overflow
-from ._files import makedirs_private, open_segment, write_private, write_whole
-from ._native import LogBatch
+from logdriver._files import makedirs_private, open_segment, write_private, write_whole
+from logdriver._native import LogBatch
+from logdriver.config.pipeline_options import Overflow
+from logdriver.delivery.budget import Budget, unlimited
+from logdriver.delivery.memory_queue import Offer
 
 log = logging.getLogger("logdriver.spool")
 

@@ -6,8 +6,8 @@ reference decoder lives in tests/reference/entries.py.
 
 from __future__ import annotations
 
-from ._proto.entry_pb2 import LogEntry
-from ._records import PartialInfo
+from logdriver._proto.entry_pb2 import LogEntry
+from logdriver._records import PartialInfo
 
 
 def encode_entry(source: str, time_nano: int, line: bytes, partial: PartialInfo | None = None) -> bytes:

@@ -2,7 +2,7 @@
 
 Containers whose streams name the same destination (``SinkStream.destination``:
 same sink kind, addresses, credentials and target) and the same batching and
-retry options share one ``Destination``. Its worker builds each request from
+retry options share one ``Sender``. Its worker builds each request from
 all of their queues, sends it with ``Sink.send_together`` (one bulk request, one
 forward write on one connection, one pass over the files) and hands each
 pipeline the verdict on its own lines.
@@ -35,12 +35,12 @@ from dataclasses import dataclass
 
 import trio
 
-from ._native import LogBatch
-from ._pipeline import SinkPipeline
-from ._pipeline_options import PipelineOptions
-from .abc import SendResult, SinkStream
+from logdriver._native import LogBatch
+from logdriver.abc import SendResult, SinkStream
+from logdriver.config.pipeline_options import PipelineOptions
+from logdriver.delivery.pipeline import SinkPipeline
 
-log = logging.getLogger("logdriver.destination")
+log = logging.getLogger("logdriver.sender")
 
 Part = tuple[SinkStream, LogBatch]
 SendTogether = Callable[[Sequence[Part]], Awaitable[Sequence[SendResult]]]
@@ -81,7 +81,7 @@ class _Held:
     due: float  # when (trio time)
 
 
-class Destination:
+class Sender:
     """Run with ``await nursery.start(destination.run)``; it returns when its last pipeline is done."""
 
     def __init__(

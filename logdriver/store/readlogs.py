@@ -25,8 +25,8 @@ from collections.abc import AsyncGenerator
 
 import trio
 
-from ._native import ReadLogsEncoder, whole_frames
-from ._store import ContainerLog, LogStore, iter_chunks
+from logdriver._native import ReadLogsEncoder, whole_frames
+from logdriver.store.log_store import ContainerLog, LogStore, iter_chunks
 
 HEARTBEAT_FRAME = b"\x00\x00\x00\x00"
 _BATCH_BYTES = 256 << 10

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._exceptions import ConfigError
-from ._options import SinkKind, parse_log_opts
-from ._records import ContainerInfo
-from ._templates import Template, extra_attributes
-from .abc import ContainerContext
+from logdriver._exceptions import ConfigError
+from logdriver._records import ContainerInfo
+from logdriver.abc import ContainerContext
+from logdriver.config.options import SinkKind, parse_log_opts
+from logdriver.config.templates import Template, extra_attributes
 
 
 def container_context(

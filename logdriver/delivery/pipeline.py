@@ -1,7 +1,7 @@
 """One sink's pipeline for one container: its bounded queue, overflow policy and accounting.
 
 The FIFO reader ``put``s every read batch into each of the container's
-pipelines. A pipeline does not send: the ``Destination`` it is attached to
+pipelines. A pipeline does not send: the ``Sender`` it is attached to
 (``_destination``) drains the queues of every container shipping to the same
 place, builds shared requests and hands each pipeline back the verdict on its
 own lines (``settle``). So limits, overflow policies, spools, drop counts and
@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._budget import Budget
-from ._buffer import BatchQueue, LineQueue, Offer
-from ._deadletter import CHUNK, DeadLetters
-from ._native import LogBatch
-from ._pipeline_options import PipelineOptions
-from ._spool import DiskQueue, SpoolReadError
-from .abc import SendResult, SinkStream
+from logdriver._native import LogBatch
+from logdriver.abc import SendResult, SinkStream
+from logdriver.config.pipeline_options import PipelineOptions
+from logdriver.delivery.budget import Budget
+from logdriver.delivery.dead_letters import CHUNK, DeadLetters
+from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer
+from logdriver.delivery.spool import DiskQueue, SpoolReadError
 
 if TYPE_CHECKING:
-    from ._destination import Destination
+    from logdriver.delivery.sender import Sender
 
 log = logging.getLogger("logdriver.pipeline")
 
@@ -93,7 +93,7 @@ class SinkSnapshot:
 
 
 class SinkPipeline:
-    """Feed with ``put``; end with ``close``. A ``Destination`` delivers its lines
+    """Feed with ``put``; end with ``close``. A ``Sender`` delivers its lines
     (``run`` gives it one of its own: tests and single-container use)."""
 
     def __init__(
@@ -131,7 +131,7 @@ class SinkPipeline:
         self.dead_letters = dead_letters
         self.rng = rng or random.Random()
         self.statistics = PipelineStatistics()
-        self.destination: Destination | None = None
+        self.destination: Sender | None = None
         self.on_finish: Callable[[SinkPipeline], None] | None = None  # the owner's accounting
         self.failing_since: float | None = None  # when sends started failing (None: healthy)
         self.in_flight = 0  # lines handed to the destination and not yet settled
@@ -241,9 +241,9 @@ class SinkPipeline:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver through a destination of this pipeline's own, until it is closed and done."""
-        from ._destination import Destination, send_each
+        from logdriver.delivery.sender import Sender, send_each
 
-        destination = Destination(self.sink, self.options, send_each, self.rng)
+        destination = Sender(self.sink, self.options, send_each, self.rng)
         destination.attach(self)
         await destination.run(task_status=task_status)
 

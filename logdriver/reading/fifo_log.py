@@ -25,13 +25,13 @@ from typing import Any
 
 import trio
 
-from ._budget import Budget
-from ._framing import DEFAULT_MAX_FRAME_SIZE
-from ._native import FrameReader, LogBatch
-from ._pipeline import SinkPipeline
-from ._store import LogStore
-from ._totals import FifoStatistics
-from .abc import ContainerContext
+from logdriver._native import FrameReader, LogBatch
+from logdriver.abc import ContainerContext
+from logdriver.delivery.budget import Budget
+from logdriver.delivery.pipeline import SinkPipeline
+from logdriver.delivery.totals import FifoStatistics
+from logdriver.reading.framing import DEFAULT_MAX_FRAME_SIZE
+from logdriver.store.log_store import LogStore
 
 log = logging.getLogger("logdriver.driver")
 

@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._driver import Driver
-from ._http import Limits, Request, guarded, response_bytes, serve_h11
-from ._units import listen_address
+from logdriver.config.units import listen_address
+from logdriver.server.driver import Driver
+from logdriver.server.http import Limits, Request, guarded, response_bytes, serve_h11
 
 log = logging.getLogger("logdriver.metrics")
 

@@ -11,19 +11,13 @@ budget (``_budget``) is one more limit: a batch over it does not fit either.
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from ._budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, Budget, memory_cost, unlimited
-from ._native import LogBatch
-
-
-class Overflow(enum.Enum):
-    BLOCK = "block"
-    DROP_NEWEST = "drop-newest"
-    DROP_OLDEST = "drop-oldest"
+from logdriver._native import LogBatch
+from logdriver.config.pipeline_options import Overflow
+from logdriver.delivery.budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, Budget, memory_cost, unlimited
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from ._exceptions import ConfigError
+from logdriver._exceptions import ConfigError
 
 
 def client_tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool, *, prefix: str) -> ssl.SSLContext:

@@ -1,0 +1,33 @@
+"""Configuration: log-opts and plugin-wide settings, their units, templates and TLS.
+
+Public for sinks: what a sink declares its options with (``SinkOption`` and the value
+parsers), Docker tag templates, and the TLS context for client certificates. The
+modules below are the plugin's own.
+"""
+
+from logdriver.config.options import SinkOption
+from logdriver.config.templates import Template, render_tag
+from logdriver.config.tls import client_tls_context
+from logdriver.config.units import (
+    choice,
+    int_between,
+    non_negative_int,
+    parse_bool,
+    parse_duration,
+    parse_size,
+    size_between,
+)
+
+__all__ = [
+    "SinkOption",
+    "Template",
+    "render_tag",
+    "client_tls_context",
+    "choice",
+    "int_between",
+    "non_negative_int",
+    "parse_bool",
+    "parse_duration",
+    "parse_size",
+    "size_between",
+]

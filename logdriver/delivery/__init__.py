@@ -1,0 +1,1 @@
+"""Delivery: per-container pipelines, their queues and spools, budgets, and senders per destination."""

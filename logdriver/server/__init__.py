@@ -1,0 +1,1 @@
+"""The plugin server: the driver, the plugin socket's RPCs, metrics and health over HTTP."""
