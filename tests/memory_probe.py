@@ -21,7 +21,6 @@ import trio
 
 from logdriver import PartialInfo
 from logdriver.config.options import Settings
-from logdriver.delivery.pipeline import SinkSnapshot
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server.driver import Driver
 from logdriver.server.rpc import StartLogging, StopLogging
@@ -118,9 +117,9 @@ async def main(containers: int, megabytes: int, partial: bool, sinks: str) -> di
             "budget": driver.memory.limit,
             "budget_peak": driver.memory.peak,
             "rss_growth": (peak - before) * 1024,
-            "lines_in": driver.sink_statistics().get("fluentd", SinkSnapshot()).totals.lines_in,
-            "dropped": driver.sink_statistics().get("fluentd", SinkSnapshot()).totals.dropped,
-            "cut_by_budget": sum(f.snapshot().partial_cut_by_budget for f in driver._fifos.values()),
+            "lines_in": driver.statistics().sinks["fluentd"].totals.lines_in,
+            "dropped": driver.statistics().sinks["fluentd"].totals.dropped,
+            "cut_by_budget": sum(f.statistics().partial_cut_by_budget for f in driver._fifos.values()),
         }
         for path, fd in fifos:
             await driver.stop_logging(StopLogging(path))

@@ -54,6 +54,18 @@ class Budget:
     def give(self, amount: int) -> None:
         self.used = max(0, self.used - amount)
 
+    def statistics(self) -> BudgetStatistics:
+        return BudgetStatistics(self.name, self.used, self.limit, self.peak, self.refusals)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatistics:
+    name: str
+    used: int
+    limit: int
+    peak: int
+    refusals: int
+
 
 def unlimited(name: str) -> Budget:
     return Budget(name, 1 << 62)

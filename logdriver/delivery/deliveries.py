@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -38,7 +39,7 @@ from logdriver.abc import ContainerContext, Sink
 from logdriver.config.pipeline_options import PipelineOptions
 from logdriver.delivery.budget import Budget
 from logdriver.delivery.dead_letters import DeadLetters
-from logdriver.delivery.pipeline import SinkPipeline, SinkSnapshot
+from logdriver.delivery.pipeline import PipelineStatistics, SinkPipeline
 from logdriver.delivery.sender import Sender
 from logdriver.delivery.totals import Totals
 
@@ -77,7 +78,6 @@ class Deliveries:
         self.dead_letters: dict[str, DeadLetters] = {}
         self.live: set[SinkPipeline] = set()
         self.senders: dict[Hashable, Sender] = {}
-        self.draining = 0  # pipelines whose FIFO has closed and that still hold lines
         self.failures = 0  # pipelines that ended on an unexpected error
         self._nursery: trio.Nursery | None = None
 
@@ -96,8 +96,7 @@ class Deliveries:
             for name in context.options.sinks:
                 pipelines[name] = self._open_one(name, fifo_path, context, raw_info)
         except BaseException:
-            for pipeline in pipelines.values():
-                pipeline.close(deadline=0.0)
+            self.abandon(pipelines)
             raise
         return pipelines
 
@@ -136,13 +135,12 @@ class Deliveries:
         except Exception:  # a sink's unhashable key: the stream ships alone
             log.exception("sink %s: unusable destination key; this container gets its own", pipeline.sink)
             key = (pipeline.sink, id(pipeline), None)
-        destination = self.senders.get(key)
-        if destination is None:
-            destination = Sender(pipeline.sink, pipeline.options, self.sinks[pipeline.sink].send_together)
-            self.senders[key] = destination
-            self._nursery.start_soon(self._run, key, destination)
-        pipeline.on_finish = self._finished
-        destination.attach(pipeline)
+        sender = self.senders.get(key)
+        if sender is None:
+            sender = Sender(pipeline.sink, pipeline.options, self.sinks[pipeline.sink].send_together)
+            self.senders[key] = sender
+            self._nursery.start_soon(self._run, key, sender)
+        sender.attach(pipeline)
 
     def _pipeline(
         self, name: str, context: ContainerContext, options: Any, stream: Any, spool_dir: str
@@ -157,6 +155,7 @@ class Deliveries:
                 spool_dir=spool_dir,
                 memory=self.memory,
                 disk=self.disk,
+                on_finish=self._finished,
             )
         except OSError as exc:  # an unreadable spool, no descriptors left
             log.error("sink %s: cannot open spool %s (%s); buffering in memory", name, spool_dir, exc.strerror)
@@ -169,29 +168,28 @@ class Deliveries:
                 self.dead_letters[name],
                 memory=self.memory,
                 disk=self.disk,
+                on_finish=self._finished,
             )
         self.live.add(pipeline)
         return pipeline
 
     # -- running ---------------------------------------------------------------
 
-    async def _run(self, key: Hashable, destination: Sender) -> None:
+    async def _run(self, key: Hashable, sender: Sender) -> None:
         try:
-            await destination.run()
+            await sender.run()
         except Exception:
             self.failures += 1
-            log.exception("sink %s: a destination failed; its containers' queued lines are lost", destination.sink)
+            log.exception("sink %s: a sender failed; its containers' queued lines are lost", sender.sink)
         finally:
             # No checkpoint since the worker saw its last pipeline go: nothing attached since.
             del self.senders[key]
-            self.totals.fold_requests(destination.sink, destination.requests, destination.request_lines)
+            self.totals.fold_sender(sender.statistics())
 
     def _finished(self, pipeline: SinkPipeline) -> None:
         self.live.discard(pipeline)
-        if pipeline.draining:
-            self.draining -= 1
         self.totals.fold_pipeline(pipeline)
-        stats = pipeline.statistics
+        stats = pipeline.counters
         kept = pipeline.queue.undelivered
         if pipeline.spool_dir is not None and not kept and pipeline.closed_cleanly:
             shutil.rmtree(pipeline.spool_dir, ignore_errors=True)
@@ -206,13 +204,19 @@ class Deliveries:
             f", {kept} kept in the disk spool" if kept else "",
         )
 
-    def release(self, pipelines: Mapping[str, SinkPipeline]) -> None:
-        """The FIFO reached EOF: no more input; deliver everything queued, however long it takes."""
+    # -- closing: the only place the plugin closes pipelines ---------------------
+
+    def release(self, pipelines: Mapping[str, SinkPipeline], *, shutting_down: bool = False) -> None:
+        """The FIFO ended: no more input; deliver everything queued, however long it takes
+        (in a plugin shutdown, within each pipeline's flush-timeout)."""
+        now = trio.current_time()
         for pipeline in pipelines.values():
-            if not pipeline.closing and pipeline.queued:
-                pipeline.draining = True
-                self.draining += 1
-            pipeline.close()
+            pipeline.close(now + pipeline.options.flush_timeout if shutting_down else math.inf)
+
+    def abandon(self, pipelines: Mapping[str, SinkPipeline]) -> None:
+        """A start that failed after its pipelines opened: stop them now."""
+        for pipeline in pipelines.values():
+            pipeline.close(deadline=0.0)
 
     async def shutdown(self, now: float) -> None:
         """Plugin shutdown: every pipeline gets its flush-timeout, then stops (the caller bounds the wait)."""
@@ -260,13 +264,29 @@ class Deliveries:
 
     # -- statistics ------------------------------------------------------------
 
-    def snapshot(self, now: float) -> dict[str, SinkSnapshot]:
-        """Per sink: counters over every pipeline and destination, finished and live, and the live gauges."""
-        out = self.totals.sink_snapshot()
+    def statistics(self, now: float) -> DeliveryStatistics:
+        """Per sink: counters over every pipeline and sender, finished and live, and the live gauges."""
+        sinks = self.totals.sink_statistics()
         for pipeline in self.live:
-            out.setdefault(pipeline.sink, SinkSnapshot()).add(pipeline.snapshot(now))
-        for destination in self.senders.values():
-            snap = out.setdefault(destination.sink, SinkSnapshot())
-            snap.requests += destination.requests
-            snap.request_lines += destination.request_lines
-        return out
+            sinks.setdefault(pipeline.sink, PipelineStatistics()).add(pipeline.statistics(now))
+        for sender in self.senders.values():
+            snap = sinks.setdefault(sender.sink, PipelineStatistics())
+            record = sender.statistics()
+            snap.requests += record.requests
+            snap.request_lines += record.request_lines
+        return DeliveryStatistics(
+            sinks=sinks,
+            draining=sum(snap.draining for snap in sinks.values()),
+            failures=self.failures,
+            senders=len(self.senders),
+            dead_letters_lost={name: dead.lost for name, dead in sorted(self.dead_letters.items())},
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryStatistics:
+    sinks: Mapping[str, PipelineStatistics]  # per sink: counters of every pipeline, gauges of the live ones
+    draining: int  # pipelines whose FIFO ended and that still deliver
+    failures: int  # senders that ended on an unexpected error
+    senders: int
+    dead_letters_lost: Mapping[str, int]  # per sink: rejected lines the dead-letter file could not take

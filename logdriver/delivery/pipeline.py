@@ -2,7 +2,7 @@
 
 The FIFO reader ``put``s every read batch into each of the container's
 pipelines. A pipeline does not send: the ``Sender`` it is attached to
-(``_destination``) drains the queues of every container shipping to the same
+(``sender.py``, through the ``QueueListener`` interface) drains the queues of every container shipping to the same
 place, builds shared requests and hands each pipeline back the verdict on its
 own lines (``settle``). So limits, overflow policies, spools, drop counts and
 statistics stay per container while requests and connections are per
@@ -16,10 +16,11 @@ FIFO keeps being read unless the policy is ``block``, and a block lasts at most
 ``block-timeout``, after which the pipeline drops (counted) until the sink
 delivers again.
 
-Closing at EOF (after StopLogging) stops input; the destination keeps
-delivering what is queued until it is delivered or the retry policy gives up on
-it. A plugin shutdown closes with a deadline, ``flush-timeout``; what a memory
-queue holds then is counted as dropped, and a disk spool keeps it.
+Its phases (open, draining, flushing, done) and what moves it between them are
+a table in ``lifecycle.py``. Closing at EOF (after StopLogging) stops input; the
+sender keeps delivering what is queued until it is delivered or the retry policy
+gives up on it. A plugin shutdown closes with a deadline, ``flush-timeout``; what
+a memory queue holds then is counted as dropped, and a disk spool keeps it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
@@ -39,19 +40,27 @@ from logdriver.abc import SendResult, SinkStream
 from logdriver.config.pipeline_options import PipelineOptions
 from logdriver.delivery.budget import Budget
 from logdriver.delivery.dead_letters import CHUNK, DeadLetters
+from logdriver.delivery.lifecycle import Event, Lifecycle, Phase
 from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer
 from logdriver.delivery.spool import DiskQueue, SpoolReadError
-
-if TYPE_CHECKING:
-    from logdriver.delivery.sender import Sender
 
 log = logging.getLogger("logdriver.pipeline")
 
 DROP_LOG_INTERVAL = 10.0
 
 
+class QueueListener(Protocol):
+    """What a pipeline tells the sender it is attached to."""
+
+    def notify(self, pipeline: SinkPipeline, lines: int) -> None:
+        """``lines`` were queued (0: the pipeline's phase changed)."""
+
+    def wake(self) -> None:
+        """Look at the queues now: a writer is held by a full queue."""
+
+
 @dataclass(slots=True)
-class PipelineStatistics:
+class PipelineCounters:
     """Counters; every field adds up across pipelines."""
 
     lines_in: int = 0
@@ -63,16 +72,16 @@ class PipelineStatistics:
     dead_lettered: int = 0
     send_failures: int = 0
 
-    def add(self, other: PipelineStatistics) -> None:
+    def add(self, other: PipelineCounters) -> None:
         for field in dataclasses.fields(self):
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 @dataclass(slots=True)
-class SinkSnapshot:
+class PipelineStatistics:
     """One pipeline, or one sink across containers, at a moment: counters and gauges."""
 
-    totals: PipelineStatistics = dataclasses.field(default_factory=PipelineStatistics)
+    totals: PipelineCounters = dataclasses.field(default_factory=PipelineCounters)
     buffer_lines: int = 0
     buffer_bytes: int = 0
     spool_bytes: int = 0
@@ -80,8 +89,9 @@ class SinkSnapshot:
     failing_for: float = 0.0  # longest current run of failed sends
     requests: int = 0  # requests sent to destinations (first attempts; a request carries many containers)
     request_lines: int = 0  # lines in those requests
+    draining: int = 0  # pipelines whose FIFO ended and that still deliver
 
-    def add(self, other: SinkSnapshot) -> None:
+    def add(self, other: PipelineStatistics) -> None:
         self.totals.add(other.totals)
         self.requests += other.requests
         self.request_lines += other.request_lines
@@ -90,11 +100,12 @@ class SinkSnapshot:
         self.spool_bytes += other.spool_bytes
         self.oldest_age = max(self.oldest_age, other.oldest_age)
         self.failing_for = max(self.failing_for, other.failing_for)
+        self.draining += other.draining
 
 
 class SinkPipeline:
     """Feed with ``put``; end with ``close``. A ``Sender`` delivers its lines
-    (``run`` gives it one of its own: tests and single-container use)."""
+    (``sender.run_alone`` gives it one of its own: tests and single-container use)."""
 
     def __init__(
         self,
@@ -107,6 +118,7 @@ class SinkPipeline:
         spool_dir: str | None = None,
         memory: Budget | None = None,
         disk: Budget | None = None,
+        on_finish: Callable[[SinkPipeline], None] | None = None,
     ) -> None:
         self.sink = sink
         self.container_id = container_id
@@ -130,17 +142,15 @@ class SinkPipeline:
             self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow, memory)
         self.dead_letters = dead_letters
         self.rng = rng or random.Random()
-        self.statistics = PipelineStatistics()
-        self.destination: Sender | None = None
-        self.on_finish: Callable[[SinkPipeline], None] | None = None  # the owner's accounting
+        self.counters = PipelineCounters()
+        self.lifecycle = Lifecycle()
+        self._listener: QueueListener | None = None
+        self._on_finish = on_finish  # the owner's accounting
         self.failing_since: float | None = None  # when sends started failing (None: healthy)
-        self.in_flight = 0  # lines handed to the destination and not yet settled
+        self.in_flight = 0  # lines handed to the sender and not yet settled
         self.producer_waiting = False  # a put waits for room (block): the queue should go out now
-        self.flush_deadline = math.inf  # set by close(deadline): a plugin shutdown
-        self.draining = False  # set by the owner: the FIFO closed with lines still queued
         self.closed_cleanly = False  # ended with nothing undelivered (a spool may then be deleted)
         self._space = trio.Event()
-        self._closing = False
         self._shedding = False  # block timed out and the sink has not recovered since
         self._unlogged_drops: dict[str, int] = {}  # reason → lines dropped since the last log line
         self._last_drop_log = -DROP_LOG_INTERVAL
@@ -153,7 +163,7 @@ class SinkPipeline:
         ``block`` says wait (nothing was taken: call ``put`` with it). With
         ``wait=False`` (the FIFO is closing) such a batch is dropped, counted."""
         offer = self._offer(batch)
-        if offer.must_wait and wait and not self._shedding and not self._closing:
+        if offer.must_wait and wait and not self._shedding and not self.closing:
             return False
         self._count_in(batch)
         self._settle_offer(batch, offer)
@@ -167,11 +177,11 @@ class SinkPipeline:
         self._count_in(batch)
         if offer.must_wait and not self._shedding:
             self.producer_waiting = True
-            if self.destination is not None:
-                self.destination.wake()  # a full queue with its writer held: send it now
+            if self._listener is not None:
+                self._listener.wake()  # a full queue with its writer held: send it now
             try:
                 with trio.move_on_after(self.options.block_timeout):
-                    while offer.must_wait and not self._closing:
+                    while offer.must_wait and not self.closing:
                         await self._space.wait()
                         offer = self._offer(batch)
             except BaseException:  # cancelled: the FIFO is closing; count the batch
@@ -186,16 +196,16 @@ class SinkPipeline:
         self._settle_offer(batch, offer)
 
     def _count_in(self, batch: LogBatch) -> None:
-        self.statistics.lines_in += len(batch)
-        self.statistics.bytes_in += batch.nbytes
+        self.counters.lines_in += len(batch)
+        self.counters.bytes_in += batch.nbytes
 
     def _settle_offer(self, batch: LogBatch, offer: Offer) -> None:
         if offer.must_wait:
             self._drop(len(batch), f"sink stuck past block-timeout ({self.options.block_timeout:g} s)")
         if offer.dropped:
             self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
-        if offer.accepted and self.destination is not None:
-            self.destination.notify(self, offer.accepted)
+        if offer.accepted and self._listener is not None:
+            self._listener.notify(self, offer.accepted)
 
     def _offer(self, batch: LogBatch) -> Offer:
         try:
@@ -204,27 +214,55 @@ class SinkPipeline:
             self._drop(len(batch), f"spool write failed: {exc.strerror}")
             return Offer()
 
+    def attach(self, listener: QueueListener) -> None:
+        """The sender that delivers this pipeline's lines from now on."""
+        self._listener = listener
+
+    @property
+    def phase(self) -> Phase:
+        return self.lifecycle.phase
+
     @property
     def closing(self) -> bool:
-        return self._closing
+        """No more input: draining, flushing or done."""
+        return not self.lifecycle.taking_input
+
+    @property
+    def flush_deadline(self) -> float:
+        """When a flushing pipeline stops (``inf``: no deadline)."""
+        return self.lifecycle.deadline
 
     @property
     def queued(self) -> int:
-        """Lines not yet delivered: queued, and handed to the destination."""
+        """Lines not yet delivered: queued, and handed to the sender."""
         return self.queue.undelivered
 
-    def close(self, deadline: float = math.inf) -> None:
-        """No more puts: deliver what is queued, then stop.
+    @property
+    def queued_lines(self) -> int:
+        """Lines waiting in the queue (not yet handed to the sender)."""
+        return self.queue.entries
 
-        With the default deadline the destination keeps going until everything is
+    @property
+    def queued_bytes(self) -> int:
+        return self.queue.bytes
+
+    def oldest_since(self) -> float | None:
+        """When the oldest queued line came in (trio time; None: nothing queued)."""
+        return self.queue.oldest_since()
+
+    def close(self, deadline: float = math.inf) -> None:
+        """No more puts: deliver what is queued, then stop (in the plugin, only ``Deliveries`` calls this).
+
+        With the default deadline the sender keeps going until everything is
         delivered or given up by the retry policy; a plugin shutdown passes one.
         An earlier deadline replaces a later one.
         """
-        self._closing = True
-        self.flush_deadline = min(deadline, self.flush_deadline)
+        self.lifecycle.apply(Event.END_INPUT)
+        if deadline < math.inf:
+            self.lifecycle.apply(Event.DEADLINE, deadline)
         self._space.set()
-        if self.destination is not None:
-            self.destination.notify(self, 0)
+        if self._listener is not None:
+            self._listener.notify(self, 0)
 
     async def finished(self) -> None:
         """Wait until the pipeline has stopped and its stream is closed."""
@@ -239,43 +277,36 @@ class SinkPipeline:
         self.close(trio.current_time() + self.options.flush_timeout)
         await self._done.wait()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver through a destination of this pipeline's own, until it is closed and done."""
-        from logdriver.delivery.sender import Sender, send_each
-
-        destination = Sender(self.sink, self.options, send_each, self.rng)
-        destination.attach(self)
-        await destination.run(task_status=task_status)
-
-    def snapshot(self, now: float) -> SinkSnapshot:
+    def statistics(self, now: float) -> PipelineStatistics:
         """Counters and gauges of this pipeline now."""
         oldest = self.queue.oldest_since()
-        return SinkSnapshot(
-            totals=dataclasses.replace(self.statistics),
+        return PipelineStatistics(
+            totals=dataclasses.replace(self.counters),
             buffer_lines=self.queue.entries,
             buffer_bytes=self.queue.bytes,
             spool_bytes=self.queue.spooled_bytes,
             oldest_age=0.0 if oldest is None else now - oldest,
             failing_for=0.0 if self.failing_since is None else now - self.failing_since,
+            draining=int(self.phase is Phase.DRAINING),
         )
 
     def _drop(self, count: int, reason: str) -> None:
-        self.statistics.dropped += count
+        self.counters.dropped += count
         self._unlogged_drops[reason] = self._unlogged_drops.get(reason, 0) + count
         now = trio.current_time()
-        if now - self._last_drop_log >= DROP_LOG_INTERVAL or self._closing:
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL or self.closing:
             log.warning(
                 "sink %s dropped %d lines of container %s (%s); %d dropped in all",
                 self.sink,
                 sum(self._unlogged_drops.values()),
                 self.container_id[:12],
                 "; ".join(f"{why}: {n}" for why, n in self._unlogged_drops.items()),
-                self.statistics.dropped,
+                self.counters.dropped,
             )
             self._unlogged_drops.clear()
             self._last_drop_log = now
 
-    # -- destination side ------------------------------------------------------
+    # -- sender side ------------------------------------------------------
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
         """Lines for the next request (at least one, if any are queued)."""
@@ -307,8 +338,8 @@ class SinkPipeline:
         again = batch.select(retry) if retry else None
         rejected_bytes = batch.select(list(result.rejected)).nbytes if result.rejected else 0
         delivered = len(batch) - len(retry) - len(result.rejected)
-        self.statistics.lines_out += delivered
-        self.statistics.bytes_out += batch.nbytes - (again.nbytes if again else 0) - rejected_bytes
+        self.counters.lines_out += delivered
+        self.counters.bytes_out += batch.nbytes - (again.nbytes if again else 0) - rejected_bytes
         self.in_flight -= len(batch) - len(retry)
         if again is None:
             self.failing_since = None
@@ -318,7 +349,7 @@ class SinkPipeline:
             return None
         if self.failing_since is None:
             self.failing_since = started
-        self.statistics.retried += len(again)
+        self.counters.retried += len(again)
         return again
 
     async def give_up(self, batch: LogBatch, attempts: int) -> None:
@@ -348,14 +379,14 @@ class SinkPipeline:
             log.error("sink %s: cannot move the spool cursor of %s: %s", self.sink, self.container_id[:12], exc)
 
     def count_send_failure(self) -> None:
-        self.statistics.send_failures += 1
+        self.counters.send_failures += 1
 
     async def finish(self) -> None:
-        """Stop for good (the destination calls this once): what is left is dropped
+        """Stop for good (the sender calls this once): what is left is dropped
         (counted) from memory or kept in the spool, and the stream is closed."""
         if self._done.is_set():
             return
-        self._closing = True
+        self.lifecycle.apply(Event.FINISH)
         self.closed_cleanly = not self.queue.undelivered
         kept = self.queue.undelivered
         try:
@@ -374,8 +405,8 @@ class SinkPipeline:
                 except Exception:
                     log.exception("sink %s: closing the stream of %s failed", self.sink, self.container_id[:12])
             self._done.set()
-            if self.on_finish is not None:
-                self.on_finish(self)
+            if self._on_finish is not None:
+                self._on_finish(self)
 
     async def _dead_letter(self, batch: LogBatch, rejected: Mapping[int, str]) -> None:
         """Count, log (one line per batch) and keep the lines a sink refused for good.
@@ -385,7 +416,7 @@ class SinkPipeline:
         """
         indexes = sorted(rejected)
         reasons = [str(rejected[i]) for i in indexes]
-        self.statistics.dead_lettered += len(indexes)
+        self.counters.dead_lettered += len(indexes)
         others = len(set(reasons)) - 1
         log.warning(
             "sink %s rejected %d lines of %s for good: %s%s",

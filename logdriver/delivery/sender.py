@@ -81,8 +81,17 @@ class _Held:
     due: float  # when (trio time)
 
 
+@dataclass(frozen=True, slots=True)
+class SenderStatistics:
+    sink: str
+    requests: int  # requests sent (first attempts; one carries many containers)
+    request_lines: int  # lines in them
+    pipelines: int  # pipelines attached now
+    held: int  # of them, holding a failed part until its retry time
+
+
 class Sender:
-    """Run with ``await nursery.start(destination.run)``; it returns when its last pipeline is done."""
+    """Run with ``await nursery.start(sender.run)``; it returns when its last pipeline is done."""
 
     def __init__(
         self,
@@ -108,11 +117,14 @@ class Sender:
         self.requests = 0  # requests sent (first attempts)
         self.request_lines = 0  # lines in them
 
+    def statistics(self) -> SenderStatistics:
+        return SenderStatistics(self.sink, self.requests, self.request_lines, len(self.pipelines), len(self._held))
+
     def attach(self, pipeline: SinkPipeline) -> None:
-        pipeline.destination = self
+        pipeline.attach(self)
         self.pipelines[pipeline] = None
-        if pipeline.queue.entries:  # a spool replaying
-            self.notify(pipeline, pipeline.queue.entries)
+        if pipeline.queued_lines:  # a spool replaying
+            self.notify(pipeline, pipeline.queued_lines)
 
     def notify(self, pipeline: SinkPipeline, lines: int) -> None:
         """A pipeline queued ``lines`` (or closed, with 0): wake the worker if that makes a request due sooner."""
@@ -125,7 +137,7 @@ class Sender:
         if (
             lines == 0
             or self._pending >= opts.batch_max_entries
-            or pipeline.queue.bytes >= opts.batch_max_bytes
+            or pipeline.queued_bytes >= opts.batch_max_bytes
             or trio.current_time() + opts.batch_max_wait < self._due
         ):
             self._changed.set()
@@ -166,7 +178,7 @@ class Sender:
         """
         now = trio.current_time()
         held_due = [p for p, held in self._held.items() if held.due <= now < p.flush_deadline]
-        ready = [p for p in self._queued if p.queue.entries and p.flush_deadline > now and p not in self._held]
+        ready = [p for p in self._queued if p.queued_lines and p.flush_deadline > now and p not in self._held]
         # A held pipeline's new lines wait for its retry; keep it in mind for then.
         self._queued = dict.fromkeys([*ready, *(p for p in self._queued if p in self._held)])
         self._pending = 0
@@ -187,9 +199,9 @@ class Sender:
     ) -> list[tuple[SinkPipeline, LogBatch]]:
         """Fair shares of the ready queues, if a request is due (or is being sent anyway)."""
         opts = self.options
-        entries = sum(p.queue.entries for p in ready)
-        nbytes = sum(p.queue.bytes for p in ready)
-        oldest = min(now if (since := p.queue.oldest_since()) is None else since for p in ready)
+        entries = sum(p.queued_lines for p in ready)
+        nbytes = sum(p.queued_bytes for p in ready)
+        oldest = min(now if (since := p.oldest_since()) is None else since for p in ready)
         # A plugin shutdown's deadline sends at once; a container's exit does not: its
         # lines wait batch-max-wait like the others, so that exiting containers share requests.
         # A queue whose writer is held by block goes out at once too: waiting for a
@@ -203,7 +215,7 @@ class Sender:
             return []
         start = self._turn % len(ready)
         ready = ready[start:] + ready[:start]
-        shares = fair_shares([p.queue.entries for p in ready], opts.batch_max_entries)
+        shares = fair_shares([p.queued_lines for p in ready], opts.batch_max_entries)
         room = opts.batch_max_bytes
         request = []
         served = 0
@@ -225,7 +237,7 @@ class Sender:
         for pipeline in closed:
             if pipeline not in self.pipelines:
                 continue
-            idle = not pipeline.queue.entries and pipeline not in self._held
+            idle = not pipeline.queued_lines and pipeline not in self._held
             if idle or pipeline.flush_deadline <= now:
                 await self._stop(pipeline)
             else:
@@ -306,3 +318,10 @@ class Sender:
 
 def _lines(request: Sequence[tuple[SinkPipeline, LogBatch]]) -> int:
     return sum(len(batch) for _, batch in request)
+
+
+async def run_alone(pipeline: SinkPipeline, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Deliver ``pipeline`` through a sender of its own until it is closed and done (tests, one container)."""
+    sender = Sender(pipeline.sink, pipeline.options, send_each, pipeline.rng)
+    sender.attach(pipeline)
+    await sender.run(task_status=task_status)

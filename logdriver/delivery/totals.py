@@ -1,8 +1,8 @@
 """Counters of FIFOs and pipelines that are gone, for metrics and health.
 
 Closed FIFOs and finished pipelines fold their final counts in here; a
-snapshot adds the open ones, each read through its own ``snapshot`` method at
-that moment (nothing on the hot path).
+record adds the open ones, each read through its own ``statistics()`` at that
+moment (nothing on the hot path).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from logdriver.delivery.pipeline import PipelineStatistics, SinkPipeline, SinkSnapshot
+from logdriver.delivery.pipeline import PipelineCounters, PipelineStatistics, SinkPipeline
+from logdriver.delivery.sender import SenderStatistics
 
 
 @dataclass(slots=True)
@@ -34,8 +35,8 @@ class FifoStatistics:
 class Totals:
     def __init__(self) -> None:
         self.fifos = FifoStatistics()
-        self.sinks: dict[str, PipelineStatistics] = {}
-        self.requests: dict[str, tuple[int, int]] = {}  # sink → (requests, lines) of finished destinations
+        self.sinks: dict[str, PipelineCounters] = {}
+        self.requests: dict[str, tuple[int, int]] = {}  # sink → (requests, lines) of finished senders
 
     def fold_fifo(self, fifo: FifoStatistics) -> None:
         """Add a closed FIFO's final counts."""
@@ -43,17 +44,17 @@ class Totals:
 
     def fold_pipeline(self, pipeline: SinkPipeline) -> None:
         """Add a finished pipeline's final counts (it may finish long after its FIFO)."""
-        self.sinks.setdefault(pipeline.sink, PipelineStatistics()).add(pipeline.statistics)
+        self.sinks.setdefault(pipeline.sink, PipelineCounters()).add(pipeline.counters)
 
-    def fold_requests(self, sink: str, requests: int, lines: int) -> None:
-        """Add a finished destination's request counts."""
-        before = self.requests.get(sink, (0, 0))
-        self.requests[sink] = (before[0] + requests, before[1] + lines)
+    def fold_sender(self, sender: SenderStatistics) -> None:
+        """Add a finished sender's request counts."""
+        before = self.requests.get(sender.sink, (0, 0))
+        self.requests[sender.sink] = (before[0] + sender.requests, before[1] + sender.request_lines)
 
-    def sink_snapshot(self) -> dict[str, SinkSnapshot]:
-        """The finished pipelines' and destinations' counters per sink (a copy the caller adds live ones to)."""
-        out = {name: SinkSnapshot(totals=dataclasses.replace(total)) for name, total in self.sinks.items()}
+    def sink_statistics(self) -> dict[str, PipelineStatistics]:
+        """The finished pipelines' and senders' counters per sink (a copy the caller adds live ones to)."""
+        out = {name: PipelineStatistics(totals=dataclasses.replace(total)) for name, total in self.sinks.items()}
         for name, (requests, lines) in self.requests.items():
-            snap = out.setdefault(name, SinkSnapshot())
+            snap = out.setdefault(name, PipelineStatistics())
             snap.requests, snap.request_lines = requests, lines
         return out

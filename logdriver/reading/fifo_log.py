@@ -25,12 +25,12 @@ from typing import Any
 
 import trio
 
+from logdriver._framing import DEFAULT_MAX_FRAME_SIZE
 from logdriver._native import FrameReader, LogBatch
 from logdriver.abc import ContainerContext
 from logdriver.delivery.budget import Budget
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.totals import FifoStatistics
-from logdriver.reading.framing import DEFAULT_MAX_FRAME_SIZE
 from logdriver.store.log_store import LogStore
 
 log = logging.getLogger("logdriver.driver")
@@ -49,7 +49,7 @@ class FifoLog:
         pipelines: dict[str, SinkPipeline],
         store: LogStore,
         memory: Budget,
-        on_closed: Callable[[FifoLog, bool], None],
+        on_closed: Callable[[FifoLog, bool, bool], None],  # (fifo, unregister, shutting down)
     ) -> None:
         self.path = path
         self.context = context
@@ -61,7 +61,7 @@ class FifoLog:
         options = context.options
         self.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
         self._writer: Any = store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
-        self.statistics = FifoStatistics()
+        self._counts = FifoStatistics()
         self.stop_requested = False
         self.closed = trio.Event()
         self.key = 0
@@ -121,7 +121,7 @@ class FifoLog:
     def _deliver(self, batch: LogBatch) -> None:
         if not batch:
             return
-        self.statistics.records += len(batch)
+        self._counts.records += len(batch)
         waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
         if waiting:
             assert self._nursery is not None
@@ -205,9 +205,6 @@ class FifoLog:
         finally:
             try:
                 self._charge_partial(0)
-                for pipeline in self.pipelines.values():
-                    if shutting_down:
-                        pipeline.close(trio.current_time() + pipeline.options.flush_timeout)
                 self._record()
             finally:
                 # Whatever failed above, the descriptors go and the driver hears of it:
@@ -219,7 +216,7 @@ class FifoLog:
                 except OSError as exc:
                     log.error("closing FIFO %s failed: %s", self.path, exc)
                 self.closed.set()
-                self._on_closed(self, reached_eof or self.stop_requested)
+                self._on_closed(self, reached_eof or self.stop_requested, shutting_down)
                 self._log_closed(reached_eof)
 
     def _feed_now(self, data: bytes) -> None:
@@ -230,12 +227,12 @@ class FifoLog:
 
     def _put_now(self, batch: LogBatch) -> None:
         if batch:
-            self.statistics.records += len(batch)
+            self._counts.records += len(batch)
             for pipeline in self.pipelines.values():
                 pipeline.try_put(batch, wait=False)
 
     def _log_closed(self, reached_eof: bool) -> None:
-        stats = self.statistics
+        stats = self.statistics()
         log.info(
             "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, %d decode errors, %d corrupt frames%s",
             os.path.basename(self.path)[:12],
@@ -256,7 +253,7 @@ class FifoLog:
         try:
             self.store.append(self._writer, raw)
         except OSError as exc:
-            self.statistics.store_errors += 1
+            self._counts.store_errors += 1
             now = trio.current_time()
             if now - self._store_error_logged_at >= ERROR_LOG_INTERVAL:
                 self._store_error_logged_at = now
@@ -264,7 +261,7 @@ class FifoLog:
                     "docker logs store cannot write for %s (%s); %d reads missing from docker logs so far",
                     self.context.info.short_id,
                     exc.strerror,
-                    self.statistics.store_errors,
+                    self._counts.store_errors,
                 )
 
     def _charge_partial(self, open_bytes: int) -> LogBatch | None:
@@ -278,7 +275,7 @@ class FifoLog:
             self._partial_bytes = open_bytes
             return None
         cut = self.decoder.cut_open()
-        self.statistics.partial_cut_by_budget += len(cut)
+        self._counts.partial_cut_by_budget += len(cut)
         self.memory.give(self._partial_bytes)
         self._partial_bytes = self.decoder.open_bytes
         self.memory.take(self._partial_bytes)
@@ -289,7 +286,7 @@ class FifoLog:
                 "memory budget full: %d open partial lines of %s sent as pieces (%d so far)",
                 len(cut),
                 self.context.info.short_id,
-                self.statistics.partial_cut_by_budget,
+                self._counts.partial_cut_by_budget,
             )
         return cut
 
@@ -310,10 +307,10 @@ class FifoLog:
             counts["decode_errors"],
         )
 
-    def snapshot(self) -> FifoStatistics:
+    def statistics(self) -> FifoStatistics:
         """This FIFO's counters now."""
         counts = self.decoder.statistics()
-        stats = self.statistics
+        stats = self._counts
         return FifoStatistics(
             entries=counts["entries"],
             records=stats.records,
@@ -326,8 +323,7 @@ class FifoLog:
         )
 
     def _record(self) -> None:
-        self.statistics = self.snapshot()
-        stats = self.statistics
+        stats = self.statistics()
         if stats.corrupt_frames or stats.decode_errors:
             log.error(
                 "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",

@@ -25,19 +25,32 @@ import trio
 
 from logdriver.abc import ContainerContext, Sink
 from logdriver.config.options import Settings
-from logdriver.delivery.budget import RELEASE_AFTER, Budget, release_free_memory
+from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
 from logdriver.delivery.context import container_context
-from logdriver.delivery.deliveries import Deliveries
-from logdriver.delivery.pipeline import SinkSnapshot
+from logdriver.delivery.deliveries import Deliveries, DeliveryStatistics
+from logdriver.delivery.pipeline import PipelineStatistics
 from logdriver.delivery.totals import FifoStatistics, Totals
 from logdriver.reading.fifo_log import FifoLog
 from logdriver.reading.poller import FifoHub, open_fifo
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server import rpc
-from logdriver.store.log_store import LogStore
+from logdriver.store.log_store import LogStore, StoreStatistics
 from logdriver.store.readlogs import read_logs
 
 log = logging.getLogger("logdriver.driver")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginStatistics:
+    fifos: FifoStatistics  # every FIFO this process has read, closed and open
+    active_fifos: int
+    fifo_failures: int  # FIFO tasks that ended on an unexpected error
+    active_reads: int  # docker logs streams being served
+    sinks: Mapping[str, PipelineStatistics]  # every installed sink, counters of all containers
+    sink_events: Mapping[str, Mapping[str, int]]  # each sink's own counters (``Sink.counters``)
+    deliveries: DeliveryStatistics
+    store: StoreStatistics
+    budgets: tuple[BudgetStatistics, ...]
 
 
 class Driver:
@@ -63,10 +76,6 @@ class Driver:
         self.memory = Budget("memory", settings.memory_max_bytes)
         self.disk = Budget("disk", settings.disk_max_bytes)
         self.deliveries = Deliveries(settings.state_dir, self.sinks, self.totals, self.memory, self.disk)
-
-    @property
-    def active_fifos(self) -> int:
-        return len(self._fifos)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -138,8 +147,7 @@ class Driver:
             fifo.start(self.hub, self._nursery)
         except BaseException:
             os.close(fd)
-            for pipeline in pipelines.values():
-                pipeline.close(deadline=0.0)
+            self.deliveries.abandon(pipelines)
             raise
         self._fifos[path] = fifo
 
@@ -184,11 +192,12 @@ class Driver:
 
     # -- the end of a FIFO -------------------------------------------------------
 
-    def _closed(self, fifo: FifoLog, unregister: bool) -> None:
-        """A FIFO ended: its pipelines deliver what they hold, however long a destination is down."""
+    def _closed(self, fifo: FifoLog, unregister: bool, shutting_down: bool) -> None:
+        """A FIFO ended: its pipelines deliver what they hold, however long a destination is down
+        (in a plugin shutdown, for their flush-timeout)."""
         self._fifos.pop(fifo.path, None)
-        self.deliveries.release(fifo.pipelines)
-        self.totals.fold_fifo(fifo.statistics)
+        self.deliveries.release(fifo.pipelines, shutting_down=shutting_down)
+        self.totals.fold_fifo(fifo.statistics())
         if fifo.failed:
             self.fifo_failures += 1
         if unregister:
@@ -216,17 +225,26 @@ class Driver:
 
     # -- statistics (for metrics and health) -------------------------------------
 
-    def fifo_statistics(self) -> FifoStatistics:
-        """Totals over every FIFO this process has read, closed and open."""
-        out = dataclasses.replace(self.totals.fifos)
+    def statistics(self) -> PluginStatistics:
+        """Everything ``/metrics`` and ``/health`` show: each part's own ``statistics()`` record."""
+        fifos = dataclasses.replace(self.totals.fifos)
         for fifo in self._fifos.values():
-            out.add(fifo.snapshot())
-        return out
-
-    def sink_statistics(self) -> dict[str, SinkSnapshot]:
-        """Per sink: counters over all containers, and the live queues' gauges."""
-        out = self.deliveries.snapshot(trio.current_time())
-        return {name: out.get(name, SinkSnapshot()) for name in {*self.sinks, *out}}
+            fifos.add(fifo.statistics())
+        deliveries = self.deliveries.statistics(trio.current_time())
+        sinks = {
+            name: deliveries.sinks.get(name, PipelineStatistics()) for name in sorted({*self.sinks, *deliveries.sinks})
+        }
+        return PluginStatistics(
+            fifos=fifos,
+            active_fifos=len(self._fifos),
+            fifo_failures=self.fifo_failures,
+            active_reads=self.active_reads,
+            sinks=sinks,
+            sink_events={name: dict(sink.counters()) for name, sink in sorted(self.sinks.items())},
+            deliveries=deliveries,
+            store=self.store.statistics(),
+            budgets=(self.memory.statistics(), self.disk.statistics()),
+        )
 
     # -- housekeeping ----------------------------------------------------------
 

@@ -8,7 +8,9 @@ sink has been failing to deliver for longer than ``failing_after`` seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 import h11
 import orjson
@@ -18,7 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from logdriver.config.units import listen_address
-from logdriver.server.driver import Driver
+from logdriver.delivery.pipeline import PipelineStatistics
+from logdriver.server.driver import Driver, PluginStatistics
 from logdriver.server.http import Limits, Request, guarded, response_bytes, serve_h11
 
 log = logging.getLogger("logdriver.metrics")
@@ -32,140 +35,213 @@ LIMITS = Limits(
 BIND_RETRY_MAX = 30.0
 
 
+Values = Callable[[PluginStatistics], Iterable[tuple[Sequence[str], float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric family: its name, kind, help and labels, and where its values come from."""
+
+    name: str
+    kind: str  # counter or gauge
+    help: str
+    labels: tuple[str, ...]
+    values: Values
+
+
+def _one(read: Callable[[PluginStatistics], float]) -> Values:
+    return lambda stats: [((), read(stats))]
+
+
+def _per_sink(read: Callable[[PipelineStatistics], float]) -> Values:
+    return lambda stats: [((name,), read(snap)) for name, snap in stats.sinks.items()]
+
+
+def _per_sink_and(label_values: Mapping[str, Callable[[PipelineStatistics], float]]) -> Values:
+    return lambda stats: [
+        ((name, label), read(snap)) for name, snap in stats.sinks.items() for label, read in label_values.items()
+    ]
+
+
+def _budgets(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:
+    for budget in stats.budgets:
+        yield (budget.name, "used"), budget.used
+        yield (budget.name, "limit"), budget.limit
+
+
+# Every metric the plugin exports (besides the process_* ones), in the order scraped; the
+# reference in docs/reference.md is generated from this table.
+METRICS: Final = (
+    MetricSpec(
+        "logdriver_sink_lines",
+        "counter",
+        "Log lines per sink and outcome",
+        ("sink", "outcome"),
+        _per_sink_and(
+            {
+                "in": lambda s: s.totals.lines_in,
+                "delivered": lambda s: s.totals.lines_out,
+                "dropped": lambda s: s.totals.dropped,
+                "retried": lambda s: s.totals.retried,
+                "dead_lettered": lambda s: s.totals.dead_lettered,
+            }
+        ),
+    ),
+    MetricSpec(
+        "logdriver_sink_bytes",
+        "counter",
+        "Line bytes per sink and direction",
+        ("sink", "direction"),
+        _per_sink_and({"in": lambda s: s.totals.bytes_in, "out": lambda s: s.totals.bytes_out}),
+    ),
+    MetricSpec(
+        "logdriver_sink_send_failures",
+        "counter",
+        "Failed sends per sink",
+        ("sink",),
+        _per_sink(lambda s: s.totals.send_failures),
+    ),
+    MetricSpec(
+        "logdriver_sink_requests",
+        "counter",
+        "Requests sent per sink (first attempts; one carries many containers)",
+        ("sink",),
+        _per_sink(lambda s: s.requests),
+    ),
+    MetricSpec(
+        "logdriver_sink_request_lines",
+        "counter",
+        "Lines in those requests (divide by requests: lines per request)",
+        ("sink",),
+        _per_sink(lambda s: s.request_lines),
+    ),
+    MetricSpec(
+        "logdriver_buffer_lines", "gauge", "Lines queued per sink", ("sink",), _per_sink(lambda s: s.buffer_lines)
+    ),
+    MetricSpec(
+        "logdriver_buffer_bytes", "gauge", "Line bytes queued per sink", ("sink",), _per_sink(lambda s: s.buffer_bytes)
+    ),
+    MetricSpec(
+        "logdriver_spool_bytes", "gauge", "Bytes in disk spools per sink", ("sink",), _per_sink(lambda s: s.spool_bytes)
+    ),
+    MetricSpec(
+        "logdriver_oldest_queued_seconds",
+        "gauge",
+        "Age of the oldest queued line",
+        ("sink",),
+        _per_sink(lambda s: s.oldest_age),
+    ),
+    MetricSpec(
+        "logdriver_sink_failing_seconds",
+        "gauge",
+        "How long sends have been failing",
+        ("sink",),
+        _per_sink(lambda s: s.failing_for),
+    ),
+    MetricSpec(
+        "logdriver_sink_events",
+        "counter",
+        "Sink-specific events (see each sink's docs)",
+        ("sink", "event"),
+        lambda stats: [
+            ((name, event), value)
+            for name, events in stats.sink_events.items()
+            for event, value in sorted(events.items())
+        ],
+    ),
+    MetricSpec("logdriver_fifo_entries", "counter", "Entries read from FIFOs", (), _one(lambda s: s.fifos.entries)),
+    MetricSpec("logdriver_fifo_bytes", "counter", "Bytes read from FIFOs", (), _one(lambda s: s.fifos.bytes)),
+    MetricSpec("logdriver_decode_errors", "counter", "Undecodable entries", (), _one(lambda s: s.fifos.decode_errors)),
+    MetricSpec(
+        "logdriver_corrupt_frames",
+        "counter",
+        "Corrupt frame headers (resynced)",
+        (),
+        _one(lambda s: s.fifos.corrupt_frames),
+    ),
+    MetricSpec("logdriver_active_fifos", "gauge", "FIFOs being read", (), _one(lambda s: s.active_fifos)),
+    MetricSpec(
+        "logdriver_active_reads", "gauge", "docker logs streams being served", (), _one(lambda s: s.active_reads)
+    ),
+    MetricSpec("logdriver_store_bytes", "gauge", "Size of the docker logs store", (), _one(lambda s: s.store.bytes)),
+    MetricSpec(
+        "logdriver_store_write_errors",
+        "counter",
+        "FIFO reads the docker logs store could not write",
+        (),
+        _one(lambda s: s.fifos.store_errors),
+    ),
+    MetricSpec(
+        "logdriver_partial_lines_cut_by_budget",
+        "counter",
+        "Open partial lines sent as pieces because the memory budget was full",
+        (),
+        _one(lambda s: s.fifos.partial_cut_by_budget),
+    ),
+    MetricSpec(
+        "logdriver_fifo_failures",
+        "counter",
+        "FIFO tasks ended by an unexpected error",
+        (),
+        _one(lambda s: s.fifo_failures),
+    ),
+    MetricSpec(
+        "logdriver_pipeline_failures",
+        "counter",
+        "Sink pipelines ended by an unexpected error",
+        (),
+        _one(lambda s: s.deliveries.failures),
+    ),
+    MetricSpec(
+        "logdriver_pipelines_draining",
+        "gauge",
+        "Pipelines of stopped containers still delivering queued lines",
+        (),
+        _one(lambda s: s.deliveries.draining),
+    ),
+    MetricSpec("logdriver_budget_bytes", "gauge", "Plugin-wide budgets: used and limit", ("budget", "kind"), _budgets),
+    MetricSpec(
+        "logdriver_budget_refusals",
+        "counter",
+        "Times a queue was full because a budget was spent",
+        ("budget",),
+        lambda stats: [((b.name,), b.refusals) for b in stats.budgets],
+    ),
+    MetricSpec(
+        "logdriver_dead_letters_lost",
+        "counter",
+        "Rejected lines the dead-letter file could not take",
+        ("sink",),
+        lambda stats: [((name,), lost) for name, lost in stats.deliveries.dead_letters_lost.items()],
+    ),
+)
+
+
 class DriverCollector(Collector):
+    """Builds every family in ``METRICS`` from one ``Driver.statistics()`` record per scrape."""
+
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
 
     def collect(self) -> Iterator[Metric]:
-        sinks = self.driver.sink_statistics()
-        lines = CounterMetricFamily(
-            "logdriver_sink_lines", "Log lines per sink and outcome", labels=["sink", "outcome"]
-        )
-        size = CounterMetricFamily(
-            "logdriver_sink_bytes", "Line bytes per sink and direction", labels=["sink", "direction"]
-        )
-        failures = CounterMetricFamily("logdriver_sink_send_failures", "Failed sends per sink", labels=["sink"])
-        requests = CounterMetricFamily(
-            "logdriver_sink_requests",
-            "Requests sent per sink (first attempts; one carries many containers)",
-            labels=["sink"],
-        )
-        request_lines = CounterMetricFamily(
-            "logdriver_sink_request_lines",
-            "Lines in those requests (divide by requests: lines per request)",
-            labels=["sink"],
-        )
-        buffer_lines = GaugeMetricFamily("logdriver_buffer_lines", "Lines queued per sink", labels=["sink"])
-        buffer_bytes = GaugeMetricFamily("logdriver_buffer_bytes", "Line bytes queued per sink", labels=["sink"])
-        spool_bytes = GaugeMetricFamily("logdriver_spool_bytes", "Bytes in disk spools per sink", labels=["sink"])
-        oldest = GaugeMetricFamily("logdriver_oldest_queued_seconds", "Age of the oldest queued line", labels=["sink"])
-        failing = GaugeMetricFamily(
-            "logdriver_sink_failing_seconds", "How long sends have been failing", labels=["sink"]
-        )
-        for name, snap in sorted(sinks.items()):
-            t = snap.totals
-            for outcome, value in (
-                ("in", t.lines_in),
-                ("delivered", t.lines_out),
-                ("dropped", t.dropped),
-                ("retried", t.retried),
-                ("dead_lettered", t.dead_lettered),
-            ):
-                lines.add_metric([name, outcome], value)
-            size.add_metric([name, "in"], t.bytes_in)
-            size.add_metric([name, "out"], t.bytes_out)
-            failures.add_metric([name], t.send_failures)
-            requests.add_metric([name], snap.requests)
-            request_lines.add_metric([name], snap.request_lines)
-            buffer_lines.add_metric([name], snap.buffer_lines)
-            buffer_bytes.add_metric([name], snap.buffer_bytes)
-            spool_bytes.add_metric([name], snap.spool_bytes)
-            oldest.add_metric([name], snap.oldest_age)
-            failing.add_metric([name], snap.failing_for)
-        yield from (
-            lines,
-            size,
-            failures,
-            requests,
-            request_lines,
-            buffer_lines,
-            buffer_bytes,
-            spool_bytes,
-            oldest,
-            failing,
-        )
-        events = CounterMetricFamily(
-            "logdriver_sink_events", "Sink-specific events (see each sink's docs)", labels=["sink", "event"]
-        )
-        for name, sink in sorted(self.driver.sinks.items()):
-            for event, value in sorted(sink.counters().items()):
-                events.add_metric([name, event], value)
-        yield events
-        fifo = self.driver.fifo_statistics()
-        yield CounterMetricFamily("logdriver_fifo_entries", "Entries read from FIFOs", value=fifo.entries)
-        yield CounterMetricFamily("logdriver_fifo_bytes", "Bytes read from FIFOs", value=fifo.bytes)
-        yield CounterMetricFamily("logdriver_decode_errors", "Undecodable entries", value=fifo.decode_errors)
-        yield CounterMetricFamily(
-            "logdriver_corrupt_frames", "Corrupt frame headers (resynced)", value=fifo.corrupt_frames
-        )
-        yield GaugeMetricFamily("logdriver_active_fifos", "FIFOs being read", value=self.driver.active_fifos)
-        yield GaugeMetricFamily(
-            "logdriver_active_reads", "docker logs streams being served", value=self.driver.active_reads
-        )
-        yield GaugeMetricFamily(
-            "logdriver_store_bytes", "Size of the docker logs store", value=self.driver.store.total_bytes
-        )
-        yield CounterMetricFamily(
-            "logdriver_store_write_errors", "FIFO reads the docker logs store could not write", value=fifo.store_errors
-        )
-        yield CounterMetricFamily(
-            "logdriver_partial_lines_cut_by_budget",
-            "Open partial lines sent as pieces because the memory budget was full",
-            value=fifo.partial_cut_by_budget,
-        )
-        yield CounterMetricFamily(
-            "logdriver_fifo_failures", "FIFO tasks ended by an unexpected error", value=self.driver.fifo_failures
-        )
-        deliveries = self.driver.deliveries
-        yield CounterMetricFamily(
-            "logdriver_pipeline_failures", "Sink pipelines ended by an unexpected error", value=deliveries.failures
-        )
-        yield GaugeMetricFamily(
-            "logdriver_pipelines_draining",
-            "Pipelines of stopped containers still delivering queued lines",
-            value=deliveries.draining,
-        )
-        budgets = GaugeMetricFamily(
-            "logdriver_budget_bytes", "Plugin-wide budgets: used and limit", labels=["budget", "kind"]
-        )
-        refusals = CounterMetricFamily(
-            "logdriver_budget_refusals", "Times a queue was full because a budget was spent", labels=["budget"]
-        )
-        for budget in (self.driver.memory, self.driver.disk):
-            budgets.add_metric([budget.name, "used"], budget.used)
-            budgets.add_metric([budget.name, "limit"], budget.limit)
-            refusals.add_metric([budget.name], budget.refusals)
-        yield budgets
-        yield refusals
-        lost = CounterMetricFamily(
-            "logdriver_dead_letters_lost", "Rejected lines the dead-letter file could not take", labels=["sink"]
-        )
-        for name, letters in sorted(deliveries.dead_letters.items()):
-            lost.add_metric([name], letters.lost)
-        yield lost
+        stats = self.driver.statistics()
+        for spec in METRICS:
+            family_type = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+            family = family_type(spec.name, spec.help, labels=list(spec.labels))
+            for labels, value in spec.values(stats):
+                family.add_metric(list(labels), value)
+            yield family
 
 
 def health(driver: Driver, failing_after: float) -> tuple[int, bytes]:
-    failing = {
-        name: round(s.failing_for, 1) for name, s in driver.sink_statistics().items() if s.failing_for > failing_after
-    }
+    stats = driver.statistics()
+    failing = {name: round(s.failing_for, 1) for name, s in stats.sinks.items() if s.failing_for > failing_after}
     body = {
         "status": "unhealthy" if failing else "ok",
         "failing_sinks_seconds": failing,
-        "active_fifos": driver.active_fifos,
-        "draining_pipelines": driver.deliveries.draining,
-        "memory_budget_used": round(driver.memory.used / driver.memory.limit, 3),
-        "disk_budget_used": round(driver.disk.used / driver.disk.limit, 3),
+        "active_fifos": stats.active_fifos,
+        "draining_pipelines": stats.deliveries.draining,
+        **{f"{b.name}_budget_used": round(b.used / b.limit, 3) for b in stats.budgets},
     }
     return (503 if failing else 200), orjson.dumps(body)
 

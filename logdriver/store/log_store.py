@@ -20,6 +20,7 @@ page cache, and a thread hop per read batch would cost more than the write.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,8 +31,8 @@ from dataclasses import dataclass, field
 import trio
 
 from logdriver._files import makedirs_private, open_segment, write_whole
+from logdriver._framing import HEADER
 from logdriver._native import whole_frames
-from logdriver.reading.framing import HEADER
 
 log = logging.getLogger("logdriver.store")
 
@@ -45,6 +46,8 @@ def _segment_name(seq: int) -> str:
 
 @dataclass(slots=True)
 class StoreStatistics:
+    bytes: int = 0  # in the store now
+    containers: int = 0
     bytes_written: int = 0
     segments_rotated: int = 0
     segments_evicted_by_cap: int = 0
@@ -91,7 +94,7 @@ class LogStore:
     def __init__(self, root: str, max_total_bytes: int) -> None:
         self.root = root
         self.max_total_bytes = max_total_bytes
-        self.statistics = StoreStatistics()
+        self._counts = StoreStatistics()
         self._logs: dict[str, ContainerLog] = {}
         self._total = 0
         makedirs_private(root)
@@ -118,6 +121,9 @@ class LogStore:
     @property
     def total_bytes(self) -> int:
         return self._total
+
+    def statistics(self) -> StoreStatistics:
+        return dataclasses.replace(self._counts, bytes=self._total, containers=len(self._logs))
 
     def get(self, container_id: str) -> ContainerLog | None:
         return self._logs.get(container_id)
@@ -168,7 +174,7 @@ class LogStore:
                 write_whole(clog.fd, raw[:cut], clog.sizes[seq])
                 clog.sizes[seq] += cut
                 self._total += cut
-                self.statistics.bytes_written += cut
+                self._counts.bytes_written += cut
                 raw = raw[cut:]
         finally:
             clog.last_active = time.time()
@@ -187,7 +193,7 @@ class LogStore:
         fd, size = open_segment(clog.path(seq))
         if clog.fd >= 0:
             _release(clog)
-            self.statistics.segments_rotated += 1
+            self._counts.segments_rotated += 1
         clog.fd = fd
         if new:
             clog.next_seq += 1
@@ -219,7 +225,7 @@ class LogStore:
             if self._total <= target:
                 break
             self._delete_segment(clog, seq)
-            self.statistics.segments_evicted_by_cap += 1
+            self._counts.segments_evicted_by_cap += 1
         log.warning(
             "store over its %d-byte cap: evicted oldest segments, now %d bytes", self.max_total_bytes, self._total
         )
@@ -232,7 +238,7 @@ class LogStore:
             return
         self._total -= clog.size
         shutil.rmtree(clog.directory, ignore_errors=True)
-        self.statistics.containers_collected += 1
+        self._counts.containers_collected += 1
         clog.notify()
 
     def collect_garbage(self, now: float, retention: float, removed: set[str] | None = None) -> list[str]:

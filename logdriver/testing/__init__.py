@@ -34,13 +34,14 @@ from typing import Any, Protocol
 import trio
 
 from logdriver._exceptions import ConfigError, LogDriverError
+from logdriver._framing import encode_frame
 from logdriver._records import LogRecord, batch_of
 from logdriver.abc import ContainerContext, Sink, SinkStream
 from logdriver.config.options import plugin_defaults
 from logdriver.delivery.context import container_context
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.pipeline import SinkPipeline
-from logdriver.reading.framing import encode_frame
+from logdriver.delivery.sender import run_alone
 from logdriver.testing.entries import encode_entry
 
 __all__ = [
@@ -121,7 +122,7 @@ def open_pipeline(
 async def running(pipeline: SinkPipeline, flush_timeout: float = 60.0) -> AsyncIterator[SinkPipeline]:
     """Run ``pipeline`` for the block; on the way out, deliver what is queued (within ``flush_timeout``)."""
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         try:
             yield pipeline
         finally:
@@ -207,7 +208,7 @@ class SinkConformance:
         async with running(pipeline):
             for start in range(0, self.LINES, 100):
                 await pipeline.put(batch_of(records[start : start + 100]))
-        stats = pipeline.statistics
+        stats = pipeline.counters
         assert (stats.lines_in, stats.lines_out, stats.dropped, stats.dead_lettered) == (
             self.LINES,
             self.LINES,
@@ -238,8 +239,8 @@ class SinkConformance:
             for start in range(0, total, per_put):
                 await pipeline.put(batch_of(records[start : start + per_put]))
                 await trio.sleep(0.02)
-        assert (pipeline.statistics.lines_out, pipeline.statistics.dropped) == (total, 0)
-        assert pipeline.statistics.retried > 0  # the outage happened mid-run
+        assert (pipeline.counters.lines_out, pipeline.counters.dropped) == (total, 0)
+        assert pipeline.counters.retried > 0  # the outage happened mid-run
         got = Counter(await trio.to_thread.run_sync(peer.received, total, 60.0))
         assert set(got) == {r.line for r in records}
         if peer.exactly_once:
@@ -252,8 +253,8 @@ class SinkConformance:
         async with running(pipeline):
             await pipeline.put(batch_of(records))
             await trio.sleep(0.2)
-            assert pipeline.statistics.lines_out == 0  # still waiting for the batch to fill
-        assert pipeline.statistics.lines_out == len(records)
+            assert pipeline.counters.lines_out == 0  # still waiting for the batch to fill
+        assert pipeline.counters.lines_out == len(records)
         got = await trio.to_thread.run_sync(peer.received, len(records), 60.0)
         assert {r.line for r in records} <= set(got)
 
@@ -288,7 +289,7 @@ class SinkConformance:
         finally:
             await trio.to_thread.run_sync(peer.start)
         text = caplog.text + "\n".join(errors)
-        assert pipeline.statistics.dead_lettered == 10  # gave up, with a reason
+        assert pipeline.counters.dead_lettered == 10  # gave up, with a reason
         for secret in peer.secrets:
             assert secret not in text
 

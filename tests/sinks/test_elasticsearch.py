@@ -149,7 +149,7 @@ async def test_a_mapping_conflict_goes_to_the_dead_letters(node: SearchNode, tmp
     ]
     assert [letter["message"] for letter in letters] == ["not a number"]
     assert "mapper_parsing_exception" in letters[0]["reason"]
-    assert pipeline.statistics.dead_lettered == 1
+    assert pipeline.counters.dead_lettered == 1
 
 
 # -- FakeBulkServer: failure modes on demand -------------------------------------------
@@ -368,10 +368,10 @@ async def test_a_container_whose_index_is_throttled_does_not_hold_up_its_neighbo
             bystander.try_put(batch_of(lines(30, start)))
             await trio.sleep(0.05)
         with trio.fail_after(10):
-            while bystander.statistics.lines_out < 300:  # noqa: ASYNC110 - polling a counter
+            while bystander.counters.lines_out < 300:  # noqa: ASYNC110 - polling a counter
                 await trio.sleep(0.05)
-        assert throttled.statistics.lines_out == 0
-        assert throttled.statistics.retried > 0  # still retrying, on its own schedule
+        assert throttled.counters.lines_out == 0
+        assert throttled.counters.retried > 0  # still retrying, on its own schedule
     assert sum(doc["message"].startswith("line") for doc in fake.documents.values()) == 300
     await sink.aclose()
 

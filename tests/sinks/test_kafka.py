@@ -239,7 +239,7 @@ async def test_a_broker_stopped_for_10s_loses_and_repeats_nothing(
             await pipeline.put(batch_of(records[start : start + 100]))
             await trio.sleep(0.03)
     await trio.to_thread.run_sync(kafka.wait_ready)
-    stats = pipeline.statistics
+    stats = pipeline.counters
     assert (stats.lines_out, stats.dropped, stats.dead_lettered, stats.retried) == (total, 0, 0, 0)
     got = await consume(kafka, [topic], total, idle=2.0)
     values = [m.value() for m in got]  # type: ignore[attr-defined]
@@ -254,7 +254,7 @@ async def test_permanent_errors_go_to_the_dead_letters_with_the_reason(
     pipeline = open_pipeline(sink, config, state_dir=tmp_path)
     async with running(pipeline):
         await pipeline.put(batch_of([*lines(3), LogRecord("stdout", T0, b"x" * 5000), *lines(3, 3)]))
-    assert (pipeline.statistics.lines_out, pipeline.statistics.dead_lettered) == (6, 1)
+    assert (pipeline.counters.lines_out, pipeline.counters.dead_lettered) == (6, 1)
     dead = [json.loads(line) for path in (tmp_path / "deadletter").iterdir() for line in path.read_text().splitlines()]
     assert "MSG_SIZE_TOO_LARGE" in json.dumps(dead)
     got = await consume(kafka, [topic], 6)
@@ -268,7 +268,7 @@ async def test_an_unknown_topic_is_dead_lettered(kafka: KafkaCluster, sink: Kafk
     with trio.fail_after(120):
         async with running(pipeline):
             await pipeline.put(batch_of(lines(4)))
-    assert pipeline.statistics.dead_lettered == 4
+    assert pipeline.counters.dead_lettered == 4
     dead = (tmp_path / "deadletter").iterdir()
     assert "UNKNOWN_TOPIC" in "".join(path.read_text() for path in dead)
 

@@ -60,7 +60,7 @@ async def test_kill_9_of_the_leader_loses_and_repeats_nothing(cluster: KafkaClus
     await sink.aclose()
     assert killed_at
     for pipeline in pipelines:
-        stats = pipeline.statistics
+        stats = pipeline.counters
         assert (stats.lines_out, stats.dropped, stats.dead_lettered, stats.retried) == (per_container, 0, 0, 0)
     got = await trio.to_thread.run_sync(lambda: cluster.consume([topic], 2 * per_container, timeout=90, idle=3))
     by_container: dict[str, list[int]] = {"0": [], "1": []}

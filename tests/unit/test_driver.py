@@ -82,7 +82,7 @@ async def test_start_drain_stop(driver: Driver, tmp_path: Path) -> None:
     os.write(fd, frames(*(encode_entry("stdout", 3, c, PartialInfo("p", i + 1, i == 2)) for i, c in enumerate(chunks))))
     await driver.stop_logging(StopLogging(path))  # answered at once; the reader drains to EOF
     os.close(fd)
-    await wait_until(lambda: driver.active_fifos == 0)
+    await wait_until(lambda: driver.statistics().active_fifos == 0)
     records = [orjson.loads(line) for line in (tmp_path / "files" / f"{CID[:12]}-web.log").read_bytes().splitlines()]
     assert [(r["stream"], r["message"], r["tag"]) for r in records] == [
         ("stdout", "hello", "web"),
@@ -100,7 +100,7 @@ async def test_bad_option_fails_start_and_registers_nothing(driver: Driver, tmp_
     with pytest.raises(ConfigError, match="file-format"):
         await driver.start_logging(StartLogging(path, info(**{"file-format": "xml"})))
     assert driver.registry.entries() == {}
-    assert driver.active_fifos == 0
+    assert driver.statistics().active_fifos == 0
     os.close(fd)
 
 
@@ -109,7 +109,7 @@ async def test_corrupt_bytes_are_skipped_and_the_stream_continues(driver: Driver
     await driver.start_logging(StartLogging(path, info()))
     os.write(fd, b"\xff\xff\xff\xffgarbage" + frames(encode_entry("stdout", 1, b"after garbage")))
     os.close(fd)
-    await wait_until(lambda: driver.active_fifos == 0)
+    await wait_until(lambda: driver.statistics().active_fifos == 0)
     text = (tmp_path / "files" / f"{CID[:12]}-web.log").read_text()
     assert '"message":"after garbage"' in text
 
@@ -130,7 +130,7 @@ async def test_restarted_plugin_resumes_registered_fifos(tmp_path: Path) -> None
         await nursery.start(second.run)  # no StartLogging: resumed from the registry
         os.write(fd, frames(encode_entry("stdout", 3, b"after")))
         os.close(fd)
-        await wait_until(lambda: second.active_fifos == 0)
+        await wait_until(lambda: second.statistics().active_fifos == 0)
         nursery.cancel_scope.cancel()
     text = (tmp_path / "files" / f"{CID[:12]}-web.log").read_text()
     assert [orjson.loads(line)["message"] for line in text.splitlines()] == ["before", "while down", "after"]
@@ -143,7 +143,7 @@ async def test_no_eof_after_stop_gives_up_after_the_timeout(
     await driver.start_logging(StartLogging(path, info()))
     await driver.stop_logging(StopLogging(path))
     await trio.sleep(driver.stop_timeout + 1)  # virtual time: the writer never closes
-    assert driver.active_fifos == 0
+    assert driver.statistics().active_fifos == 0
     assert driver.registry.entries() == {}
     os.close(fd)
 
@@ -183,7 +183,7 @@ async def test_metrics_and_health_see_a_failing_sink(tmp_path: Path, autojump_cl
         await driver.start_logging(StartLogging(path, info()))
         kind.streams[0].fail_times = 10**9
         os.write(fd, frames(encode_entry("stdout", 1, b"one"), encode_entry("stdout", 2, b"two")))
-        await wait_until(lambda: driver.fifo_statistics().records == 2)
+        await wait_until(lambda: driver.statistics().fifos.records == 2)
         await trio.sleep(120)
         status, body = health(driver, failing_after=60)
         assert status == 503
@@ -216,7 +216,7 @@ async def test_shutdown_flushes_sinks_and_keeps_the_fifo_registered(
         await driver.start_logging(StartLogging(path, info(sinks="fake", **{"retry-max-delay": "1s"})))
         kind.streams[0].fail_times = 3  # the destination recovers during the grace period
         os.write(fd, frames(encode_entry("stdout", 1, b"queued at SIGTERM")))
-        await wait_until(lambda: driver.fifo_statistics().records == 1)  # the reader thread runs in real time
+        await wait_until(lambda: driver.statistics().fifos.records == 1)  # the reader thread runs in real time
         with trio.move_on_after(8):
             await driver.shutdown()
         nursery.cancel_scope.cancel()

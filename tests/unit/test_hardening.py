@@ -46,15 +46,15 @@ async def test_a_stopped_containers_lines_wait_for_the_destination(
         sent = [b"line %d" % i for i in range(500)]
         os.write(fd, frames(*(encode_entry("stdout", i, line) for i, line in enumerate(sent))))
         os.close(fd)  # the container exits
-        await wait_until(lambda: driver.active_fifos == 0)
+        await wait_until(lambda: driver.statistics().active_fifos == 0)
         await trio.sleep(300)  # five minutes of outage, in virtual time
-        assert driver.deliveries.draining == 1
+        assert driver.statistics().deliveries.draining == 1
         assert lines_of(kind) == []
         kind.streams[0].fail_times = 0  # back
         await trio.sleep(1.5)  # noticed within about a second (retry-max-delay 1s)
         assert lines_of(kind) == sent
         assert not driver.deliveries.live
-        assert driver.sink_statistics()["fake"].totals.lines_out == 500
+        assert driver.statistics().sinks["fake"].totals.lines_out == 500
         nursery.cancel_scope.cancel()
 
 
@@ -71,7 +71,7 @@ async def test_a_disk_spool_left_by_a_stopped_container_drains_after_a_restart_a
         down.streams[0].fail_times = 10**9
         os.write(fd, frames(*(encode_entry("stdout", i, line) for i, line in enumerate(sent))))
         os.close(fd)
-        await wait_until(lambda: driver.active_fifos == 0)
+        await wait_until(lambda: driver.statistics().active_fifos == 0)
         with trio.move_on_after(8):
             await driver.shutdown()  # the plugin stops while the destination is still down
         nursery.cancel_scope.cancel()
@@ -106,9 +106,9 @@ async def test_the_memory_budget_bounds_every_queue_together(
             for _ in range(5):
                 os.write(fd, frames(*(encode_entry("stdout", 1, b"x" * 200) for _ in range(100))))
                 await trio.sleep(0.01)
-        await wait_until(lambda: driver.fifo_statistics().records == 1500)  # the reader thread runs in real time
+        await wait_until(lambda: driver.statistics().fifos.records == 1500)  # the reader thread runs in real time
         await trio.sleep(1)
-        snapshot = driver.sink_statistics()["fake"]
+        snapshot = driver.statistics().sinks["fake"]
         # Each queue alone allows 16 MiB; together they hold what 64 KiB allows (one batch over at most).
         assert driver.memory.peak <= 64_000 + 100 * 280
         assert snapshot.totals.dropped > 0
@@ -118,7 +118,7 @@ async def test_the_memory_budget_bounds_every_queue_together(
         for _, fd in fifos:
             os.close(fd)
         await wait_until(lambda: not driver.deliveries.live)
-        totals = driver.sink_statistics()["fake"].totals
+        totals = driver.statistics().sinks["fake"].totals
         assert totals.lines_out + totals.dropped == 1500  # every line delivered or counted
         assert driver.memory.used == 0
         nursery.cancel_scope.cancel()
@@ -154,9 +154,9 @@ async def test_a_full_disk_costs_docker_logs_its_lines_not_the_sinks(tmp_path: P
         driver.store.append = full  # type: ignore[method-assign]
         os.write(fd, frames(encode_entry("stdout", 1, b"still shipped")))
         os.close(fd)
-        await wait_until(lambda: not driver.deliveries.live and driver.active_fifos == 0)
+        await wait_until(lambda: not driver.deliveries.live and driver.statistics().active_fifos == 0)
         assert lines_of(kind) == [b"still shipped"]
-        assert driver.fifo_statistics().store_errors == 1
+        assert driver.statistics().fifos.store_errors == 1
         nursery.cancel_scope.cancel()
 
 

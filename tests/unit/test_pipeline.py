@@ -19,6 +19,7 @@ from logdriver.config.retry import RetryPolicy
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.memory_queue import BatchQueue
 from logdriver.delivery.pipeline import SinkPipeline
+from logdriver.delivery.sender import run_alone
 
 from ..fakes import FakeStream
 
@@ -40,7 +41,7 @@ async def test_delivers_in_order_in_batches(autojump_clock: trio.testing.MockClo
     stream = FakeStream()
     pipeline = make(stream, **{"batch-max-entries": "3", "batch-max-wait": "1s"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("a", "b")))
         await trio.sleep(0.5)
         assert stream.attempts == []  # waiting for more (batch-max-wait)
@@ -57,7 +58,7 @@ async def test_backoff_is_full_jitter_capped_and_order_is_kept(autojump_clock: t
     stream.fail_times = 6
     pipeline = make(stream, **{"batch-max-wait": "0s", "retry-initial": "1s", "retry-max-delay": "4s"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("first")))
         await pipeline.put(batch_of(lines("second")))
         await trio.sleep(60)
@@ -69,7 +70,7 @@ async def test_backoff_is_full_jitter_capped_and_order_is_kept(autojump_clock: t
     assert gaps == pytest.approx([policy.delay(n, rng) for n in range(6)])
     assert all(gap <= min(4.0, 2.0**n) for n, gap in enumerate(gaps))
     assert [r.line for r in stream.delivered] == [b"first", b"second"]
-    assert pipeline.statistics.retried == sum(size for _, size in stream.attempts[:6])  # entries, not batches
+    assert pipeline.counters.retried == sum(size for _, size in stream.attempts[:6])  # entries, not batches
 
 
 async def test_partial_verdicts_retry_some_and_dead_letter_others(
@@ -80,12 +81,12 @@ async def test_partial_verdicts_retry_some_and_dead_letter_others(
     stream.reject = {b"poison": "mapper_parsing_exception"}
     pipeline = make(stream, tmp_path, **{"batch-max-wait": "0s"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("ok", "flaky", "poison", "fine")))
         await trio.sleep(10)
         await pipeline.aclose()
     assert [r.line for r in stream.delivered] == [b"ok", b"fine", b"flaky"]
-    assert pipeline.statistics.dead_lettered == 1
+    assert pipeline.counters.dead_lettered == 1
     letters = [orjson.loads(x) for x in (tmp_path / "fake.jsonl").read_bytes().splitlines()]
     assert [(x["message"], x["reason"], x["sink"]) for x in letters] == [("poison", "mapper_parsing_exception", "fake")]
 
@@ -95,14 +96,14 @@ async def test_drop_newest_counts_exactly_and_never_waits(autojump_clock: trio.t
     stream.stall()
     pipeline = make(stream, overflow="drop-newest", **{"buffer-max-entries": "10", "batch-max-wait": "0s"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("x")))  # in flight, stalled
         await trio.sleep(1)
         start = trio.current_time()
         for i in range(10):
             await pipeline.put(batch_of(lines(*(f"{i}-{j}" for j in range(3)))))
         assert trio.current_time() == start  # the producer never waited
-        assert pipeline.statistics.dropped == 30 - 10
+        assert pipeline.counters.dropped == 30 - 10
         stream.resume()
         await trio.sleep(1)
         await pipeline.aclose()
@@ -115,7 +116,7 @@ async def test_drop_oldest_keeps_the_newest(autojump_clock: trio.testing.MockClo
     stream.stall()
     pipeline = make(stream, overflow="drop-oldest", **{"buffer-max-entries": "4", "batch-max-wait": "0s"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("in-flight")))
         await trio.sleep(1)
         for i in range(10):
@@ -124,7 +125,7 @@ async def test_drop_oldest_keeps_the_newest(autojump_clock: trio.testing.MockClo
         await trio.sleep(1)
         await pipeline.aclose()
     assert [r.line for r in stream.delivered] == [b"in-flight", b"6", b"7", b"8", b"9"]
-    assert pipeline.statistics.dropped == 6
+    assert pipeline.counters.dropped == 6
 
 
 async def test_block_waits_then_resumes_with_nothing_lost(autojump_clock: trio.testing.MockClock) -> None:
@@ -134,7 +135,7 @@ async def test_block_waits_then_resumes_with_nothing_lost(autojump_clock: trio.t
         stream, overflow="block", **{"buffer-max-entries": "2", "batch-max-wait": "0s", "block-timeout": "60s"}
     )
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("0")))
         await trio.sleep(1)  # "0" is in flight, stalled
         for i in (1, 2):
@@ -149,8 +150,8 @@ async def test_block_waits_then_resumes_with_nothing_lost(autojump_clock: trio.t
         await pipeline.aclose()
     assert [r.line for r in stream.delivered] == [b"0", b"1", b"2", b"3"]
     # The put cancelled above counts its line as dropped: in = out + dropped, nothing vanishes.
-    assert pipeline.statistics.dropped == 1
-    assert pipeline.statistics.lines_in == pipeline.statistics.lines_out + pipeline.statistics.dropped
+    assert pipeline.counters.dropped == 1
+    assert pipeline.counters.lines_in == pipeline.counters.lines_out + pipeline.counters.dropped
 
 
 async def test_block_is_bounded_by_block_timeout(autojump_clock: trio.testing.MockClock) -> None:
@@ -160,21 +161,21 @@ async def test_block_is_bounded_by_block_timeout(autojump_clock: trio.testing.Mo
         stream, overflow="block", **{"buffer-max-entries": "1", "batch-max-wait": "0s", "block-timeout": "3s"}
     )
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("a")))
         await pipeline.put(batch_of(lines("b")))
         start = trio.current_time()
         await pipeline.put(batch_of(lines("c")))
         assert trio.current_time() - start == pytest.approx(3)
-        assert pipeline.statistics.dropped == 1
+        assert pipeline.counters.dropped == 1
         start = trio.current_time()
         await pipeline.put(batch_of(lines("d")))  # still stuck: dropped at once, no second wait
         assert trio.current_time() == start
-        assert pipeline.statistics.dropped == 2
+        assert pipeline.counters.dropped == 2
         stream.resume()
         await trio.sleep(1)  # the sink delivers again: blocking resumes
         await pipeline.put(batch_of(lines("e")))
-        assert pipeline.statistics.dropped == 2
+        assert pipeline.counters.dropped == 2
         nursery.cancel_scope.cancel()
 
 
@@ -183,14 +184,14 @@ async def test_close_with_a_dead_sink_returns_within_flush_timeout(autojump_cloc
     stream.fail_times = 10**9
     pipeline = make(stream, **{"batch-max-wait": "0s", "flush-timeout": "5s", "retry-initial": "100ms"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         for i in range(4):
             await pipeline.put(batch_of(lines(f"{i}a", f"{i}b")))
         await trio.sleep(1)
         start = trio.current_time()
         await pipeline.aclose()
         assert trio.current_time() - start <= 6
-    assert pipeline.statistics.dropped == 8  # counted, and logged
+    assert pipeline.counters.dropped == 8  # counted, and logged
     assert stream.closed
 
 
@@ -207,7 +208,7 @@ async def test_a_sink_that_raises_is_retried_not_fatal(autojump_clock: trio.test
     stream = Broken()
     pipeline = make(stream, **{"batch-max-wait": "0s"})
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         await pipeline.put(batch_of(lines("survives")))
         await trio.sleep(5)
         await pipeline.aclose()
@@ -259,16 +260,16 @@ async def test_disk_buffer_keeps_what_a_dead_sink_did_not_take(
     opts = options(buffer="disk", **{"batch-max-wait": "0s", "flush-timeout": "2s"})
     first = SinkPipeline("fake", "c" * 64, dead, opts, None, random.Random(1), spool_dir=spool)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
-        await nursery.start(first.run)
+        await nursery.start(run_alone, first)
         for i in range(5):
             await first.put(batch_of(lines(f"{i}a", f"{i}b")))
         await trio.sleep(3)
         await first.aclose()
-    assert first.statistics.dropped == 0  # nothing dropped: it stays on disk
+    assert first.counters.dropped == 0  # nothing dropped: it stays on disk
     alive = FakeStream()
     second = SinkPipeline("fake", "c" * 64, alive, opts, None, random.Random(1), spool_dir=spool)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
-        await nursery.start(second.run)  # replays the spool first
+        await nursery.start(run_alone, second)  # replays the spool first
         await second.put(batch_of(lines("new")))
         await trio.sleep(1)
         await second.aclose()
@@ -283,12 +284,12 @@ async def test_a_dead_sink_at_close_drops_every_queued_line_counted(autojump_clo
     options = {"batch-max-entries": "10", "retry-initial": "1s", "retry-max-delay": "4s", "flush-timeout": "5s"}
     pipeline = make(stream, **options)
     async with trio.open_nursery() as nursery:
-        await nursery.start(pipeline.run)
+        await nursery.start(run_alone, pipeline)
         for start in range(0, 200, 20):
             await pipeline.put(batch_of(lines(*(str(i) for i in range(start, start + 20)))))
         await trio.sleep(30)
         await pipeline.aclose()
-    stats = pipeline.statistics
+    stats = pipeline.counters
     assert stats.lines_in == 200
     assert stats.lines_out == 0
     assert stats.dropped == 200

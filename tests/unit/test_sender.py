@@ -119,7 +119,7 @@ async def test_verdicts_go_back_to_the_container_whose_lines_they_judge(
     assert requests.log[1] == [("c", 1)]  # only the retried line goes again
     assert [r.line for r in first.delivered] == [b"a0", b"a2"]
     assert [r.line for r in second.delivered] == [b"c1", b"c0"]
-    a, c = (p.statistics for p in pipelines)
+    a, c = (p.counters for p in pipelines)
     assert (a.lines_out, a.dead_lettered, a.retried) == (2, 1, 0)
     assert (c.lines_out, c.dead_lettered, c.retried) == (2, 0, 1)
     assert all(p.done and p.queued == 0 for p in pipelines)
@@ -161,7 +161,7 @@ async def test_a_container_blocked_by_its_full_queue_does_not_hold_up_the_others
         await produced.wait()
         for p in pipelines:
             p.close(trio.current_time() + 60)
-    assert pipelines[0].statistics.dropped == 0
+    assert pipelines[0].counters.dropped == 0
     assert len(blocked.delivered) == 1000
 
 
@@ -183,7 +183,7 @@ async def test_a_bad_verdict_costs_its_own_container_only(autojump_clock: trio.t
             await trio.sleep(2)
         for p in pipelines:
             p.close()
-    g, b = (p.statistics for p in pipelines)
+    g, b = (p.counters for p in pipelines)
     assert (g.lines_in, g.lines_out, g.dropped) == (6, 6, 0)  # every request of the good one went through
     assert (b.lines_in, b.lines_out, b.dropped) == (6, 0, 6)  # counted, not silently lost
     assert all(p.done and p.queued == 0 for p in pipelines)
@@ -239,7 +239,7 @@ async def test_a_container_whose_lines_always_fail_costs_a_bystander_under_ten_p
         failing = Refusing("x", how)
         beside, pipeline_x = await _bystander_lines(failing, 20.0)
         assert beside >= 0.9 * healthy, (how, beside, healthy)
-        stats = pipeline_x.statistics
+        stats = pipeline_x.counters
         if how == "retry":
             # Retried on its own schedule (backing off to retry-max-delay), not once per request.
             assert len(failing.attempts) <= 20.0 / 0.1 + 2
@@ -277,7 +277,7 @@ async def test_a_spool_that_cannot_be_read_costs_its_own_container_only(
         for p in (spooled, other):
             p.close()
     assert len(healthy.delivered) == 10  # the worker went on
-    s = spooled.statistics
+    s = spooled.counters
     assert s.dropped + s.lines_out == s.lines_in == 10  # the unreadable lines are counted
     assert s.dropped >= 5
 
@@ -297,4 +297,4 @@ async def test_a_shutdown_stops_a_part_waiting_for_a_long_retry_at_its_flush_dea
         slow.close(started + 2)  # a plugin shutdown with a 2 s flush timeout
         await slow.finished()
         assert trio.current_time() - started <= 2.01
-    assert slow.statistics.dropped == 5  # memory queue: counted, not silently lost
+    assert slow.counters.dropped == 5  # memory queue: counted, not silently lost

@@ -71,7 +71,7 @@ def test_max_file_and_global_cap(tmp_path: Path) -> None:
     for i in range(100):
         store.append(b, frames((i, b"y" * 20)))
     assert store.total_bytes <= 3000
-    assert store.statistics.segments_evicted_by_cap > 0
+    assert store.statistics().segments_evicted_by_cap > 0
     reopened = LogStore(str(tmp_path), max_total_bytes=3000)
     assert reopened.total_bytes == store.total_bytes
 
