@@ -51,12 +51,12 @@ def reference(bootstrap: str, topic: str, lines: int) -> None:
     import confluent_kafka
 
     from logdriver.testing import context_for
-    from logdriver_sinks.kafka import KafkaSink, producer_config
+    from logdriver_sinks.kafka import KafkaConfig, KafkaSink, producer_config
     from logdriver_sinks.kafka._producer import REPORT_FAILURES_ONLY
 
     context = context_for(KafkaSink(), {"kafka-brokers": bootstrap}, environ={})
     # The very librdkafka settings of logdriver's producer, reports for failures only included.
-    config = {**producer_config(context.sink_options("kafka")), **REPORT_FAILURES_ONLY}
+    config = {**producer_config(context.config(KafkaConfig)), **REPORT_FAILURES_ONLY}
     container = "c" * 64
     key = container.encode()
     constant = f'"container_id":"{container}","container_name":"bench","image":"logdriver-test"}}'

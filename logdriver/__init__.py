@@ -33,7 +33,8 @@ Glossary (one word per thing):
 from logdriver._exceptions import ConfigError, LogDriverError
 from logdriver._native import LogBatch
 from logdriver._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
-from logdriver.config.options import ContainerOptions, Settings
+from logdriver.config.options import ContainerOptions
+from logdriver.config.settings import Settings
 
 __all__ = [
     "ConfigError",

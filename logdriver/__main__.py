@@ -20,7 +20,8 @@ from logdriver import __version__
 from logdriver._exceptions import ConfigError
 from logdriver._files import makedirs_private
 from logdriver.abc import Sink
-from logdriver.config.options import Settings, parse_log_opts
+from logdriver.config.options import parse_log_opts
+from logdriver.config.settings import Settings
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server.docker_api import removed_containers
 from logdriver.server.driver import Driver
@@ -36,7 +37,7 @@ def load_sinks(settings: Settings) -> dict[str, Sink]:
     """Sinks from the ``logdriver.sinks`` entry points, plus ``LOGDRIVER_SINK_CLASSES``
     (``name=module:Class,...``) for sinks that are not packaged."""
     classes = {entry.name: entry.load() for entry in entry_points(group="logdriver.sinks")}
-    for item in filter(None, os.environ.get("LOGDRIVER_SINK_CLASSES", "").split(",")):
+    for item in filter(None, settings.sink_classes.split(",")):
         name, _, target = item.partition("=")
         module, _, attribute = target.partition(":")
         classes[name.strip()] = getattr(importlib.import_module(module.strip()), attribute.strip())
@@ -58,12 +59,12 @@ async def serve(settings: Settings) -> None:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 await nursery.start(driver.run)
-                await nursery.start(serve_unix, settings.socket_path, driver)
+                await nursery.start(serve_unix, settings.socket, driver)
                 if settings.metrics_address:
                     await nursery.start(serve_metrics, settings.metrics_address, driver, settings.health_failing_after)
                 log.info(
                     "logdriver serving on %s (state %s, sinks %s)",
-                    settings.socket_path,
+                    settings.socket,
                     settings.state_dir,
                     ", ".join(driver.sinks),
                 )

@@ -26,11 +26,13 @@ class ConfigError(LogDriverError):
 
 
 class UnknownOptionError(LogDriverError):
-    """A log-opt in logdriver's own namespace that logdriver does not know (a typo)."""
+    """A log-opt that is neither logdriver's nor the engine's own (a typo, or another driver's)."""
 
-    def __init__(self, option: str, known: list[str]) -> None:
+    def __init__(self, option: str, suggestion: str | None) -> None:
         self.option = option
-        super().__init__(f"logdriver: unknown log-opt {option!r}; logdriver's options are: {', '.join(known)}")
+        self.suggestion = suggestion
+        hint = f"did you mean {suggestion!r}?" if suggestion else "see `python -m logdriver options` for the list"
+        super().__init__(f"logdriver: unknown log-opt {option!r}; {hint}")
 
 
 class RpcError(LogDriverError):

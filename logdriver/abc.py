@@ -13,11 +13,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from logdriver._native import LogBatch
 from logdriver._records import ContainerInfo
-from logdriver.config.options import ContainerOptions, Settings, SinkOption
+from logdriver.config.options import ContainerOptions
+from logdriver.config.registry import Config, SinkConfig
+from logdriver.config.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +31,16 @@ class ContainerContext:
     tag: str
     extras: Mapping[str, str]
 
-    def sink_options(self, sink: str) -> Mapping[str, Any]:
-        """The parsed values of ``sink``'s own options (``Sink.options``) for this container."""
-        return self.options.sink_options.get(sink, {})
+    def sink_config(self, sink: str) -> SinkConfig:
+        """The config of the sink named ``sink`` (one of this container's sinks)."""
+        return self.options.sink_configs[sink]
+
+    def config(self, kind: type[Config]) -> Config:
+        """This container's typed config of the sink whose ``Sink.config`` is ``kind``."""
+        for config in self.options.sink_configs.values():
+            if type(config) is kind:
+                return config
+        raise LookupError(f"no {kind.__name__} for this container: its sink is not in its sinks")
 
     def record_fields(self) -> dict[str, object]:
         """The container's part of logdriver's JSON record (the file sink's lines, Kafka's
@@ -99,8 +108,9 @@ class Sink(abc.ABC):
     # Pipeline option defaults for this kind of destination, e.g. {"overflow": "block"}
     # for a local file; see logdriver/config/pipeline_options.py for the names.
     pipeline_defaults: ClassVar[Mapping[str, str]] = {}
-    # The log-opts this kind of sink owns, validated at StartLogging like the rest.
-    options: ClassVar[Sequence[SinkOption]] = ()
+    # The log-opts this kind of sink owns, as the fields of its typed config (a frozen
+    # dataclass declared with ``logdriver.config.option``), validated at StartLogging.
+    config: ClassVar[type[SinkConfig]] = SinkConfig
 
     @classmethod
     @abc.abstractmethod

@@ -20,7 +20,7 @@ import orjson
 import trio
 
 from logdriver import PartialInfo
-from logdriver.config.options import Settings
+from logdriver.config.settings import Settings
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server.driver import Driver
 from logdriver.server.rpc import StartLogging, StopLogging

@@ -1,11 +1,11 @@
 """Configuration: log-opts and plugin-wide settings, their units, templates and TLS.
 
-Public for sinks: what a sink declares its options with (``SinkOption`` and the value
-parsers), Docker tag templates, and the TLS context for client certificates. The
+Public for sinks: what a sink declares its options with (``SinkConfig``, ``option`` and
+the value parsers), Docker tag templates, and the TLS context for client certificates. The
 modules below are the plugin's own.
 """
 
-from logdriver.config.options import SinkOption
+from logdriver.config.registry import Option, SinkConfig, env_name, option
 from logdriver.config.templates import Template, render_tag
 from logdriver.config.tls import client_tls_context
 from logdriver.config.units import (
@@ -19,7 +19,10 @@ from logdriver.config.units import (
 )
 
 __all__ = [
-    "SinkOption",
+    "Option",
+    "SinkConfig",
+    "option",
+    "env_name",
     "Template",
     "render_tag",
     "client_tls_context",

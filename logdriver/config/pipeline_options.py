@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from logdriver._exceptions import ConfigError
+from logdriver.config.registry import Option, Scope, env_name
 from logdriver.config.retry import RetryPolicy
 from logdriver.config.units import choice, non_negative_duration, non_negative_int, positive_int, positive_size
 
@@ -26,22 +27,70 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop-oldest"
 
 
-# name → (default, what it accepts, parser)
-PIPELINE_OPTIONS: Final[dict[str, tuple[str, str, Callable[[str], object]]]] = {
-    "overflow": ("drop-newest", "block, drop-newest or drop-oldest", Overflow),
-    "buffer": ("memory", "memory or disk", choice("memory", "disk")),
-    "buffer-max-bytes": ("16m", "a size such as 16m", positive_size),
-    "buffer-max-entries": ("100000", "a positive integer", positive_int),
-    "block-timeout": ("10s", "a duration such as 10s", non_negative_duration),
-    "batch-max-entries": ("5000", "a positive integer", positive_int),
-    "batch-max-bytes": ("4m", "a size such as 4m", positive_size),
-    "batch-max-wait": ("1s", "a duration such as 1s or 0s", non_negative_duration),
-    "retry-initial": ("500ms", "a duration such as 500ms", non_negative_duration),
-    "retry-max-delay": ("1s", "a duration such as 1s", non_negative_duration),
-    "retry-max-time": ("0s", "a duration; 0s retries forever", non_negative_duration),
-    "retry-max-attempts": ("0", "a whole number; 0 retries forever", non_negative_int),
-    "flush-timeout": ("5s", "a duration such as 5s", non_negative_duration),
-}
+def _pipeline(name: str, default: str, accepts: str, help: str, parse: Callable[[str], object]) -> Option:
+    return Option(name, default, accepts, help, parse, scope=Scope.PIPELINE)
+
+
+PIPELINE_OPTIONS: Final = (
+    _pipeline(
+        "overflow",
+        "drop-newest",
+        "block, drop-newest or drop-oldest",
+        "what a full queue does: hold the container's output (up to block-timeout) or drop, counted",
+        Overflow,
+    ),
+    _pipeline(
+        "buffer", "memory", "memory or disk", "where the queue is: memory, or a spool on disk", choice("memory", "disk")
+    ),
+    _pipeline("buffer-max-bytes", "16m", "a size such as 16m", "queue limit in line bytes", positive_size),
+    _pipeline("buffer-max-entries", "100000", "a positive integer", "queue limit in lines", positive_int),
+    _pipeline(
+        "block-timeout",
+        "10s",
+        "a duration such as 10s",
+        "longest wait of a blocked container; then its lines are dropped (counted) until the sink recovers",
+        non_negative_duration,
+    ),
+    _pipeline("batch-max-entries", "5000", "a positive integer", "lines per request at most", positive_int),
+    _pipeline("batch-max-bytes", "4m", "a size such as 4m", "line bytes per request at most", positive_size),
+    _pipeline(
+        "batch-max-wait",
+        "1s",
+        "a duration such as 1s or 0s",
+        "longest a line waits for a fuller request",
+        non_negative_duration,
+    ),
+    _pipeline("retry-initial", "500ms", "a duration such as 500ms", "first retry delay", non_negative_duration),
+    _pipeline(
+        "retry-max-delay",
+        "1s",
+        "a duration such as 1s",
+        "longest retry delay (exponential, jittered)",
+        non_negative_duration,
+    ),
+    _pipeline(
+        "retry-max-time",
+        "0s",
+        "a duration; 0s retries forever",
+        "give a batch up (to the dead letters) after this long",
+        non_negative_duration,
+    ),
+    _pipeline(
+        "retry-max-attempts",
+        "0",
+        "a whole number; 0 retries forever",
+        "give a batch up (to the dead letters) after this many attempts",
+        non_negative_int,
+    ),
+    _pipeline(
+        "flush-timeout",
+        "5s",
+        "a duration such as 5s",
+        "at plugin shutdown, how long the queue may still deliver",
+        non_negative_duration,
+    ),
+)
+_BY_NAME: Final = {option.name: option for option in PIPELINE_OPTIONS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +108,16 @@ class PipelineOptions:
 
 
 def is_pipeline_key(key: str, sinks: Mapping[str, object]) -> bool:
-    if key in PIPELINE_OPTIONS:
+    if key in _BY_NAME:
         return True
     sink, sep, option = key.partition("-")
     # Sink names may contain dashes: try every split.
     while sep:
-        if sink in sinks and option in PIPELINE_OPTIONS:
+        if sink in sinks and option in _BY_NAME:
             return True
         head, sep, option = option.partition("-")
         sink = f"{sink}-{head}"
     return False
-
-
-def _env_name(*parts: str) -> str:
-    return "LOGDRIVER_" + "_".join(p.upper().replace("-", "_") for p in parts)
 
 
 def pipeline_options(
@@ -80,20 +125,21 @@ def pipeline_options(
 ) -> PipelineOptions:
     """Resolve and parse one sink's pipeline options for one container."""
     values: dict[str, Any] = {}
-    for name, (default, accepts, parser) in PIPELINE_OPTIONS.items():
+    for option in PIPELINE_OPTIONS:
+        name = option.name
         for where, text in (
             (f"{sink}-{name}", config.get(f"{sink}-{name}")),
             (name, config.get(name)),
-            (_env_name(sink, name), environ.get(_env_name(sink, name))),
-            (_env_name(name), environ.get(_env_name(name))),
+            (env_name(sink, name), environ.get(env_name(sink, name))),
+            (option.env, environ.get(option.env)),
             (name, kind_defaults.get(name)),
-            (name, default),
+            (name, option.default),
         ):
             if text is not None:
                 try:
-                    values[name] = parser(text)
+                    values[name] = option.parse(text)
                 except ValueError as exc:
-                    raise ConfigError(where, text, accepts) from exc
+                    raise ConfigError(where, text, option.accepts) from exc
                 break
     max_time = float(values["retry-max-time"])
     overflow = values["overflow"]

@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from logdriver.abc import ContainerContext, Sink
-from logdriver.config.options import Settings
+from logdriver.config.settings import Settings
 from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
 from logdriver.delivery.context import container_context
 from logdriver.delivery.deliveries import Deliveries, DeliveryStatistics

@@ -18,12 +18,10 @@ from typing import TextIO
 
 import orjson
 
-from logdriver._exceptions import ConfigError
+from logdriver.config.settings import plugin_setting
 
 # Loggers of libraries that log at INFO per request or connection.
 CHATTY_LIBRARIES = ("httpx", "httpcore", "elastic_transport", "urllib3")
-
-_LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "warn": "warning", "error": "error"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,13 +43,8 @@ def configure_logging(environ: Mapping[str, str], stream: TextIO | None = None) 
     """Set up the root logger from ``LOGDRIVER_LOG_LEVEL`` (debug, info, warning, error;
     default info) and ``LOGDRIVER_LOG_FORMAT`` (text or json; default text), writing to
     ``stream`` (stdout)."""
-    text = environ.get("LOGDRIVER_LOG_LEVEL", "info").strip().lower() or "info"
-    if text not in _LEVELS:
-        raise ConfigError("LOGDRIVER_LOG_LEVEL", text, "debug, info, warning or error")
-    level = _LEVELS[text]
-    kind = environ.get("LOGDRIVER_LOG_FORMAT", "text").strip().lower() or "text"
-    if kind not in ("text", "json"):
-        raise ConfigError("LOGDRIVER_LOG_FORMAT", kind, "text or json")
+    level = plugin_setting("log-level", environ)
+    kind = plugin_setting("log-format", environ)
     handler = logging.StreamHandler(stream or sys.stdout)
     if kind == "json":
         formatter: logging.Formatter = JsonFormatter()

@@ -280,7 +280,7 @@ class SinkConformance:
             )
             async with running(pipeline, flush_timeout=30):
                 await pipeline.put(batch_of(sample_records(10)))
-            for option in sink.options:
+            for option in sink.config.options():
                 if option.secret:
                     try:
                         context_for(sink, {**peer.config, option.name: "\x00bad"}, environ=peer.environ)
@@ -298,17 +298,17 @@ class SinkConformance:
         credentials; secrets are refused as log-opts (they show in docker inspect)."""
         import pytest  # only the suite needs it, not the plugin
 
-        own = context_for(sink, peer.config, environ=peer.environ).sink_options(sink.name)
-        bound = [option for option in sink.options if option.bound]
+        own = context_for(sink, peer.config, environ=peer.environ).sink_config(sink.name)
+        bound = [option for option in sink.config.options() if option.bound]
         elsewhere = getattr(peer, "elsewhere", None)
         if elsewhere is not None:
             key, value = elsewhere
             chosen = context_for(sink, {**peer.config, key: value}, environ=peer.environ)
             for option in bound:  # the plugin-wide ones; a container's own log-opt stays its own
                 if option.name not in peer.config:
-                    assert chosen.sink_options(sink.name)[option.name] in ("", None, False), option.name
-            assert any(own[option.name] for option in bound), "the plugin-wide destination has them"
-        for option in sink.options:
+                    assert chosen.sink_config(sink.name).get(option.name) in ("", None, False), option.name
+            assert any(own.get(option.name) for option in bound), "the plugin-wide destination has them"
+        for option in sink.config.options():
             if option.secret:
                 with pytest.raises(ConfigError, match=re.escape(repr(option.name))):
                     context_for(sink, {option.name: "from-a-log-opt"})

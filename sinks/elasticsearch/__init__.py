@@ -25,14 +25,15 @@ import logging
 import re
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from logdriver import ConfigError, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
-from logdriver.config import SinkOption, Template, client_tls_context, parse_bool, parse_duration
+from logdriver.config import SinkConfig, Template, client_tls_context, option, parse_bool, parse_duration
 
 from ._bulk import BulkEncoder, Target, item_verdicts
-from ._client import BulkClient, ClientOptions, Outcome, lacks_data_streams, parse_urls, template_body
+from ._client import BulkClient, ClientOptions, NodeUrl, Outcome, lacks_data_streams, parse_urls, template_body
 
 log = logging.getLogger("logdriver.sinks.elasticsearch")
 
@@ -67,50 +68,58 @@ def _pipeline_id(value: str) -> str:
     return value
 
 
-OPTIONS = (
-    SinkOption(
+@dataclass(frozen=True, slots=True)
+class ElasticsearchConfig(SinkConfig):
+    """The Elasticsearch sink's options for one container (its log-opts over ``LOGDRIVER_<NAME>`` defaults)."""
+
+    url: tuple[NodeUrl, ...] = option(
         "es-url",
         "http://127.0.0.1:9200",
         "http(s)://host:port[/prefix], comma-separated",
         "nodes; a failed node is skipped and retried later",
         parse_urls,
         destination=True,
-    ),
-    SinkOption(
+    )
+    data_stream: str = option(
         "es-data-stream",
         "logs-docker-default",
         "a data stream name (type-dataset-namespace) of lowercase letters, digits, '.', '_' and '-'",
         "where documents go unless es-index is set",
         index_name,
-    ),
-    SinkOption(
+    )
+    index: str | None = option(
         "es-index",
         "",
         "an index name with Docker tag variables and strftime dates, e.g. logs-{{.Name}}-%Y.%m.%d",
         "write to indices instead of a data stream",
         _index_template,
-    ),
-    SinkOption(
+    )
+    pipeline: str | None = option(
         "es-pipeline",
         "",
         "an ingest pipeline id of letters, digits, '.', '_' and '-'",
         "ingest pipeline for every document",
         _pipeline_id,
-    ),
-    SinkOption("es-compress", "true", _BOOL, "gzip request bodies", parse_bool),
-    SinkOption(
+    )
+    compress: bool = option("es-compress", "true", _BOOL, "gzip request bodies", parse_bool)
+    install_template: bool = option(
         "es-install-template", "false", _BOOL, "install an index template with logdriver's mappings", parse_bool
-    ),
-    SinkOption("es-request-timeout", "30s", "a duration such as 30s", "one bulk request", parse_duration),
-    SinkOption("es-username", "", "a user name", "basic authentication", credential=True),
-    SinkOption("es-password", "", "a password", "basic authentication (plugin-wide only)", secret=True),
-    SinkOption("es-api-key", "", "the encoded API key", "Elasticsearch API key (plugin-wide only)", secret=True),
-    SinkOption("es-bearer-token", "", "a token", "bearer authentication (plugin-wide only)", secret=True),
-    SinkOption("es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's"),
-    SinkOption("es-tls-cert", "", "a PEM file path", "client certificate", credential=True),
-    SinkOption("es-tls-key", "", "a PEM file path", "client key", credential=True),
-    SinkOption("es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
-)
+    )
+    request_timeout: float = option(
+        "es-request-timeout", "30s", "a duration such as 30s", "one bulk request", parse_duration
+    )
+    username: str = option("es-username", "", "a user name", "basic authentication", credential=True)
+    password: str = option("es-password", "", "a password", "basic authentication (plugin-wide only)", secret=True)
+    api_key: str = option(
+        "es-api-key", "", "the encoded API key", "Elasticsearch API key (plugin-wide only)", secret=True
+    )
+    bearer_token: str = option(
+        "es-bearer-token", "", "a token", "bearer authentication (plugin-wide only)", secret=True
+    )
+    tls_ca: str = option("es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's")
+    tls_cert: str = option("es-tls-cert", "", "a PEM file path", "client certificate", credential=True)
+    tls_key: str = option("es-tls-key", "", "a PEM file path", "client key", credential=True)
+    tls_verify: bool = option("es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool)
 
 
 def _data_stream_fields(name: str) -> dict[str, str]:
@@ -121,7 +130,7 @@ def _data_stream_fields(name: str) -> dict[str, str]:
 
 class ElasticsearchSink(Sink):
     name = "elasticsearch"
-    options = OPTIONS
+    config = ElasticsearchConfig
     # A node indexes a few thousand lines a second on a small host: give a stopped
     # container's queued lines time to get there (StopLogging never waits for this).
     pipeline_defaults: ClassVar[Mapping[str, str]] = {
@@ -164,7 +173,7 @@ class ElasticsearchSink(Sink):
             await client.aclose()
 
     def open_stream(self, context: ContainerContext) -> SinkStream:
-        return ElasticsearchStream(self, context, context.sink_options(self.name))
+        return ElasticsearchStream(self, context, context.config(ElasticsearchConfig))
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """One bulk request for the lines of every container in ``parts`` (one destination)."""
@@ -234,22 +243,22 @@ class ElasticsearchSink(Sink):
 
 
 class ElasticsearchStream(SinkStream):
-    def __init__(self, sink: ElasticsearchSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
+    def __init__(self, sink: ElasticsearchSink, context: ContainerContext, config: ElasticsearchConfig) -> None:
         self.sink = sink
         info = context.info
         self.container = info.short_id
         self.client_options = ClientOptions(
-            urls=options["es-url"],
-            compress=bool(options["es-compress"]),
-            request_timeout=float(options["es-request-timeout"]),
-            username=options["es-username"],
-            password=options["es-password"],
-            api_key=options["es-api-key"],
-            bearer_token=options["es-bearer-token"],
-            ca_file=options["es-tls-ca"],
-            cert_file=options["es-tls-cert"],
-            key_file=options["es-tls-key"],
-            verify=bool(options["es-tls-verify"]),
+            urls=config.url,
+            compress=config.compress,
+            request_timeout=config.request_timeout,
+            username=config.username,
+            password=config.password,
+            api_key=config.api_key,
+            bearer_token=config.bearer_token,
+            ca_file=config.tls_ca,
+            cert_file=config.tls_cert,
+            key_file=config.tls_key,
+            verify=config.tls_verify,
         )
         if any(url.scheme == "https" for url in self.client_options.urls):
             # Load the files now, so that a bad one fails docker run naming its option.
@@ -260,7 +269,7 @@ class ElasticsearchStream(SinkStream):
                 self.client_options.verify,
                 prefix="es-tls-",
             )
-        index = options["es-index"] or ""  # unset: a data stream
+        index = config.index or ""  # unset: a data stream
         if any(code in index for code in ("%H", "%I", "%M", "%S", "%p", "%f", "%s")):
             # Bulk bodies pick the index once per UTC day of log time.
             raise ConfigError("es-index", index, "date patterns of a day at the finest (%Y, %m, %d, %j, ...)")
@@ -273,10 +282,10 @@ class ElasticsearchStream(SinkStream):
                 raise ConfigError(
                     "es-index", index, f'an index name (lowercase, no / \\ * ? " < > | , # : or space) ({exc})'
                 ) from None
-            self.target = Target(name, data_stream=False, pipeline=options["es-pipeline"])
+            self.target = Target(name, data_stream=False, pipeline=config.pipeline or "")
         else:
-            self.target = Target(options["es-data-stream"], data_stream=True, pipeline=options["es-pipeline"])
-        self.install_template = bool(options["es-install-template"])
+            self.target = Target(config.data_stream, data_stream=True, pipeline=config.pipeline or "")
+        self.install_template = config.install_template
         labels = {k: v for k, v in context.extras.items() if info.labels.get(k) == v}
         fields: dict[str, Any] = {
             "container": {

@@ -32,6 +32,7 @@ import errno
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import orjson
@@ -39,7 +40,7 @@ import trio
 
 from logdriver import ConfigError, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
-from logdriver.config import SinkOption, choice, int_between, size_between
+from logdriver.config import SinkConfig, choice, env_name, int_between, option, size_between
 
 from ._render import json_lines, text_lines
 
@@ -52,18 +53,29 @@ THREADS = 2  # the sink's own worker threads, for rotations
 PERMANENT = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
 
 
-OPTIONS = (
-    SinkOption("file-format", "json", "json or text", "JSON lines or the raw text", choice("json", "text")),
-    SinkOption(
+@dataclass(frozen=True, slots=True)
+class FileConfig(SinkConfig):
+    """The file sink's options for one container (its log-opts over ``LOGDRIVER_<NAME>`` defaults)."""
+
+    format: str = option("file-format", "json", "json or text", "JSON lines or the raw text", choice("json", "text"))
+    max_size: int = option(
         "file-max-size", "100m", "a size from 1k to 100g", "bytes per file before rotation", size_between(1000, 10**11)
-    ),
-    SinkOption("file-max-file", "5", "an integer from 1 to 1000", "files kept per container", int_between(1, 1000)),
-)
+    )
+    max_file: int = option(
+        "file-max-file", "5", "an integer from 1 to 1000", "files kept per container", int_between(1, 1000)
+    )
+    directory: str = option(
+        "file-dir",
+        "",
+        "an absolute path; empty: files/ under the state directory",
+        "where every container's file is written (plugin-wide only)",
+        plugin_only=True,
+    )
 
 
 class FileSink(Sink):
     name = "file"
-    options = OPTIONS
+    config = FileConfig
     # Local disk: block like json-file rather than drop, and write what each read brought.
     pipeline_defaults: ClassVar[Mapping[str, str]] = {"overflow": "block", "batch-max-wait": "0s"}
 
@@ -74,7 +86,7 @@ class FileSink(Sink):
     @classmethod
     def from_settings(cls, settings: Settings) -> FileSink:
         """``LOGDRIVER_FILE_DIR``, by default ``files`` under the state directory."""
-        return cls(settings.environ.get("LOGDRIVER_FILE_DIR") or os.path.join(settings.state_dir, "files"))
+        return cls(settings.environ.get(env_name("file-dir")) or os.path.join(settings.state_dir, "files"))
 
     def open_stream(self, context: ContainerContext) -> FileStream:
         return FileStream(self.directory, context, self.threads)
@@ -87,10 +99,10 @@ class FileStream(SinkStream):
         name = name.encode()[:NAME_BYTES].decode(errors="ignore")
         self.path = os.path.join(directory, f"{info.short_id}-{name}.log")
         self.directory = directory
-        options = context.sink_options(FileSink.name)
-        self.text = options["file-format"] == "text"
-        self.max_size = int(options["file-max-size"])
-        self.max_file = int(options["file-max-file"])
+        config = context.config(FileConfig)
+        self.text = config.format == "text"
+        self.max_size = config.max_size
+        self.max_file = config.max_file
         most = 1 + self.max_size // BYTES_PER_RENAME
         if self.max_file > most:
             raise ConfigError(

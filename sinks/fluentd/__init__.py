@@ -18,15 +18,17 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from dataclasses import dataclass
+from typing import ClassVar, cast
 
 from logdriver import LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 from logdriver.config import (
-    SinkOption,
+    SinkConfig,
     choice,
     client_tls_context,
     non_negative_int,
+    option,
     parse_bool,
     parse_duration,
     parse_size,
@@ -36,7 +38,7 @@ from logdriver.config import (
 from ._connection import ConnectOptions
 from ._forward import EntryEncoder, new_chunk_id, packed_forward
 from ._route import ForwardRoute
-from ._servers import ServerChoice, parse_addresses
+from ._servers import Server, ServerChoice, parse_addresses
 
 log = logging.getLogger("logdriver.sinks.fluentd")
 
@@ -53,106 +55,124 @@ def _entries(text: str) -> int:
 _DURATION = "a duration such as 10s"
 _BOOL = "true or false"
 
-OPTIONS = (
-    SinkOption(
+
+@dataclass(frozen=True, slots=True)
+class FluentdConfig(SinkConfig):
+    """The Fluentd sink's options for one container (its log-opts over ``LOGDRIVER_<NAME>`` defaults)."""
+
+    address: tuple[Server, ...] | None = option(
         "fluentd-address",
         "",
         "tcp://host:port, tls://host:port, unix:///path or host:port, comma-separated",
         "servers; empty means tcp://127.0.0.1:24224",
         parse_addresses,
         destination=True,
-    ),
-    SinkOption(
+    )
+    balance: str = option(
         "fluentd-balance",
         "failover",
         "failover or weighted",
         "failover: the first healthy server takes all; weighted: share by ?weight=N",
         choice("failover", "weighted"),
-    ),
-    SinkOption("fluentd-recover-wait", "10s", _DURATION, "how long a failed server is skipped", parse_duration),
-    SinkOption("fluentd-request-ack", "true", _BOOL, "wait for the server's ack (at-least-once)", parse_bool),
-    SinkOption("fluentd-ack-timeout", "30s", _DURATION, "resend a batch not acked by then", parse_duration),
-    SinkOption("fluentd-connect-timeout", "5s", _DURATION, "connect plus handshake", parse_duration),
-    SinkOption("fluentd-write-timeout", "10s", _DURATION + "; 0s waits forever", "one batch write", parse_duration),
-    SinkOption(
+    )
+    recover_wait: float = option(
+        "fluentd-recover-wait", "10s", _DURATION, "how long a failed server is skipped", parse_duration
+    )
+    request_ack: bool = option(
+        "fluentd-request-ack", "true", _BOOL, "wait for the server's ack (at-least-once)", parse_bool
+    )
+    ack_timeout: float = option(
+        "fluentd-ack-timeout", "30s", _DURATION, "resend a batch not acked by then", parse_duration
+    )
+    connect_timeout: float = option(
+        "fluentd-connect-timeout", "5s", _DURATION, "connect plus handshake", parse_duration
+    )
+    write_timeout: float = option(
+        "fluentd-write-timeout", "10s", _DURATION + "; 0s waits forever", "one batch write", parse_duration
+    )
+    sub_second_precision: bool = option(
         "fluentd-sub-second-precision", "true", _BOOL, "EventTime with nanoseconds, else whole seconds", parse_bool
-    ),
-    SinkOption(
+    )
+    compress: str = option(
         "fluentd-compress",
         "none",
         "none or gzip",
         "gzip sends CompressedPackedForward",
         choice("none", "gzip"),
-    ),
-    SinkOption(
+    )
+    shared_key: str = option(
         "fluentd-shared-key", "", "a string", "turns on the HELO/PING/PONG handshake (plugin-wide only)", secret=True
-    ),
-    SinkOption("fluentd-username", "", "a string", "handshake user (servers with user auth)", credential=True),
-    SinkOption("fluentd-password", "", "a string", "handshake password (plugin-wide only)", secret=True),
-    SinkOption("fluentd-hostname", "", "a host name", "our name in the handshake; empty means this host's"),
-    SinkOption("fluentd-tls-ca", "", "a PEM file path", "CA bundle for tls://; empty means the system's"),
-    SinkOption("fluentd-tls-cert", "", "a PEM file path", "client certificate", credential=True),
-    SinkOption("fluentd-tls-key", "", "a PEM file path", "client key", credential=True),
-    SinkOption("fluentd-tls-server-name", "", "a host name", "name to verify; empty means the address host"),
-    SinkOption("fluentd-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool),
-    # Docker's fluentd driver options, with the pipeline option each one means here.
-    SinkOption("fluentd-async", "false", _BOOL, "accepted; logdriver never blocks docker run", parse_bool),
-    SinkOption(
+    )
+    username: str = option(
+        "fluentd-username", "", "a string", "handshake user (servers with user auth)", credential=True
+    )
+    password: str = option("fluentd-password", "", "a string", "handshake password (plugin-wide only)", secret=True)
+    hostname: str = option("fluentd-hostname", "", "a host name", "our name in the handshake; empty means this host's")
+    tls_ca: str = option("fluentd-tls-ca", "", "a PEM file path", "CA bundle for tls://; empty means the system's")
+    tls_cert: str = option("fluentd-tls-cert", "", "a PEM file path", "client certificate", credential=True)
+    tls_key: str = option("fluentd-tls-key", "", "a PEM file path", "client key", credential=True)
+    tls_server_name: str = option(
+        "fluentd-tls-server-name", "", "a host name", "name to verify; empty means the address host"
+    )
+    tls_verify: bool = option("fluentd-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool)
+    async_: bool = option("fluentd-async", "false", _BOOL, "accepted; logdriver never blocks docker run", parse_bool)
+    async_connect: bool = option(
         "fluentd-async-connect", "false", _BOOL, "accepted (Docker 28 removed it from its own driver)", parse_bool
-    ),
-    SinkOption(
+    )
+    async_reconnect_interval: float | None = option(
         "fluentd-async-reconnect-interval",
         "",
         _DURATION,
         "longest wait between reconnects",
         parse_duration,
         pipeline="retry-max-delay",
-    ),
-    SinkOption(
+    )
+    buffer_limit: int | None = option(
         "fluentd-buffer-limit",
         "",
         "a number of lines (1m = 1048576)",
         "lines buffered",
         _entries,
         pipeline="buffer-max-entries",
-    ),
-    SinkOption("fluentd-retry-wait", "", _DURATION, "first retry delay", parse_duration, pipeline="retry-initial"),
-    SinkOption(
+    )
+    retry_wait: float | None = option(
+        "fluentd-retry-wait", "", _DURATION, "first retry delay", parse_duration, pipeline="retry-initial"
+    )
+    max_retries: int | None = option(
         "fluentd-max-retries",
         "",
         "a whole number",
         "retries before a batch is dead-lettered",
         non_negative_int,
         pipeline="retry-max-attempts",
-    ),
-)
+    )
 
 
 # The options that make two containers' streams one destination (one route, shared requests).
-_ROUTE_OPTIONS = (
-    "fluentd-address",
-    "fluentd-balance",
-    "fluentd-recover-wait",
-    "fluentd-request-ack",
-    "fluentd-compress",
-    "fluentd-connect-timeout",
-    "fluentd-write-timeout",
-    "fluentd-ack-timeout",
-    "fluentd-shared-key",
-    "fluentd-username",
-    "fluentd-password",
-    "fluentd-hostname",
-    "fluentd-tls-ca",
-    "fluentd-tls-cert",
-    "fluentd-tls-key",
-    "fluentd-tls-server-name",
-    "fluentd-tls-verify",
+_ROUTE_FIELDS = (
+    "address",
+    "balance",
+    "recover_wait",
+    "request_ack",
+    "compress",
+    "connect_timeout",
+    "write_timeout",
+    "ack_timeout",
+    "shared_key",
+    "username",
+    "password",
+    "hostname",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "tls_verify",
 )
 
 
 class FluentdSink(Sink):
     name = "fluentd"
-    options = OPTIONS
+    config = FluentdConfig
     # A network destination: retry soon, and never hold the container (drop-newest, counted).
     pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "retry-max-delay": "1s"}
 
@@ -197,52 +217,48 @@ class FluentdSink(Sink):
         return cls()
 
     def open_stream(self, context: ContainerContext) -> SinkStream:
-        return FluentdStream(self, context, context.sink_options(self.name))
+        return FluentdStream(self, context, context.config(FluentdConfig))
 
     def counters(self) -> Mapping[str, int]:
         return self.events
 
 
 class FluentdStream(SinkStream):
-    def __init__(self, sink: FluentdSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
+    def __init__(self, sink: FluentdSink, context: ContainerContext, config: FluentdConfig) -> None:
         self.sink = sink
         info = context.info
         self.tag = context.tag or render_tag("{{.ID}}", info)  # Docker's fluentd default tag
         self.container = info.short_id
         # container_name keeps its leading "/", as Docker sends it.
-        self.encoder = EntryEncoder(
-            info.container_id, info.name, context.extras, bool(options["fluentd-sub-second-precision"])
-        )
-        self.request_ack = bool(options["fluentd-request-ack"])
-        self.compress = options["fluentd-compress"] == "gzip"
-        servers = options["fluentd-address"]
+        self.encoder = EntryEncoder(info.container_id, info.name, context.extras, config.sub_second_precision)
+        self.request_ack = config.request_ack
+        self.compress = config.compress == "gzip"
+        servers = config.address or parse_addresses("")  # empty: tcp://127.0.0.1:24224
         tls = None
         if any(server.scheme == "tls" for server in servers):
             tls = client_tls_context(
-                options["fluentd-tls-ca"],
-                options["fluentd-tls-cert"],
-                options["fluentd-tls-key"],
-                bool(options["fluentd-tls-verify"]),
+                config.tls_ca,
+                config.tls_cert,
+                config.tls_key,
+                config.tls_verify,
                 prefix="fluentd-tls-",
             )
-        write_timeout = float(options["fluentd-write-timeout"])
+        write_timeout = config.write_timeout
         # Everything a connection depends on, by value (the TLS context is rebuilt per stream).
-        self._destination = tuple(options[name] for name in _ROUTE_OPTIONS)
+        self._destination = tuple(getattr(config, field) for field in _ROUTE_FIELDS)
         self.route = sink.route(
             self._destination,
-            lambda: ServerChoice(
-                servers, options["fluentd-balance"] == "weighted", float(options["fluentd-recover-wait"])
-            ),
+            lambda: ServerChoice(servers, config.balance == "weighted", config.recover_wait),
             ConnectOptions(
-                connect_timeout=float(options["fluentd-connect-timeout"]),
+                connect_timeout=config.connect_timeout,
                 write_timeout=write_timeout if write_timeout > 0 else float("inf"),
-                ack_timeout=float(options["fluentd-ack-timeout"]),
-                shared_key=options["fluentd-shared-key"],
-                username=options["fluentd-username"],
-                password=options["fluentd-password"],
-                hostname=options["fluentd-hostname"] or socket.gethostname(),
+                ack_timeout=config.ack_timeout,
+                shared_key=config.shared_key,
+                username=config.username,
+                password=config.password,
+                hostname=config.hostname or socket.gethostname(),
                 tls_context=tls,
-                tls_server_name=options["fluentd-tls-server-name"],
+                tls_server_name=config.tls_server_name,
             ),
         )
         self._closed = False

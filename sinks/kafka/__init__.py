@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import orjson
@@ -39,11 +40,12 @@ from confluent_kafka import KafkaException
 from logdriver import ConfigError, ContainerInfo, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 from logdriver.config import (
-    SinkOption,
+    SinkConfig,
     Template,
     choice,
     client_tls_context,
     int_between,
+    option,
     parse_bool,
     parse_duration,
     size_between,
@@ -94,73 +96,86 @@ def _milliseconds(text: str) -> int:
     return value
 
 
-OPTIONS = (
-    SinkOption(
+@dataclass(frozen=True, slots=True)
+class KafkaConfig(SinkConfig):
+    """The Kafka sink's options for one container (its log-opts over ``LOGDRIVER_<NAME>`` defaults)."""
+
+    brokers: str = option(
         "kafka-brokers",
         "127.0.0.1:9092",
         f"host:port, comma-separated, at most {MAX_BROKERS}",
         "bootstrap brokers",
         parse_brokers,
         destination=True,
-    ),
-    SinkOption(
+    )
+    topic: str = option(
         "kafka-topic", "docker-logs", "a topic name with Docker tag variables, e.g. logs-{{.Name}}", "", _template
-    ),
-    SinkOption(
+    )
+    key: str = option(
         "kafka-key",
         "{{.FullID}}",
         "Docker tag variables; empty for none",
         "message key: the partition, so the order kept",
         _template,
-    ),
-    SinkOption("kafka-format", "json", "json or raw", "the JSON record or the line itself", choice("json", "raw")),
-    SinkOption(
+    )
+    format: str = option(
+        "kafka-format", "json", "json or raw", "the JSON record or the line itself", choice("json", "raw")
+    )
+    headers: str = option(
         "kafka-headers",
         "auto",
         "auto, true or false",
         "container metadata in headers; auto: with raw only (a JSON record carries it)",
         choice("auto", "true", "false"),
-    ),
-    SinkOption(
+    )
+    compression: str = option(
         "kafka-compression",
         "lz4",
         "none, gzip, lz4 or zstd",
         "batch compression",
         choice("none", "gzip", "lz4", "zstd"),
-    ),
-    SinkOption("kafka-acks", "all", "all, 1 or 0", "replicas that must have a line", choice("all", "1", "0")),
-    SinkOption("kafka-idempotence", "true", _BOOL, "no duplicates from librdkafka's retries", parse_bool),
-    SinkOption(
+    )
+    acks: str = option("kafka-acks", "all", "all, 1 or 0", "replicas that must have a line", choice("all", "1", "0"))
+    idempotence: bool = option(
+        "kafka-idempotence", "true", _BOOL, "no duplicates from librdkafka's retries", parse_bool
+    )
+    max_in_flight: int = option(
         "kafka-max-in-flight", "5", "1 to 5 with idempotence", "requests in flight per broker", int_between(1, 1000)
-    ),
-    SinkOption(
+    )
+    message_max_bytes: int = option(
         "kafka-message-max-bytes",
         "1000000",
         "a size from 1k to 1g",
         "largest message; a longer line is dead-lettered",
         size_between(1000, 10**9),
-    ),
-    SinkOption(
+    )
+    message_timeout: int = option(
         "kafka-message-timeout", "2m", "a duration", "librdkafka's retries end here; then the pipeline's", _milliseconds
-    ),
-    SinkOption("kafka-request-timeout", "30s", "a duration", "a broker's acknowledgement", _milliseconds),
-    SinkOption("kafka-connect-timeout", "10s", "a duration", "connect plus TLS and SASL", _milliseconds),
-    SinkOption("kafka-linger", "5ms", "a duration", "librdkafka's batching delay", parse_duration),
-    SinkOption("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool),
-    SinkOption("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's"),
-    SinkOption("kafka-tls-cert", "", "a PEM file path", "client certificate", credential=True),
-    SinkOption("kafka-tls-key", "", "a PEM file path", "client key", credential=True),
-    SinkOption("kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool),
-    SinkOption(
+    )
+    request_timeout: int = option(
+        "kafka-request-timeout", "30s", "a duration", "a broker's acknowledgement", _milliseconds
+    )
+    connect_timeout: int = option(
+        "kafka-connect-timeout", "10s", "a duration", "connect plus TLS and SASL", _milliseconds
+    )
+    linger: float = option("kafka-linger", "5ms", "a duration", "librdkafka's batching delay", parse_duration)
+    tls: bool = option("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool)
+    tls_ca: str = option("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's")
+    tls_cert: str = option("kafka-tls-cert", "", "a PEM file path", "client certificate", credential=True)
+    tls_key: str = option("kafka-tls-key", "", "a PEM file path", "client key", credential=True)
+    tls_verify: bool = option("kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool)
+    sasl_mechanism: str = option(
         "kafka-sasl-mechanism",
         "none",
         "none, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
         "SASL authentication",
         choice("none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
-    ),
-    SinkOption("kafka-sasl-username", "", "a user name", "SASL user", credential=True),
-    SinkOption("kafka-sasl-password", "", "a password", "SASL password (plugin-wide only)", secret=True),
-)
+    )
+    sasl_username: str = option("kafka-sasl-username", "", "a user name", "SASL user", credential=True)
+    sasl_password: str = option(
+        "kafka-sasl-password", "", "a password", "SASL password (plugin-wide only)", secret=True
+    )
+
 
 # librdkafka property → the option that set it, to name it when librdkafka refuses a value.
 _PROPERTY_OPTION = {
@@ -175,68 +190,68 @@ _PROPERTY_OPTION = {
 }
 
 
-def producer_config(options: Mapping[str, Any]) -> dict[str, Any]:
+def producer_config(config: KafkaConfig) -> dict[str, Any]:
     """librdkafka's settings for these options; ``ConfigError`` for a combination it cannot use."""
-    idempotence = bool(options["kafka-idempotence"])
-    if idempotence and options["kafka-acks"] != "all":
-        raise ConfigError("kafka-acks", options["kafka-acks"], "all while kafka-idempotence is true")
-    if idempotence and int(options["kafka-max-in-flight"]) > 5:
-        raise ConfigError("kafka-max-in-flight", str(options["kafka-max-in-flight"]), "1 to 5 with idempotence")
-    if not options["kafka-brokers"]:
+    idempotence = config.idempotence
+    if idempotence and config.acks != "all":
+        raise ConfigError("kafka-acks", config.acks, "all while kafka-idempotence is true")
+    if idempotence and config.max_in_flight > 5:
+        raise ConfigError("kafka-max-in-flight", str(config.max_in_flight), "1 to 5 with idempotence")
+    if not config.brokers:
         raise ConfigError("kafka-brokers", "", "host:port, comma-separated")
-    config: dict[str, Any] = {
-        "bootstrap.servers": options["kafka-brokers"],
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.brokers,
         "client.id": "logdriver",
         "enable.idempotence": idempotence,
-        "acks": options["kafka-acks"],
-        "compression.type": options["kafka-compression"],
-        "max.in.flight.requests.per.connection": int(options["kafka-max-in-flight"]),
-        "message.max.bytes": int(options["kafka-message-max-bytes"]),
-        "message.timeout.ms": int(options["kafka-message-timeout"]),
-        "request.timeout.ms": int(options["kafka-request-timeout"]),
-        "socket.connection.setup.timeout.ms": int(options["kafka-connect-timeout"]),
-        "linger.ms": float(options["kafka-linger"]) * 1000,
+        "acks": config.acks,
+        "compression.type": config.compression,
+        "max.in.flight.requests.per.connection": config.max_in_flight,
+        "message.max.bytes": config.message_max_bytes,
+        "message.timeout.ms": config.message_timeout,
+        "request.timeout.ms": config.request_timeout,
+        "socket.connection.setup.timeout.ms": config.connect_timeout,
+        "linger.ms": config.linger * 1000,
         # The producer's share of the memory budget (README): at most 64 MiB queued.
         "queue.buffering.max.kbytes": 65536,
         # A broker that comes back is found within 2 s (librdkafka's default backs off to 10 s).
         "reconnect.backoff.max.ms": 2000,
         "log.connection.close": False,
     }
-    tls = bool(options["kafka-tls"])
+    tls = config.tls
     if tls:
         client_tls_context(  # a missing or unreadable file fails docker run, naming its option
-            options["kafka-tls-ca"],
-            options["kafka-tls-cert"],
-            options["kafka-tls-key"],
-            bool(options["kafka-tls-verify"]),
+            config.tls_ca,
+            config.tls_cert,
+            config.tls_key,
+            config.tls_verify,
             prefix="kafka-tls-",
         )
-        verify = bool(options["kafka-tls-verify"])
-        config["enable.ssl.certificate.verification"] = verify
-        config["ssl.endpoint.identification.algorithm"] = "https" if verify else "none"
-        for option, name in (("kafka-tls-ca", "ca"), ("kafka-tls-cert", "certificate"), ("kafka-tls-key", "key")):
-            if options[option]:
-                config[f"ssl.{name}.location"] = options[option]
-    mechanism = options["kafka-sasl-mechanism"]
+        verify = config.tls_verify
+        settings["enable.ssl.certificate.verification"] = verify
+        settings["ssl.endpoint.identification.algorithm"] = "https" if verify else "none"
+        for path, name in ((config.tls_ca, "ca"), (config.tls_cert, "certificate"), (config.tls_key, "key")):
+            if path:
+                settings[f"ssl.{name}.location"] = path
+    mechanism = config.sasl_mechanism
     if mechanism != "none":
-        if not options["kafka-sasl-username"]:
+        if not config.sasl_username:
             raise ConfigError("kafka-sasl-username", "", f"a user name for {mechanism}")
-        if not options["kafka-sasl-password"]:
+        if not config.sasl_password:
             raise ConfigError(
                 "LOGDRIVER_KAFKA_SASL_PASSWORD",
                 "",
                 f"the password for {mechanism}, set plugin-wide; it goes only to LOGDRIVER_KAFKA_BROKERS",
             )
-        config["sasl.mechanism"] = mechanism
-        config["sasl.username"] = options["kafka-sasl-username"]
-        config["sasl.password"] = options["kafka-sasl-password"]
-    config["security.protocol"] = ("SASL_" if mechanism != "none" else "") + ("SSL" if tls else "PLAINTEXT")
-    return config
+        settings["sasl.mechanism"] = mechanism
+        settings["sasl.username"] = config.sasl_username
+        settings["sasl.password"] = config.sasl_password
+    settings["security.protocol"] = ("SASL_" if mechanism != "none" else "") + ("SSL" if tls else "PLAINTEXT")
+    return settings
 
 
 class KafkaSink(Sink):
     name = "kafka"
-    options = OPTIONS
+    config = KafkaConfig
     # librdkafka retries within kafka-message-timeout; the pipeline retries after that.
     # A request waits for its last line's acknowledgement before the next one starts:
     # 20,000 lines a request make that wait a smaller share of the time.
@@ -295,7 +310,7 @@ class KafkaSink(Sink):
             await producer.aclose()
 
     def open_stream(self, context: ContainerContext) -> KafkaStream:
-        return KafkaStream(self, context, context.sink_options(self.name))
+        return KafkaStream(self, context, context.config(KafkaConfig))
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """Every container's lines in one request on the destination's producer."""
@@ -354,24 +369,23 @@ def _headers(context: ContainerContext, stream: str) -> list[tuple[str, bytes]]:
 
 
 class KafkaStream(SinkStream):
-    def __init__(self, sink: KafkaSink, context: ContainerContext, options: Mapping[str, Any]) -> None:
+    def __init__(self, sink: KafkaSink, context: ContainerContext, config: KafkaConfig) -> None:
         info = context.info
         self.sink = sink
-        self.topic = _rendered("kafka-topic", options["kafka-topic"] or "", info)
+        self.topic = _rendered("kafka-topic", config.topic or "", info)
         if not _TOPIC.fullmatch(self.topic) or self.topic in (".", ".."):
             raise ConfigError("kafka-topic", self.topic, "a topic name of 1-249 characters from [A-Za-z0-9._-]")
-        self.key = _rendered("kafka-key", options["kafka-key"] or "", info).encode() or None
-        self.raw = options["kafka-format"] == "raw"
+        self.key = _rendered("kafka-key", config.key or "", info).encode() or None
+        self.raw = config.format == "raw"
         self._suffix = b"," + orjson.dumps(context.record_fields())[1:]
         # Headers cost librdkafka about 1 µs a line, and a JSON record already carries the
         # same fields: by default only raw lines get them.
-        headers = options["kafka-headers"] == "true" or (options["kafka-headers"] == "auto" and self.raw)
+        headers = config.headers == "true" or (config.headers == "auto" and self.raw)
         self.headers: tuple[Any, Any] = (
             (_headers(context, "stdout"), _headers(context, "stderr")) if headers else (None, None)
         )
-        config = producer_config(options)
-        report_timeout = int(options["kafka-message-timeout"]) / 1000 + 30
-        self.producer = sink.producer(config, report_timeout)
+        report_timeout = config.message_timeout / 1000 + 30
+        self.producer = sink.producer(producer_config(config), report_timeout)
         self._closed = False
 
     @property

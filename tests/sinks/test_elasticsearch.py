@@ -284,15 +284,15 @@ def test_options_urls_day_patterns_and_secrets() -> None:
         "LOGDRIVER_ES_PASSWORD": "hunter2",
         "LOGDRIVER_ES_USERNAME": "shipper",
     }
-    own = context_for(sink, {}, environ=environ).sink_options("elasticsearch")
-    assert [str(url) for url in own["es-url"]] == ["https://a:9243/x", "http://b:9200"]
-    assert own["es-password"] == "hunter2"
+    own = context_for(sink, {}, environ=environ).sink_config("elasticsearch")
+    assert [str(url) for url in own.get("es-url")] == ["https://a:9243/x", "http://b:9200"]
+    assert own.get("es-password") == "hunter2"
     # The same nodes named in a log-opt are the same destination: the credentials apply.
-    same = context_for(sink, {"es-url": "https://a:9243/x, http://b"}, environ=environ).sink_options("elasticsearch")
-    assert same["es-password"] == "hunter2"
+    same = context_for(sink, {"es-url": "https://a:9243/x, http://b"}, environ=environ).sink_config("elasticsearch")
+    assert same.get("es-password") == "hunter2"
     # Audit finding: a server at a container's es-url received the plugin's API key.
-    other = context_for(sink, {"es-url": "http://mallory:9200"}, environ=environ).sink_options("elasticsearch")
-    assert (other["es-password"], other["es-username"]) == ("", "")
+    other = context_for(sink, {"es-url": "http://mallory:9200"}, environ=environ).sink_config("elasticsearch")
+    assert (other.get("es-password"), other.get("es-username")) == ("", "")
     with pytest.raises(ConfigError, match="es-password") as refused:
         context_for(sink, {"es-password": "in-docker-inspect"})
     assert "in-docker-inspect" not in str(refused.value)

@@ -67,10 +67,10 @@ def test_docker_fluentd_options_map_to_the_pipeline() -> None:
         "tag": "docker.{{.Name}}",
     }
     options = options_of(config)
-    own = options.sink_options["fluentd"]
-    assert own["fluentd-address"] == (Server("tcp", "a", 1), Server("tcp", "b", 2))
-    assert own["fluentd-request-ack"] is True
-    assert own["fluentd-sub-second-precision"] is True
+    own = options.sink_configs["fluentd"]
+    assert own.get("fluentd-address") == (Server("tcp", "a", 1), Server("tcp", "b", 2))
+    assert own.get("fluentd-request-ack") is True
+    assert own.get("fluentd-sub-second-precision") is True
     pipeline = options.pipelines["fluentd"]
     assert pipeline.buffer_max_entries == 1 << 20
     assert pipeline.retry.initial == 2.0
@@ -86,8 +86,8 @@ def test_an_explicit_pipeline_option_beats_the_docker_alias() -> None:
 def test_secrets_come_from_the_environment_and_never_show_in_errors() -> None:
     environ = {"LOGDRIVER_FLUENTD_SHARED_KEY": "k3y", "LOGDRIVER_FLUENTD_ADDRESS": "tls://agg:24284"}
     options = options_of({}, environ)
-    assert options.sink_options["fluentd"]["fluentd-shared-key"] == "k3y"
-    assert options.sink_options["fluentd"]["fluentd-address"] == (Server("tls", "agg", 24284),)
+    assert options.sink_configs["fluentd"].get("fluentd-shared-key") == "k3y"
+    assert options.sink_configs["fluentd"].get("fluentd-address") == (Server("tls", "agg", 24284),)
     with pytest.raises(ConfigError, match="fluentd-address"):
         options_of({"fluentd-address": "udp://x"})
 

@@ -8,7 +8,15 @@ import trio
 
 from logdriver import ConfigError, batch_of
 from logdriver.testing import context_for, open_stream, sample_records
-from logdriver_sinks.kafka import MAX_BROKERS, MAX_PRODUCERS, KafkaSink, KafkaStream, parse_brokers, producer_config
+from logdriver_sinks.kafka import (
+    MAX_BROKERS,
+    MAX_PRODUCERS,
+    KafkaConfig,
+    KafkaSink,
+    KafkaStream,
+    parse_brokers,
+    producer_config,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +90,7 @@ def test_tls_and_sasl_make_sasl_ssl() -> None:
          "kafka-sasl-username": "u"},
         environ={"LOGDRIVER_KAFKA_SASL_PASSWORD": "p"},
     )  # fmt: skip
-    config = producer_config(context.sink_options("kafka"))
+    config = producer_config(context.config(KafkaConfig))
     assert config["security.protocol"] == "SASL_SSL"
     assert (config["enable.ssl.certificate.verification"], config["ssl.endpoint.identification.algorithm"]) == (
         False,

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from logdriver import ConfigError
-from logdriver.config.options import Settings
+from logdriver.config.settings import Settings
 from logdriver.server.docker_api import removed_containers
 
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from logdriver import ConfigError, PartialInfo
 from logdriver.abc import ContainerContext, Sink, SinkStream
-from logdriver.config.options import Settings
+from logdriver.config.settings import Settings
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server.driver import Driver
 from logdriver.server.metrics import DriverCollector, health

@@ -18,7 +18,7 @@ import trio.testing
 
 from logdriver import ConfigError
 from logdriver._records import ContainerInfo
-from logdriver.config.options import Settings
+from logdriver.config.settings import Settings
 from logdriver.config.templates import extra_attributes
 from logdriver.server.http import Limits
 from logdriver.server.metrics import serve_metrics
@@ -129,7 +129,7 @@ async def test_state_files_are_root_only(tmp_path: Path) -> None:
     path, fd = daemon_fifo(tmp_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
-        await driver.start_logging(StartLogging(path, info(sinks="fake", **{"fluentd-shared-key": "s3cret"})))
+        await driver.start_logging(StartLogging(path, info(sinks="fake", env="SECRET")))
         os.write(fd, frames(encode_entry("stdout", 1, b"hello")))
         await wait_until(lambda: (tmp_path / "store" / CID).exists() and any((tmp_path / "store" / CID).iterdir()))
         assert stat.S_IMODE((tmp_path / "fifos.json").stat().st_mode) == 0o600

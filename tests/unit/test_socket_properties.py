@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logdriver.__main__ import load_sinks
-from logdriver.config.options import OPTIONS, Settings
+from logdriver.config.options import OPTIONS
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS
+from logdriver.config.settings import Settings
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server.driver import Driver
 from logdriver.server.unix import serve_unix
@@ -105,7 +106,16 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginThread]:
 
 SINK_OPTIONS = ["fluentd-address", "fluentd-tls-ca", "fluentd-tls-cert", "fluentd-shared-key", "fluentd-buffer-limit"]
 SINK_OPTIONS += ["es-url", "es-index", "es-tls-ca", "es-tls-cert", "es-request-timeout", "es-data-stream"]
-NAMES = sorted({*OPTIONS, *PIPELINE_OPTIONS, *SINK_OPTIONS, "file-typo", "fluentd-overflow", "es-batch-max-bytes"})
+NAMES = sorted(
+    {
+        *OPTIONS,
+        *(option.name for option in PIPELINE_OPTIONS),
+        *SINK_OPTIONS,
+        "file-typo",
+        "fluentd-overflow",
+        "es-batch-max-bytes",
+    }
+)
 HOSTILE = st.one_of(
     st.text(max_size=30),
     st.sampled_from(
