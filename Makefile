@@ -14,7 +14,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker docker28
+.PHONY: reference peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker docker28
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -91,6 +91,11 @@ alerts:
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+## Regenerate the reference (docs/reference.md, config.json's env) from the code that declares it.
+reference: $(STAMP)
+	$(PY) -m logdriver options --format md > docs/reference.md
+	$(PY) scripts/write-manifest-env.py
 
 ## Regenerate logdriver/_proto from proto/entry.proto (tests fail if they drift).
 proto: $(STAMP)

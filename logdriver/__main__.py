@@ -6,6 +6,7 @@ managed plugin about 9.5 s to create it before marking it disabled.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import importlib
 import logging
@@ -27,6 +28,7 @@ from logdriver.server.docker_api import removed_containers
 from logdriver.server.driver import Driver
 from logdriver.server.logging_setup import configure_logging
 from logdriver.server.metrics import serve_metrics
+from logdriver.server.reference import render
 from logdriver.server.unix import serve_unix
 from logdriver.store.log_store import LogStore
 
@@ -82,9 +84,25 @@ async def serve(settings: Settings) -> None:
         store.close()
 
 
+def sink_classes() -> dict[str, type[Sink]]:
+    """The installed sinks' classes, not built: what the reference describes."""
+    return {entry.name: entry.load() for entry in entry_points(group="logdriver.sinks")}
+
+
+def options_command(args: list[str]) -> None:
+    """``python -m logdriver options [--format md|json|manifest]``: the generated reference."""
+    parser = argparse.ArgumentParser(prog="python -m logdriver options", description=options_command.__doc__)
+    parser.add_argument("--format", choices=("md", "json", "manifest"), default="md")
+    chosen = parser.parse_args(args)
+    sys.stdout.write(render(sink_classes(), chosen.format))
+
+
 def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(f"logdriver {__version__}")
+        return
+    if sys.argv[1:2] == ["options"]:
+        options_command(sys.argv[2:])
         return
     try:
         configure_logging(os.environ)

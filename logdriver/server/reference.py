@@ -1,0 +1,193 @@
+"""The reference, generated: every option, environment variable and metric, from the code
+that declares them (the option registry, each installed sink's config, ``METRICS``).
+
+``python -m logdriver options --format md`` prints ``docs/reference.md``;
+``--format json`` the same as data; ``--format manifest`` the ``env`` list of the
+managed plugin's ``config.json``. ``tests/unit/test_reference.py`` fails when a
+committed copy drifts from what the code declares (``make reference`` rewrites them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import orjson
+
+from logdriver.abc import Sink
+from logdriver.config.options import CONTAINER_OPTIONS
+from logdriver.config.pipeline_options import PIPELINE_OPTIONS
+from logdriver.config.registry import ENGINE_KEYS, ENGINE_PREFIXES, Option
+from logdriver.config.settings import PLUGIN_OPTIONS
+from logdriver.server.metrics import METRICS
+
+# The managed plugin's own values (its state mount, where the build installs the code).
+MANIFEST_VALUES: Final = {"socket": "/run/docker/plugins/logdriver.sock", "state-dir": "/state"}
+MANIFEST_FIRST: Final = {
+    "name": "PYTHONPATH",
+    "description": "where the build installed logdriver",
+    "value": "/opt/logdriver",
+}
+
+
+def all_options(sinks: Mapping[str, type[Sink] | Sink]) -> list[tuple[str, Option]]:
+    """(owner, option) for every setting: ``plugin``, ``container``, ``pipeline`` or a sink's name."""
+    out = [("plugin", option) for option in PLUGIN_OPTIONS]
+    out += [("container", option) for option in CONTAINER_OPTIONS]
+    out += [("pipeline", option) for option in PIPELINE_OPTIONS]
+    for name, sink in sorted(sinks.items()):
+        out += [(name, option) for option in sink.config.options()]
+    return out
+
+
+def as_data(sinks: Mapping[str, type[Sink] | Sink]) -> dict[str, Any]:
+    return {
+        "options": [
+            {
+                "name": option.name,
+                "owner": owner,
+                "scope": option.scope.value,
+                "log_opt": option.log_opt,
+                "env": option.env,
+                "default": option.default,
+                "accepts": option.accepts,
+                "help": option.help,
+                "secret": option.secret,
+                "credential": option.bound,
+                "destination": option.destination,
+            }
+            for owner, option in all_options(sinks)
+        ],
+        "engine_keys": sorted(ENGINE_KEYS) + [f"{prefix}*" for prefix in ENGINE_PREFIXES],
+        "metrics": [{"name": m.name, "type": m.kind, "labels": list(m.labels), "help": m.help} for m in METRICS],
+    }
+
+
+def manifest_env(sinks: Mapping[str, type[Sink] | Sink]) -> list[dict[str, Any]]:
+    """``config.json``'s ``env``: every variable an operator may ``docker plugin set``.
+
+    Unset (``null``) means the code's default, so a sink kind's own pipeline defaults
+    (a file blocks, a network sink drops) still apply; secrets are never given a value.
+    """
+    env: list[dict[str, Any]] = [dict(MANIFEST_FIRST)]
+    for owner, option in all_options(sinks):
+        if option.scope.value == "pipeline":
+            description = f"default {option.name} of every sink: {option.help}"
+        else:
+            description = option.help if owner in ("plugin", "container") else f"{owner} sink: {option.help}"
+        if option.secret:
+            description += " (a secret: set it here, never as a log-opt)"
+        entry: dict[str, Any] = {"name": option.env, "description": description}
+        if option.fixed:
+            entry["value"] = MANIFEST_VALUES[option.name]
+        else:
+            entry["settable"] = ["value"]
+            entry["value"] = None
+        env.append(entry)
+    return env
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ") or " "
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _code(text: str) -> str:
+    return f"`{text}`" if text else ""
+
+
+def _option_rows(options: Iterable[Option]) -> list[list[str]]:
+    rows = []
+    for option in options:
+        notes = []
+        if option.secret:
+            notes.append("secret: plugin-wide only")
+        elif option.plugin_only:
+            notes.append("plugin-wide only")
+        if option.destination:
+            notes.append("destination")
+        if option.credential:
+            notes.append("credential")
+        flags = f" ({', '.join(notes)})" if notes else ""
+        rows.append([_code(option.name), _code(option.default), option.accepts, option.help + flags])
+    return rows
+
+
+def markdown(sinks: Mapping[str, type[Sink] | Sink]) -> str:
+    """``docs/reference.md``."""
+    out = [
+        "# Reference",
+        "",
+        "Generated by `python -m logdriver options --format md` from the code that declares each",
+        "setting and metric; `make reference` rewrites this file and a test fails when it drifts.",
+        "",
+        "## Log-opts",
+        "",
+        "Set per container with `--log-opt name=value`. Every log-opt's plugin-wide default is",
+        "the environment variable `LOGDRIVER_<NAME>` (upper case, `-` as `_`): `docker plugin set`",
+        "for the managed plugin. A log-opt that is neither logdriver's nor the engine's own",
+        f"({', '.join(f'`{k}`' for k in sorted(ENGINE_KEYS))}, `cache-*`) fails `docker run`, naming",
+        "the closest known option.",
+        "",
+        "### Every container",
+        "",
+        *_table(["log-opt", "default", "accepts", "what it does"], _option_rows(CONTAINER_OPTIONS)),
+        "### Pipeline: queue, batches, retries",
+        "",
+        "For all of a container's sinks (`overflow=block`) or one (`fluentd-overflow=block`);",
+        "plugin-wide `LOGDRIVER_<OPTION>` or `LOGDRIVER_<SINK>_<OPTION>`. Precedence: the sink's",
+        "log-opt, the general log-opt, the sink's variable, the general variable, the sink kind's",
+        "own default (below each sink), the default here.",
+        "",
+        *_table(["option", "default", "accepts", "what it does"], _option_rows(PIPELINE_OPTIONS)),
+    ]
+    for name, sink in sorted(sinks.items()):
+        options = sink.config.options()
+        if not options and not sink.pipeline_defaults:
+            continue
+        out += [f"### Sink `{name}`", ""]
+        if sink.pipeline_defaults:
+            kind = ", ".join(f"`{k}={v}`" for k, v in sorted(sink.pipeline_defaults.items()))
+            out += [f"Pipeline defaults of this kind of sink: {kind}.", ""]
+        if options:
+            out += _table(["log-opt", "default", "accepts", "what it does"], _option_rows(options))
+    out += [
+        "Credentials: a *secret* is settable plugin-wide only (a log-opt shows in `docker inspect`),",
+        "and the plugin-wide value of every *credential* goes only to the plugin-wide destination: a",
+        "container whose log-opts name another *destination* ships there without them.",
+        "",
+        "## Plugin-wide environment",
+        "",
+        "Read once at start; a bad value stops the plugin with an error naming the variable.",
+        "",
+        *_table(
+            ["variable", "default", "accepts", "what it does"],
+            [[_code(o.env), _code(o.default), o.accepts, o.help] for o in PLUGIN_OPTIONS],
+        ),
+        "## Metrics",
+        "",
+        "Served on `LOGDRIVER_METRICS_ADDRESS` at `/metrics` (Prometheus text format), beside the",
+        "`process_*` metrics of the process itself.",
+        "",
+        *_table(
+            ["metric", "type", "labels", "what it counts"],
+            [[_code(m.name), m.kind, ", ".join(m.labels), m.help] for m in METRICS],
+        ),
+    ]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def render(sinks: Mapping[str, type[Sink] | Sink], form: str) -> str:
+    if form == "md":
+        return markdown(sinks)
+    if form == "json":
+        return orjson.dumps(as_data(sinks), option=orjson.OPT_INDENT_2).decode() + "\n"
+    if form == "manifest":
+        return orjson.dumps(manifest_env(sinks), option=orjson.OPT_INDENT_2).decode() + "\n"
+    raise ValueError(f"unknown format {form!r}: md, json or manifest")
