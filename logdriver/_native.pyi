@@ -52,6 +52,9 @@ class ReadLogsEncoder:
     @property
     def past_until(self) -> bool: ...
 
+def json_records(batch: LogBatch, suffix: bytes) -> bytes:
+    """logdriver's JSON record of every line, each followed by ``suffix``."""
+
 def whole_frames(data: bytes) -> tuple[int, int]:
     """(bytes, count) of the whole frames at the start of ``data``."""
 

@@ -403,6 +403,19 @@ impl ReadLogsEncoder {
     }
 }
 
+/// logdriver's JSON record of every line (``native/lines/src/record.rs``), each followed by
+/// ``suffix`` (the caller's own fields, the closing ``}`` and ``\n``).
+#[pyfunction]
+fn json_records<'py>(
+    py: Python<'py>,
+    batch: PyRef<'py, Batch>,
+    suffix: &[u8],
+) -> Bound<'py, PyBytes> {
+    let mut out = Vec::new();
+    logdriver_lines::record::json_records(&batch.lines, suffix, &mut out);
+    PyBytes::new(py, &out)
+}
+
 /// (bytes, count) of the whole frames at the start of ``data``.
 #[pyfunction]
 fn whole_frames(data: &[u8]) -> (usize, usize) {
@@ -416,5 +429,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ReadLogsEncoder>()?;
     m.add_class::<poller::FifoPoller>()?;
     m.add_function(wrap_pyfunction!(whole_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(json_records, m)?)?;
     Ok(())
 }

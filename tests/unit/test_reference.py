@@ -48,4 +48,3 @@ def test_the_command_prints_each_format(form: str) -> None:
     assert "fluentd_address" in out.lower().replace("-", "_")
     if form != "md":
         json.loads(out)
-

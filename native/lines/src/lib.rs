@@ -9,6 +9,7 @@
 pub mod columns;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod record;
 pub mod text;
 
 /// A `source` or partial `id` that is not UTF-8.

@@ -2,34 +2,16 @@
 //! batch in one call, from its column form (`LogBatch.columns()`).
 
 use logdriver_lines::python::{lines_of, Columns};
-use logdriver_lines::text::{json_string, push_partial, with_scratch, TimeText};
+use logdriver_lines::record::json_records;
+use logdriver_lines::text::with_scratch;
 use logdriver_lines::Lines;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-/// `{"time":..,"stream":..,"message":..[,"partial":{..}]` + `suffix` per record.
-/// `suffix` carries the per-container constant fields and the closing `}\n`.
+/// logdriver's JSON record per line (``logdriver_lines::record``), each + `suffix`, which
+/// carries the per-container constant fields and the closing `}\n`.
 pub fn json_lines(lines: &Lines<impl AsRef<[u8]>>, suffix: &[u8], out: &mut Vec<u8>) {
-    out.reserve(lines.arena.as_ref().len() + lines.records.len() * (90 + suffix.len()));
-    let mut time = TimeText::default();
-    for record in &lines.records {
-        out.extend_from_slice(b"{\"time\":\"");
-        time.push(record.time_nano, out);
-        match record.source.as_str() {
-            "stdout" => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
-            "stderr" => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
-            other => {
-                out.extend_from_slice(b"Z\",\"stream\":");
-                json_string(other.as_bytes(), out);
-                out.extend_from_slice(b",\"message\":");
-            }
-        }
-        json_string(lines.line(record), out);
-        if let Some(p) = &record.partial {
-            push_partial(p, out);
-        }
-        out.extend_from_slice(suffix);
-    }
+    json_records(lines, suffix, out);
 }
 
 pub fn text_lines(lines: &Lines<impl AsRef<[u8]>>, out: &mut Vec<u8>) {
