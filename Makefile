@@ -92,10 +92,9 @@ alerts:
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-## Regenerate the reference (docs/reference.md, config.json's env) from the code that declares it.
+## Regenerate the reference (docs/reference.md, config.json's env, the README's budgets) from the code.
 reference: $(STAMP)
-	$(PY) -m logdriver options --format md > docs/reference.md
-	$(PY) scripts/write-manifest-env.py
+	$(PY) scripts/write-reference.py
 
 ## Regenerate logdriver/_proto from proto/entry.proto (tests fail if they drift).
 proto: $(STAMP)

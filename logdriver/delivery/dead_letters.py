@@ -23,9 +23,11 @@ from logdriver.delivery.budget import Budget, unlimited
 
 log = logging.getLogger("logdriver.deadletter")
 
+MAX_BYTES = 64 << 20  # per sink, before the file becomes .1 (so twice this at most)
+
 
 class DeadLetters:
-    def __init__(self, directory: str, sink: str, max_bytes: int = 64 << 20, budget: Budget | None = None) -> None:
+    def __init__(self, directory: str, sink: str, max_bytes: int = MAX_BYTES, budget: Budget | None = None) -> None:
         self.path = os.path.join(directory, f"{sink}.jsonl")
         self.directory = directory
         self.sink = sink

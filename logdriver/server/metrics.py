@@ -29,7 +29,7 @@ log = logging.getLogger("logdriver.metrics")
 # Any local user can reach this port: few connections, short timeouts, tiny requests.
 # A new connection at the cap evicts the oldest: a local client holding connections open
 # cannot keep a health probe out (a probe sends its request at once and is done in ms).
-LIMITS = Limits(
+LIMITS: Final = Limits(
     max_connections=32, request_timeout=5.0, idle_timeout=10.0, max_body=64 << 10, max_head=16 << 10, evict_oldest=True
 )
 BIND_RETRY_MAX = 30.0

@@ -12,7 +12,7 @@ import pytest
 
 from logdriver.__main__ import sink_classes
 from logdriver.config.registry import Scope
-from logdriver.server.reference import all_options, manifest_env, markdown
+from logdriver.server.reference import BUDGETS_BEGIN, BUDGETS_END, all_options, budgets_markdown, manifest_env, markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = "run `make reference` and commit the result"
@@ -25,6 +25,12 @@ def test_docs_reference_matches_the_code() -> None:
 def test_manifest_env_matches_the_code() -> None:
     committed = json.loads((ROOT / "config.json").read_text())["env"]
     assert committed == manifest_env(sink_classes()), FIX
+
+
+def test_readme_budgets_match_the_code() -> None:
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index(BUDGETS_BEGIN) : text.index(BUDGETS_END) + len(BUDGETS_END)] + "\n"
+    assert block == budgets_markdown(), FIX
 
 
 def test_every_option_is_declared_once() -> None:
