@@ -1,14 +1,15 @@
-"""The Driver: owns every FIFO task and answers the plugin RPCs.
+"""The Driver: answers the plugin RPCs and owns every FIFO log.
 
-One task per FIFO, keyed by the FIFO path (not the container: a stopped
+One ``FifoLog`` per FIFO, keyed by the FIFO path (not the container: a stopped
 container's ``docker logs`` opens a throw-away FIFO for the same ID, and a
-live-restore re-attach opens a second one). Each task reads the pipe in
-batches, appends the raw frames to the ReadLogs store, rejoins split lines
-and hands them to the container's sink streams.
+live-restore re-attach opens a second one). One reader thread reads them all
+(``reading/poller.py``); each FIFO log appends the raw frames to the ``docker logs``
+store, rejoins split lines and hands them to the container's pipelines, which
+``Deliveries`` opens and closes.
 
 StopLogging only marks the FIFO as stopping and answers at once: the daemon
-closes its write end after the reply, and the task drains to EOF. If EOF has
-not come ``stop_timeout`` seconds later the task gives up on the FIFO.
+closes its write end after the reply, and the FIFO log drains to EOF. If EOF has
+not come ``stop_timeout`` seconds later it gives up on the FIFO.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ log = logging.getLogger("logdriver.driver")
 class PluginStatistics:
     fifos: FifoStatistics  # every FIFO this process has read, closed and open
     active_fifos: int
-    fifo_failures: int  # FIFO tasks that ended on an unexpected error
+    fifo_failures: int  # FIFO logs whose reading ended on an unexpected error
     active_reads: int  # docker logs streams being served
     sinks: Mapping[str, PipelineStatistics]  # every installed sink, counters of all containers
     sink_events: Mapping[str, Mapping[str, int]]  # each sink's own counters (``Sink.counters``)
@@ -70,7 +71,7 @@ class Driver:
         self._fifos: dict[str, FifoLog] = {}
         self._registry_flush_due = False
         self.active_reads = 0
-        self.fifo_failures = 0  # FIFO tasks that ended on an unexpected error (the plugin carried on)
+        self.fifo_failures = 0  # FIFO logs that ended on an unexpected error (the plugin carried on)
         self._nursery: trio.Nursery | None = None
         self.totals = Totals()
         self.memory = Budget("memory", settings.memory_max_bytes)

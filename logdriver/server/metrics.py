@@ -181,14 +181,14 @@ METRICS: Final = (
     MetricSpec(
         "logdriver_fifo_failures",
         "counter",
-        "FIFO tasks ended by an unexpected error",
+        "FIFOs whose reading ended on an unexpected error",
         (),
         _one(lambda s: s.fifo_failures),
     ),
     MetricSpec(
         "logdriver_pipeline_failures",
         "counter",
-        "Sink pipelines ended by an unexpected error",
+        "Senders (and their pipelines) ended by an unexpected error",
         (),
         _one(lambda s: s.deliveries.failures),
     ),
