@@ -53,10 +53,10 @@ async def serve(settings: Settings) -> None:
     sinks = load_sinks(settings)
     # A bad LOGDRIVER_* default (of any sink) fails now, not in every container's StartLogging.
     parse_log_opts({"sinks": ",".join(sinks)}, settings.defaults, sinks, settings.environ)
-    driver = Driver(settings, sinks, store, registry)
     # Asked every GC round: an engine that starts after the plugin (or never, for a managed
     # plugin, which has no API socket) only means no deletion by removal that round.
-    driver.container_exists = functools.partial(removed_containers, sockets=settings.docker_sockets)
+    exists = functools.partial(removed_containers, sockets=settings.docker_sockets)
+    driver = Driver(settings, sinks, store, registry, container_exists=exists)
     try:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

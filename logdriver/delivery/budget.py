@@ -32,7 +32,7 @@ class Budget:
     limit: int
     used: int = 0
     peak: int = 0
-    recent_peak: int = 0  # the peak since the holder of the budget last looked (``release``)
+    recent_peak: int = 0  # the peak since the holder last looked (``take_recent_peak``)
     refusals: int = 0  # times a holder was refused: its queue counted as full
 
     def room(self) -> int:
@@ -53,6 +53,11 @@ class Budget:
 
     def give(self, amount: int) -> None:
         self.used = max(0, self.used - amount)
+
+    def take_recent_peak(self) -> int:
+        """The peak since the last call, which starts a new period."""
+        peak, self.recent_peak = self.recent_peak, self.used
+        return peak
 
     def statistics(self) -> BudgetStatistics:
         return BudgetStatistics(self.name, self.used, self.limit, self.peak, self.refusals)

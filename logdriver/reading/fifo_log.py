@@ -80,6 +80,12 @@ class FifoLog:
         self._store_error_logged_at = -math.inf
         self._budget_cut_logged_at = -math.inf
 
+    def request_stop(self) -> bool:
+        """StopLogging came: EOF follows, and the FIFO leaves the registry. False if it already had."""
+        first = not self.stop_requested
+        self.stop_requested = True
+        return first
+
     def start(self, hub: Any, nursery: trio.Nursery) -> None:
         self._hub = hub
         self._nursery = nursery

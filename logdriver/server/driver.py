@@ -57,7 +57,14 @@ class PluginStatistics:
 class Driver:
     """Implements ``_server.Handler``; run it with ``await nursery.start(driver.run)``."""
 
-    def __init__(self, settings: Settings, sinks: Mapping[str, Sink], store: LogStore, registry: FifoRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Mapping[str, Sink],
+        store: LogStore,
+        registry: FifoRegistry,
+        container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None,
+    ) -> None:
         self.settings = settings
         self.sinks = dict(sinks)
         self.store = store
@@ -67,7 +74,7 @@ class Driver:
         self.stop_timeout = 30.0
         self.follow_heartbeat = settings.follow_heartbeat
         # Asks the Docker API which of these containers are gone; None when there is no API.
-        self.container_exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
+        self.container_exists = container_exists
         self._fifos: dict[str, FifoLog] = {}
         self._registry_flush_due = False
         self.active_reads = 0
@@ -154,8 +161,7 @@ class Driver:
 
     async def stop_logging(self, command: rpc.StopLogging) -> None:
         fifo = self._fifos.get(command.file)
-        if fifo is not None and not fifo.stop_requested:
-            fifo.stop_requested = True
+        if fifo is not None and fifo.request_stop():
             self.hub.ending(fifo.key)  # EOF follows at once: handle it now, not after the reader's pause
             assert self._nursery is not None
             self._nursery.start_soon(self._stop_deadline, fifo)
@@ -253,10 +259,8 @@ class Driver:
         """After a burst, give the memory queues freed back to the system (every 30 s at most)."""
         while True:
             await trio.sleep(30)
-            memory = self.memory
-            if memory.recent_peak - memory.used >= RELEASE_AFTER:
+            if self.memory.take_recent_peak() - self.memory.used >= RELEASE_AFTER:
                 release_free_memory()
-            memory.recent_peak = memory.used
 
     async def _collect_garbage_forever(self) -> None:
         interval = self.settings.gc_interval

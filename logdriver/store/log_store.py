@@ -125,6 +125,10 @@ class LogStore:
     def statistics(self) -> StoreStatistics:
         return dataclasses.replace(self._counts, bytes=self._total, containers=len(self._logs))
 
+    def touch(self, clog: ContainerLog) -> None:
+        """Activity on a container's logs (a read): retention counts from now."""
+        clog.last_active = time.time()
+
     def get(self, container_id: str) -> ContainerLog | None:
         return self._logs.get(container_id)
 

@@ -20,7 +20,6 @@ arrives, and drops an entry with no source without printing it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 
 import trio
@@ -62,7 +61,7 @@ async def read_logs(
     clog = store.get(container_id)
     if clog is None:
         return
-    clog.last_active = time.time()  # reading counts as activity for retention
+    store.touch(clog)  # reading counts as activity for retention
     encoder = ReadLogsEncoder(since_ns, until_ns)
     segments = list(clog.segments)
     start_index, skip = await _tail_start(clog, tail) if tail != 0 else (len(segments), 0)
