@@ -35,6 +35,7 @@ from typing import Protocol
 
 import trio
 
+from logdriver._counters import Counters
 from logdriver._native import LogBatch
 from logdriver.abc import SendResult, SinkStream
 from logdriver.config.pipeline_options import PipelineOptions
@@ -60,7 +61,7 @@ class QueueListener(Protocol):
 
 
 @dataclass(slots=True)
-class PipelineCounters:
+class PipelineCounters(Counters):
     """Counters; every field adds up across pipelines."""
 
     lines_in: int = 0
@@ -71,10 +72,6 @@ class PipelineCounters:
     retried: int = 0
     dead_lettered: int = 0
     send_failures: int = 0
-
-    def add(self, other: PipelineCounters) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 @dataclass(slots=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from logdriver._counters import Counters
 from logdriver.delivery.pipeline import PipelineCounters, PipelineStatistics, SinkPipeline
 from logdriver.delivery.sender import SenderStatistics
 
 
 @dataclass(slots=True)
-class FifoStatistics:
+class FifoStatistics(Counters):
     """Counters of one FIFO or of many; every field adds up."""
 
     entries: int = 0
@@ -26,10 +27,6 @@ class FifoStatistics:
     skipped_bytes: int = 0
     store_errors: int = 0  # reads whose frames the docker logs store could not write (disk full)
     partial_cut_by_budget: int = 0  # open partial lines sent as pieces: the memory budget was full
-
-    def add(self, other: FifoStatistics) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 class Totals:
