@@ -39,7 +39,8 @@ from logdriver.abc import ContainerContext, Sink
 from logdriver.config.pipeline_options import PipelineOptions
 from logdriver.delivery.budget import Budget
 from logdriver.delivery.dead_letters import DeadLetters
-from logdriver.delivery.pipeline import PipelineStatistics, SinkPipeline
+from logdriver.delivery.pipeline import SinkPipeline
+from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.delivery.sender import Sender
 from logdriver.delivery.totals import Totals
 

@@ -30,12 +30,10 @@ import logging
 import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
-from logdriver._counters import Counters
 from logdriver._native import LogBatch
 from logdriver.abc import SendResult, SinkStream
 from logdriver.config.pipeline_options import PipelineOptions
@@ -43,6 +41,7 @@ from logdriver.delivery.budget import Budget
 from logdriver.delivery.dead_letters import CHUNK, DeadLetters
 from logdriver.delivery.lifecycle import Event, Lifecycle, Phase
 from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer
+from logdriver.delivery.pipeline_statistics import PipelineCounters, PipelineStatistics
 from logdriver.delivery.spool import DiskQueue, SpoolReadError
 
 log = logging.getLogger("logdriver.pipeline")
@@ -58,46 +57,6 @@ class QueueListener(Protocol):
 
     def wake(self) -> None:
         """Look at the queues now: a writer is held by a full queue."""
-
-
-@dataclass(slots=True)
-class PipelineCounters(Counters):
-    """Counters; every field adds up across pipelines."""
-
-    lines_in: int = 0
-    lines_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    dropped: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    send_failures: int = 0
-
-
-@dataclass(slots=True)
-class PipelineStatistics:
-    """One pipeline, or one sink across containers, at a moment: counters and gauges."""
-
-    totals: PipelineCounters = dataclasses.field(default_factory=PipelineCounters)
-    buffer_lines: int = 0
-    buffer_bytes: int = 0
-    spool_bytes: int = 0
-    oldest_age: float = 0.0
-    failing_for: float = 0.0  # longest current run of failed sends
-    requests: int = 0  # requests sent to destinations (first attempts; a request carries many containers)
-    request_lines: int = 0  # lines in those requests
-    draining: int = 0  # pipelines whose FIFO ended and that still deliver
-
-    def add(self, other: PipelineStatistics) -> None:
-        self.totals.add(other.totals)
-        self.requests += other.requests
-        self.request_lines += other.request_lines
-        self.buffer_lines += other.buffer_lines
-        self.buffer_bytes += other.buffer_bytes
-        self.spool_bytes += other.spool_bytes
-        self.oldest_age = max(self.oldest_age, other.oldest_age)
-        self.failing_for = max(self.failing_for, other.failing_for)
-        self.draining += other.draining
 
 
 class SinkPipeline:

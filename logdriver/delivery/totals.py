@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from logdriver._counters import Counters
-from logdriver.delivery.pipeline import PipelineCounters, PipelineStatistics, SinkPipeline
+from logdriver.delivery.pipeline import SinkPipeline
+from logdriver.delivery.pipeline_statistics import PipelineCounters, PipelineStatistics
 from logdriver.delivery.sender import SenderStatistics
 
 

@@ -29,7 +29,7 @@ from logdriver.config.settings import Settings
 from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
 from logdriver.delivery.context import container_context
 from logdriver.delivery.deliveries import Deliveries, DeliveryStatistics
-from logdriver.delivery.pipeline import PipelineStatistics
+from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.delivery.totals import FifoStatistics, Totals
 from logdriver.reading.fifo_log import FifoLog
 from logdriver.reading.poller import FifoHub, open_fifo

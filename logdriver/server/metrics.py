@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from logdriver.config.units import listen_address
-from logdriver.delivery.pipeline import PipelineStatistics
+from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.server.driver import Driver, PluginStatistics
 from logdriver.server.http import Limits, Request, guarded, response_bytes, serve_h11
 
