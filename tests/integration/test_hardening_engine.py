@@ -67,6 +67,9 @@ BAD_OPTS = [
     ({"sinks": "kafka", "kafka-brokers": ",".join(f"b{i}.example:9092" for i in range(4000))}, "kafka-brokers"),
     ({"sinks": "elasticsearch", "es-api-key": "a-secret-in-docker-inspect"}, "es-api-key"),
     ({"sinks": "elasticsearch", "es-data-stream": "../_security/user/mallory"}, "es-data-stream"),
+    # Unknown options fail, naming the closest known one; no prefix of ours is needed to be refused.
+    ({"sinks": "fluentd", "fluentd-adress": "tcp://127.0.0.1:1"}, "fluentd-address"),
+    ({"foo": "bar"}, "foo"),
 ]
 
 
