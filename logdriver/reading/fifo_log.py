@@ -21,6 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -36,6 +37,17 @@ from logdriver.store.log_store import LogStore
 log = logging.getLogger("logdriver.driver")
 
 ERROR_LOG_INTERVAL = 60.0
+
+
+@dataclass(slots=True)
+class _Stall:
+    """A read batch that ``block`` pipelines had no room for: the FIFO is paused in the hub,
+    later rounds wait in the backlog, and a task puts the batch when there is room."""
+
+    batch: LogBatch
+    waiting: list[SinkPipeline]  # the pipelines still to take it, in order
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # a close cancels the wait
+    done: trio.Event = field(default_factory=trio.Event)
 
 
 class FifoLog:
@@ -67,13 +79,10 @@ class FifoLog:
         self.key = 0
         self._hub: Any = None
         self._nursery: trio.Nursery | None = None
-        self._waiting = False  # a block sink is full: bytes wait in the backlog
+        self._stall: _Stall | None = None  # a block sink is full: rounds wait in the backlog
         self._backlog: list[bytes] = []
         self._end: tuple[bool, int] | None = None  # (eof, errno) once the hub reported the end
         self._closing = False
-        self._stalled: tuple[LogBatch, list[SinkPipeline]] | None = None  # a batch waiting for block sinks
-        self._wait_scope: trio.CancelScope | None = None
-        self._wait_done = trio.Event()
         self._partial_bytes = 0
         self._errors_reported = 0
         self._errors_reported_at = -math.inf
@@ -96,21 +105,21 @@ class FifoLog:
     def receive(self, data: bytes, eof: bool, errno: int) -> None:
         """A round's bytes; ``eof`` or ``errno`` when the FIFO ended. Never raises."""
         try:
-            if self._waiting:
+            if self._stall is not None:
                 if data:
                     self._backlog.append(data)
             elif data:
                 self._feed(data)
             if (eof or errno) and self._end is None:
                 self._end = (eof, errno)
-                if not self._waiting:
+                if self._stall is None:
                     self._begin_close()
         except Exception:
             self._fail()
 
     def catch_up(self) -> None:
         """Take in what the FIFO holds right now (before ``docker logs`` reads the store)."""
-        if self._hub is not None and not self._waiting and not self._closing:
+        if self._hub is not None and self._stall is None and not self._closing:
             self.receive(*self._hub.read_now(self.key))
 
     def _feed(self, data: bytes) -> None:
@@ -131,26 +140,21 @@ class FifoLog:
         waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
         if waiting:
             assert self._nursery is not None
-            self._waiting = True
             self._hub.pause(self.key, True)
-            self._stalled = (batch, waiting)
-            self._wait_done = trio.Event()
-            self._nursery.start_soon(self._wait_for_room)
+            self._stall = stall = _Stall(batch, waiting)
+            self._nursery.start_soon(self._wait_for_room, stall)
 
-    async def _wait_for_room(self) -> None:
-        with trio.CancelScope() as self._wait_scope:
+    async def _wait_for_room(self, stall: _Stall) -> None:
+        with stall.scope:
             try:
-                assert self._stalled is not None
-                batch, waiting = self._stalled
-                while waiting and not self._closing:
+                while stall.waiting and not self._closing:
                     # At most block-timeout, then it drops (counted); cancelled, it counts the batch too.
-                    await waiting.pop(0).put(batch)
-                self._stalled = None
-                self._waiting = False
+                    await stall.waiting.pop(0).put(stall.batch)
+                self._stall = None
                 backlog, self._backlog = self._backlog, []
                 for index, data in enumerate(backlog):
                     self._feed(data)
-                    if self._waiting:  # blocked again: keep the rest, in order
+                    if self._stall is not None:  # blocked again: keep the rest, in order
                         self._backlog = backlog[index + 1 :] + self._backlog
                         return
                 if self._end is not None:
@@ -160,7 +164,7 @@ class FifoLog:
             except Exception:
                 self._fail()
             finally:
-                self._wait_done.set()
+                stall.done.set()
 
     def _fail(self) -> None:
         self.failed = True
@@ -182,10 +186,10 @@ class FifoLog:
             await self.closed.wait()
             return
         self._closing = True
-        if self._waiting and self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if self._stall is not None:
+            self._stall.scope.cancel()
             with trio.CancelScope(shield=True):
-                await self._wait_done.wait()
+                await self._stall.done.wait()
         reached_eof = self._end is not None and self._end[0]
         try:
             leftover = self._hub.remove(self.key) if self._hub is not None else b""
@@ -194,11 +198,10 @@ class FifoLog:
                     "FIFO %s of %s: read failed: %s", self.path, self.context.info.short_id, os.strerror(self._end[1])
                 )
             # What was read and not yet put goes in now, without waiting for a block sink.
-            if self._stalled is not None:
-                batch, waiting = self._stalled
-                for pipeline in waiting:
-                    pipeline.try_put(batch, wait=False)
-                self._stalled = None
+            if self._stall is not None:
+                for pipeline in self._stall.waiting:
+                    pipeline.try_put(self._stall.batch, wait=False)
+                self._stall = None
             for data in [*self._backlog, leftover]:
                 if data:
                     self._feed_now(data)
