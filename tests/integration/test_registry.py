@@ -82,8 +82,10 @@ def test_install_from_a_registry_and_upgrade_keeping_state(registry: str, tmp_pa
     inspected = docker("plugin", "inspect", "-f", "{{.PluginReference}} {{.Enabled}}", ALIAS).stdout.decode().strip()
     assert inspected == f"{registry}/logdriver:latest true"
     # Every variable an operator may set is described in `docker plugin inspect`.
-    described = docker("plugin", "inspect", "-f", "{{range .Config.Env}}{{.Name}}={{.Description}};{{end}}", ALIAS)
-    for pair in described.stdout.decode().strip(";\n").split(";"):
+    described = docker(
+        "plugin", "inspect", "-f", "{{range .Config.Env}}{{.Name}}={{.Description}}{{println}}{{end}}", ALIAS
+    )
+    for pair in described.stdout.decode().strip().splitlines():
         name, _, description = pair.partition("=")
         assert description, f"{name} has no description"
     container = docker("run", "-d", f"--log-driver={ALIAS}", IMAGE, "sh", "-c", "echo before; echo err >&2")
