@@ -22,7 +22,8 @@ class ConfigError(LogDriverError):
         self.option = option
         self.value = value
         self.accepts = accepts
-        super().__init__(f"logdriver: invalid value {value!r} for log-opt {option!r}: expected {accepts}")
+        kind = "setting" if option.startswith("LOGDRIVER_") else "log-opt"  # a plugin-wide variable, or a log-opt
+        super().__init__(f"logdriver: invalid value {value!r} for {kind} {option!r}: expected {accepts}")
 
 
 class UnknownOptionError(LogDriverError):
