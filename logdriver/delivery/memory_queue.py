@@ -29,6 +29,24 @@ class Offer:
     must_wait: bool = False
 
 
+class QueueView(Protocol):
+    """What a sender may read of a pipeline's queue (``SinkPipeline.backlog``): read only."""
+
+    @property
+    def entries(self) -> int:
+        """Lines queued, not handed out."""
+        ...
+
+    @property
+    def bytes(self) -> int:
+        """What the queue holds, as it counts bytes against its limit."""
+        ...
+
+    def oldest_since(self) -> float | None:
+        """When the oldest queued line came in (trio time; None: nothing queued)."""
+        ...
+
+
 class LineQueue(Protocol):
     """What a pipeline needs of its queue, in memory (``BatchQueue``) or on disk (``DiskQueue``).
 

@@ -40,7 +40,7 @@ from logdriver.config.pipeline_options import PipelineOptions
 from logdriver.delivery.budget import Budget
 from logdriver.delivery.dead_letters import CHUNK, DeadLetters
 from logdriver.delivery.lifecycle import Event, Lifecycle, Phase
-from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer
+from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer, QueueView
 from logdriver.delivery.pipeline_statistics import PipelineCounters, PipelineStatistics
 from logdriver.delivery.spool import DiskQueue, SpoolReadError
 
@@ -98,8 +98,11 @@ class SinkPipeline:
             self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow, memory)
         self.dead_letters = dead_letters
         self.rng = rng or random.Random()
+        # What the sender reads of the queue (each request looks at every ready pipeline's).
+        self.backlog: QueueView = self.queue
         self.counters = PipelineCounters()
         self.lifecycle = Lifecycle()
+        self.flush_deadline = math.inf  # the lifecycle's deadline, kept here for the sender's every request
         self._listener: QueueListener | None = None
         self._on_finish = on_finish  # the owner's accounting
         self.failing_since: float | None = None  # when sends started failing (None: healthy)
@@ -184,27 +187,9 @@ class SinkPipeline:
         return not self.lifecycle.taking_input
 
     @property
-    def flush_deadline(self) -> float:
-        """When a flushing pipeline stops (``inf``: no deadline)."""
-        return self.lifecycle.deadline
-
-    @property
     def queued(self) -> int:
         """Lines not yet delivered: queued, and handed to the sender."""
         return self.queue.undelivered
-
-    @property
-    def queued_lines(self) -> int:
-        """Lines waiting in the queue (not yet handed to the sender)."""
-        return self.queue.entries
-
-    @property
-    def queued_bytes(self) -> int:
-        return self.queue.bytes
-
-    def oldest_since(self) -> float | None:
-        """When the oldest queued line came in (trio time; None: nothing queued)."""
-        return self.queue.oldest_since()
 
     def close(self, deadline: float = math.inf) -> None:
         """No more puts: deliver what is queued, then stop (in the plugin, only ``Deliveries`` calls this).
@@ -216,6 +201,7 @@ class SinkPipeline:
         self.lifecycle.apply(Event.END_INPUT)
         if deadline < math.inf:
             self.lifecycle.apply(Event.DEADLINE, deadline)
+            self.flush_deadline = self.lifecycle.deadline
         self._space.set()
         if self._listener is not None:
             self._listener.notify(self, 0)

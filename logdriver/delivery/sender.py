@@ -123,8 +123,8 @@ class Sender:
     def attach(self, pipeline: SinkPipeline) -> None:
         pipeline.attach(self)
         self.pipelines[pipeline] = None
-        if pipeline.queued_lines:  # a spool replaying
-            self.notify(pipeline, pipeline.queued_lines)
+        if pipeline.backlog.entries:  # a spool replaying
+            self.notify(pipeline, pipeline.backlog.entries)
 
     def notify(self, pipeline: SinkPipeline, lines: int) -> None:
         """A pipeline queued ``lines`` (or closed, with 0): wake the worker if that makes a request due sooner."""
@@ -137,7 +137,7 @@ class Sender:
         if (
             lines == 0
             or self._pending >= opts.batch_max_entries
-            or pipeline.queued_bytes >= opts.batch_max_bytes
+            or pipeline.backlog.bytes >= opts.batch_max_bytes
             or trio.current_time() + opts.batch_max_wait < self._due
         ):
             self._changed.set()
@@ -178,7 +178,7 @@ class Sender:
         """
         now = trio.current_time()
         held_due = [p for p, held in self._held.items() if held.due <= now < p.flush_deadline]
-        ready = [p for p in self._queued if p.queued_lines and p.flush_deadline > now and p not in self._held]
+        ready = [p for p in self._queued if p.backlog.entries and p.flush_deadline > now and p not in self._held]
         # A held pipeline's new lines wait for its retry; keep it in mind for then.
         self._queued = dict.fromkeys([*ready, *(p for p in self._queued if p in self._held)])
         self._pending = 0
@@ -199,9 +199,9 @@ class Sender:
     ) -> list[tuple[SinkPipeline, LogBatch]]:
         """Fair shares of the ready queues, if a request is due (or is being sent anyway)."""
         opts = self.options
-        entries = sum(p.queued_lines for p in ready)
-        nbytes = sum(p.queued_bytes for p in ready)
-        oldest = min(now if (since := p.oldest_since()) is None else since for p in ready)
+        entries = sum(p.backlog.entries for p in ready)
+        nbytes = sum(p.backlog.bytes for p in ready)
+        oldest = min(now if (since := p.backlog.oldest_since()) is None else since for p in ready)
         # A plugin shutdown's deadline sends at once; a container's exit does not: its
         # lines wait batch-max-wait like the others, so that exiting containers share requests.
         # A queue whose writer is held by block goes out at once too: waiting for a
@@ -215,7 +215,7 @@ class Sender:
             return []
         start = self._turn % len(ready)
         ready = ready[start:] + ready[:start]
-        shares = fair_shares([p.queued_lines for p in ready], opts.batch_max_entries)
+        shares = fair_shares([p.backlog.entries for p in ready], opts.batch_max_entries)
         room = opts.batch_max_bytes
         request = []
         served = 0
@@ -237,7 +237,7 @@ class Sender:
         for pipeline in closed:
             if pipeline not in self.pipelines:
                 continue
-            idle = not pipeline.queued_lines and pipeline not in self._held
+            idle = not pipeline.backlog.entries and pipeline not in self._held
             if idle or pipeline.flush_deadline <= now:
                 await self._stop(pipeline)
             else:
