@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from logdriver import ConfigError, ContainerOptions, LogDriverError
-from logdriver.testing import context_for
+from logdriver.testing import context_for, open_stream
 from logdriver_sinks.fluentd import FluentdSink
 from logdriver_sinks.fluentd._servers import Server, ServerChoice, parse_address, parse_addresses
 
@@ -95,3 +95,11 @@ def test_secrets_come_from_the_environment_and_never_show_in_errors() -> None:
 def test_a_typo_in_the_fluentd_namespace_is_rejected() -> None:
     with pytest.raises(LogDriverError, match="fluentd-adress"):
         options_of({"fluentd-adress": "x"})
+
+
+def test_no_address_means_the_default_server() -> None:
+    """``sinks=fluentd`` alone ships to tcp://127.0.0.1:24224, as documented (it used to fail
+    docker run with a TypeError: the empty default reached the stream as None)."""
+    stream = open_stream(FluentdSink(), {})
+    assert stream.destination is not None
+    assert parse_addresses("") == (Server("tcp", "127.0.0.1", 24224),)
