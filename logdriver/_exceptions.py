@@ -33,7 +33,8 @@ class UnknownOptionError(LogDriverError):
         self.option = option
         self.suggestion = suggestion
         hint = f"did you mean {suggestion!r}?" if suggestion else "see `python -m logdriver options` for the list"
-        super().__init__(f"logdriver: unknown log-opt {option!r}; {hint}")
+        shown = option if len(option) <= 100 else option[:100] + f"... ({len(option)} characters)"
+        super().__init__(f"logdriver: unknown log-opt {shown!r}; {hint}")
 
 
 class RpcError(LogDriverError):

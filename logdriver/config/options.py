@@ -100,6 +100,7 @@ CONTAINER_OPTIONS: Final = (
     ),
 )
 OPTIONS: Final = {option.name: option for option in CONTAINER_OPTIONS}
+MAX_KEY: Final = 128  # longer log-opt keys are refused at once (the longest known is under 50)
 
 
 def plugin_defaults(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -192,6 +193,8 @@ def _refuse_unknown(config: Mapping[str, str], known_sinks: Mapping[str, SinkKin
     with its own reason), or the engine's own; anything else names the closest known one."""
     sink_keys = {option.name for kind in known_sinks.values() for option in kind.config.options()}
     for key in config:
+        if len(key) > MAX_KEY:  # no option is this long: no lookup, no fuzzy match over it
+            raise UnknownOptionError(key, None)
         if key in OPTIONS or key in sink_keys or is_engine_key(key) or is_pipeline_key(key, known_sinks):
             continue
         raise UnknownOptionError(key, closest(key, known_log_opts(known_sinks)))

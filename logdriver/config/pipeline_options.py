@@ -111,8 +111,10 @@ def is_pipeline_key(key: str, sinks: Mapping[str, object]) -> bool:
     if key in _BY_NAME:
         return True
     sink, sep, option = key.partition("-")
-    # Sink names may contain dashes: try every split.
-    while sep:
+    # Sink names may contain dashes: try every split up to the longest name (a hostile key
+    # of a million dashes costs one pass, not a million).
+    longest = max(map(len, sinks), default=0)
+    while sep and len(sink) <= longest:
         if sink in sinks and option in _BY_NAME:
             return True
         head, sep, option = option.partition("-")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from logdriver import ConfigError
 from logdriver._exceptions import UnknownOptionError
 from logdriver.config.options import parse_log_opts, plugin_defaults
+from logdriver.config.pipeline_options import is_pipeline_key
 from logdriver.config.settings import Settings
 from logdriver.config.units import parse_duration, parse_size
 from logdriver_sinks.elasticsearch import ElasticsearchSink
@@ -20,6 +23,19 @@ def test_defaults_are_json_file_like() -> None:
     assert options.store_max_size == 20_000_000
     assert options.store_max_file == 5
     assert options.sink_configs["file"].get("file-format") == "json"
+
+
+def test_a_hostile_key_is_refused_at_once() -> None:
+    """A key of two million dashes or letters costs one pass, not a quadratic split or fuzzy match."""
+    sinks = {"file": FileSink("/nonexistent"), "fluentd": FluentdSink()}
+    for key in ("-" * 2_000_000, "fluentd-" + "x-" * 1_000_000, "a" * 2_000_000):
+        started = time.monotonic()
+        with pytest.raises(UnknownOptionError) as caught:
+            parse_log_opts({key: "x"}, plugin_defaults({}), sinks)
+        assert time.monotonic() - started < 1.0
+        assert len(str(caught.value)) < 300  # the key is cut in the message
+    long_but_split = "fluentd-" + "-" * 60 + "overflow"
+    assert not is_pipeline_key(long_but_split, sinks)
 
 
 def test_the_engines_own_keys_pass() -> None:
