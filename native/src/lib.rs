@@ -17,7 +17,12 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 pub mod join;
 pub mod poller;
+pub mod presets;
 pub mod readlogs;
+pub mod rules;
+pub mod stage;
+mod stage_py;
+pub mod structured;
 pub mod wire;
 
 use join::{Joiner, Lines};
@@ -107,12 +112,7 @@ impl Batch {
         };
         for batch in &batches {
             for r in &batch.lines.records {
-                lines.push(
-                    r.source.clone(),
-                    r.time_nano,
-                    batch.lines.line(r),
-                    r.partial.clone(),
-                );
+                lines.push_from(&batch.lines, r);
             }
         }
         Batch::from(lines)
@@ -123,12 +123,7 @@ impl Batch {
         let stop = stop.min(self.lines.records.len());
         let mut lines = Lines::default();
         for r in &self.lines.records[start.min(stop)..stop] {
-            lines.push(
-                r.source.clone(),
-                r.time_nano,
-                self.lines.line(r),
-                r.partial.clone(),
-            );
+            lines.push_from(&self.lines, r);
         }
         Batch::from(lines)
     }
@@ -154,6 +149,7 @@ impl Batch {
                 r.time_nano,
                 self.lines.line(r),
                 r.partial.as_ref(),
+                r.event.as_deref(),
                 &mut out,
             );
         }
@@ -178,6 +174,15 @@ impl Batch {
                         })
                     });
                     lines.push(e.source, e.time_nano, e.line, partial);
+                    if let Some(bytes) = e.event {
+                        match logdriver_lines::Event::decode(bytes) {
+                            Ok(event) => {
+                                lines.records.last_mut().expect("pushed").event =
+                                    Some(Box::new(event))
+                            }
+                            Err(_) => bad = true,
+                        }
+                    }
                 }
                 Err(_) => bad = true,
             },
@@ -201,12 +206,7 @@ impl Batch {
                 .records
                 .get(i)
                 .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err(i))?;
-            lines.push(
-                r.source.clone(),
-                r.time_nano,
-                self.lines.line(r),
-                r.partial.clone(),
-            );
+            lines.push_from(&self.lines, r);
         }
         Ok(Batch::from(lines))
     }
@@ -428,6 +428,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FrameReader>()?;
     m.add_class::<ReadLogsEncoder>()?;
     m.add_class::<poller::FifoPoller>()?;
+    m.add_class::<stage_py::Stage>()?;
+    m.add_function(wrap_pyfunction!(stage_py::check_pattern, m)?)?;
+    m.add(
+        "MULTILINE_PRESETS",
+        presets::PRESETS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
+    )?;
     m.add_function(wrap_pyfunction!(whole_frames, m)?)?;
     m.add_function(wrap_pyfunction!(json_records, m)?)?;
     Ok(())

@@ -83,7 +83,14 @@ impl Filter {
                         if !entry.partial || entry.meta.as_ref().is_some_and(|m| m.last) {
                             line.push(b'\n');
                         }
-                        encode_frame(entry.source.as_str(), entry.time_nano, &line, None, out);
+                        encode_frame(
+                            entry.source.as_str(),
+                            entry.time_nano,
+                            &line,
+                            None,
+                            None,
+                            out,
+                        );
                     }
                 }
             }

@@ -15,6 +15,8 @@ pub struct Entry<'a> {
     pub line: &'a [u8],
     pub partial: bool,
     pub meta: Option<Partial>,
+    /// logdriver's own field (`EVENT_FIELD`, in its spool only): an encoded `Event`.
+    pub event: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -152,12 +154,17 @@ fn put_bytes(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
+/// A field number no `LogEntry` uses, for what the processing stage added to a record
+/// (lines joined, parsed fields), so that a spooled event comes back whole.
+pub const EVENT_FIELD: u64 = 1000;
+
 /// One frame (4-byte big-endian length + LogEntry), fields in ascending order as gogo writes them.
 pub fn encode_frame(
     source: &str,
     time_nano: i64,
     line: &[u8],
     partial: Option<&Partial>,
+    event: Option<&logdriver_lines::Event>,
     out: &mut Vec<u8>,
 ) {
     let mut body = Vec::with_capacity(line.len() + 32);
@@ -185,6 +192,13 @@ pub fn encode_frame(
             put_varint(i64::from(p.ordinal) as u64, &mut meta);
         }
         put_bytes(5, &meta, &mut body);
+    }
+    if let Some(event) = event {
+        let mut bytes = Vec::new();
+        event.encode(&mut bytes);
+        put_varint(EVENT_FIELD << 3 | 2, &mut body);
+        put_varint(bytes.len() as u64, &mut body);
+        body.extend_from_slice(&bytes);
     }
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(&body);
@@ -341,6 +355,7 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry<'_>, DecodeError> {
                 decode_partial(body, meta)?;
             }
             (6, 2) => check_attr(delimited(buf, &mut pos)?)?,
+            (EVENT_FIELD, 2) => entry.event = Some(delimited(buf, &mut pos)?),
             _ => skip(buf, &mut pos, field, wire, 0)?,
         }
     }

@@ -110,4 +110,4 @@ def test_batch_select_and_sizes() -> None:
     assert lines is batch
     assert bytes(memoryview(batch)) == b"xxxxxxxxxx"  # the lines back to back, lent without a copy
     assert extras == b""  # no partial ids or unusual sources here
-    assert len(index) == 5 * 40
+    assert len(index) == 5 * 48

@@ -4,13 +4,13 @@
 //! `extras` holds the text of any partial ids and unusual sources; `index` is one
 //! `ENTRY`-byte little-endian entry per line: source kind (u8: 0 stdout, 1 stderr,
 //! 2 other), partial flag (u8), last (u8), padding (u8), ordinal (i32), time in ns
-//! (i64), then (start, length) u32 pairs of the line in `data`, and of the partial id
-//! and the other source's name in `extras`. Import borrows `data` and decodes the
-//! index, about 10 ns per line.
+//! (i64), then (start, length) u32 pairs of the line in `data`, and of the partial id,
+//! the other source's name and the encoded `Event` (length 0: none) in `extras`. Import
+//! borrows `data` and decodes the index, about 10 ns per line.
 
-use crate::{Lines, Partial, Record, Source};
+use crate::{Event, Lines, Partial, Record, Source};
 
-pub const ENTRY: usize = 40;
+pub const ENTRY: usize = 48;
 
 /// Why an index does not describe `data` (a caller's bug, not a log line's).
 #[derive(Debug)]
@@ -38,10 +38,20 @@ pub fn export(lines: &Lines) -> (Vec<u8>, Vec<u8>) {
             _ => "",
         };
         let id = record.partial.as_ref().map_or("", |p| p.id.as_str());
-        let mut spans = [(record.start, record.end - record.start), (0, 0), (0, 0)];
+        let mut spans = [
+            (record.start, record.end - record.start),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+        ];
         for (slot, text) in [(1, id), (2, other)] {
             spans[slot] = (extras.len(), text.len());
             extras.extend_from_slice(text.as_bytes());
+        }
+        if let Some(event) = &record.event {
+            let start = extras.len();
+            event.encode(&mut extras);
+            spans[3] = (start, extras.len() - start);
         }
         for (i, (start, len)) in spans.into_iter().enumerate() {
             entry[16 + i * 8..20 + i * 8].copy_from_slice(&(start as u32).to_le_bytes());
@@ -90,12 +100,21 @@ pub fn import<'a>(
         if start + len > data.len() {
             return Err(BadColumns);
         }
+        let event = match u32_at(entry, 44) {
+            0 => None,
+            len => {
+                let at = u32_at(entry, 40);
+                let bytes = extras.get(at..at + len).ok_or(BadColumns)?;
+                Some(Box::new(Event::decode(bytes).map_err(|_| BadColumns)?))
+            }
+        };
         records.push(Record {
             source,
             time_nano: i64::from_le_bytes(entry[8..16].try_into().expect("8 bytes")),
             start,
             end: start + len,
             partial,
+            event,
         });
     }
     Ok(Lines {
@@ -123,12 +142,17 @@ mod tests {
             }),
         );
         lines.push(Source::Stderr, 7, "ünï".as_bytes(), None);
+        lines.records[2].event = Some(Box::new(Event {
+            lines: 3,
+            cut: Some(crate::Cut::MaxLines),
+            fields: None,
+        }));
         let (extras, index) = export(&lines);
         let back = import(&lines.arena, &extras, &index).unwrap();
         assert_eq!(back.records, lines.records);
         for record in &lines.records {
             assert_eq!(back.line(record), lines.line(record));
         }
-        assert!(import(&lines.arena, &extras, &index[..39]).is_err());
+        assert!(import(&lines.arena, &extras, &index[..47]).is_err());
     }
 }

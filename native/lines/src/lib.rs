@@ -7,10 +7,13 @@
 //! line. `text` holds what renderers share (JSON strings, RFC 3339 times).
 
 pub mod columns;
+pub mod event;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod record;
 pub mod text;
+
+pub use event::{Cut, Event, Fields};
 
 /// A `source` or partial `id` that is not UTF-8.
 #[derive(Debug)]
@@ -59,6 +62,8 @@ pub struct Record {
     pub end: usize,
     /// Set only for a line that could not be rejoined whole (cut at the cap, or unterminated).
     pub partial: Option<Partial>,
+    /// Set only by the processing stage: lines joined, a cut marker, parsed fields.
+    pub event: Option<Box<Event>>,
 }
 
 /// Lines stored back to back in one buffer: one allocation per batch, not per line.
@@ -104,6 +109,7 @@ impl Lines {
             start: 0,
             end,
             partial,
+            event: None,
         });
     }
 
@@ -116,6 +122,20 @@ impl Lines {
             start,
             end: self.arena.len(),
             partial,
+            event: None,
         });
+    }
+
+    /// Copy `record` of `from` (another batch) onto the end of this one, event included.
+    pub fn push_from(&mut self, from: &Lines<impl AsRef<[u8]>>, record: &Record) {
+        self.push(
+            record.source.clone(),
+            record.time_nano,
+            from.line(record),
+            record.partial.clone(),
+        );
+        if let Some(last) = self.records.last_mut() {
+            last.event = record.event.clone();
+        }
     }
 }

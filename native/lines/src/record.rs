@@ -2,13 +2,16 @@
 //! the dead letters share. Fields, in order:
 //!
 //! `{"time":"<RFC 3339, ns>Z","stream":"stdout","message":"..."[,"partial":{"id","ordinal","last"}]`
+//! `[,"multiline":{"lines":N[,"cut":"max-lines"]}][,"level":..,"trace_id":..,"span_id":..,"service":..,"fields":{..}]`
 //!
+//! A structured (JSON) line's `message` is its own message key's value (empty if it had
+//! none), and `time` is its own time when it had one the stage could read.
 //! then the caller's `suffix`: the fields constant for a container (or a dead letter's
 //! reason) and the closing `}` (and `\n` for JSON lines). `message` is the line as a JSON
 //! string: invalid UTF-8 becomes U+FFFD, control characters are escaped.
 
 use crate::text::{json_string, push_partial, TimeText};
-use crate::{Lines, Record, Source};
+use crate::{Event, Lines, Record, Source};
 
 /// One record followed by `suffix`.
 pub fn json_record(
@@ -18,8 +21,13 @@ pub fn json_record(
     time: &mut TimeText,
     out: &mut Vec<u8>,
 ) {
+    let event = record.event.as_deref();
+    let fields = event.and_then(|e| e.fields.as_ref());
     out.extend_from_slice(b"{\"time\":\"");
-    time.push(record.time_nano, out);
+    time.push(
+        fields.and_then(|f| f.time_nano).unwrap_or(record.time_nano),
+        out,
+    );
     match &record.source {
         Source::Stdout => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
         Source::Stderr => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),
@@ -29,11 +37,45 @@ pub fn json_record(
             out.extend_from_slice(b",\"message\":");
         }
     }
-    json_string(lines.line(record), out);
+    match fields {
+        Some(f) => json_string(f.message.as_deref().unwrap_or("").as_bytes(), out),
+        None => json_string(lines.line(record), out),
+    }
     if let Some(p) = &record.partial {
         push_partial(p, out);
     }
+    if let Some(event) = event {
+        push_event(event, out);
+    }
     out.extend_from_slice(suffix);
+}
+
+/// The event's members of the record: the multiline marker, then the parsed fields.
+fn push_event(event: &Event, out: &mut Vec<u8>) {
+    if event.joined() {
+        out.extend_from_slice(b",\"multiline\":{\"lines\":");
+        crate::text::push_digits(u64::from(event.lines), 1, out);
+        if let Some(cut) = event.cut {
+            out.extend_from_slice(b",\"cut\":\"");
+            out.extend_from_slice(cut.as_str().as_bytes());
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
+    let Some(f) = &event.fields else { return };
+    for (key, value) in [
+        (&b",\"level\":"[..], &f.level),
+        (b",\"trace_id\":", &f.trace_id),
+        (b",\"span_id\":", &f.span_id),
+        (b",\"service\":", &f.service),
+    ] {
+        if let Some(value) = value {
+            out.extend_from_slice(key);
+            json_string(value.as_bytes(), out);
+        }
+    }
+    out.extend_from_slice(b",\"fields\":");
+    out.extend_from_slice(f.rest.as_bytes());
 }
 
 /// Every record of `lines`, each followed by `suffix` (which ends with `}\n` for JSON lines).

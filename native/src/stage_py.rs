@@ -1,0 +1,119 @@
+//! `logdriver._native.Stage`: the processing stage (`stage.rs`) for one container.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::stage::{self, Limits, Rules};
+use crate::{Batch, Lines};
+
+/// One container's multiline joining and JSON parsing; every call returns a new batch.
+#[pyclass(module = "logdriver._native")]
+pub struct Stage {
+    stage: stage::Stage,
+}
+
+#[pymethods]
+impl Stage {
+    /// ``preset`` or ``start``/``cont`` patterns for multiline (all None: no joining).
+    /// A pattern that does not compile raises ValueError with the reason.
+    #[new]
+    #[pyo3(signature = (preset, start, cont, max_lines, max_bytes, timeout, parse_json))]
+    fn new(
+        preset: Option<&str>,
+        start: Option<&str>,
+        cont: Option<&str>,
+        max_lines: u32,
+        max_bytes: usize,
+        timeout: f64,
+        parse_json: bool,
+    ) -> PyResult<Stage> {
+        let rules = match (preset, start, cont) {
+            (Some(name), None, None) => Some(
+                Rules::preset(name)
+                    .ok_or_else(|| PyValueError::new_err(format!("no preset {name:?}")))?,
+            ),
+            (None, None, None) => None,
+            (None, start, cont) => Some(Arc::new(
+                Rules::custom(start, cont).map_err(PyValueError::new_err)?,
+            )),
+            _ => {
+                return Err(PyValueError::new_err(
+                    "a preset or custom patterns, not both",
+                ))
+            }
+        };
+        let limits = Limits {
+            max_lines,
+            max_bytes,
+            timeout,
+        };
+        Ok(Stage {
+            stage: stage::Stage::new(rules, limits, parse_json),
+        })
+    }
+
+    /// The batch's records joined and parsed; ``now`` is the caller's clock in seconds.
+    fn process(&mut self, batch: PyRef<'_, Batch>, now: f64) -> Batch {
+        let mut out = Lines {
+            arena: Vec::with_capacity(batch.lines.arena.len()),
+            records: Vec::with_capacity(batch.lines.records.len()),
+        };
+        self.stage.process(&batch.lines, now, &mut out);
+        Batch::from(out)
+    }
+
+    /// Events whose first line has waited the timeout by ``now``.
+    fn flush_due(&mut self, now: f64) -> Batch {
+        let mut out = Lines::default();
+        self.stage.flush_due(now, &mut out);
+        Batch::from(out)
+    }
+
+    /// Everything held, at the end of the stream.
+    fn finish(&mut self) -> Batch {
+        let mut out = Lines::default();
+        self.stage.finish(&mut out);
+        Batch::from(out)
+    }
+
+    /// Open events sent now, marked cut (the memory budget has no room for them).
+    fn cut_open(&mut self) -> Batch {
+        let mut out = Lines::default();
+        self.stage.cut_open(&mut out);
+        Batch::from(out)
+    }
+
+    /// When the oldest open event is due (the caller's clock), or None.
+    fn next_deadline(&self) -> Option<f64> {
+        self.stage.next_deadline()
+    }
+
+    #[getter]
+    fn held_bytes(&self) -> usize {
+        self.stage.held_bytes()
+    }
+
+    fn statistics(&self) -> HashMap<&'static str, u64> {
+        let s = &self.stage.stats;
+        HashMap::from([
+            ("events", s.events),
+            ("lines_joined", s.lines_joined),
+            ("timed_out", s.timed_out),
+            ("cut", s.cut),
+            ("json_parsed", s.json_parsed),
+            ("json_unparsed", s.json_unparsed),
+            ("json_over_limit", s.json_over_limit),
+        ])
+    }
+}
+
+/// Raise ValueError with the reason if ``pattern`` is not a usable multiline pattern.
+#[pyfunction]
+pub fn check_pattern(pattern: &str) -> PyResult<()> {
+    stage::compile(pattern)
+        .map(|_| ())
+        .map_err(PyValueError::new_err)
+}
