@@ -24,6 +24,7 @@ import re2
 
 from logdriver._exceptions import ConfigError, UnknownOptionError
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
+from logdriver.config.processing import PROCESSING_OPTIONS, Processing, processing
 from logdriver.config.registry import Option, Scope, SinkConfig, closest, is_engine_key
 from logdriver.config.templates import Template, compile_regex, regex_error
 from logdriver.config.units import Explained, int_between, size_between
@@ -98,6 +99,7 @@ CONTAINER_OPTIONS: Final = (
         "longest rejoined line; longer ones are cut into pieces",
         size_between(16_384, 64 << 20),
     ),
+    *PROCESSING_OPTIONS,
 )
 OPTIONS: Final = {option.name: option for option in CONTAINER_OPTIONS}
 MAX_KEY: Final = 128  # longer log-opt keys are refused at once (the longest known is under 50)
@@ -131,6 +133,7 @@ class ContainerOptions:
     pipelines: Mapping[str, PipelineOptions]
     # The typed config of each listed sink (its own options, parsed).
     sink_configs: Mapping[str, SinkConfig] = field(default_factory=dict)
+    processing: Processing | None = None  # multiline and parse=json; None: lines go as read
 
 
 def parse_log_opts(
@@ -175,6 +178,7 @@ def parse_log_opts(
         partial_max_size=int(values["partial-max-size"]),
         pipelines=pipelines,
         sink_configs=sink_configs,
+        processing=processing(values),
     )
 
 

@@ -7,6 +7,11 @@ pipeline under ``block`` that is full makes it wait; then the FIFO is paused
 in the hub (its pipe fills and only its container's writes block), a task
 waits for room (at most ``block-timeout``) and replays what was read meanwhile.
 
+With multiline or ``parse=json`` set, a processing stage (``logdriver._native.Stage``)
+sits between the decoder and the pipelines: it holds an open event until its rule ends
+it, a limit cuts it, or its timeout passes (``Deadlines`` calls ``flush_due``). What it
+holds is charged to the memory budget with the open partial lines, and sent at the end.
+
 The end comes at EOF (after StopLogging), after a read error, at the stop
 deadline or at plugin shutdown (``close``). The pipelines are then released:
 they deliver what they hold however long a destination is down, unless the
@@ -32,6 +37,7 @@ from logdriver.abc import ContainerContext
 from logdriver.delivery.budget import Budget
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.totals import FifoStatistics
+from logdriver.reading.deadlines import Deadlines
 from logdriver.store.log_store import LogStore
 
 log = logging.getLogger("logdriver.driver")
@@ -62,6 +68,7 @@ class FifoLog:
         store: LogStore,
         memory: Budget,
         on_closed: Callable[[FifoLog, bool, bool], None],  # (fifo, unregister, shutting down)
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.path = path
         self.context = context
@@ -72,6 +79,8 @@ class FifoLog:
         self._on_closed = on_closed
         options = context.options
         self.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
+        self._stage = options.processing.stage() if options.processing is not None else None
+        self._deadlines = deadlines or Deadlines()
         self._writer: Any = store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
         self._counts = FifoStatistics()
         self.stop_requested = False
@@ -128,10 +137,40 @@ class FifoLog:
             self._store(raw)
         if self.decoder.errors != self._errors_reported:
             self._report_errors()
-        cut = self._charge_partial(self.decoder.open_bytes)
+        batch = self._processed(batch)
+        cut = self._charge_partial(self._held_bytes())
         if cut is not None:  # after the lines completed in this read (one batch: one delivery)
             batch = LogBatch.concat([batch, cut]) if batch else cut
         self._deliver(batch)
+        self._arm()
+
+    # -- the processing stage -------------------------------------------------------
+
+    def _processed(self, batch: LogBatch) -> LogBatch:
+        if self._stage is None or not batch:
+            return batch
+        return self._stage.process(batch, trio.current_time())
+
+    def _held_bytes(self) -> int:
+        """Memory held open: partial lines, and the stage's open events."""
+        held = self.decoder.open_bytes
+        return held + self._stage.held_bytes if self._stage is not None else held
+
+    def _arm(self) -> None:
+        if self._stage is not None:
+            when = self._stage.next_deadline()
+            if when is not None:
+                self._deadlines.schedule(self, when)
+
+    def flush_due(self, now: float) -> None:
+        """Send the events whose time is up (``Deadlines`` calls this); never while a
+        ``block`` sink holds the FIFO back: those go after what it waits to put."""
+        if self._stage is None or self._closing or self._stall is not None:
+            return
+        batch = self._stage.flush_due(now)
+        self._charge_partial(self._held_bytes())
+        self._deliver(batch)
+        self._arm()
 
     def _deliver(self, batch: LogBatch) -> None:
         if not batch:
@@ -161,6 +200,7 @@ class FifoLog:
                     self._begin_close()
                 elif not self._closing:
                     self._hub.pause(self.key, False)
+                    self._arm()  # a due event waited for the stall
             except Exception:
                 self._fail()
             finally:
@@ -207,7 +247,9 @@ class FifoLog:
                     self._feed_now(data)
             self._backlog.clear()
             if not self.failed:
-                self._put_now(self.decoder.finish())
+                self._put_now(self._processed(self.decoder.finish()))
+                if self._stage is not None:
+                    self._put_now(self._stage.finish())
         except Exception:
             self.failed = True
             log.exception("FIFO %s of %s failed while closing", self.path, self.context.info.short_id)
@@ -219,6 +261,7 @@ class FifoLog:
                 # Whatever failed above, the descriptors go and the driver hears of it:
                 # a FIFO left half-closed would hold its container's docker stop.
                 self.store.close_writer(self._writer)
+                self._deadlines.discard(self)
                 fd, self.fd = self.fd, -1
                 try:
                     os.close(fd)
@@ -232,7 +275,7 @@ class FifoLog:
         raw, batch = self.decoder.feed(data)
         if raw:
             self._store(raw)
-        self._put_now(batch)
+        self._put_now(self._processed(batch))
 
     def _put_now(self, batch: LogBatch) -> None:
         if batch:
@@ -285,14 +328,18 @@ class FifoLog:
             return None
         cut = self.decoder.cut_open()
         self._counts.partial_cut_by_budget += len(cut)
+        if self._stage is not None:
+            events = self._stage.cut_open()
+            self._counts.multiline_cut_by_budget += len(events)
+            cut = LogBatch.concat([self._stage.process(cut, trio.current_time()), events])
         self.memory.give(self._partial_bytes)
-        self._partial_bytes = self.decoder.open_bytes
+        self._partial_bytes = self._held_bytes()
         self.memory.take(self._partial_bytes)
         now = trio.current_time()
         if now - self._budget_cut_logged_at >= ERROR_LOG_INTERVAL:
             self._budget_cut_logged_at = now
             log.warning(
-                "memory budget full: %d open partial lines of %s sent as pieces (%d so far)",
+                "memory budget full: %d open partial lines or multiline events of %s sent as they were (%d so far)",
                 len(cut),
                 self.context.info.short_id,
                 self._counts.partial_cut_by_budget,
@@ -329,6 +376,8 @@ class FifoLog:
             skipped_bytes=counts["skipped_bytes"],
             store_errors=stats.store_errors,
             partial_cut_by_budget=stats.partial_cut_by_budget,
+            multiline_cut_by_budget=stats.multiline_cut_by_budget,
+            **(self._stage.statistics() if self._stage is not None else {}),
         )
 
     def _record(self) -> None:

@@ -31,6 +31,7 @@ from logdriver.delivery.context import container_context
 from logdriver.delivery.deliveries import Deliveries, DeliveryStatistics
 from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.delivery.totals import FifoStatistics, Totals
+from logdriver.reading.deadlines import Deadlines
 from logdriver.reading.fifo_log import FifoLog
 from logdriver.reading.poller import FifoHub, open_fifo
 from logdriver.reading.registry import FifoRegistry
@@ -52,6 +53,8 @@ class PluginStatistics:
     deliveries: DeliveryStatistics
     store: StoreStatistics
     budgets: tuple[BudgetStatistics, ...]
+    # Containers running now with a processing stage: (short id, name, their FIFO's counters).
+    processing: tuple[tuple[str, str, FifoStatistics], ...] = ()
 
 
 class Driver:
@@ -84,12 +87,14 @@ class Driver:
         self.memory = Budget("memory", settings.memory_max_bytes)
         self.disk = Budget("disk", settings.disk_max_bytes)
         self.deliveries = Deliveries(settings.state_dir, self.sinks, self.totals, self.memory, self.disk)
+        self.deadlines = Deadlines()  # when open multiline events are due
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.deliveries.run)
             self.hub = FifoHub(self.settings.read_wait)
             await nursery.start(self.hub.run)
+            await nursery.start(self.deadlines.run)
             self._nursery = nursery
             self._resume()
             self.deliveries.recover(self._context_of)
@@ -151,7 +156,7 @@ class Driver:
             os.close(fd)
             raise
         try:
-            fifo = FifoLog(path, context, fd, pipelines, self.store, self.memory, self._closed)
+            fifo = FifoLog(path, context, fd, pipelines, self.store, self.memory, self._closed, self.deadlines)
             fifo.start(self.hub, self._nursery)
         except BaseException:
             os.close(fd)
@@ -235,8 +240,13 @@ class Driver:
     def statistics(self) -> PluginStatistics:
         """Everything ``/metrics`` and ``/health`` show: each part's own ``statistics()`` record."""
         fifos = dataclasses.replace(self.totals.fifos)
+        processing = []
         for fifo in self._fifos.values():
-            fifos.add(fifo.statistics())
+            live = fifo.statistics()
+            fifos.add(live)
+            if fifo.context.options.processing is not None:
+                info = fifo.context.info
+                processing.append((info.short_id, info.name.removeprefix("/"), live))
         deliveries = self.deliveries.statistics(trio.current_time())
         sinks = {
             name: deliveries.sinks.get(name, PipelineStatistics()) for name in sorted({*self.sinks, *deliveries.sinks})
@@ -251,6 +261,7 @@ class Driver:
             deliveries=deliveries,
             store=self.store.statistics(),
             budgets=(self.memory.statistics(), self.disk.statistics()),
+            processing=tuple(processing),
         )
 
     # -- housekeeping ----------------------------------------------------------

@@ -63,6 +63,30 @@ def _per_sink_and(label_values: Mapping[str, Callable[[PipelineStatistics], floa
     ]
 
 
+# The processing stage's counters: (outcome label, FifoStatistics field).
+PROCESSING_OUTCOMES: Final = (
+    ("multiline_events", "multiline_events"),
+    ("multiline_lines", "multiline_lines"),
+    ("multiline_timed_out", "multiline_timed_out"),
+    ("multiline_cut", "multiline_cut"),
+    ("multiline_cut_by_budget", "multiline_cut_by_budget"),
+    ("json_parsed", "json_parsed"),
+    ("json_unparsed", "json_unparsed"),
+    ("json_over_limit", "json_over_limit"),
+)
+
+
+def _processing_totals(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:
+    for outcome, field in PROCESSING_OUTCOMES:
+        yield (outcome,), getattr(stats.fifos, field)
+
+
+def _processing_per_container(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:
+    for short_id, name, fifo in stats.processing:
+        for outcome, field in PROCESSING_OUTCOMES:
+            yield (short_id, name, outcome), getattr(fifo, field)
+
+
 def _budgets(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:
     for budget in stats.budgets:
         yield (budget.name, "used"), budget.used
@@ -177,6 +201,20 @@ METRICS: Final = (
         "Open partial lines sent as pieces because the memory budget was full",
         (),
         _one(lambda s: s.fifos.partial_cut_by_budget),
+    ),
+    MetricSpec(
+        "logdriver_processing_events",
+        "counter",
+        "Multiline and parse=json outcomes, all containers (multiline_lines / multiline_events: lines per event)",
+        ("outcome",),
+        _processing_totals,
+    ),
+    MetricSpec(
+        "logdriver_container_processing_events",
+        "counter",
+        "The same per running container that sets multiline or parse (series end with the container)",
+        ("container_id", "container_name", "outcome"),
+        _processing_per_container,
     ),
     MetricSpec(
         "logdriver_fifo_failures",

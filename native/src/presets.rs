@@ -120,7 +120,12 @@ const RUBY: &[RuleDef] = &[
 ];
 
 const RUST: &[RuleDef] = &[
-    join("start", r"^thread '[^']*' panicked at ", "message"),
+    // Newer Rust adds the thread's id: thread 'main' (11536) panicked at src/main.rs:4:9:
+    join(
+        "start",
+        r"^thread '[^']*'(?: \(\d+\))? panicked at ",
+        "message",
+    ),
     join("message", r"^stack backtrace:$", "backtrace"),
     join("message", r"^note: ", "end"),
     join("message", "", "message"), // the panic message may span lines

@@ -99,10 +99,10 @@ impl Stage {
     fn statistics(&self) -> HashMap<&'static str, u64> {
         let s = &self.stage.stats;
         HashMap::from([
-            ("events", s.events),
-            ("lines_joined", s.lines_joined),
-            ("timed_out", s.timed_out),
-            ("cut", s.cut),
+            ("multiline_events", s.events),
+            ("multiline_lines", s.lines_joined),
+            ("multiline_timed_out", s.timed_out),
+            ("multiline_cut", s.cut),
             ("json_parsed", s.json_parsed),
             ("json_unparsed", s.json_unparsed),
             ("json_over_limit", s.json_over_limit),

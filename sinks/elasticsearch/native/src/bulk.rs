@@ -16,6 +16,8 @@ use xxhash_rust::xxh3::Xxh3Default;
 use logdriver_lines::text::{json_string, push_partial, TimeText};
 use logdriver_lines::{Lines, Record};
 
+use crate::ecs;
+
 pub const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 pub fn document_id(container_id: &[u8], record: &Record, line: &[u8], repeat: u32) -> u128 {
@@ -47,7 +49,9 @@ pub fn bulk_lines<E>(
     let mut prefix = Vec::new();
     let mut seen: HashMap<u128, u32> = HashMap::new();
     for record in &lines.records {
-        let record_day = record.time_nano.div_euclid(NANOS_PER_DAY);
+        let fields = record.event.as_ref().and_then(|e| e.fields.as_ref());
+        let time_nano = fields.and_then(|f| f.time_nano).unwrap_or(record.time_nano);
+        let record_day = time_nano.div_euclid(NANOS_PER_DAY);
         if day != Some(record_day) {
             prefix = action_prefix(record_day)?;
             day = Some(record_day);
@@ -68,13 +72,25 @@ pub fn bulk_lines<E>(
             .expect("16 bytes are 22 characters");
         out.extend_from_slice(&text);
         out.extend_from_slice(b"\"}}\n{\"@timestamp\":\"");
-        time.push(record.time_nano, out);
-        out.extend_from_slice(b"Z\",\"message\":");
-        json_string(line, out);
+        time.push(time_nano, out);
+        out.push(b'Z');
+        match fields {
+            None => {
+                out.extend_from_slice(b"\",\"message\":");
+                json_string(line, out);
+            }
+            Some(f) => {
+                out.push(b'"');
+                ecs::push_fields(f, out);
+            }
+        }
         out.extend_from_slice(b",\"stream\":");
         json_string(record.source.as_str().as_bytes(), out);
         if let Some(p) = &record.partial {
             push_partial(p, out);
+        }
+        if let Some(event) = record.event.as_deref().filter(|e| e.joined()) {
+            ecs::push_multiline(event, out);
         }
         out.extend_from_slice(doc_suffix);
     }

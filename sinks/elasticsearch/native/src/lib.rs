@@ -2,6 +2,7 @@
 //! whole batch in one call, from its column form (`LogBatch.columns()`).
 
 pub mod bulk;
+pub mod ecs;
 
 use logdriver_lines::python::{lines_of, Columns};
 use logdriver_lines::text::with_scratch;

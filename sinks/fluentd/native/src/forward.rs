@@ -4,7 +4,8 @@
 //! compare with) costs about 3 µs a line. Byte-identical to it: the same key
 //! order and the smallest msgpack encodings, as `msgpack.Packer` chooses.
 
-use logdriver_lines::Lines;
+use logdriver_lines::{Event, Lines};
+use serde_json::Value;
 
 fn push_str_header(len: usize, out: &mut Vec<u8>) {
     if len < 32 {
@@ -95,9 +96,12 @@ pub fn forward_entries(
     out.reserve(lines.arena.as_ref().len() + lines.records.len() * (40 + head.len() + tail.len()));
     for record in &lines.records {
         out.push(0x92);
-        let seconds = record.time_nano.div_euclid(1_000_000_000);
+        let event = record.event.as_deref();
+        let fields = event.and_then(|e| e.fields.as_ref());
+        let time_nano = fields.and_then(|f| f.time_nano).unwrap_or(record.time_nano);
+        let seconds = time_nano.div_euclid(1_000_000_000);
         if sub_second {
-            let nanos = record.time_nano.rem_euclid(1_000_000_000) as u32;
+            let nanos = time_nano.rem_euclid(1_000_000_000) as u32;
             out.extend_from_slice(&[0xd7, 0x00]);
             out.extend_from_slice(&(seconds as u32).to_be_bytes());
             out.extend_from_slice(&nanos.to_be_bytes());
@@ -109,7 +113,11 @@ pub fn forward_entries(
         } else {
             0
         };
-        push_map_header(head_pairs + line_pairs + partial + tail_pairs, out);
+        let event_pairs = event.map_or(0, event_pair_count);
+        push_map_header(
+            head_pairs + line_pairs + partial + event_pairs + tail_pairs,
+            out,
+        );
         out.extend_from_slice(head);
         if own(OVERRIDE_SOURCE) {
             push_str(b"source", out);
@@ -117,7 +125,10 @@ pub fn forward_entries(
         }
         if own(OVERRIDE_LOG) {
             push_str(b"log", out);
-            push_str(String::from_utf8_lossy(lines.line(record)).as_bytes(), out);
+            match fields {
+                Some(f) => push_str(f.message.as_deref().unwrap_or("").as_bytes(), out),
+                None => push_str(String::from_utf8_lossy(lines.line(record)).as_bytes(), out),
+            }
         }
         if let Some(p) = &record.partial {
             let ordinal = p.ordinal.to_string();
@@ -134,7 +145,99 @@ pub fn forward_entries(
                 }
             }
         }
+        if let Some(event) = event {
+            push_event(event, out);
+        }
         out.extend_from_slice(tail);
+    }
+}
+
+/// Keys the processing stage adds, flat as Docker's fluentd driver names its own:
+/// `multiline_lines` (and `multiline_cut`) for a joined event; for a structured line
+/// `level`, `trace_id`, `span_id`, `service` when present and `fields`, its other keys.
+fn event_pair_count(event: &Event) -> usize {
+    let joined = if event.joined() {
+        1 + usize::from(event.cut.is_some())
+    } else {
+        0
+    };
+    let fields = event.fields.as_ref().map_or(0, |f| {
+        1 + [&f.level, &f.trace_id, &f.span_id, &f.service]
+            .iter()
+            .filter(|v| v.is_some())
+            .count()
+    });
+    joined + fields
+}
+
+fn push_event(event: &Event, out: &mut Vec<u8>) {
+    if event.joined() {
+        push_str(b"multiline_lines", out);
+        push_int(i64::from(event.lines), out);
+        if let Some(cut) = event.cut {
+            push_str(b"multiline_cut", out);
+            push_str(cut.as_str().as_bytes(), out);
+        }
+    }
+    let Some(f) = &event.fields else { return };
+    for (key, value) in [
+        (&b"level"[..], &f.level),
+        (b"trace_id", &f.trace_id),
+        (b"span_id", &f.span_id),
+        (b"service", &f.service),
+    ] {
+        if let Some(value) = value {
+            push_str(key, out);
+            push_str(value.as_bytes(), out);
+        }
+    }
+    push_str(b"fields", out);
+    match serde_json::from_str::<Value>(&f.rest) {
+        Ok(rest) => push_json(&rest, out),
+        Err(_) => push_map_header(0, out), // the stage wrote it: always an object
+    }
+}
+
+fn push_array_header(len: usize, out: &mut Vec<u8>) {
+    if len < 16 {
+        out.push(0x90 | len as u8);
+    } else if len <= 0xffff {
+        out.push(0xdc);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0xdd);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+}
+
+/// A JSON value as msgpack (depth is bounded by the stage's caps).
+fn push_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(0xc0),
+        Value::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => push_int(i, out),
+            (None, Some(u)) => {
+                out.push(0xcf);
+                out.extend_from_slice(&u.to_be_bytes());
+            }
+            _ => {
+                out.push(0xcb);
+                out.extend_from_slice(&n.as_f64().unwrap_or(0.0).to_be_bytes());
+            }
+        },
+        Value::String(s) => push_str(s.as_bytes(), out),
+        Value::Array(items) => {
+            push_array_header(items.len(), out);
+            items.iter().for_each(|v| push_json(v, out));
+        }
+        Value::Object(map) => {
+            push_map_header(map.len(), out);
+            for (k, v) in map {
+                push_str(k.as_bytes(), out);
+                push_json(v, out);
+            }
+        }
     }
 }
 
