@@ -97,7 +97,8 @@ def test_a_never_ending_event_is_cut_with_a_marker_and_nothing_is_lost() -> None
 def test_rules_that_match_everything_or_nothing_are_bounded() -> None:
     lines = [LogRecord("stdout", n, b"line %d" % n) for n in range(3000)]
     everything_starts = run(stage(**{"multiline-start": "."}), lines)
-    assert len(everything_starts) == 3000 and not any("multiline" in r for r in everything_starts)
+    assert len(everything_starts) == 3000
+    assert not any("multiline" in r for r in everything_starts)
     everything_continues = run(stage(**{"multiline-continue": ".*"}), lines)
     assert [r["multiline"]["lines"] for r in everything_continues] == [1000, 1000, 1000]
     nothing = run(stage(**{"multiline-start": "$^"}), lines)
@@ -182,7 +183,8 @@ def test_events_survive_the_spool_and_every_batch_operation() -> None:
     )
     whole = LogBatch.concat([out, s.finish()])
     expected = rendered(whole)
-    assert expected[0]["multiline"] == {"lines": 2} and expected[1]["fields"] == {"k": 1}
+    assert expected[0]["multiline"] == {"lines": 2}
+    assert expected[1]["fields"] == {"k": 1}
     assert rendered(LogBatch.from_frames(whole.to_frames())) == expected
     assert rendered(whole.select([1, 0])) == [expected[1], expected[0]]
     assert rendered(whole.slice(0, 1)) == expected[:1]
