@@ -80,7 +80,7 @@ class FifoLog:
         options = context.options
         self.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
         self._stage = options.processing.stage() if options.processing is not None else None
-        self._deadlines = deadlines or Deadlines()
+        self._deadlines = deadlines if deadlines is not None else Deadlines()
         self._writer: Any = store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
         self._counts = FifoStatistics()
         self.stop_requested = False
