@@ -151,3 +151,35 @@ def trace(runtime: str) -> list[str]:
     if lines is None:
         pytest.skip(f"{runtime} is not installed here")
     return lines
+
+
+# A container that prints a trace (mounted at /traces/trace) between ordinary lines: first
+# on stderr while stdout keeps printing, then on stdout while stderr does, then JSON lines.
+PRINTING_SCRIPT = (
+    "echo 'ordinary start'; echo 'ordinary start' >&2; "
+    'n=0; while IFS= read -r l; do printf \'%s\\n\' "$l" >&2; n=$((n+1)); echo "ordinary out $n"; done'
+    " < /traces/trace; "
+    'n=0; while IFS= read -r l; do printf \'%s\\n\' "$l"; n=$((n+1)); echo "ordinary err $n" >&2; done'
+    " < /traces/trace; "
+    'printf \'%s\\n\' \'{"level":"warn","msg":"parsed","trace_id":"abc","user":{"id":7}}\'; '
+    "echo done"
+)
+JSON_LINE = {"level": "warn", "msg": "parsed", "trace_id": "abc", "user": {"id": 7}}
+
+
+def expected_messages(lines: list[str], stream: str) -> list[str]:
+    """What a sink should get on ``stream`` from PRINTING_SCRIPT, in order: the trace as one
+    event, every ordinary line alone (the JSON line's message is its ``msg``)."""
+    joined = "\n".join(lines)
+    if stream == "stderr":
+        return ["ordinary start", joined, *(f"ordinary err {n}" for n in range(1, len(lines) + 1))]
+    outs = [f"ordinary out {n}" for n in range(1, len(lines) + 1)]
+    return ["ordinary start", *outs, joined, "parsed", "done"]
+
+
+def mount_trace(lines: list[str], directory: Path) -> tuple[str, ...]:
+    """``docker run`` arguments that mount ``lines`` as /traces/trace."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "trace").write_text("\n".join(lines) + "\n")
+    directory.chmod(0o755)
+    return ("-v", f"{directory}:/traces:ro")

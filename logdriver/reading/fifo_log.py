@@ -168,8 +168,8 @@ class FifoLog:
         if self._stage is None or self._closing or self._stall is not None:
             return
         batch = self._stage.flush_due(now)
-        self._charge_partial(self._held_bytes())
-        self._deliver(batch)
+        cut = self._charge_partial(self._held_bytes())  # held bytes only shrink here: None
+        self._deliver(LogBatch.concat([batch, cut]) if cut is not None else batch)
         self._arm()
 
     def _deliver(self, batch: LogBatch) -> None:
