@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ..es_peer import SearchNode
+from ..traces import PRINTING_SCRIPT, expected_messages, mount_trace, trace
 from .conftest import Plugin, docker, logs
 
 SCRIPT = (
@@ -64,3 +66,30 @@ def test_every_line_the_container_wrote_is_one_document(plugin: Plugin, node: Se
     assert first["stream"] == "stdout"
     assert next(d for d in documents if d["message"] == "err 2")["stream"] == "stderr"
     assert str(first["@timestamp"]).endswith("Z")
+
+
+def test_a_trace_is_one_document_and_a_json_line_gets_ecs_fields(
+    plugin: Plugin, node: SearchNode, tmp_path: Path
+) -> None:
+    lines = trace("java")
+    stream = "logs-docker.events-default"
+    opts = {
+        "sinks": "elasticsearch",
+        "es-url": node.url,
+        "es-data-stream": stream,
+        "es-install-template": "true",
+        "elasticsearch-flush-timeout": "120s",
+        "multiline": "java",
+        "multiline-timeout": "10s",
+        "parse": "json",
+    }
+    container = plugin.run("sh", "-c", PRINTING_SCRIPT, opts=opts, args=mount_trace(lines, tmp_path))
+    delivered, dropped = plugin.closing_counts(container, "elasticsearch")
+    documents = sorted(node.documents(stream), key=lambda d: str(d["@timestamp"]))
+    assert (delivered, dropped) == (len(documents), 0)
+    for source in ("stdout", "stderr"):
+        assert [d["message"] for d in documents if d["stream"] == source] == expected_messages(lines, source)
+    events = [d for d in documents if "\n" in str(d["message"])]
+    assert [d["multiline"] for d in events] == [{"lines": len(lines)}] * 2
+    parsed = next(d for d in documents if d["message"] == "parsed")
+    assert (parsed["log.level"], parsed["trace.id"], parsed["fields"]) == ("warn", "abc", {"user_id": "7"})

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..fluent_peer import FluentPeer
 from ..ports import free_port
+from ..traces import JSON_LINE, PRINTING_SCRIPT, expected_messages, mount_trace, trace
 from .conftest import Plugin, docker
 
 SCRIPT = (
@@ -154,3 +155,26 @@ def test_containers_on_one_server_share_its_connection_and_requests(make_plugin:
     requests = metric_value(metrics, "logdriver_sink_requests_total", sink="fluentd")
     assert 1 <= requests < count
     assert metric_value(metrics, "logdriver_sink_request_lines_total", sink="fluentd") == count * lines
+
+
+def test_a_trace_is_one_record_and_a_json_line_has_fields(plugin: Plugin, tmp_path: Path) -> None:
+    lines = trace("java")
+    expected = {source: expected_messages(lines, source) for source in ("stdout", "stderr")}
+    with FluentPeer(tmp_path) as peer:
+        opts = {"sinks": "fluentd", "fluentd-address": f"127.0.0.1:{peer.port}", "multiline": "java", "parse": "json"}
+        container = plugin.run(
+            "sh",
+            "-c",
+            PRINTING_SCRIPT,
+            opts=opts | {"multiline-timeout": "10s"},
+            args=mount_trace(lines, tmp_path / "t"),
+        )
+        events = peer.wait_for(sum(map(len, expected.values())), timeout=30)
+        time.sleep(1)  # anything extra would have arrived by now
+        records = [e["record"] for e in by_container(peer.events())[container]]
+    for source, wanted in expected.items():
+        assert [r["log"] for r in records if r["source"] == source] == wanted
+    assert [r["multiline_lines"] for r in records if "multiline_lines" in r] == [len(lines)] * 2
+    parsed = next(r for r in records if r["log"] == "parsed")
+    assert (parsed["level"], parsed["trace_id"], parsed["fields"]) == ("warn", "abc", {"user": JSON_LINE["user"]})
+    assert len(events) >= len(records)

@@ -8,10 +8,12 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ..kafka_peer import KafkaCluster
+from ..traces import JSON_LINE, PRINTING_SCRIPT, expected_messages, mount_trace, trace
 from .conftest import Plugin, docker, logs
 
 SCRIPT = (
@@ -78,3 +80,29 @@ def test_containers_share_one_producer(plugin: Plugin, kafka: KafkaCluster) -> N
     for values in per_key.values():
         assert values == [str(i).encode() for i in range(1, 3001)]  # each container in order
     assert plugin.log().count("kafka: producer opened") == 1  # one for all four containers
+
+
+def test_a_trace_is_one_message_and_a_json_line_has_fields(plugin: Plugin, kafka: KafkaCluster, tmp_path: Path) -> None:
+    lines = trace("java")
+    topic = "e2e-events"
+    kafka.create_topic(topic)
+    opts = {
+        "sinks": "kafka",
+        "kafka-brokers": kafka.bootstrap,
+        "kafka-topic": topic,
+        "multiline": "java",
+        "parse": "json",
+    }
+    container = plugin.run(
+        "sh", "-c", PRINTING_SCRIPT, opts=opts | {"multiline-timeout": "10s"}, args=mount_trace(lines, tmp_path)
+    )
+    delivered, dropped = plugin.closing_counts(container, "kafka")
+    expected = {source: expected_messages(lines, source) for source in ("stdout", "stderr")}
+    messages = kafka.consume([topic], sum(map(len, expected.values())), timeout=60, idle=2)
+    records = [json.loads(m.value()) for m in messages]
+    assert (delivered, dropped) == (len(records), 0)
+    for source, wanted in expected.items():
+        assert [r["message"] for r in records if r["stream"] == source] == wanted
+    assert [r["multiline"] for r in records if "multiline" in r] == [{"lines": len(lines)}] * 2
+    parsed = next(r for r in records if r["message"] == "parsed")
+    assert (parsed["level"], parsed["trace_id"], parsed["fields"]) == ("warn", "abc", {"user": JSON_LINE["user"]})
