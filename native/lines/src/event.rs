@@ -47,18 +47,54 @@ impl Cut {
     }
 }
 
-/// A JSON line's well-known keys, taken out, and the rest of its object.
+/// Bytes `start..start + len` of the record's line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Span {
+    pub fn of<'a>(&self, line: &'a [u8]) -> &'a [u8] {
+        &line[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
+/// Level names for the numbers pino and bunyan write (10, 20, ... 60).
+pub const LEVEL_NAMES: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
+
+/// A well-known value: a JSON string or number literal of the line, or a level name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    Raw(Span),
+    Level(u8),
+}
+
+/// A JSON line's well-known keys and its other members, as places in the line (the line
+/// was validated, so each is a JSON literal as it came): nothing is copied or re-escaped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
-    pub level: Option<String>,
-    pub message: Option<String>,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
-    pub service: Option<String>,
+    pub level: Option<Text>,
+    pub message: Option<Text>,
+    pub trace_id: Option<Text>,
+    pub span_id: Option<Text>,
+    pub service: Option<Text>,
     /// The line's own time, when it had one in a form the stage reads (RFC 3339 or epoch).
     pub time_nano: Option<i64>,
-    /// The other keys as one compact JSON object (`{}` if none), re-serialised: safe to embed.
-    pub rest: String,
+    /// The other members: (key literal with its quotes, value literal), in order.
+    pub rest: Vec<(Span, Span)>,
+}
+
+impl Fields {
+    pub fn texts(&self) -> [&Option<Text>; 5] {
+        [
+            &self.level,
+            &self.message,
+            &self.trace_id,
+            &self.span_id,
+            &self.service,
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,41 +120,55 @@ impl Event {
         };
         out.push(if fields.time_nano.is_some() { 2 } else { 1 });
         out.extend_from_slice(&fields.time_nano.unwrap_or(0).to_le_bytes());
-        for text in [
-            &fields.level,
-            &fields.message,
-            &fields.trace_id,
-            &fields.span_id,
-            &fields.service,
-        ] {
-            put_text(text.as_deref(), out);
+        for text in fields.texts() {
+            match text {
+                None => out.push(0),
+                Some(Text::Raw(span)) => {
+                    out.push(1);
+                    put_span(span, out);
+                }
+                Some(Text::Level(index)) => out.extend_from_slice(&[2, *index]),
+            }
         }
-        put_text(Some(&fields.rest), out);
+        out.extend_from_slice(&(fields.rest.len() as u32).to_le_bytes());
+        for (key, value) in &fields.rest {
+            put_span(key, out);
+            put_span(value, out);
+        }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Event, BadEvent> {
         let mut reader = Reader { bytes, at: 0 };
-        let lines = u32::from_le_bytes(reader.take(4)?.try_into().expect("4 bytes"));
+        let lines = reader.u32()?;
         let cut = Cut::from_code(reader.take(1)?[0])?;
         let kind = reader.take(1)?[0];
         let fields = match kind {
             0 => None,
             1 | 2 => {
                 let time = i64::from_le_bytes(reader.take(8)?.try_into().expect("8 bytes"));
-                let mut texts = Vec::with_capacity(6);
-                for _ in 0..6 {
-                    texts.push(reader.text()?);
+                let mut texts = [None; 5];
+                for text in &mut texts {
+                    *text = match reader.take(1)?[0] {
+                        0 => None,
+                        1 => Some(Text::Raw(reader.span()?)),
+                        2 => Some(Text::Level(reader.take(1)?[0])),
+                        _ => return Err(BadEvent),
+                    };
                 }
-                let mut texts = texts.into_iter();
-                let mut next = || texts.next().expect("six texts");
+                let count = reader.u32()? as usize;
+                let mut rest = Vec::with_capacity(count.min(bytes.len() / 16));
+                for _ in 0..count {
+                    rest.push((reader.span()?, reader.span()?));
+                }
+                let [level, message, trace_id, span_id, service] = texts;
                 Some(Fields {
-                    level: next(),
-                    message: next(),
-                    trace_id: next(),
-                    span_id: next(),
-                    service: next(),
+                    level,
+                    message,
+                    trace_id,
+                    span_id,
+                    service,
                     time_nano: (kind == 2).then_some(time),
-                    rest: next().unwrap_or_default(),
+                    rest,
                 })
             }
             _ => return Err(BadEvent),
@@ -130,16 +180,9 @@ impl Event {
     }
 }
 
-const ABSENT: u32 = u32::MAX;
-
-fn put_text(text: Option<&str>, out: &mut Vec<u8>) {
-    match text {
-        None => out.extend_from_slice(&ABSENT.to_le_bytes()),
-        Some(text) => {
-            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
-        }
-    }
+fn put_span(span: &Span, out: &mut Vec<u8>) {
+    out.extend_from_slice(&span.start.to_le_bytes());
+    out.extend_from_slice(&span.len.to_le_bytes());
 }
 
 struct Reader<'a> {
@@ -155,15 +198,17 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn text(&mut self) -> Result<Option<String>, BadEvent> {
-        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
-        if len == ABSENT {
-            return Ok(None);
-        }
-        let bytes = self.take(len as usize)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| BadEvent)
+    fn u32(&mut self) -> Result<u32, BadEvent> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn span(&mut self) -> Result<Span, BadEvent> {
+        Ok(Span {
+            start: self.u32()?,
+            len: self.u32()?,
+        })
     }
 }
 
@@ -183,13 +228,13 @@ mod tests {
                 lines: 1,
                 cut: None,
                 fields: Some(Fields {
-                    level: Some("warn".into()),
-                    message: Some("hé".into()),
+                    level: Some(Text::Level(3)),
+                    message: Some(Text::Raw(Span { start: 5, len: 4 })),
                     trace_id: None,
-                    span_id: Some(String::new()),
+                    span_id: Some(Text::Raw(Span::default())),
                     service: None,
                     time_nano: Some(-1),
-                    rest: "{\"a\":1}".into(),
+                    rest: vec![(Span { start: 1, len: 3 }, Span { start: 5, len: 1 })],
                 }),
             },
         ] {

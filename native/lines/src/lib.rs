@@ -13,7 +13,7 @@ pub mod python;
 pub mod record;
 pub mod text;
 
-pub use event::{Cut, Event, Fields};
+pub use event::{Cut, Event, Fields, Span, Text, LEVEL_NAMES};
 
 /// A `source` or partial `id` that is not UTF-8.
 #[derive(Debug)]

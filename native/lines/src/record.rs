@@ -10,7 +10,7 @@
 //! reason) and the closing `}` (and `\n` for JSON lines). `message` is the line as a JSON
 //! string: invalid UTF-8 becomes U+FFFD, control characters are escaped.
 
-use crate::text::{json_string, push_partial, TimeText};
+use crate::text::{json_string, push_partial, push_text, TimeText};
 use crate::{Event, Lines, Record, Source};
 
 /// One record followed by `suffix`.
@@ -37,21 +37,22 @@ pub fn json_record(
             out.extend_from_slice(b",\"message\":");
         }
     }
-    match fields {
-        Some(f) => json_string(f.message.as_deref().unwrap_or("").as_bytes(), out),
+    match fields.and_then(|f| f.message.as_ref()) {
+        Some(message) => push_text(lines.line(record), message, out),
+        None if fields.is_some() => out.extend_from_slice(b"\"\""),
         None => json_string(lines.line(record), out),
     }
     if let Some(p) = &record.partial {
         push_partial(p, out);
     }
     if let Some(event) = event {
-        push_event(event, out);
+        push_event(event, lines.line(record), out);
     }
     out.extend_from_slice(suffix);
 }
 
 /// The event's members of the record: the multiline marker, then the parsed fields.
-fn push_event(event: &Event, out: &mut Vec<u8>) {
+fn push_event(event: &Event, line: &[u8], out: &mut Vec<u8>) {
     if event.joined() {
         out.extend_from_slice(b",\"multiline\":{\"lines\":");
         crate::text::push_digits(u64::from(event.lines), 1, out);
@@ -71,11 +72,19 @@ fn push_event(event: &Event, out: &mut Vec<u8>) {
     ] {
         if let Some(value) = value {
             out.extend_from_slice(key);
-            json_string(value.as_bytes(), out);
+            push_text(line, value, out);
         }
     }
-    out.extend_from_slice(b",\"fields\":");
-    out.extend_from_slice(f.rest.as_bytes());
+    out.extend_from_slice(b",\"fields\":{");
+    for (i, (key, value)) in f.rest.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key.of(line));
+        out.push(b':');
+        out.extend_from_slice(value.of(line));
+    }
+    out.push(b'}');
 }
 
 /// Every record of `lines`, each followed by `suffix` (which ends with `}\n` for JSON lines).

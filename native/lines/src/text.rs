@@ -1,6 +1,8 @@
 //! Text helpers for renderers: JSON strings, RFC 3339 times, partial metadata.
 
-use crate::Partial;
+use std::borrow::Cow;
+
+use crate::{Partial, Text, LEVEL_NAMES};
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -184,9 +186,103 @@ impl TimeText {
     }
 }
 
+/// A parsed line's value as a JSON string: a string literal as it came (it is valid
+/// JSON), a number literal quoted, a level name escaped.
+pub fn push_text(line: &[u8], text: &Text, out: &mut Vec<u8>) {
+    match text {
+        Text::Raw(span) => {
+            let literal = span.of(line);
+            if literal.first() == Some(&b'"') {
+                out.extend_from_slice(literal);
+            } else {
+                out.push(b'"');
+                out.extend_from_slice(literal);
+                out.push(b'"');
+            }
+        }
+        Text::Level(index) => json_string(LEVEL_NAMES[usize::from(*index) % 6].as_bytes(), out),
+    }
+}
+
+/// A parsed line's value as text (a string literal unescaped).
+pub fn text_of<'a>(line: &'a [u8], text: &Text) -> Cow<'a, str> {
+    match text {
+        Text::Raw(span) => literal_text(span.of(line)),
+        Text::Level(index) => Cow::Borrowed(LEVEL_NAMES[usize::from(*index) % 6]),
+    }
+}
+
+/// The text of a JSON literal from a validated line: a string's content unescaped, any
+/// other literal as it is. Anything not UTF-8 becomes U+FFFD (validated lines have none).
+pub fn literal_text(literal: &[u8]) -> Cow<'_, str> {
+    let [b'"', inner @ .., b'"'] = literal else {
+        return String::from_utf8_lossy(literal);
+    };
+    if !inner.contains(&b'\\') {
+        return String::from_utf8_lossy(inner);
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        if inner[i] != b'\\' || i + 1 >= inner.len() {
+            out.push(inner[i]);
+            i += 1;
+            continue;
+        }
+        let simple = match inner[i + 1] {
+            b'n' => Some(b'\n'),
+            b't' => Some(b'\t'),
+            b'r' => Some(b'\r'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'u' => None,
+            other => Some(other), // \" \\ \/
+        };
+        if let Some(byte) = simple {
+            out.push(byte);
+            i += 2;
+            continue;
+        }
+        let unit = |at: usize| {
+            inner
+                .get(at..at + 4)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+        };
+        let (code, used) = match unit(i + 2) {
+            Some(high @ 0xD800..=0xDBFF) if inner.get(i + 6..i + 8) == Some(b"\\u") => {
+                match unit(i + 8) {
+                    Some(low @ 0xDC00..=0xDFFF) => {
+                        (0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00), 12)
+                    }
+                    _ => (0xFFFD, 6),
+                }
+            }
+            Some(code) => (code, 6),
+            None => (0xFFFD, 2),
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(
+            char::from_u32(code)
+                .unwrap_or('\u{fffd}')
+                .encode_utf8(&mut buf)
+                .as_bytes(),
+        );
+        i += used;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_literals_unescape() {
+        assert_eq!(literal_text(br#""a\"b\u00e9\ud83d\ude00\n""#), "a\"bé😀\n");
+        assert_eq!(literal_text(b"42"), "42");
+        assert_eq!(literal_text(br#""plain""#), "plain");
+    }
 
     #[test]
     fn formats_the_ends_of_i64() {

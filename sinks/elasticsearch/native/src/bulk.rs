@@ -81,7 +81,7 @@ pub fn bulk_lines<E>(
             }
             Some(f) => {
                 out.push(b'"');
-                ecs::push_fields(f, out);
+                ecs::push_fields(f, line, out);
             }
         }
         out.extend_from_slice(b",\"stream\":");

@@ -6,12 +6,12 @@
 //! as their JSON text): whatever containers log, `fields.*` is always a string at one
 //! level, so no line can change an index's mapping type or collide with an ECS field.
 
-use logdriver_lines::text::{json_string, push_digits};
+use logdriver_lines::text::{json_string, literal_text, push_digits, push_text};
 use logdriver_lines::{Event, Fields};
 use serde_json::{Map, Value};
 
 /// The members after `"@timestamp":"..."`, each led by a comma.
-pub fn push_fields(f: &Fields, out: &mut Vec<u8>) {
+pub fn push_fields(f: &Fields, line: &[u8], out: &mut Vec<u8>) {
     for (key, value) in [
         (&b",\"message\":"[..], &f.message),
         (b",\"log.level\":", &f.level),
@@ -21,44 +21,69 @@ pub fn push_fields(f: &Fields, out: &mut Vec<u8>) {
     ] {
         if let Some(value) = value {
             out.extend_from_slice(key);
-            json_string(value.as_bytes(), out);
+            push_text(line, value, out);
         }
     }
-    let Ok(rest) = serde_json::from_str::<Map<String, Value>>(&f.rest) else {
-        return; // the stage wrote it: always an object
-    };
-    if rest.is_empty() {
+    if f.rest.is_empty() {
         return;
     }
     out.extend_from_slice(b",\"fields\":{");
     let mut first = true;
-    flatten(&rest, &mut String::new(), &mut first, out);
+    for (key, value) in &f.rest {
+        let mut name = literal_text(key.of(line)).into_owned();
+        let raw = value.of(line);
+        match raw.first() {
+            Some(b'{') => {
+                // Nested members are joined into one level; only these are parsed again.
+                if let Ok(object) = serde_json::from_slice::<Map<String, Value>>(raw) {
+                    flatten(&object, &mut name, &mut first, out);
+                }
+            }
+            Some(b'n') => {} // null: nothing to index
+            _ => push_member(&name, raw, &mut first, out),
+        }
+    }
     out.push(b'}');
+}
+
+/// `"name":"value"`: a string literal as it came, anything else as its JSON text.
+fn push_member(name: &str, raw: &[u8], first: &mut bool, out: &mut Vec<u8>) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    let name = if name.is_empty() {
+        "_".to_string()
+    } else {
+        name.replace('.', "_")
+    };
+    json_string(name.as_bytes(), out);
+    out.push(b':');
+    match raw.first() {
+        Some(b'"') => out.extend_from_slice(raw),
+        Some(b'[') => json_string(raw, out),
+        _ => {
+            out.push(b'"');
+            out.extend_from_slice(raw);
+            out.push(b'"');
+        }
+    }
 }
 
 fn flatten(object: &Map<String, Value>, prefix: &mut String, first: &mut bool, out: &mut Vec<u8>) {
     for (key, value) in object {
         let before = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push('_');
-        }
+        prefix.push('_');
         prefix.push_str(if key.is_empty() { "_" } else { key });
         match value {
             Value::Object(inner) => flatten(inner, prefix, first, out),
             Value::Null => {}
-            _ => {
-                if !*first {
-                    out.push(b',');
-                }
-                *first = false;
-                json_string(prefix.replace('.', "_").as_bytes(), out);
-                out.push(b':');
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                json_string(text.as_bytes(), out);
+            Value::String(text) => {
+                let mut literal = Vec::with_capacity(text.len() + 2);
+                json_string(text.as_bytes(), &mut literal);
+                push_member(prefix, &literal, first, out);
             }
+            other => push_member(prefix, other.to_string().as_bytes(), first, out),
         }
         prefix.truncate(before);
     }
@@ -79,17 +104,33 @@ pub fn push_multiline(event: &Event, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logdriver_lines::{Span, Text};
+
+    fn span(line: &str, part: &str) -> Span {
+        let start = line.find(part).expect("in the line");
+        Span {
+            start: start as u32,
+            len: part.len() as u32,
+        }
+    }
 
     #[test]
     fn other_keys_are_strings_at_one_level() {
+        let line = r#"{"level":"warn","msg":"hi","user":{"id":42,"tags":["a"]},"ok":true,"gone":null,"a.b":1}"#;
+        let member = |key: &str, value: &str| (span(line, key), span(line, value));
         let fields = Fields {
-            level: Some("warn".into()),
-            message: Some("hi".into()),
-            rest: r#"{"user":{"id":42,"tags":["a"]},"ok":true,"gone":null,"a.b":1}"#.into(),
+            level: Some(Text::Raw(span(line, r#""warn""#))),
+            message: Some(Text::Raw(span(line, r#""hi""#))),
+            rest: vec![
+                member(r#""user""#, r#"{"id":42,"tags":["a"]}"#),
+                member(r#""ok""#, "true"),
+                member(r#""gone""#, "null"),
+                member(r#""a.b""#, "1"),
+            ],
             ..Fields::default()
         };
         let mut out = Vec::new();
-        push_fields(&fields, &mut out);
+        push_fields(&fields, line.as_bytes(), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#","message":"hi","log.level":"warn","fields":{"user_id":"42","user_tags":"[\"a\"]","ok":"true","a_b":"1"}"#
