@@ -35,6 +35,7 @@ import trio
 
 from logdriver._exceptions import ConfigError, LogDriverError
 from logdriver._framing import encode_frame
+from logdriver._native import LogBatch, Stage
 from logdriver._records import LogRecord, batch_of
 from logdriver.abc import ContainerContext, Sink, SinkStream
 from logdriver.config.options import plugin_defaults
@@ -245,6 +246,24 @@ class SinkConformance:
         assert set(got) == {r.line for r in records}
         if peer.exactly_once:
             assert sum(got.values()) == total
+
+    async def test_multiline_events_arrive_whole(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
+        """Events the processing stage joined (lines with newlines, a marker) arrive with every
+        line in place; a format that holds one line per message gives them back as lines."""
+        trace = [b"java.lang.IllegalStateException: boom", *(b"\tat T.f%d(T.java:%d)" % (n, n) for n in range(30))]
+        records = [
+            LogRecord("stdout" if n % 2 else "stderr", T0 + n, line)
+            for n, line in enumerate([b"before", *trace, b"between", *trace, b"after"])
+        ]
+        stage = Stage("java", None, None, 1000, 1 << 20, 1.0, False)
+        events = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish()])
+        assert len(events) < len(records)  # something was joined
+        pipeline = open_pipeline(sink, peer.config, state_dir=tmp_path, environ=peer.environ)
+        async with running(pipeline):
+            await pipeline.put(events)
+        assert (pipeline.counters.lines_out, pipeline.counters.dropped) == (len(events), 0)
+        got = await trio.to_thread.run_sync(peer.received, len(events), 60.0)
+        assert Counter(line for message in got for line in message.split(b"\n")) == Counter(r.line for r in records)
 
     async def test_close_flushes_what_is_queued(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
         records = sample_records(50, start=10_000)

@@ -74,6 +74,18 @@ pub struct Lines<A = Vec<u8>> {
     pub records: Vec<Record>,
 }
 
+impl Record {
+    /// The time sinks give the record: a structured line's own time when it had one the
+    /// stage could read, else Docker's.
+    pub fn event_time(&self) -> i64 {
+        self.event
+            .as_ref()
+            .and_then(|e| e.fields.as_ref())
+            .and_then(|f| f.time_nano)
+            .unwrap_or(self.time_nano)
+    }
+}
+
 impl<A: AsRef<[u8]>> Lines<A> {
     pub fn line(&self, record: &Record) -> &[u8] {
         &self.arena.as_ref()[record.start..record.end]

@@ -24,10 +24,7 @@ pub fn json_record(
     let event = record.event.as_deref();
     let fields = event.and_then(|e| e.fields.as_ref());
     out.extend_from_slice(b"{\"time\":\"");
-    time.push(
-        fields.and_then(|f| f.time_nano).unwrap_or(record.time_nano),
-        out,
-    );
+    time.push(record.event_time(), out);
     match &record.source {
         Source::Stdout => out.extend_from_slice(b"Z\",\"stream\":\"stdout\",\"message\":"),
         Source::Stderr => out.extend_from_slice(b"Z\",\"stream\":\"stderr\",\"message\":"),

@@ -50,7 +50,7 @@ pub fn bulk_lines<E>(
     let mut seen: HashMap<u128, u32> = HashMap::new();
     for record in &lines.records {
         let fields = record.event.as_ref().and_then(|e| e.fields.as_ref());
-        let time_nano = fields.and_then(|f| f.time_nano).unwrap_or(record.time_nano);
+        let time_nano = record.event_time();
         let record_day = time_nano.div_euclid(NANOS_PER_DAY);
         if day != Some(record_day) {
             prefix = action_prefix(record_day)?;

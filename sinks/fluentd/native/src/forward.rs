@@ -99,7 +99,7 @@ pub fn forward_entries(
         out.push(0x92);
         let event = record.event.as_deref();
         let fields = event.and_then(|e| e.fields.as_ref());
-        let time_nano = fields.and_then(|f| f.time_nano).unwrap_or(record.time_nano);
+        let time_nano = record.event_time();
         let seconds = time_nano.div_euclid(1_000_000_000);
         if sub_second {
             let nanos = time_nano.rem_euclid(1_000_000_000) as u32;

@@ -38,7 +38,9 @@ fn messages<'py>(
             py,
             [
                 value.into_any(),
-                timestamp_ms(record.time_nano).into_pyobject(py)?.into_any(),
+                timestamp_ms(record.event_time())
+                    .into_pyobject(py)?
+                    .into_any(),
                 pyo3::types::PyBool::new(py, stderr).to_owned().into_any(),
             ],
         )?)?;
