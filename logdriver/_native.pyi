@@ -74,6 +74,15 @@ class FifoPoller:
     def __len__(self) -> int: ...
     def close(self) -> None: ...
 
+JSON_CAPS: tuple[int, int, int]
+"""What one line parse=json reads may hold: bytes, nesting depth, keys."""
+
+MULTILINE_RULES: list[tuple[str, list[tuple[str, str, str, bool]]]]
+"""Each preset's rules: (from state, pattern, to state, hold) (native/src/presets.rs)."""
+
+JSON_KEYS: list[tuple[str, list[str]]]
+"""parse=json's well-known fields and the keys each is read from, first match wins."""
+
 MULTILINE_PRESETS: list[str]
 """The names ``multiline=`` accepts (native/src/presets.rs)."""
 

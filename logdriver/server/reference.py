@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import orjson
 
+from logdriver._native import JSON_CAPS, JSON_KEYS, MULTILINE_RULES
 from logdriver.abc import Sink
 from logdriver.config.options import CONTAINER_OPTIONS
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS
@@ -102,6 +103,8 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
 
 
 def _code(text: str) -> str:
+    if "`" in text:  # a pattern with a backtick (Ruby's): a double-backtick code span
+        return f"`` {text} ``"
     return f"`{text}`" if text else ""
 
 
@@ -165,6 +168,7 @@ def markdown(sinks: Mapping[str, type[Sink] | Sink]) -> str:
         "and the plugin-wide value of every *credential* goes only to the plugin-wide destination: a",
         "container whose log-opts name another *destination* ships there without them.",
         "",
+        *_processing_reference(),
         "## Plugin-wide environment",
         "",
         "Read once at start; a bad value stops the plugin with an error naming the variable.",
@@ -184,6 +188,34 @@ def markdown(sinks: Mapping[str, type[Sink] | Sink]) -> str:
         ),
     ]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _processing_reference() -> list[str]:
+    """The multiline presets' rules and parse=json's keys, from the native stage's tables."""
+    out = [
+        "## Multiline presets",
+        "",
+        "Each preset's rules, in order: in state *from*, a line matching *pattern* (RE2; empty:",
+        "any line) joins the event, which moves to *to*. *start* rules begin an event. A *held*",
+        "line joins only if the line after it continues the event too. An event ends at a line",
+        "that matches no rule of its state, or at once in a state no rule leaves (`end`).",
+        "",
+    ]
+    for name, rules in MULTILINE_RULES:
+        out += [f"### `multiline={name}`", ""]
+        out += _table(
+            ["from", "pattern", "to", "held"],
+            [[state, _code(pattern) or "(any line)", to, "yes" if hold else ""] for state, pattern, to, hold in rules],
+        )
+    out += [
+        "## parse=json keys",
+        "",
+        "The keys each well-known field is read from, in order: the first present wins. A value",
+        "that is not a string or a number stays among the other keys.",
+        "",
+        *_table(["field", "keys"], [[role, ", ".join(_code(k) for k in keys)] for role, keys in JSON_KEYS]),
+    ]
+    return out
 
 
 def format_size(size: int) -> str:
@@ -209,10 +241,21 @@ def budgets_markdown() -> str:
     socket, port = unix.PLUGIN_SOCKET_LIMITS, metrics.LIMITS
     rows = [
         [
-            "every memory queue and open partial line",
+            "every memory queue, open partial line and open multiline event",
             _default(plugin, "memory-max-bytes"),
             f"a queued line costs its bytes + {budget.ENTRY_OVERHEAD}, a batch {budget.BATCH_OVERHEAD} more; "
             "a queue over it is full",
+        ],
+        [
+            "one open multiline event, per stream",
+            f"{_default(CONTAINER_OPTIONS, 'multiline-max-lines')}, "
+            f"{_default(CONTAINER_OPTIONS, 'multiline-max-bytes')}, {_default(CONTAINER_OPTIONS, 'multiline-timeout')}",
+            "it is sent marked `cut` (the rest goes on as the next event); at the timeout it is sent as it is",
+        ],
+        [
+            "one line parsed by `parse=json`",
+            f"{format_size(JSON_CAPS[0])}, depth {JSON_CAPS[1]}, {JSON_CAPS[2]} keys (fixed)",
+            "it is shipped unchanged, counted (`json_over_limit`)",
         ],
         ["every disk spool and the dead letters", _default(plugin, "disk-max-bytes"), "a spool over it is full"],
         ["the `docker logs` store", _default(plugin, "store-max-bytes"), "the oldest segments go first"],

@@ -428,15 +428,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FrameReader>()?;
     m.add_class::<ReadLogsEncoder>()?;
     m.add_class::<poller::FifoPoller>()?;
-    m.add_class::<stage_py::Stage>()?;
-    m.add_function(wrap_pyfunction!(stage_py::check_pattern, m)?)?;
-    m.add(
-        "MULTILINE_PRESETS",
-        presets::PRESETS
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>(),
-    )?;
+    stage_py::register(m)?;
     m.add_function(wrap_pyfunction!(whole_frames, m)?)?;
     m.add_function(wrap_pyfunction!(json_records, m)?)?;
     Ok(())

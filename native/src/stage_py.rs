@@ -117,3 +117,39 @@ pub fn check_pattern(pattern: &str) -> PyResult<()> {
         .map(|_| ())
         .map_err(PyValueError::new_err)
 }
+
+/// A preset's rule as the reference shows it: (from, pattern, to, hold).
+type RuleRow<'a> = (&'a str, &'a str, &'a str, bool);
+
+/// The stage's class, its pattern check, and the tables the reference is generated from.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Stage>()?;
+    m.add_function(wrap_pyfunction!(check_pattern, m)?)?;
+    let caps = crate::structured::CAPS;
+    m.add("JSON_CAPS", (caps.max_bytes, caps.max_depth, caps.max_keys))?;
+    let rules: Vec<(&str, Vec<RuleRow>)> = crate::presets::PRESETS
+        .iter()
+        .map(|(name, table)| {
+            let rows = table
+                .iter()
+                .map(|r| (r.from, r.pattern, r.to, r.hold))
+                .collect();
+            (*name, rows)
+        })
+        .collect();
+    m.add("MULTILINE_RULES", rules)?;
+    let keys: Vec<(&str, Vec<&str>)> = crate::structured::ROLE_NAMES
+        .iter()
+        .zip(crate::structured::ROLES)
+        .map(|(role, names)| (*role, names.to_vec()))
+        .collect();
+    m.add("JSON_KEYS", keys)?;
+    m.add(
+        "MULTILINE_PRESETS",
+        crate::presets::PRESETS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(())
+}

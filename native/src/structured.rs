@@ -38,7 +38,8 @@ const TIME: &[&str] = &["time", "timestamp", "ts", "@timestamp", "@t"];
 const TRACE_ID: &[&str] = &["trace_id", "traceId", "trace.id", "traceid"];
 const SPAN_ID: &[&str] = &["span_id", "spanId", "span.id", "spanid"];
 const SERVICE: &[&str] = &["service", "service.name", "service_name"];
-const ROLES: [&[&str]; 6] = [LEVEL, MESSAGE, TIME, TRACE_ID, SPAN_ID, SERVICE];
+pub const ROLES: [&[&str]; 6] = [LEVEL, MESSAGE, TIME, TRACE_ID, SPAN_ID, SERVICE];
+pub const ROLE_NAMES: [&str; 6] = ["level", "message", "time", "trace id", "span id", "service"];
 type Reader = fn(&[u8], Span) -> Option<Text>;
 const READERS: [Reader; 6] = [level_text, scalar, time_text, scalar, scalar, scalar];
 
