@@ -118,6 +118,7 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
+	$(PY) bench/events_bench.py
 	$(PY) bench/many_bench.py --containers 50
 	$(PY) bench/many_bench.py --containers 200
 	$(PY) bench/many_sinks_bench.py --containers 50
