@@ -2,9 +2,9 @@
 //!
 //! Well-known keys (level, message, time, trace and span ids, service) are found so each
 //! sink can map them to its own conventions; the other members stay as they are, and sinks
-//! put them under one prefix. The line is validated once (serde_json, recursion-limited),
-//! then its top-level members are found by a scan that also counts depth and keys; the
-//! result is places in the line, so nothing is copied or re-escaped. Caps on size, depth
+//! put them under one prefix. One pass validates the line (RFC 8259), counts its depth and
+//! keys against the caps, and finds its top-level members; the result is places in the
+//! line, so nothing is copied or re-escaped. Caps on size, depth
 //! and keys bound the work; a line over them, or not a JSON object, ships unchanged.
 
 use logdriver_lines::text::literal_text;
@@ -53,7 +53,7 @@ pub fn braced(line: &[u8]) -> bool {
 pub fn is_object(line: &[u8]) -> bool {
     braced(line)
         && std::str::from_utf8(line).is_ok()
-        && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+        && !matches!(scan(line, UNCAPPED), Err(Invalid))
 }
 
 pub fn parse(line: &[u8], caps: JsonCaps) -> Parsed {
@@ -63,15 +63,14 @@ pub fn parse(line: &[u8], caps: JsonCaps) -> Parsed {
     if line.len() > caps.max_bytes || line.len() > u32::MAX as usize {
         return Parsed::OverLimit;
     }
-    // Raw literals are copied into JSON output: the line must be UTF-8 (serde_json skips
-    // over a string it ignores without checking it).
-    if std::str::from_utf8(line).is_err()
-        || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err()
-    {
+    // Raw literals are copied into JSON output: the line must be UTF-8 and valid JSON.
+    if std::str::from_utf8(line).is_err() {
         return Parsed::NotAnObject;
     }
-    let Some(mut members) = members(line, caps) else {
-        return Parsed::OverLimit;
+    let mut members = match scan(line, caps) {
+        Ok(members) => members,
+        Err(Invalid) => return Parsed::NotAnObject,
+        Err(OverLimit) => return Parsed::OverLimit,
     };
     // One pass over the keys: each well-known role's best-named key (if its value is not a
     // string or number, it stays among the other members).
@@ -127,90 +126,216 @@ fn span(start: usize, end: usize) -> Span {
     }
 }
 
-fn skip_space(line: &[u8], mut at: usize) -> usize {
-    while at < line.len() && line[at].is_ascii_whitespace() {
-        at += 1;
+/// Why a line is not read: not one valid JSON object, or over a cap.
+#[derive(Debug, PartialEq, Eq)]
+enum Refused {
+    Invalid,
+    OverLimit,
+}
+use Refused::{Invalid, OverLimit};
+
+/// Caps that only JSON's own rules limit (multiline's "is it an object" question); the
+/// depth still bounds the scanner's recursion.
+const UNCAPPED: JsonCaps = JsonCaps {
+    max_bytes: usize::MAX,
+    max_depth: 128,
+    max_keys: usize::MAX,
+};
+
+/// Validate `line` as one JSON object (RFC 8259; its UTF-8 is checked by the caller) in one
+/// pass, returning its top-level members: (key literal, value literal). Depth and keys are
+/// counted on the way; the recursion is bounded by the depth cap.
+fn scan(line: &[u8], caps: JsonCaps) -> Result<Vec<(Span, Span)>, Refused> {
+    let mut scanner = Scanner {
+        b: line,
+        at: 0,
+        keys: 0,
+        caps,
+    };
+    scanner.space();
+    let members = scanner.object(1, true)?;
+    scanner.space();
+    if scanner.at != line.len() {
+        return Err(Invalid);
     }
-    at
+    Ok(members)
 }
 
-/// The end of the string literal starting at `at` (its opening quote).
-fn string_end(line: &[u8], mut at: usize) -> usize {
-    at += 1;
-    while at < line.len() {
-        match line[at] {
-            b'\\' => at += 2,
-            b'"' => return at + 1,
-            _ => at += 1,
-        }
-    }
-    line.len()
+struct Scanner<'a> {
+    b: &'a [u8],
+    at: usize,
+    keys: usize,
+    caps: JsonCaps,
 }
 
-/// The top-level members of a validated object, or None over the depth or key caps.
-fn members(line: &[u8], caps: JsonCaps) -> Option<Vec<(Span, Span)>> {
-    let mut out = Vec::with_capacity(8);
-    let mut keys = 0;
-    let mut at = skip_space(line, 0) + 1; // past '{'
-    loop {
-        at = skip_space(line, at);
-        match line.get(at) {
-            Some(b'}') | None => return Some(out),
-            Some(b',') => at = skip_space(line, at + 1),
-            _ => {}
-        }
-        let key_end = string_end(line, at);
-        let key = span(at, key_end);
-        at = skip_space(line, skip_space(line, key_end) + 1); // past ':'
-        let value_start = at;
-        keys += 1;
-        at = match line[at] {
-            b'"' => string_end(line, at),
-            b'{' | b'[' => nested_end(line, at, caps, &mut keys)?,
-            _ => {
-                while at < line.len()
-                    && !matches!(line[at], b',' | b'}' | b']')
-                    && !line[at].is_ascii_whitespace()
-                {
-                    at += 1;
-                }
-                at
-            }
-        };
-        if keys > caps.max_keys {
-            return None;
-        }
-        out.push((key, span(value_start, at)));
+impl Scanner<'_> {
+    fn peek(&self) -> Result<u8, Refused> {
+        self.b.get(self.at).copied().ok_or(Invalid)
     }
-}
 
-/// The end of the object or array at `at`, counting its keys; None past the caps.
-fn nested_end(line: &[u8], mut at: usize, caps: JsonCaps, keys: &mut usize) -> Option<usize> {
-    let mut depth = 1; // the line's own object
-    while at < line.len() {
-        match line[at] {
-            b'"' => {
-                at = string_end(line, at);
-                continue;
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > caps.max_depth {
-                    return None;
-                }
-            }
-            b'}' | b']' => {
-                depth -= 1;
-                if depth == 1 {
-                    return Some(at + 1);
-                }
-            }
-            b':' => *keys += 1,
-            _ => {}
+    fn space(&mut self) {
+        while self.at < self.b.len() && matches!(self.b[self.at], b' ' | b'\t' | b'\n' | b'\r') {
+            self.at += 1;
         }
-        at += 1;
     }
-    Some(line.len())
+
+    fn expect(&mut self, byte: u8) -> Result<(), Refused> {
+        if self.peek()? != byte {
+            return Err(Invalid);
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// An object at `depth`; its members are kept only for the top level.
+    fn object(&mut self, depth: usize, top: bool) -> Result<Vec<(Span, Span)>, Refused> {
+        if depth > self.caps.max_depth {
+            return Err(OverLimit);
+        }
+        self.expect(b'{')?;
+        let mut members = Vec::new();
+        self.space();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Ok(members);
+        }
+        loop {
+            self.space();
+            let key_start = self.at;
+            self.string()?;
+            let key = span(key_start, self.at);
+            self.keys += 1;
+            if self.keys > self.caps.max_keys {
+                return Err(OverLimit);
+            }
+            self.space();
+            self.expect(b':')?;
+            self.space();
+            let value_start = self.at;
+            self.value(depth)?;
+            if top {
+                members.push((key, span(value_start, self.at)));
+            }
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Ok(members);
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), Refused> {
+        if depth > self.caps.max_depth {
+            return Err(OverLimit);
+        }
+        self.expect(b'[')?;
+        self.space();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            self.space();
+            self.value(depth)?;
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    /// A value inside a container at `depth`.
+    fn value(&mut self, depth: usize) -> Result<(), Refused> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'{' => self.object(depth + 1, false).map(|_| ()),
+            b'[' => self.array(depth + 1),
+            b't' => self.word(b"true"),
+            b'f' => self.word(b"false"),
+            b'n' => self.word(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(Invalid),
+        }
+    }
+
+    fn word(&mut self, word: &[u8]) -> Result<(), Refused> {
+        if !self.b[self.at..].starts_with(word) {
+            return Err(Invalid);
+        }
+        self.at += word.len();
+        Ok(())
+    }
+
+    fn digits(&mut self) -> Result<(), Refused> {
+        let start = self.at;
+        while self.at < self.b.len() && self.b[self.at].is_ascii_digit() {
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err(Invalid);
+        }
+        Ok(())
+    }
+
+    fn number(&mut self) -> Result<(), Refused> {
+        if self.peek()? == b'-' {
+            self.at += 1;
+        }
+        if self.peek()? == b'0' {
+            self.at += 1;
+        } else {
+            self.digits()?;
+        }
+        if self.b.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            self.digits()?;
+        }
+        if matches!(self.b.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.b.get(self.at), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.digits()?;
+        }
+        Ok(())
+    }
+
+    fn string(&mut self) -> Result<(), Refused> {
+        self.expect(b'"')?;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.at += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                        b'u' => {
+                            let hex = self.b.get(self.at + 1..self.at + 5).ok_or(Invalid)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(Invalid);
+                            }
+                            self.at += 5;
+                        }
+                        _ => return Err(Invalid),
+                    }
+                }
+                0..=0x1f => return Err(Invalid),
+                _ => self.at += 1,
+            }
+        }
+    }
 }
 
 /// A string or number literal.
