@@ -113,9 +113,10 @@ def start_plugin(name: str, state_dir: str, **env: str) -> subprocess.Popen[byte
     return process
 
 
-def run_once(driver: str, command: str, opts: dict[str, str] | None = None) -> float:
+def run_once(driver: str, command: str, opts: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> float:
+    """Wall time of one container from start to wait; ``args`` go to ``docker create``."""
     log_opts = [f"--log-opt={k}={v}" for k, v in (opts or {}).items()]
-    container = docker("create", f"--log-driver={driver}", *log_opts, IMAGE, "sh", "-c", command)
+    container = docker("create", f"--log-driver={driver}", *log_opts, *args, IMAGE, "sh", "-c", command)
     try:
         started = time.perf_counter()
         docker("start", container)

@@ -21,11 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import IMAGE, PLUGIN, cpu_seconds, docker, start_plugin
+from bench import PLUGIN, cpu_seconds, run_once, start_plugin  # bench/bench.py
 
 TRACE = [
     "java.lang.IllegalStateException: order 42 is in state SHIPPED",
@@ -67,18 +66,7 @@ def json_file(lines: int, path: Path) -> int:
 
 
 def run(driver: str, opts: dict[str, str], mount: Path) -> float:
-    log_opts = [f"--log-opt={k}={v}" for k, v in opts.items()]
-    container = docker(
-        "create", f"--log-driver={driver}", *log_opts, "-v", f"{mount}:/data:ro", IMAGE, "cat", "/data/lines"
-    )
-    try:
-        started = time.perf_counter()
-        docker("start", container)
-        if docker("wait", container) != "0":
-            raise RuntimeError(f"{driver}: container failed")
-        return time.perf_counter() - started
-    finally:
-        docker("rm", "-f", container)
+    return run_once(driver, "cat /data/lines", opts, args=("-v", f"{mount}:/data:ro"))
 
 
 def main() -> None:

@@ -51,14 +51,7 @@ pub fn json_record(
 /// The event's members of the record: the multiline marker, then the parsed fields.
 fn push_event(event: &Event, line: &[u8], out: &mut Vec<u8>) {
     if event.joined() {
-        out.extend_from_slice(b",\"multiline\":{\"lines\":");
-        crate::text::push_digits(u64::from(event.lines), 1, out);
-        if let Some(cut) = event.cut {
-            out.extend_from_slice(b",\"cut\":\"");
-            out.extend_from_slice(cut.as_str().as_bytes());
-            out.push(b'"');
-        }
-        out.push(b'}');
+        push_multiline(event, out);
     }
     let Some(f) = &event.fields else { return };
     for (key, value) in [
@@ -80,6 +73,18 @@ fn push_event(event: &Event, line: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(key.of(line));
         out.push(b':');
         out.extend_from_slice(value.of(line));
+    }
+    out.push(b'}');
+}
+
+/// `,"multiline":{"lines":N[,"cut":"max-lines"]}`: a joined event's marker (JSON formats).
+pub fn push_multiline(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"multiline\":{\"lines\":");
+    crate::text::push_digits(u64::from(event.lines), 1, out);
+    if let Some(cut) = event.cut {
+        out.extend_from_slice(b",\"cut\":\"");
+        out.extend_from_slice(cut.as_str().as_bytes());
+        out.push(b'"');
     }
     out.push(b'}');
 }

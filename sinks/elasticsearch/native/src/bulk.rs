@@ -90,7 +90,7 @@ pub fn bulk_lines<E>(
             push_partial(p, out);
         }
         if let Some(event) = record.event.as_deref().filter(|e| e.joined()) {
-            ecs::push_multiline(event, out);
+            logdriver_lines::record::push_multiline(event, out);
         }
         out.extend_from_slice(doc_suffix);
     }

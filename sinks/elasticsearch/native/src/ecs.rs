@@ -8,8 +8,8 @@
 //! name met twice (a duplicated key, or `a_b` beside `{"a":{"b":..}}`) keeps its first
 //! value: Elasticsearch refuses a document with a field twice.
 
-use logdriver_lines::text::{json_string, literal_text, push_digits, push_text};
-use logdriver_lines::{Event, Fields};
+use logdriver_lines::text::{json_string, literal_text, push_text};
+use logdriver_lines::Fields;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
@@ -99,18 +99,6 @@ fn flatten(
         }
         prefix.truncate(before);
     }
-}
-
-/// `,"multiline":{"lines":N[,"cut":"max-lines"]}`
-pub fn push_multiline(event: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(b",\"multiline\":{\"lines\":");
-    push_digits(u64::from(event.lines), 1, out);
-    if let Some(cut) = event.cut {
-        out.extend_from_slice(b",\"cut\":\"");
-        out.extend_from_slice(cut.as_str().as_bytes());
-        out.push(b'"');
-    }
-    out.push(b'}');
 }
 
 #[cfg(test)]
