@@ -167,10 +167,13 @@ class FifoLog:
         ``block`` sink holds the FIFO back: those go after what it waits to put."""
         if self._stage is None or self._closing or self._stall is not None:
             return
-        batch = self._stage.flush_due(now)
-        cut = self._charge_partial(self._held_bytes())  # held bytes only shrink here: None
-        self._deliver(LogBatch.concat([batch, cut]) if cut is not None else batch)
-        self._arm()
+        try:
+            batch = self._stage.flush_due(now)
+            cut = self._charge_partial(self._held_bytes())  # held bytes only shrink here: None
+            self._deliver(LogBatch.concat([batch, cut]) if cut is not None else batch)
+            self._arm()
+        except Exception:
+            self._fail()
 
     def _deliver(self, batch: LogBatch) -> None:
         if not batch:
