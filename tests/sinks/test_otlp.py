@@ -1,0 +1,109 @@
+"""The OTLP sink's pieces without a network: export verdicts and the rendered protobuf.
+
+The bodies are checked with the protobuf runtime against a schema written here
+(tests/sinks/otlp_schema.py builds it from the OTLP field numbers), not against the
+renderer's own reading; the real Collector is in test_conformance and the engine tests."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from logdriver import LogBatch, LogRecord
+from logdriver._native import Stage
+from logdriver._records import batch_of
+from logdriver_sinks.otlp import SCOPE
+from logdriver_sinks.otlp._export import judge, partial_success, retry_after
+from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
+
+
+def _partial(rejected: int, message: bytes) -> bytes:
+    inner = bytes([0x08, rejected]) + bytes([0x12, len(message)]) + message
+    return bytes([0x0A, len(inner)]) + inner
+
+
+def test_success_partial_success_and_garbage() -> None:
+    assert judge(200, b"", {}, 10).rejected == 0
+    assert partial_success(_partial(3, b"too old")) == (3, "too old")
+    verdict = judge(200, _partial(3, b"too old"), {}, 10)
+    assert (verdict.rejected, verdict.reason) == (3, "partial success: too old")
+    assert judge(200, _partial(30, b"x"), {}, 10).rejected == 10
+    assert judge(200, b"\xff\xff\xff", {}, 10).unreadable
+
+
+def test_retryable_statuses_honour_retry_after() -> None:
+    for status in (429, 502, 503, 504):
+        assert judge(status, b"", {}, 5).retry
+    assert judge(503, b"", {"retry-after": "7"}, 5).retry_after == 7.0
+    now = datetime.datetime(2026, 12, 3, 12, 0, 0, tzinfo=datetime.UTC)
+    assert retry_after("Thu, 03 Dec 2026 12:00:30 GMT", now) == 30.0
+    assert retry_after("soon") is None
+
+
+def test_refusals_carry_the_servers_message() -> None:
+    status = bytes([0x08, 3, 0x12, 7]) + b"bad log"
+    verdict = judge(400, status, {"content-type": "application/x-protobuf"}, 4)
+    assert (verdict.rejected, verdict.reason) == (4, "HTTP 400: bad log")
+    assert "redirected to http://x" in judge(301, b"", {"location": "http://x"}, 4).reason
+    assert judge(413, b"too large", {}, 4).rejected == 4
+
+
+def otlp_schema(tmp_path: Path) -> Any:
+    """The test schema compiled with protoc (grpcio-tools) and imported."""
+    from grpc_tools import protoc
+
+    here = Path(__file__).parent
+    assert protoc.main(["protoc", f"-I{here}", f"--python_out={tmp_path}", str(here / "otlp_logs.proto")]) == 0
+    spec = importlib.util.spec_from_file_location("otlp_logs_pb2", tmp_path / "otlp_logs_pb2.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def values(key_values: Any) -> dict[str, Any]:
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value") or "string_value") for kv in key_values}
+
+
+def test_the_body_reads_back_through_the_otlp_schema(tmp_path: Path) -> None:
+    pb = otlp_schema(tmp_path)
+    stage = Stage("java", None, None, 1000, 1 << 20, 1.0, True)
+    records = [
+        LogRecord("stdout", 1_700_000_000_000_000_001, b"plain \xff line"),
+        LogRecord("stderr", 2, b"java.lang.Error: boom"),
+        LogRecord("stderr", 3, b"\tat T.main(T.java:1)"),
+        LogRecord(
+            "stdout",
+            4,
+            b'{"level":"warn","msg":"parsed","time":"2026-12-03T10:00:00Z","trace_id":"0123456789abcdef0123456789abcdef",'
+            b'"span_id":"0123456789abcdef","user":{"id":7,"tags":["a",1.5,true]},"n":-3}',
+        ),
+    ]
+    batch = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish()])
+    resource = encode_resource([("container.id", "c1"), ("service.name", "web")])
+    body = export_request([resource_logs(batch.columns(), resource, SCOPE)])
+    request = pb.ExportLogsServiceRequest.FromString(body)
+    (rl,) = request.resource_logs
+    assert values(rl.resource.attributes) == {"container.id": "c1", "service.name": "web"}
+    (scope,) = rl.scope_logs
+    assert scope.scope.name == "logdriver"
+    plain = next(r for r in scope.log_records if r.observed_time_unix_nano == 1_700_000_000_000_000_001)
+    assert plain.body.string_value == "plain \ufffd line"
+    assert plain.time_unix_nano == plain.observed_time_unix_nano
+    assert values(plain.attributes) == {"log.iostream": "stdout"}
+    event = next(r for r in scope.log_records if r.observed_time_unix_nano == 2)
+    assert event.body.string_value == "java.lang.Error: boom\n\tat T.main(T.java:1)"
+    assert values(event.attributes)["logdriver.multiline.lines"] == 2
+    parsed = next(r for r in scope.log_records if r.observed_time_unix_nano == 4)
+    assert (parsed.body.string_value, parsed.severity_text, parsed.severity_number) == ("parsed", "warn", 13)
+    assert parsed.time_unix_nano == 1_796_292_000_000_000_000
+    assert parsed.trace_id.hex() == "0123456789abcdef0123456789abcdef"
+    assert parsed.span_id.hex() == "0123456789abcdef"
+    attrs = {kv.key: kv.value for kv in parsed.attributes}
+    assert attrs["n"].int_value == -3
+    user = {kv.key: kv.value for kv in attrs["user"].kvlist_value.values}
+    assert user["id"].int_value == 7
+    tags = [v.WhichOneof("value") for v in user["tags"].array_value.values]
+    assert tags == ["string_value", "double_value", "bool_value"]
