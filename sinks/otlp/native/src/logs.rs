@@ -30,7 +30,12 @@ pub fn severity_number(level: &str) -> u64 {
 }
 
 /// The `ResourceLogs` message body (without its own tag and length).
-pub fn resource_logs(lines: &Lines<impl AsRef<[u8]>>, resource: &[u8], scope: &[u8], out: &mut Vec<u8>) {
+pub fn resource_logs(
+    lines: &Lines<impl AsRef<[u8]>>,
+    resource: &[u8],
+    scope: &[u8],
+    out: &mut Vec<u8>,
+) {
     bytes(1, resource, out);
     let mut scope_logs = Vec::with_capacity(lines.arena.as_ref().len() + lines.records.len() * 80);
     bytes(1, scope, &mut scope_logs);
@@ -56,7 +61,10 @@ fn log_record(line: &[u8], record: &Record, out: &mut Vec<u8>, scratch: &mut Vec
         bytes(3, text.as_bytes(), out);
     }
     let body: Cow<'_, str> = match fields {
-        Some(f) => f.message.as_ref().map_or(Cow::Borrowed(""), |m| text_of(line, m)),
+        Some(f) => f
+            .message
+            .as_ref()
+            .map_or(Cow::Borrowed(""), |m| text_of(line, m)),
         None => String::from_utf8_lossy(line),
     };
     scratch.clear();
@@ -67,28 +75,45 @@ fn log_record(line: &[u8], record: &Record, out: &mut Vec<u8>, scratch: &mut Vec
         Source::Stderr => "stderr",
         Source::Other(other) => other,
     };
-    attribute(out, scratch, "log.iostream", |v| bytes(1, source.as_bytes(), v));
+    attribute(out, scratch, "log.iostream", |v| {
+        bytes(1, source.as_bytes(), v)
+    });
     if let Some(p) = &record.partial {
-        attribute(out, scratch, "logdriver.partial.id", |v| bytes(1, p.id.as_bytes(), v));
-        attribute(out, scratch, "logdriver.partial.ordinal", |v| uint(3, i64::from(p.ordinal) as u64, v));
-        attribute(out, scratch, "logdriver.partial.last", |v| uint(2, u64::from(p.last), v));
+        attribute(out, scratch, "logdriver.partial.id", |v| {
+            bytes(1, p.id.as_bytes(), v)
+        });
+        attribute(out, scratch, "logdriver.partial.ordinal", |v| {
+            uint(3, i64::from(p.ordinal) as u64, v)
+        });
+        attribute(out, scratch, "logdriver.partial.last", |v| {
+            uint(2, u64::from(p.last), v)
+        });
     }
     if let Some(e) = event.filter(|e| e.joined()) {
-        attribute(out, scratch, "logdriver.multiline.lines", |v| uint(3, u64::from(e.lines), v));
+        attribute(out, scratch, "logdriver.multiline.lines", |v| {
+            uint(3, u64::from(e.lines), v)
+        });
         if let Some(cut) = e.cut {
-            attribute(out, scratch, "logdriver.multiline.cut", |v| bytes(1, cut.as_str().as_bytes(), v));
+            attribute(out, scratch, "logdriver.multiline.cut", |v| {
+                bytes(1, cut.as_str().as_bytes(), v)
+            });
         }
     }
     if let Some(f) = fields {
         if let Some(service) = &f.service {
             let text = text_of(line, service);
-            attribute(out, scratch, "service.name", |v| bytes(1, text.as_bytes(), v));
+            attribute(out, scratch, "service.name", |v| {
+                bytes(1, text.as_bytes(), v)
+            });
         }
         for (key_span, value_span) in &f.rest {
             let name = literal_text(key_span.of(line));
             attribute(out, scratch, &name, |v| any_value(value_span.of(line), v));
         }
-        for (field, id, width, name) in [(9, &f.trace_id, 16, "trace_id"), (10, &f.span_id, 8, "span_id")] {
+        for (field, id, width, name) in [
+            (9, &f.trace_id, 16, "trace_id"),
+            (10, &f.span_id, 8, "span_id"),
+        ] {
             let Some(id) = id else { continue };
             let text = text_of(line, id);
             match hex_id(&text, width) {
@@ -101,7 +126,12 @@ fn log_record(line: &[u8], record: &Record, out: &mut Vec<u8>, scratch: &mut Vec
 }
 
 /// A `KeyValue` (field 6 of LogRecord): `value` writes the AnyValue's own fields.
-fn attribute(out: &mut Vec<u8>, scratch: &mut Vec<u8>, name: &str, value: impl FnOnce(&mut Vec<u8>)) {
+fn attribute(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    name: &str,
+    value: impl FnOnce(&mut Vec<u8>),
+) {
     scratch.clear();
     bytes(1, name.as_bytes(), scratch);
     let mut any = Vec::new();
@@ -115,7 +145,9 @@ fn hex_id(text: &str, width: usize) -> Option<Vec<u8>> {
     if text.len() != width * 2 {
         return None;
     }
-    let raw: Option<Vec<u8>> = (0..width).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect();
+    let raw: Option<Vec<u8>> = (0..width)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        .collect();
     raw.filter(|r| r.iter().any(|&b| b != 0))
 }
 
@@ -128,7 +160,11 @@ fn any_value(literal: &[u8], out: &mut Vec<u8>) {
         Some(b'n') | None => {}
         _ => match serde_json::from_slice::<Value>(literal) {
             Ok(value) => json_value(&value, out),
-            Err(_) => bytes(1, &String::from_utf8_lossy(literal).into_owned().into_bytes(), out),
+            Err(_) => bytes(
+                1,
+                &String::from_utf8_lossy(literal).into_owned().into_bytes(),
+                out,
+            ),
         },
     }
 }

@@ -31,7 +31,12 @@ pub fn uint(field: u32, value: u64, out: &mut Vec<u8>) {
 }
 
 /// A submessage written by `write` into a scratch buffer, then framed into `out`.
-pub fn message(field: u32, scratch: &mut Vec<u8>, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+pub fn message(
+    field: u32,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
     let start = scratch.len();
     write(scratch);
     bytes(field, &scratch[start..], out);
@@ -50,7 +55,10 @@ mod tests {
         }
         assert_eq!(
             out,
-            [0, 1, 127, 0x80, 1, 0xac, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]
+            [
+                0, 1, 127, 0x80, 1, 0xac, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                1
+            ]
         );
     }
 }
