@@ -36,7 +36,7 @@ def attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
 class CollectorPeer:
     def __init__(self, workdir: Path, tls: tuple[str, str] | None = None) -> None:
         self.workdir = workdir
-        self.output = workdir / "exported.jsonl"
+        self.starts = 0  # each start exports to a file of its own (the exporter may truncate)
         self.port = free_port()
         self.tls = tls  # (cert, key) for an https receiver
         self.process: subprocess.Popen[bytes] | None = None
@@ -46,6 +46,8 @@ class CollectorPeer:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> CollectorPeer:
+        self.starts += 1
+        output = self.workdir / f"exported-{self.starts}.jsonl"
         tls = ""
         if self.tls:
             tls = f"\n        tls:\n          cert_file: {self.tls[0]}\n          key_file: {self.tls[1]}"
@@ -58,7 +60,7 @@ class CollectorPeer:
         endpoint: 127.0.0.1:{self.port}{tls}
 exporters:
   file:
-    path: {self.output}
+    path: {output}
 processors: {{}}
 service:
   telemetry:
@@ -70,8 +72,9 @@ service:
       exporters: [file]
 """
         )
-        log = open(self.workdir / "collector.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen([collector_binary(), "--config", str(config)], stdout=log, stderr=log)
+        binary = collector_binary()
+        with open(self.workdir / "collector.log", "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen([binary, "--config", str(config)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while not self._listening():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -91,9 +94,12 @@ service:
             self.process.wait(timeout=30)
 
     def exports(self) -> list[dict[str, Any]]:
-        if not self.output.exists():
-            return []
-        return [json.loads(line) for line in self.output.read_text().splitlines() if line.strip()]
+        out = []
+        for start in range(1, self.starts + 1):
+            path = self.workdir / f"exported-{start}.jsonl"
+            if path.exists():
+                out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return out
 
     def records(self) -> list[dict[str, Any]]:
         """Every log record, each with ``resource`` (its resource's attributes) and ``attrs``."""

@@ -77,7 +77,7 @@ class OtlpConfig(SinkConfig):
         _endpoint,
         destination=True,
     )
-    headers: tuple[tuple[str, str], ...] = option(
+    headers: tuple[tuple[str, str], ...] | None = option(
         "otlp-headers",
         "",
         "key=value pairs, comma-separated (values %-encoded)",
@@ -85,7 +85,9 @@ class OtlpConfig(SinkConfig):
         _headers,
         secret=True,
     )
-    compression: str = option("otlp-compression", "gzip", "gzip or none", "request body compression", choice("gzip", "none"))
+    compression: str = option(
+        "otlp-compression", "gzip", "gzip or none", "request body compression", choice("gzip", "none")
+    )
     timeout: float = option("otlp-timeout", "10s", "a duration such as 10s", "one export request", parse_duration)
     service_name: str = option(
         "otlp-service-name",
@@ -221,7 +223,9 @@ class OtlpStream(SinkStream):
         self.sink = sink
         info = context.info
         labels = info.labels
-        image, _, tag = info.image_name.rpartition(":") if ":" in info.image_name.split("/")[-1] else (info.image_name, "", "")
+        image, _, tag = (
+            info.image_name.rpartition(":") if ":" in info.image_name.split("/")[-1] else (info.image_name, "", "")
+        )
         service = config.service_name or labels.get("com.docker.compose.service") or info.name.removeprefix("/")
         attributes = [
             ("container.id", info.container_id),
@@ -241,7 +245,7 @@ class OtlpStream(SinkStream):
         self.resource = encode_resource(attributes)
         self.destination_key = Destination(
             endpoint=config.endpoint,
-            headers=config.headers,
+            headers=config.headers or (),
             compression=config.compression,
             timeout=config.timeout,
             tls=(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify),

@@ -28,7 +28,14 @@ def collector(tmp_path: Path) -> Iterator[CollectorPeer]:
 
 def test_every_line_is_one_record_with_the_containers_resource(plugin: Plugin, collector: CollectorPeer) -> None:
     opts = {"sinks": "otlp", "otlp-endpoint": collector.endpoint, "labels": "tier"}
-    args = ("--label", "tier=web", "--label", "com.docker.compose.service=api", "--label", "com.docker.compose.project=shop")
+    args = (
+        "--label",
+        "tier=web",
+        "--label",
+        "com.docker.compose.service=api",
+        "--label",
+        "com.docker.compose.project=shop",
+    )
     container = plugin.run("sh", "-c", SCRIPT, opts=opts, args=args)
     delivered, dropped = plugin.closing_counts(container, "otlp")
     stdout, stderr = logs(container)

@@ -226,8 +226,11 @@ class CollectorSinkPeer:
 
     def __init__(self, collector: CollectorPeer) -> None:
         self.collector = collector
-        self.config: Mapping[str, str] = {"otlp-endpoint": collector.endpoint}
-        self.environ: Mapping[str, str] = {"LOGDRIVER_OTLP_HEADERS": f"authorization=Bearer {OTLP_TOKEN}"}
+        self.config: Mapping[str, str] = {}
+        self.environ: Mapping[str, str] = {
+            "LOGDRIVER_OTLP_ENDPOINT": collector.endpoint,  # plugin-wide: the credentials go there
+            "LOGDRIVER_OTLP_HEADERS": f"authorization=Bearer {OTLP_TOKEN}",
+        }
         self.elsewhere = ("otlp-endpoint", "http://127.0.0.1:1")
         self.secrets: Sequence[str] = (OTLP_TOKEN,)
         self.bad_option = ("otlp-compression", "brotli")

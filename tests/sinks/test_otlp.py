@@ -57,7 +57,8 @@ def otlp_schema(tmp_path: Path) -> Any:
     here = Path(__file__).parent
     assert protoc.main(["protoc", f"-I{here}", f"--python_out={tmp_path}", str(here / "otlp_logs.proto")]) == 0
     spec = importlib.util.spec_from_file_location("otlp_logs_pb2", tmp_path / "otlp_logs_pb2.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
