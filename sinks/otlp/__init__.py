@@ -194,7 +194,7 @@ class OtlpSink(Sink):
             if not self._failing:
                 self._failing = True
                 log.warning("otlp: export failed (%s); retrying later", verdict.reason)
-            return [SendResult.retry_all(size) for size in sizes]
+            return [SendResult.retry_all(size, verdict.retry_after) for size in sizes]
         if self._failing:
             self._failing = False
             log.warning("otlp: exports succeed again")
