@@ -7,14 +7,21 @@ renderer's own reading; the real Collector is in test_conformance and the engine
 from __future__ import annotations
 
 import datetime
+import gzip
+import http.server
 import importlib.util
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from logdriver import LogBatch, LogRecord
 from logdriver._native import Stage
 from logdriver._records import batch_of
-from logdriver_sinks.otlp import SCOPE
+from logdriver.testing import open_pipeline, running, sample_records
+from logdriver_sinks.otlp import SCOPE, OtlpSink
 from logdriver_sinks.otlp._export import judge, partial_success, retry_after
 from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
 
@@ -108,3 +115,70 @@ def test_the_body_reads_back_through_the_otlp_schema(tmp_path: Path) -> None:
     assert user["id"].int_value == 7
     tags = [v.WhichOneof("value") for v in user["tags"].array_value.values]
     assert tags == ["string_value", "double_value", "bool_value"]
+
+
+class FakeOtlpEndpoint:
+    """A fake OTLP/HTTP server (http.server in a thread) that answers as told: the lying and
+    broken endpoints a real Collector is never. The real Collector is in test_conformance."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes, float]]) -> None:
+        self.answers = answers  # (status, headers, body, seconds to wait first), the last repeats
+        self.bodies: list[bytes] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                fake.bodies.append(gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body)
+                status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
+                time.sleep(wait)
+                self.send_response(status)
+                for key, value in {**headers, "content-length": str(len(answer))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+OK = (200, {"content-type": "application/x-protobuf"}, b"", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("answers", "delivered", "dead", "event"),
+    [
+        ([(200, {}, b"\xff\xfe garbage", 0.0)], 5, 0, "unreadable_responses"),
+        ([(413, {"content-type": "text/plain"}, b"request entity too large", 0.0)], 0, 5, None),
+        ([(302, {"location": "http://elsewhere.example/v1/logs"}, b"", 0.0)], 0, 5, None),
+        ([(200, {}, _partial(2, b"too old"), 0.0)], 3, 2, "partial_rejections"),
+        ([(503, {"retry-after": "1"}, b"", 0.0), OK], 5, 0, "throttled"),
+        ([(200, {}, b"", 3.0), OK], 5, 0, None),  # slower than otlp-timeout: retried
+    ],
+    ids=["200-garbage", "413", "redirect", "partial-success", "503-retry-after", "slow"],
+)
+async def test_lying_and_broken_endpoints_get_a_counted_decision(
+    tmp_path: Path, answers: list[Any], delivered: int, dead: int, event: str | None
+) -> None:
+    endpoint = FakeOtlpEndpoint(answers)
+    sink = OtlpSink()
+    try:
+        config = {"otlp-endpoint": endpoint.url, "otlp-timeout": "1s", "retry-initial": "100ms"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+        async with running(pipeline, flush_timeout=30):
+            await pipeline.put(batch_of(sample_records(5)))
+        stats = pipeline.counters
+        assert (stats.lines_out, stats.dead_lettered, stats.dropped) == (delivered, dead, 0)
+        if event is not None:
+            assert sink.counters()[event] > 0
+    finally:
+        await sink.aclose()
+        endpoint.close()
