@@ -36,6 +36,7 @@ def attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
 class CollectorPeer:
     def __init__(self, workdir: Path, tls: tuple[str, str] | None = None) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.starts = 0  # each start exports to a file of its own (the exporter may truncate)
         self.port = free_port()
         self.tls = tls  # (cert, key) for an https receiver

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from logdriver import LogBatch, LogRecord
 from logdriver._native import Stage
 from logdriver._records import batch_of
-from logdriver.testing import open_pipeline, running, sample_records
+from logdriver.abc import DELIVERED
+from logdriver.testing import open_pipeline, open_stream, running, sample_records
 from logdriver_sinks.otlp import SCOPE, OtlpSink
 from logdriver_sinks.otlp._export import judge, partial_success, retry_after
 from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
+
+from ..otel_peer import CollectorPeer
 
 
 def _partial(rejected: int, message: bytes) -> bytes:
@@ -182,3 +186,22 @@ async def test_lying_and_broken_endpoints_get_a_counted_decision(
     finally:
         await sink.aclose()
         endpoint.close()
+
+
+async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    with CollectorPeer(tmp_path / "otelcol", tls=(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))) as peer:
+        sink = OtlpSink()
+        try:
+            environ = {"LOGDRIVER_OTLP_ENDPOINT": peer.endpoint}
+            trusted = open_stream(sink, {"otlp-tls-ca": str(tmp_path / "ca.pem")}, environ=environ)
+            assert await trusted.send_batch(batch_of(sample_records(3))) == DELIVERED
+            untrusted = open_stream(sink, {}, environ=environ)  # verification is on by default
+            assert list((await untrusted.send_batch(batch_of(sample_records(1)))).retry) == [0]
+            assert [r["text"] for r in peer.wait_for(3)] == [r.line.decode() for r in sample_records(3)]
+        finally:
+            await sink.aclose()
