@@ -31,7 +31,6 @@ from zlib_ng import zlib_ng
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, start_plugin  # bench/bench.py, beside this file
-
 from logdriver import LogBatch, LogRecord
 from logdriver_sinks.otlp import SCOPE
 from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
