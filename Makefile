@@ -118,7 +118,7 @@ plugin-push: $(STAMP) docker
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
 ## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
 ## DOCKER_HOST=$$(./scripts/ensure-docker28.sh) make bench for dockerd 28.5.
-bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
+bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
@@ -130,6 +130,7 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	$(PY) bench/fluentd_bench.py
 	$(PY) bench/es_bench.py
 	$(PY) bench/kafka_bench.py
+	$(PY) bench/otlp_bench.py
 	$(PY) bench/shared_fate_bench.py
 
 clean:
