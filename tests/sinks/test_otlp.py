@@ -128,11 +128,13 @@ class FakeOtlpEndpoint:
     def __init__(self, answers: list[tuple[int, dict[str, str], bytes, float]]) -> None:
         self.answers = answers  # (status, headers, body, seconds to wait first), the last repeats
         self.bodies: list[bytes] = []
+        self.encodings: list[str] = []
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                fake.encodings.append(self.headers.get("content-encoding", ""))
                 fake.bodies.append(gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body)
                 status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
                 time.sleep(wait)
@@ -183,6 +185,7 @@ async def test_lying_and_broken_endpoints_get_a_counted_decision(
         assert (stats.lines_out, stats.dead_lettered, stats.dropped) == (delivered, dead, 0)
         if event is not None:
             assert sink.counters()[event] > 0
+        assert set(endpoint.encodings) == {"gzip"}  # the default
     finally:
         await sink.aclose()
         endpoint.close()
@@ -205,3 +208,28 @@ async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Pa
             assert [r["text"] for r in peer.wait_for(3)] == [r.line.decode() for r in sample_records(3)]
         finally:
             await sink.aclose()
+
+
+async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_path: Path) -> None:
+    pb = otlp_schema(tmp_path)
+    endpoint = FakeOtlpEndpoint([OK])
+    sink = OtlpSink()
+    try:
+        config = {"otlp-endpoint": endpoint.url, "parse": "json", "otlp-compression": "none"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+        huge = b'{"msg":"big","blob":"' + b"x" * 60_000 + b'"}'
+        stage = Stage(None, None, None, 1000, 1 << 20, 1.0, True)
+        batch = stage.process(
+            batch_of([LogRecord("stdout", 1, huge), LogRecord("stderr", 2, b"bad \xc3\x28 utf-8")]), 0.0
+        )
+        async with running(pipeline):
+            await pipeline.put(batch)
+        assert pipeline.counters.lines_out == 2
+        assert endpoint.encodings == [""]
+        (request,) = [pb.ExportLogsServiceRequest.FromString(body) for body in endpoint.bodies]
+        big, bad = request.resource_logs[0].scope_logs[0].log_records
+        assert values(big.attributes)["blob"] == "x" * 60_000
+        assert bad.body.string_value == "bad \ufffd( utf-8"
+    finally:
+        await sink.aclose()
+        endpoint.close()
