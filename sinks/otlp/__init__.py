@@ -38,6 +38,7 @@ __all__ = ["OtlpSink"]
 _BOOL = "true or false"
 SCOPE = b"\x0a\x09logdriver"  # InstrumentationScope{name: "logdriver"}
 MAX_HEADERS = 32
+MAX_REPLY = 1 << 20  # bytes of a reply read
 
 
 def _endpoint(value: str) -> str:
@@ -135,11 +136,18 @@ class Exporter:
         if self.destination.compression == "gzip":
             body = zlib_ng.compress(body, 1, 31)
         try:
-            response = await self.client.post(self.destination.endpoint, content=body, headers=self.headers)
+            async with self.client.stream(
+                "POST", self.destination.endpoint, content=body, headers=self.headers
+            ) as reply:
+                content = bytearray()
+                async for chunk in reply.aiter_bytes():  # a server may answer with anything: read 1 MiB at most
+                    content += chunk
+                    if len(content) >= MAX_REPLY:
+                        break
+                status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
         except httpx.HTTPError as exc:
             return Verdict(retry=True, reason=type(exc).__name__)
-        content = response.content[: 1 << 20]
-        return judge(response.status_code, content, {k.lower(): v for k, v in response.headers.items()}, size)
+        return judge(status, bytes(content[:MAX_REPLY]), headers, size)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
