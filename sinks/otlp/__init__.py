@@ -66,6 +66,15 @@ def _headers(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def image_and_tag(reference: str) -> tuple[str, str]:
+    """``registry:5000/app:1.2`` → (``registry:5000/app``, ``1.2``); a digest has no tag."""
+    name = reference.split("@", 1)[0]
+    repository, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:  # the colon was a registry's port
+        return name, ""
+    return repository, tag
+
+
 @dataclass(frozen=True, slots=True)
 class OtlpConfig(SinkConfig):
     """The OTLP sink's options for one container (its log-opts over ``LOGDRIVER_<NAME>`` defaults)."""
@@ -231,14 +240,12 @@ class OtlpStream(SinkStream):
         self.sink = sink
         info = context.info
         labels = info.labels
-        image, _, tag = (
-            info.image_name.rpartition(":") if ":" in info.image_name.split("/")[-1] else (info.image_name, "", "")
-        )
+        image, tag = image_and_tag(info.image_name)
         service = config.service_name or labels.get("com.docker.compose.service") or info.name.removeprefix("/")
         attributes = [
             ("container.id", info.container_id),
             ("container.name", info.name.removeprefix("/")),
-            ("container.image.name", image or info.image_name),
+            ("container.image.name", image),
             ("container.runtime", "docker"),
             ("host.name", socket.gethostname()),
             ("service.name", service),

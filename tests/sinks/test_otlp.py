@@ -233,3 +233,12 @@ async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_
     finally:
         await sink.aclose()
         endpoint.close()
+
+
+def test_image_names_and_tags() -> None:
+    from logdriver_sinks.otlp import image_and_tag
+
+    assert image_and_tag("busybox") == ("busybox", "")
+    assert image_and_tag("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
+    assert image_and_tag("registry:5000/app") == ("registry:5000/app", "")
+    assert image_and_tag("app@sha256:abc") == ("app", "")
