@@ -14,7 +14,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: reference peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker docker28
+.PHONY: otelcol reference peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker docker28
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -47,7 +47,11 @@ $(KAFKA_JARS): tests/peers/kafka/pom.xml
 	cd tests/peers/kafka && mvn -q -B dependency:copy-dependencies
 	touch $@
 
-peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS)
+## The OpenTelemetry Collector the OTLP sink's tests run against (built from the Go module proxy, cached).
+otelcol:
+	./scripts/build-otelcol.sh
+
+peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol
 
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
 run: $(STAMP) docker
@@ -55,7 +59,7 @@ run: $(STAMP) docker
 
 ## Everything CI runs: lint, types, generated-code drift, unit tests, and the integration tests once
 ## per engine: Debian's dockerd 20.10 and dockerd 28.5 (built from the Go module proxy, cached).
-test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker docker28 lint alerts
+test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28 lint alerts
 	$(VENV)/bin/mypy
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	$(PY) -m pytest -q tests
@@ -63,7 +67,7 @@ test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker docker28 lint
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker docker28
+test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28
 	$(PY) -m pytest -q tests/integration
 
 docker:
@@ -114,7 +118,7 @@ plugin-push: $(STAMP) docker
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
 ## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
 ## DOCKER_HOST=$$(./scripts/ensure-docker28.sh) make bench for dockerd 28.5.
-bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
+bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
@@ -126,6 +130,7 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) docker
 	$(PY) bench/fluentd_bench.py
 	$(PY) bench/es_bench.py
 	$(PY) bench/kafka_bench.py
+	$(PY) bench/otlp_bench.py
 	$(PY) bench/shared_fate_bench.py
 
 clean:

@@ -62,17 +62,19 @@ class ContainerContext:
 class SendResult:
     """A stream's verdict on one batch.
 
-    ``retry`` holds indexes to send again later (transient failure);
+    ``retry`` holds indexes to send again later (transient failure), no sooner than
+    ``retry_after`` seconds when the destination asked for that (HTTP's Retry-After);
     ``rejected`` maps indexes to the reason they can never be delivered.
     Everything else in the batch counts as delivered.
     """
 
     retry: Sequence[int] = ()
     rejected: Mapping[int, str] = field(default_factory=dict)
+    retry_after: float | None = None
 
     @classmethod
-    def retry_all(cls, size: int) -> SendResult:
-        return cls(retry=range(size))
+    def retry_all(cls, size: int, retry_after: float | None = None) -> SendResult:
+        return cls(retry=range(size), retry_after=retry_after)
 
 
 DELIVERED = SendResult()

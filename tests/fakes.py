@@ -15,6 +15,7 @@ class FakeStream(SinkStream):
         self.delivered: list[LogRecord] = []
         self.attempts: list[tuple[float, int]] = []  # (time, batch size) of every send
         self.fail_times = 0  # the next N sends fail whole
+        self.retry_after: float | None = None  # what those failures ask (HTTP's Retry-After)
         self.reject: dict[bytes, str] = {}  # lines refused for good, with the reason
         self.retry_lines: set[bytes] = set()  # lines refused once each, then taken
         self.stalled = trio.Event()
@@ -33,7 +34,7 @@ class FakeStream(SinkStream):
         records = records_of(batch)
         if self.fail_times:
             self.fail_times -= 1
-            return SendResult.retry_all(len(batch))
+            return SendResult.retry_all(len(batch), self.retry_after)
         retry, rejected = [], {}
         for index, record in enumerate(records):
             if record.line in self.reject:

@@ -278,7 +278,8 @@ class Sender:
                 self._attempts.pop(pipeline, None)
                 continue
             attempt, started = self._attempts.get(pipeline, (0, now))
-            delay = jitter * policy.bound(attempt)
+            # The destination's own wait (Retry-After) is a floor: sooner would be refused again.
+            delay = max(jitter * policy.bound(attempt), result.retry_after or 0.0)
             later = trio.current_time()
             if policy.gives_up(later - started, delay, attempt):
                 self._attempts.pop(pipeline, None)

@@ -39,7 +39,7 @@ def test_one_abi3_wheel_that_installs_and_runs_without_rust(tmp_path: Path) -> N
         names = wheel.namelist()
     top_level = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
     assert top_level == {"logdriver", "logdriver_sinks"}
-    for sink in ("file", "fluentd", "elasticsearch", "kafka"):
+    for sink in ("file", "fluentd", "elasticsearch", "kafka", "otlp"):
         assert any(name.startswith(f"logdriver_sinks/{sink}/_render.abi3") for name in names), sink
 
     venv = tmp_path / "venv"
@@ -55,4 +55,4 @@ def test_one_abi3_wheel_that_installs_and_runs_without_rust(tmp_path: Path) -> N
          "print(sorted(load_sinks(Settings.from_env({'LOGDRIVER_STATE_DIR': '/tmp/unused'}))))"],
         env=bare, capture_output=True, text=True, check=True, cwd=tmp_path,
     )  # fmt: skip
-    assert loaded.stdout.strip() == "['discard', 'elasticsearch', 'file', 'fluentd', 'kafka']"
+    assert loaded.stdout.strip() == "['discard', 'elasticsearch', 'file', 'fluentd', 'kafka', 'otlp']"

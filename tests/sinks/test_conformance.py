@@ -18,10 +18,12 @@ from logdriver_sinks.elasticsearch import ElasticsearchSink
 from logdriver_sinks.file import FileSink
 from logdriver_sinks.fluentd import FluentdSink
 from logdriver_sinks.kafka import KafkaSink
+from logdriver_sinks.otlp import OtlpSink
 
 from ..es_peer import SERVERS, SearchNode
 from ..fluent_peer import FluentPeer
 from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
+from ..otel_peer import CollectorPeer
 
 
 class FileSinkPeer:
@@ -213,5 +215,55 @@ class TestKafkaSink(SinkConformance):
     @pytest.fixture
     async def sink(self) -> object:
         sink = KafkaSink()
+        yield sink
+        await sink.aclose()
+
+
+class CollectorSinkPeer:
+    """A real OpenTelemetry Collector (OTLP/HTTP receiver, file exporter); the outage stops it.
+
+    A request the Collector took whose answer was lost is sent again: at-least-once."""
+
+    def __init__(self, collector: CollectorPeer) -> None:
+        self.collector = collector
+        self.config: Mapping[str, str] = {}
+        self.environ: Mapping[str, str] = {
+            "LOGDRIVER_OTLP_ENDPOINT": collector.endpoint,  # plugin-wide: the credentials go there
+            "LOGDRIVER_OTLP_HEADERS": f"authorization=Bearer {OTLP_TOKEN}",
+        }
+        self.elsewhere = ("otlp-endpoint", "http://127.0.0.1:1")
+        self.secrets: Sequence[str] = (OTLP_TOKEN,)
+        self.bad_option = ("otlp-compression", "brotli")
+        self.exactly_once = False
+        self.skip = len(collector.records())  # what earlier tests of the module exported
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        records = self.collector.wait_for(self.skip + count, timeout)[self.skip :]
+        return [str(record["text"]).encode() for record in records]
+
+    def stop(self) -> None:
+        self.collector.stop()
+
+    def start(self) -> None:
+        self.collector.start()
+
+
+OTLP_TOKEN = "otlp-conformance-s3cret"
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorPeer]:
+    with CollectorPeer(tmp_path_factory.mktemp("otelcol")) as peer:
+        yield peer
+
+
+class TestOtlpSink(SinkConformance):
+    @pytest.fixture
+    def peer(self, collector: CollectorPeer) -> CollectorSinkPeer:
+        return CollectorSinkPeer(collector)
+
+    @pytest.fixture
+    async def sink(self) -> object:
+        sink = OtlpSink()
         yield sink
         await sink.aclose()

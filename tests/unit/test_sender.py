@@ -298,3 +298,20 @@ async def test_a_shutdown_stops_a_part_waiting_for_a_long_retry_at_its_flush_dea
         await slow.finished()
         assert trio.current_time() - started <= 2.01
     assert slow.counters.dropped == 5  # memory queue: counted, not silently lost
+
+
+async def test_a_destination_s_retry_after_is_the_least_wait(autojump_clock: trio.testing.MockClock) -> None:
+    throttled = named("t")
+    throttled.fail_times, throttled.retry_after = 1, 30.0  # a 429 with Retry-After: 30
+    only = pipeline(throttled, **{**BATCHING, "batch-max-wait": "0s"})
+    destination = Sender("fake", only.options, Requests())
+    destination.attach(only)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        only.try_put(lines("t", 3))
+        only.close(trio.current_time() + 120)  # delivers what it holds first
+        await only.finished()
+        nursery.cancel_scope.cancel()
+    assert only.counters.lines_out == 3
+    first, second = (time for time, _ in throttled.attempts)
+    assert second - first >= 30.0  # not the 100 ms the retry policy alone would wait

@@ -1,0 +1,286 @@
+"""OpenTelemetry sink: OTLP/HTTP logs with protobuf bodies, to a Collector or any OTLP backend.
+
+Each container's batch becomes one ``ResourceLogs`` (rendered in ``native/``: its
+``Resource`` says which container, host and service the records come from), and the
+containers sharing an endpoint and its settings share one ``ExportLogsServiceRequest``
+per send (``send_together``), gzip-compressed by default, over one httpx connection pool
+per destination. Verdicts come from ``_export.judge``.
+
+Counters (``logdriver_sink_events{sink="otlp"}``): ``partial_rejections`` (records a
+server's partial success refused), ``unreadable_responses`` (a 2xx whose body was not an
+OTLP response: counted as delivered), ``throttled`` (429/502/503/504 answers).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, cast
+
+import httpx
+import trio
+from zlib_ng import zlib_ng
+
+from logdriver import LogBatch, Settings
+from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
+from logdriver.config import SinkConfig, choice, client_tls_context, option, parse_bool, parse_duration
+
+from ._export import Verdict, judge
+from ._render import encode_resource, export_request, resource_logs
+
+log = logging.getLogger("logdriver.sinks.otlp")
+
+__all__ = ["OtlpSink"]
+
+_BOOL = "true or false"
+SCOPE = b"\x0a\x09logdriver"  # InstrumentationScope{name: "logdriver"}
+MAX_HEADERS = 32
+MAX_REPLY = 1 << 20  # bytes of a reply read
+
+
+def _endpoint(value: str) -> str:
+    """A base URL (``/v1/logs`` is added, as OTEL_EXPORTER_OTLP_ENDPOINT) or a full one ending in it."""
+    url = urllib.parse.urlsplit(value.strip())
+    if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+        raise ValueError(value)
+    path = url.path.rstrip("/")
+    if not path.endswith("/v1/logs"):
+        path += "/v1/logs"
+    return urllib.parse.urlunsplit((url.scheme, url.netloc, path, "", ""))
+
+
+def _headers(value: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,key2=value2`` as OTEL_EXPORTER_OTLP_HEADERS (values may be %-encoded)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, val = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("-", "").isalnum():
+            raise ValueError("key=value pairs")
+        pairs.append((key.lower(), urllib.parse.unquote(val.strip())))
+    if len(pairs) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    return tuple(pairs)
+
+
+def image_and_tag(reference: str) -> tuple[str, str]:
+    """``registry:5000/app:1.2`` → (``registry:5000/app``, ``1.2``); a digest has no tag."""
+    name = reference.split("@", 1)[0]
+    repository, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:  # the colon was a registry's port
+        return name, ""
+    return repository, tag
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpConfig(SinkConfig):
+    """The OTLP sink's options for one container (its log-opts over ``LOGDRIVER_<NAME>`` defaults)."""
+
+    endpoint: str = option(
+        "otlp-endpoint",
+        "http://127.0.0.1:4318",
+        "an http(s) URL: a base (/v1/logs is added) or one ending in /v1/logs",
+        "where records are exported (OTLP/HTTP, protobuf)",
+        _endpoint,
+        destination=True,
+    )
+    headers: tuple[tuple[str, str], ...] | None = option(
+        "otlp-headers",
+        "",
+        "key=value pairs, comma-separated (values %-encoded)",
+        "request headers, such as authorization (plugin-wide only)",
+        _headers,
+        secret=True,
+    )
+    compression: str = option(
+        "otlp-compression", "gzip", "gzip or none", "request body compression", choice("gzip", "none")
+    )
+    timeout: float = option("otlp-timeout", "10s", "a duration such as 10s", "one export request", parse_duration)
+    service_name: str = option(
+        "otlp-service-name",
+        "",
+        "a name",
+        "service.name of the records; empty: the Compose service label, else the container name",
+    )
+    tls_ca: str = option("otlp-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's")
+    tls_cert: str = option("otlp-tls-cert", "", "a PEM file path", "client certificate", credential=True)
+    tls_key: str = option("otlp-tls-key", "", "a PEM file path", "client key", credential=True)
+    tls_verify: bool = option("otlp-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """What containers must share to share requests: the endpoint and how it is reached."""
+
+    endpoint: str
+    headers: tuple[tuple[str, str], ...]
+    compression: str
+    timeout: float
+    tls: tuple[str, str, str, bool]
+
+
+class Exporter:
+    """One connection pool per destination, shared by its containers."""
+
+    def __init__(self, destination: Destination) -> None:
+        self.destination = destination
+        self.users = 0
+        verify: object = True
+        if destination.endpoint.startswith("https:"):
+            verify = client_tls_context(*destination.tls, prefix="otlp-tls-")
+        self.client = httpx.AsyncClient(
+            timeout=destination.timeout,
+            verify=verify,  # type: ignore[arg-type]
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        )
+        self.headers = {"content-type": "application/x-protobuf", **dict(destination.headers)}
+        if destination.compression == "gzip":
+            self.headers["content-encoding"] = "gzip"
+
+    async def export(self, body: bytes, size: int) -> Verdict:
+        if self.destination.compression == "gzip":
+            body = zlib_ng.compress(body, 1, 31)
+        try:
+            async with self.client.stream(
+                "POST", self.destination.endpoint, content=body, headers=self.headers
+            ) as reply:
+                content = bytearray()
+                async for chunk in reply.aiter_bytes():  # a server may answer with anything: read 1 MiB at most
+                    content += chunk
+                    if len(content) >= MAX_REPLY:
+                        break
+                status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
+        except httpx.HTTPError as exc:
+            return Verdict(retry=True, reason=type(exc).__name__)
+        return judge(status, bytes(content[:MAX_REPLY]), headers, size)
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.client.aclose()
+
+
+class OtlpSink(Sink):
+    name = "otlp"
+    config = OtlpConfig
+    pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "flush-timeout": "30s"}
+
+    def __init__(self) -> None:
+        self.events = {"partial_rejections": 0, "unreadable_responses": 0, "throttled": 0}
+        self._exporters: dict[Destination, Exporter] = {}
+        self._failing = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OtlpSink:
+        return cls()
+
+    def exporter(self, destination: Destination) -> Exporter:
+        exporter = self._exporters.get(destination)
+        if exporter is None:
+            exporter = self._exporters[destination] = Exporter(destination)
+        exporter.users += 1
+        return exporter
+
+    async def release(self, exporter: Exporter) -> None:
+        exporter.users -= 1
+        if exporter.users <= 0 and self._exporters.get(exporter.destination) is exporter:
+            del self._exporters[exporter.destination]
+            await exporter.aclose()
+
+    def open_stream(self, context: ContainerContext) -> SinkStream:
+        return OtlpStream(self, context, context.config(OtlpConfig))
+
+    async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
+        """One export request carrying one ResourceLogs per container."""
+        streams = [cast(OtlpStream, stream) for stream, _ in parts]
+        sizes = [len(batch) for _, batch in parts]
+        body = export_request([stream.render(batch) for stream, (_, batch) in zip(streams, parts, strict=True)])
+        verdict = await streams[0].exporter.export(body, sum(sizes))
+        return self.results(verdict, sizes)
+
+    def results(self, verdict: Verdict, sizes: list[int]) -> list[SendResult]:
+        """Each part's verdict: a partial rejection falls on the request's last records."""
+        if verdict.unreadable:
+            self.events["unreadable_responses"] += 1
+            log.warning("otlp: a success answer that is not an OTLP response; counted as delivered")
+        if verdict.retry:
+            self.events["throttled"] += verdict.reason.startswith("HTTP")
+            if not self._failing:
+                self._failing = True
+                log.warning("otlp: export failed (%s); retrying later", verdict.reason)
+            return [SendResult.retry_all(size, verdict.retry_after) for size in sizes]
+        if self._failing:
+            self._failing = False
+            log.warning("otlp: exports succeed again")
+        if not verdict.rejected:
+            return [DELIVERED for _ in sizes]
+        self.events["partial_rejections"] += verdict.rejected
+        first_rejected = sum(sizes) - verdict.rejected
+        results, offset = [], 0
+        for size in sizes:
+            refused = {i: verdict.reason for i in range(size) if offset + i >= first_rejected}
+            results.append(SendResult(rejected=refused) if refused else DELIVERED)
+            offset += size
+        return results
+
+    def counters(self) -> Mapping[str, int]:
+        return self.events
+
+    async def aclose(self) -> None:
+        for exporter in self._exporters.values():
+            await exporter.aclose()
+        self._exporters.clear()
+
+
+class OtlpStream(SinkStream):
+    def __init__(self, sink: OtlpSink, context: ContainerContext, config: OtlpConfig) -> None:
+        self.sink = sink
+        info = context.info
+        labels = info.labels
+        image, tag = image_and_tag(info.image_name)
+        service = config.service_name or labels.get("com.docker.compose.service") or info.name.removeprefix("/")
+        attributes = [
+            ("container.id", info.container_id),
+            ("container.name", info.name.removeprefix("/")),
+            ("container.image.name", image),
+            ("container.runtime", "docker"),
+            ("host.name", socket.gethostname()),
+            ("service.name", service),
+        ]
+        if tag:
+            attributes.append(("container.image.tags", tag))
+        if project := labels.get("com.docker.compose.project"):
+            attributes.append(("service.namespace", project))
+        for key, value in context.extras.items():
+            kind = "label" if info.labels.get(key) == value else "env"
+            attributes.append((f"container.{kind}.{key}", value))
+        self.resource = encode_resource(attributes)
+        self.destination_key = Destination(
+            endpoint=config.endpoint,
+            headers=config.headers or (),
+            compression=config.compression,
+            timeout=config.timeout,
+            tls=(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify),
+        )
+        if config.endpoint.startswith("https:"):  # a bad file fails docker run naming its option
+            client_tls_context(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify, prefix="otlp-tls-")
+        self.exporter = sink.exporter(self.destination_key)  # last: the stream will be closed and release it
+        self._closed = False
+
+    @property
+    def destination(self) -> Destination:
+        return self.destination_key
+
+    def render(self, batch: LogBatch) -> bytes:
+        return resource_logs(batch.columns(), self.resource, SCOPE)
+
+    async def send_batch(self, batch: LogBatch) -> SendResult:
+        return (await self.sink.send_together([(self, batch)]))[0]
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.sink.release(self.exporter)

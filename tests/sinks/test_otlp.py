@@ -1,0 +1,244 @@
+"""The OTLP sink's pieces without a network: export verdicts and the rendered protobuf.
+
+The bodies are checked with the protobuf runtime against a schema written here
+(tests/sinks/otlp_schema.py builds it from the OTLP field numbers), not against the
+renderer's own reading; the real Collector is in test_conformance and the engine tests."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import http.server
+import importlib.util
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from logdriver import LogBatch, LogRecord
+from logdriver._native import Stage
+from logdriver._records import batch_of
+from logdriver.abc import DELIVERED
+from logdriver.testing import open_pipeline, open_stream, running, sample_records
+from logdriver_sinks.otlp import SCOPE, OtlpSink
+from logdriver_sinks.otlp._export import judge, partial_success, retry_after
+from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
+
+from ..otel_peer import CollectorPeer
+
+
+def _partial(rejected: int, message: bytes) -> bytes:
+    inner = bytes([0x08, rejected]) + bytes([0x12, len(message)]) + message
+    return bytes([0x0A, len(inner)]) + inner
+
+
+def test_success_partial_success_and_garbage() -> None:
+    assert judge(200, b"", {}, 10).rejected == 0
+    assert partial_success(_partial(3, b"too old")) == (3, "too old")
+    verdict = judge(200, _partial(3, b"too old"), {}, 10)
+    assert (verdict.rejected, verdict.reason) == (3, "partial success: too old")
+    assert judge(200, _partial(30, b"x"), {}, 10).rejected == 10
+    assert judge(200, b"\xff\xff\xff", {}, 10).unreadable
+
+
+def test_retryable_statuses_honour_retry_after() -> None:
+    for status in (429, 502, 503, 504):
+        assert judge(status, b"", {}, 5).retry
+    assert judge(503, b"", {"retry-after": "7"}, 5).retry_after == 7.0
+    now = datetime.datetime(2026, 12, 3, 12, 0, 0, tzinfo=datetime.UTC)
+    assert retry_after("Thu, 03 Dec 2026 12:00:30 GMT", now) == 30.0
+    assert retry_after("soon") is None
+
+
+def test_refusals_carry_the_servers_message() -> None:
+    status = bytes([0x08, 3, 0x12, 7]) + b"bad log"
+    verdict = judge(400, status, {"content-type": "application/x-protobuf"}, 4)
+    assert (verdict.rejected, verdict.reason) == (4, "HTTP 400: bad log")
+    assert "redirected to http://x" in judge(301, b"", {"location": "http://x"}, 4).reason
+    assert judge(413, b"too large", {}, 4).rejected == 4
+
+
+def otlp_schema(tmp_path: Path) -> Any:
+    """The test schema compiled with protoc (grpcio-tools) and imported."""
+    from grpc_tools import protoc
+
+    here = Path(__file__).parent
+    assert protoc.main(["protoc", f"-I{here}", f"--python_out={tmp_path}", str(here / "otlp_logs.proto")]) == 0
+    spec = importlib.util.spec_from_file_location("otlp_logs_pb2", tmp_path / "otlp_logs_pb2.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def values(key_values: Any) -> dict[str, Any]:
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value") or "string_value") for kv in key_values}
+
+
+def test_the_body_reads_back_through_the_otlp_schema(tmp_path: Path) -> None:
+    pb = otlp_schema(tmp_path)
+    stage = Stage("java", None, None, 1000, 1 << 20, 1.0, True)
+    records = [
+        LogRecord("stdout", 1_700_000_000_000_000_001, b"plain \xff line"),
+        LogRecord("stderr", 2, b"java.lang.Error: boom"),
+        LogRecord("stderr", 3, b"\tat T.main(T.java:1)"),
+        LogRecord(
+            "stdout",
+            4,
+            b'{"level":"warn","msg":"parsed","time":"2026-12-03T10:00:00Z","trace_id":"0123456789abcdef0123456789abcdef",'
+            b'"span_id":"0123456789abcdef","user":{"id":7,"tags":["a",1.5,true]},"n":-3}',
+        ),
+    ]
+    batch = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish()])
+    resource = encode_resource([("container.id", "c1"), ("service.name", "web")])
+    body = export_request([resource_logs(batch.columns(), resource, SCOPE)])
+    request = pb.ExportLogsServiceRequest.FromString(body)
+    (rl,) = request.resource_logs
+    assert values(rl.resource.attributes) == {"container.id": "c1", "service.name": "web"}
+    (scope,) = rl.scope_logs
+    assert scope.scope.name == "logdriver"
+    plain = next(r for r in scope.log_records if r.observed_time_unix_nano == 1_700_000_000_000_000_001)
+    assert plain.body.string_value == "plain \ufffd line"
+    assert plain.time_unix_nano == plain.observed_time_unix_nano
+    assert values(plain.attributes) == {"log.iostream": "stdout"}
+    event = next(r for r in scope.log_records if r.observed_time_unix_nano == 2)
+    assert event.body.string_value == "java.lang.Error: boom\n\tat T.main(T.java:1)"
+    assert values(event.attributes)["logdriver.multiline.lines"] == 2
+    parsed = next(r for r in scope.log_records if r.observed_time_unix_nano == 4)
+    assert (parsed.body.string_value, parsed.severity_text, parsed.severity_number) == ("parsed", "warn", 13)
+    assert parsed.time_unix_nano == 1_796_292_000_000_000_000
+    assert parsed.trace_id.hex() == "0123456789abcdef0123456789abcdef"
+    assert parsed.span_id.hex() == "0123456789abcdef"
+    attrs = {kv.key: kv.value for kv in parsed.attributes}
+    assert attrs["n"].int_value == -3
+    user = {kv.key: kv.value for kv in attrs["user"].kvlist_value.values}
+    assert user["id"].int_value == 7
+    tags = [v.WhichOneof("value") for v in user["tags"].array_value.values]
+    assert tags == ["string_value", "double_value", "bool_value"]
+
+
+class FakeOtlpEndpoint:
+    """A fake OTLP/HTTP server (http.server in a thread) that answers as told: the lying and
+    broken endpoints a real Collector is never. The real Collector is in test_conformance."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes, float]]) -> None:
+        self.answers = answers  # (status, headers, body, seconds to wait first), the last repeats
+        self.bodies: list[bytes] = []
+        self.encodings: list[str] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                fake.encodings.append(self.headers.get("content-encoding", ""))
+                fake.bodies.append(gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body)
+                status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
+                time.sleep(wait)
+                self.send_response(status)
+                for key, value in {**headers, "content-length": str(len(answer))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+OK = (200, {"content-type": "application/x-protobuf"}, b"", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("answers", "delivered", "dead", "event"),
+    [
+        ([(200, {}, b"\xff\xfe garbage", 0.0)], 5, 0, "unreadable_responses"),
+        ([(413, {"content-type": "text/plain"}, b"request entity too large", 0.0)], 0, 5, None),
+        ([(302, {"location": "http://elsewhere.example/v1/logs"}, b"", 0.0)], 0, 5, None),
+        ([(200, {}, _partial(2, b"too old"), 0.0)], 3, 2, "partial_rejections"),
+        ([(503, {"retry-after": "1"}, b"", 0.0), OK], 5, 0, "throttled"),
+        ([(200, {}, b"", 3.0), OK], 5, 0, None),  # slower than otlp-timeout: retried
+    ],
+    ids=["200-garbage", "413", "redirect", "partial-success", "503-retry-after", "slow"],
+)
+async def test_lying_and_broken_endpoints_get_a_counted_decision(
+    tmp_path: Path, answers: list[Any], delivered: int, dead: int, event: str | None
+) -> None:
+    endpoint = FakeOtlpEndpoint(answers)
+    sink = OtlpSink()
+    try:
+        config = {"otlp-endpoint": endpoint.url, "otlp-timeout": "1s", "retry-initial": "100ms"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+        async with running(pipeline, flush_timeout=30):
+            await pipeline.put(batch_of(sample_records(5)))
+        stats = pipeline.counters
+        assert (stats.lines_out, stats.dead_lettered, stats.dropped) == (delivered, dead, 0)
+        if event is not None:
+            assert sink.counters()[event] > 0
+        assert set(endpoint.encodings) == {"gzip"}  # the default
+    finally:
+        await sink.aclose()
+        endpoint.close()
+
+
+async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    with CollectorPeer(tmp_path / "otelcol", tls=(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))) as peer:
+        sink = OtlpSink()
+        try:
+            environ = {"LOGDRIVER_OTLP_ENDPOINT": peer.endpoint}
+            trusted = open_stream(sink, {"otlp-tls-ca": str(tmp_path / "ca.pem")}, environ=environ)
+            assert await trusted.send_batch(batch_of(sample_records(3))) == DELIVERED
+            untrusted = open_stream(sink, {}, environ=environ)  # verification is on by default
+            assert list((await untrusted.send_batch(batch_of(sample_records(1)))).retry) == [0]
+            assert [r["text"] for r in peer.wait_for(3)] == [r.line.decode() for r in sample_records(3)]
+        finally:
+            await sink.aclose()
+
+
+async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_path: Path) -> None:
+    pb = otlp_schema(tmp_path)
+    endpoint = FakeOtlpEndpoint([OK])
+    sink = OtlpSink()
+    try:
+        config = {"otlp-endpoint": endpoint.url, "parse": "json", "otlp-compression": "none"}
+        pipeline = open_pipeline(sink, config, state_dir=tmp_path)
+        huge = b'{"msg":"big","blob":"' + b"x" * 60_000 + b'"}'
+        stage = Stage(None, None, None, 1000, 1 << 20, 1.0, True)
+        batch = stage.process(
+            batch_of([LogRecord("stdout", 1, huge), LogRecord("stderr", 2, b"bad \xc3\x28 utf-8")]), 0.0
+        )
+        async with running(pipeline):
+            await pipeline.put(batch)
+        assert pipeline.counters.lines_out == 2
+        assert endpoint.encodings == [""]
+        (request,) = [pb.ExportLogsServiceRequest.FromString(body) for body in endpoint.bodies]
+        big, bad = request.resource_logs[0].scope_logs[0].log_records
+        assert values(big.attributes)["blob"] == "x" * 60_000
+        assert bad.body.string_value == "bad \ufffd( utf-8"
+    finally:
+        await sink.aclose()
+        endpoint.close()
+
+
+def test_image_names_and_tags() -> None:
+    from logdriver_sinks.otlp import image_and_tag
+
+    assert image_and_tag("busybox") == ("busybox", "")
+    assert image_and_tag("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
+    assert image_and_tag("registry:5000/app") == ("registry:5000/app", "")
+    assert image_and_tag("app@sha256:abc") == ("app", "")
