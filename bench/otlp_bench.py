@@ -7,8 +7,12 @@
   bodies are made before its clock starts (with logdriver's own renderer), so the
   reference's CPU is compression, HTTP and nothing else.
 
+- the plugin again with ``sinks=discard``: what reading, decoding and the ``docker logs``
+  store cost before any sink, so the OTLP sink's own share is the difference.
+
 Printed: lines/s, CPU seconds per 1M lines of the plugin and of the reference, and their
-ratio (target: plugin <= 1.5x). Then 50 containers at ~100 lines/s into the same
+ratio (target: plugin <= 1.5x), then the sink's share (plugin minus discard) against the
+reference. Then 50 containers at ~100 lines/s into the same
 Collector: connections the plugin holds to it, and lines per request.
 
 Usage: python bench/otlp_bench.py [--runs 3] [--lines 1000000]
@@ -66,6 +70,17 @@ def reference(collector: CollectorPeer, bodies: list[bytes], lines: int) -> tupl
         return time.perf_counter() - started, used
 
 
+def discarded(plugin: subprocess.Popen[bytes], lines: int) -> tuple[float, float]:
+    """The same container with ``sinks=discard``: timed until it has exited and the plugin
+    has read its FIFO to the end (StopLogging answered)."""
+    container = docker("create", f"--log-driver={PLUGIN}", "--log-opt=sinks=discard", IMAGE, "seq", "1", str(lines))
+    before, started = cpu_seconds(plugin.pid), time.perf_counter()
+    docker("start", container)
+    docker("wait", container)
+    docker("rm", "-f", container)
+    return time.perf_counter() - started, cpu_seconds(plugin.pid) - before
+
+
 def wait_for(collector: CollectorPeer, count: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while collector.count() < count:
@@ -83,7 +98,7 @@ def main() -> None:
     metrics = f"127.0.0.1:{free_port()}"
     plugin = start_plugin(PLUGIN, state, LOGDRIVER_METRICS_ADDRESS=metrics, LOGDRIVER_GC_INTERVAL="5s")
     bodies = reference_bodies(args.lines)
-    rows: dict[str, list[tuple[float, float]]] = {"logdriver": [], "reference": []}
+    rows: dict[str, list[tuple[float, float]]] = {"logdriver": [], "reference": [], "discard": []}
     try:
         for run in range(args.runs):
             with CollectorPeer(Path(state) / f"collector-{run}-plugin") as collector:
@@ -100,6 +115,7 @@ def main() -> None:
                 docker("rm", "-f", container)
             with CollectorPeer(Path(state) / f"collector-{run}-reference") as collector:
                 rows["reference"].append(reference(collector, bodies, args.lines))
+            rows["discard"].append(discarded(plugin, args.lines))
         print(f"\n## seq 1 {args.lines} into one Collector (median of {args.runs})")
         print(f"{'':<12}{'lines/s':>12}{'CPU s / 1M lines':>18}")
         cpu = {}
@@ -108,6 +124,11 @@ def main() -> None:
             cpu[name] = statistics.median(v[1] for v in values) * 1_000_000 / args.lines
             print(f"{name:<12}{args.lines / seconds:>12,.0f}{cpu[name]:>18.2f}")
         print(f"plugin CPU per line x{cpu['logdriver'] / cpu['reference']:.2f} the reference's (target <= 1.5)")
+        share = cpu["logdriver"] - cpu["discard"]
+        print(
+            f"the otlp sink's share (logdriver - discard): {share:.2f} s,"
+            f" x{share / cpu['reference']:.2f} the reference's"
+        )
         many(plugin, metrics, state)
     finally:
         plugin.terminate()

@@ -34,12 +34,16 @@ def attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class CollectorPeer:
-    def __init__(self, workdir: Path, tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, tls: tuple[str, str] | None = None, client_ca: str | None = None, protocol: str = "http"
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.starts = 0  # each start exports to a file of its own (the exporter may truncate)
         self.port = free_port()
         self.tls = tls  # (cert, key) for an https receiver
+        self.client_ca = client_ca  # with tls: clients must show a certificate this CA signed
+        self.protocol = protocol  # the receiver's protocol: "http" (OTLP/HTTP) or "grpc"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,12 +56,14 @@ class CollectorPeer:
         tls = ""
         if self.tls:
             tls = f"\n        tls:\n          cert_file: {self.tls[0]}\n          key_file: {self.tls[1]}"
+            if self.client_ca:
+                tls += f"\n          client_ca_file: {self.client_ca}"
         config = self.workdir / "collector.yaml"
         config.write_text(
             f"""receivers:
   otlp:
     protocols:
-      http:
+      {self.protocol}:
         endpoint: 127.0.0.1:{self.port}{tls}
 exporters:
   file:

@@ -122,6 +122,10 @@ class Destination:
     tls: tuple[str, str, str, bool]
 
 
+# What an endpoint that does not answer HTTP/1.1 most often is: the Collector's gRPC port.
+NOT_HTTP1 = "the endpoint does not answer HTTP/1.1; if it is an OTLP/gRPC port (4317), use the OTLP/HTTP one (4318)"
+
+
 class Exporter:
     """One connection pool per destination, shared by its containers."""
 
@@ -154,6 +158,8 @@ class Exporter:
                     if len(content) >= MAX_REPLY:
                         break
                 status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
+        except httpx.RemoteProtocolError as exc:
+            return Verdict(retry=True, reason=f"{type(exc).__name__}: {NOT_HTTP1}")
         except httpx.HTTPError as exc:
             return Verdict(retry=True, reason=type(exc).__name__)
         return judge(status, bytes(content[:MAX_REPLY]), headers, size)

@@ -210,6 +210,41 @@ async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Pa
             await sink.aclose()
 
 
+async def test_a_collector_that_requires_a_client_certificate(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    client = ca.issue_cert("logdriver@example.test")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    tls = (str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
+    with CollectorPeer(tmp_path / "otelcol", tls=tls, client_ca=str(tmp_path / "ca.pem")) as peer:
+        sink = OtlpSink()
+        try:
+            trusting = {"otlp-endpoint": peer.endpoint, "otlp-tls-ca": str(tmp_path / "ca.pem")}
+            anonymous = open_stream(sink, trusting | {"otlp-timeout": "2s"})
+            assert list((await anonymous.send_batch(batch_of(sample_records(1)))).retry) == [0]  # kept, not lost
+            client_files = {"otlp-tls-cert": str(tmp_path / "client.pem"), "otlp-tls-key": str(tmp_path / "client.key")}
+            signed = open_stream(sink, trusting | client_files)
+            assert await signed.send_batch(batch_of(sample_records(3))) == DELIVERED
+            assert [r["text"] for r in peer.wait_for(3)] == [r.line.decode() for r in sample_records(3)]
+        finally:
+            await sink.aclose()
+
+
+async def test_a_grpc_port_is_retried_and_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with CollectorPeer(tmp_path / "otelcol", protocol="grpc") as peer:
+        sink = OtlpSink()
+        try:
+            stream = open_stream(sink, {"otlp-endpoint": peer.endpoint, "otlp-timeout": "2s"})
+            assert list((await stream.send_batch(batch_of(sample_records(2)))).retry) == [0, 1]
+        finally:
+            await sink.aclose()
+    assert "OTLP/gRPC port (4317)" in caplog.text
+
+
 async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_path: Path) -> None:
     pb = otlp_schema(tmp_path)
     endpoint = FakeOtlpEndpoint([OK])
