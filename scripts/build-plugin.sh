@@ -1,6 +1,9 @@
 #!/bin/sh
 # Build logdriver as a managed (v2) plugin without any image registry, then
 # create and enable it:  scripts/build-plugin.sh [NAME] [STATE_DIR]
+# State (FIFO registry, docker logs store, spools, dead letters) lives in the plugin's
+# propagated mount, which dockerd creates; re-creating NAME moves the old plugin's state to
+# the new one. With STATE_DIR, the propagated mount is a link to that host directory.
 # or push it to a registry as REGISTRY/logdriver:TAG and :latest (nothing is enabled):
 #                        scripts/build-plugin.sh --push REGISTRY TAG
 #
@@ -15,7 +18,7 @@ if [ "${1:-}" = "--push" ]; then
   set -- "push-$(echo "$2" | tr -c 'a-zA-Z0-9\n' '_')"
 fi
 NAME=${1:-logdriver}
-STATE=${2:-/var/lib/logdriver-plugin}
+STATE=${2:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 BUILD=${PLUGIN_BUILD_DIR:-$ROOT/build/plugin-$(echo "$NAME" | tr -c 'a-zA-Z0-9\n' '_')}
@@ -55,12 +58,29 @@ if [ -n "$PUSH" ]; then
   exit 0
 fi
 
-docker plugin disable -f "$NAME" >/dev/null 2>&1 || true
-docker plugin rm -f "$NAME" >/dev/null 2>&1 || true
+plugins="$(docker info -f '{{.DockerRootDir}}')/plugins"
+kept=""
+if old_id=$(docker plugin inspect -f '{{.Id}}' "$NAME" 2>/dev/null); then
+  docker plugin disable -f "$NAME" >/dev/null 2>&1 || true
+  previous="$plugins/$old_id/propagated-mount"
+  if [ -d "$previous" ] && [ ! -L "$previous" ]; then
+    # dockerd bind-mounts the directory on itself at enable; unmounted, it renames in place.
+    if mountpoint -q "$previous"; then umount -R "$previous"; fi
+    kept=$(mktemp -d "$plugins/.logdriver-kept-XXXXXX")
+    mv "$previous" "$kept/state"
+  fi
+  docker plugin rm -f "$NAME" >/dev/null
+fi
 docker plugin create "$NAME" "$BUILD" >/dev/null
-mkdir -p "$STATE"
-docker plugin set "$NAME" state.source="$STATE"
+new_id=$(docker plugin inspect -f '{{.Id}}' "$NAME")
+if [ -n "$STATE" ]; then
+  mkdir -p "$STATE" && chmod 700 "$STATE"
+  [ -z "$kept" ] || { cp -a "$kept/state/." "$STATE/" && rm -rf "$kept"; kept=""; }
+  ln -sfn "$(cd "$STATE" && pwd)" "$plugins/$new_id/propagated-mount"
+elif [ -n "$kept" ]; then
+  mv "$kept/state" "$plugins/$new_id/propagated-mount" && rmdir "$kept"
+fi
 # --timeout 0: the CLI's default 30 s would also cut every `docker logs -f` at 30 s.
 docker plugin enable --timeout 0 "$NAME" >/dev/null
 rm -rf "$BUILD"
-echo "plugin $NAME enabled; state in $STATE; use --log-driver $NAME"
+echo "plugin $NAME enabled; state in ${STATE:-$plugins/$new_id/propagated-mount}; use --log-driver $NAME"

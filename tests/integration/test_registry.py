@@ -1,12 +1,14 @@
 """Registry distribution on a real registry (Debian's docker-registry on 127.0.0.1, which
 Docker accepts over plain HTTP): `make plugin-push`'s script pushes, `docker plugin install`
-takes it under an alias, a container logs through it, and `docker plugin upgrade` to a
-newer push keeps the settings and the `docker logs` store."""
+takes it under an alias with the one command users type, a container logs through it,
+and the `docker logs` store survives disable and enable, a crash, a dockerd restart and
+`docker plugin upgrade` to a newer push, with nothing set again."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ..ports import free_port
-from .conftest import IMAGE, ROOT, docker, logs
+from .conftest import IMAGE, ROOT, Engine, docker, logs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,22 +67,55 @@ def rootfs(name: str) -> str:
     return docker("plugin", "inspect", "-f", "{{.Config.Rootfs.DiffIds}}", name).stdout.decode().strip()
 
 
-def test_install_from_a_registry_and_upgrade_keeping_state(registry: str, tmp_path: Path) -> None:
+def state_dir(name: str) -> Path:
+    """Where dockerd keeps the plugin's propagated mount (its /state) on this host."""
+    root = docker("info", "-f", "{{.DockerRootDir}}").stdout.decode().strip()
+    plugin_id = docker("plugin", "inspect", "-f", "{{.Id}}", name).stdout.decode().strip()
+    return Path(root) / "plugins" / plugin_id / "propagated-mount"
+
+
+def plugin_pid(name: str) -> int:
+    """The plugin's process: the child of the containerd shim that runs the plugin's id."""
+    plugin_id = docker("plugin", "inspect", "-f", "{{.Id}}", name).stdout.decode().strip()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and plugin_id.encode() in (proc / "cmdline").read_bytes():
+                children = (proc / "task" / proc.name / "children").read_text().split()
+                if b"shim" in (proc / "cmdline").read_bytes() and children:
+                    return int(children[0])
+        except OSError:
+            continue
+    raise AssertionError(f"no process runs plugin {plugin_id}")
+
+
+def wait_enabled_again(name: str, old_pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if plugin_pid(name) != old_pid:
+                return
+        except AssertionError:
+            pass
+        assert time.monotonic() < deadline, "dockerd did not restart the plugin"
+        time.sleep(0.2)
+
+
+def test_one_command_install_keeps_state_through_disable_crash_restart_and_upgrade(
+    registry: str, engine: Engine
+) -> None:
     push(registry, "1.0.0-it")
-    state = tmp_path / "state"
-    state.mkdir()
+    # The one command, on a host where nothing was prepared for it.
+    docker("plugin", "install", "--grant-all-permissions", "--alias", ALIAS, f"{registry}/logdriver:latest")
+    inspected = docker("plugin", "inspect", "-f", "{{.PluginReference}} {{.Enabled}}", ALIAS).stdout.decode().strip()
+    assert inspected == f"{registry}/logdriver:latest true"
+    # Settings and secrets go in plugin-wide variables (each sink's is settable), while disabled.
+    docker("plugin", "disable", ALIAS)
     docker(
-        "plugin", "install", "--grant-all-permissions", "--disable", "--alias", ALIAS, f"{registry}/logdriver:latest"
-    )
-    # Settings and secrets go in plugin-wide variables: each sink's is settable.
-    docker(
-        "plugin", "set", ALIAS, f"state.source={state}", "LOGDRIVER_FILE_FORMAT=text",
+        "plugin", "set", ALIAS, "LOGDRIVER_FILE_FORMAT=text",
         "LOGDRIVER_ES_API_KEY=registry-test-key", "LOGDRIVER_KAFKA_SASL_PASSWORD=registry-test-password",
         "LOGDRIVER_FLUENTD_SHARED_KEY=registry-test-shared-key",
     )  # fmt: skip
-    docker("plugin", "enable", "--timeout", "0", ALIAS)
-    inspected = docker("plugin", "inspect", "-f", "{{.PluginReference}} {{.Enabled}}", ALIAS).stdout.decode().strip()
-    assert inspected == f"{registry}/logdriver:latest true"
+    docker("plugin", "enable", ALIAS)
     # Every variable an operator may set is described in `docker plugin inspect`.
     described = docker(
         "plugin", "inspect", "-f", "{{range .Config.Env}}{{.Name}}={{.Description}}{{println}}{{end}}", ALIAS
@@ -90,32 +125,43 @@ def test_install_from_a_registry_and_upgrade_keeping_state(registry: str, tmp_pa
         assert description, f"{name} has no description"
     container = docker("run", "-d", f"--log-driver={ALIAS}", IMAGE, "sh", "-c", "echo before; echo err >&2")
     container_id = container.stdout.decode().strip()
+    expected = (b"before\n", b"err\n")
     try:
         assert docker("wait", container_id).stdout.strip() == b"0"
-        assert logs(container_id) == (b"before\n", b"err\n")
+        assert logs(container_id) == expected
+        state = state_dir(ALIAS)
+        assert oct(state.stat().st_mode & 0o777) == oct(0o700)  # the plugin makes its state root's only
         files = list((state / "files").glob(f"{container_id[:12]}-*.log"))
         assert len(files) == 1
         assert sorted(files[0].read_bytes().splitlines()) == [b"before", b"err"]  # text lines, as set
-        before = rootfs(ALIAS)
+
+        docker("plugin", "disable", ALIAS)
+        docker("plugin", "enable", ALIAS)
+        assert logs(container_id) == expected, "disable and enable"
+
+        pid = plugin_pid(ALIAS)
+        os.kill(pid, signal.SIGKILL)
+        wait_enabled_again(ALIAS, pid)
+        assert logs(container_id) == expected, "a crash"
+
+        engine.restart()
+        assert logs(container_id) == expected, "a dockerd restart"
 
         # The upgrade procedure of the README: a newer push, containers using the plugin
-        # stopped (this one has exited), disable, upgrade, enable.
+        # stopped (this one has exited), disable, upgrade, enable; nothing set again.
+        before = rootfs(ALIAS)
         push(registry, "1.0.1-it")
         docker("plugin", "disable", ALIAS)
         docker("plugin", "upgrade", "--grant-all-permissions", ALIAS, f"{registry}/logdriver:latest")
-        # dockerd (20.10 and 28.5 alike) shows the kept mount source after an upgrade but mounts the
-        # manifest's default at enable; setting it again (to the same value) applies it.
-        source = docker("plugin", "inspect", "-f", "{{range .Settings.Mounts}}{{.Source}}{{end}}", ALIAS)
-        assert source.stdout.decode().strip() == str(state)
-        docker("plugin", "set", ALIAS, f"state.source={state}")
-        docker("plugin", "enable", "--timeout", "0", ALIAS)
+        docker("plugin", "enable", ALIAS)
         assert rootfs(ALIAS) != before  # the new build
         env = docker("plugin", "inspect", "-f", "{{.Settings.Env}}", ALIAS).stdout.decode()
         assert "LOGDRIVER_FILE_FORMAT=text" in env
-        assert logs(container_id) == (b"before\n", b"err\n")  # the store survived
+        assert logs(container_id) == expected, "an upgrade"
         after = docker("run", "-d", f"--log-driver={ALIAS}", IMAGE, "echo", "after").stdout.decode().strip()
         assert docker("wait", after).stdout.strip() == b"0"
         assert logs(after) == (b"after\n", b"")
+        assert len(list((state / "files").glob("*.log"))) == 2  # the same state directory
         docker("rm", "-f", after)
     finally:
         docker("rm", "-f", container_id, check=False)
