@@ -73,12 +73,16 @@ if old_id=$(docker plugin inspect -f '{{.Id}}' "$NAME" 2>/dev/null); then
 fi
 docker plugin create "$NAME" "$BUILD" >/dev/null
 new_id=$(docker plugin inspect -f '{{.Id}}' "$NAME")
+target="$plugins/$new_id/propagated-mount"
 if [ -n "$STATE" ]; then
   mkdir -p "$STATE" && chmod 700 "$STATE"
-  [ -z "$kept" ] || { cp -a "$kept/state/." "$STATE/" && rm -rf "$kept"; kept=""; }
-  ln -sfn "$(cd "$STATE" && pwd)" "$plugins/$new_id/propagated-mount"
-elif [ -n "$kept" ]; then
-  mv "$kept/state" "$plugins/$new_id/propagated-mount" && rmdir "$kept"
+  ln -sfn "$(cd "$STATE" && pwd)" "$target"
+else
+  mkdir -p "$target" && chmod 700 "$target"
+fi
+if [ -n "$kept" ]; then  # a rename within the data root; a copy to another file system
+  find "$kept/state" -mindepth 1 -maxdepth 1 -exec mv -t "$target/" {} +
+  rm -rf "$kept"
 fi
 # --timeout 0: the CLI's default 30 s would also cut every `docker logs -f` at 30 s.
 docker plugin enable --timeout 0 "$NAME" >/dev/null

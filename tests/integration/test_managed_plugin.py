@@ -16,16 +16,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NAME = "logdriver-managed-it"
 
 
-def build(state: Path) -> None:
+def build(state: Path | None = None) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
-    subprocess.run([str(ROOT / "scripts" / "build-plugin.sh"), NAME, str(state)], check=True, env=env, timeout=900)
+    args = [str(ROOT / "scripts" / "build-plugin.sh"), NAME, *([str(state)] if state else [])]
+    subprocess.run(args, check=True, env=env, timeout=900)
+
+
+def propagated_mount() -> Path:
+    root = docker("info", "-f", "{{.DockerRootDir}}").stdout.decode().strip()
+    return Path(root) / "plugins" / docker("plugin", "inspect", "-f", "{{.Id}}", NAME).stdout.decode().strip()
 
 
 @pytest.fixture
 def managed(tmp_path: Path) -> object:
-    state = tmp_path / "state"
-    build(state)
-    yield state
+    build()  # the state in the propagated mount dockerd makes
+    yield tmp_path / "custom-state"
     docker("plugin", "disable", "-f", NAME, check=False)
     docker("plugin", "rm", "-f", NAME, check=False)
 
@@ -41,14 +46,14 @@ def test_managed_plugin_logs_and_keeps_state_across_recreation(managed: Path) ->
     try:
         assert docker("wait", container).stdout.strip() == b"0"
         assert logs(container) == (b"from managed\nend", b"err\n")
-        files = list((managed / "files").glob(f"{container[:12]}-*.log"))
+        files = list((propagated_mount() / "propagated-mount" / "files").glob(f"{container[:12]}-*.log"))
         assert len(files) == 1
         assert b'"message":"from managed"' in files[0].read_bytes()
-        # disable -f, rm and create again (the only upgrade path without a registry):
-        # the state lives on the host bind mount, so docker logs still has everything.
-        docker("plugin", "disable", "-f", NAME)
-        docker("plugin", "rm", "-f", NAME)
+        # Re-created (the only upgrade path without a registry), now into a custom
+        # directory: the script carries the state over, so docker logs still has everything.
         build(managed)
         assert logs(container) == (b"from managed\nend", b"err\n")
+        assert (propagated_mount() / "propagated-mount").resolve() == managed
+        assert len(list((managed / "files").glob(f"{container[:12]}-*.log"))) == 1
     finally:
         docker("rm", "-f", container, check=False)
