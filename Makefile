@@ -104,9 +104,10 @@ reference: $(STAMP)
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=logdriver/_proto --pyi_out=logdriver/_proto proto/entry.proto
 
-## Build the managed plugin (rootfs by debootstrap, no registry) and create + enable it.
+## Build the managed plugin (rootfs by debootstrap, no registry) and create + enable it;
+## STATE_DIR=/path keeps its state there instead of in its propagated mount.
 plugin: $(STAMP) docker
-	./scripts/build-plugin.sh
+	./scripts/build-plugin.sh logdriver $(STATE_DIR)
 
 ## Push the managed plugin to a registry: make plugin-push REGISTRY=host:port [TAG=version].
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

@@ -105,13 +105,17 @@ def test_one_command_install_keeps_state_through_disable_crash_restart_and_upgra
 ) -> None:
     push(registry, "1.0.0-it")
     # The one command, on a host where nothing was prepared for it.
-    docker("plugin", "install", "--grant-all-permissions", "--alias", ALIAS, f"{registry}/logdriver:latest")
+    docker(
+        "plugin", "install", "--grant-all-permissions", "--alias", ALIAS, f"{registry}/logdriver:latest",
+        "LOGDRIVER_FILE_FORMAT=text",
+    )  # fmt: skip
     inspected = docker("plugin", "inspect", "-f", "{{.PluginReference}} {{.Enabled}}", ALIAS).stdout.decode().strip()
     assert inspected == f"{registry}/logdriver:latest true"
-    # Settings and secrets go in plugin-wide variables (each sink's is settable), while disabled.
+    # Settings and secrets go in plugin-wide variables (each sink's is settable): given to
+    # install, as above, or set while disabled.
     docker("plugin", "disable", ALIAS)
     docker(
-        "plugin", "set", ALIAS, "LOGDRIVER_FILE_FORMAT=text",
+        "plugin", "set", ALIAS,
         "LOGDRIVER_ES_API_KEY=registry-test-key", "LOGDRIVER_KAFKA_SASL_PASSWORD=registry-test-password",
         "LOGDRIVER_FLUENTD_SHARED_KEY=registry-test-shared-key",
     )  # fmt: skip
