@@ -14,7 +14,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: otelcol reference peers venv run test test-unit test-integration lint alerts typecheck proto plugin plugin-push bench clean docker docker28
+.PHONY: otelcol reference peers venv run test test-setup test-unit test-integration test-engines lint alerts typecheck proto plugin plugin-push bench clean docker docker28 docker29
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -37,12 +37,13 @@ $(OS_JARS): tests/peers/opensearch/pom.xml
 	cd tests/peers/opensearch && mvn -q -B dependency:copy-dependencies
 	touch $@
 
-$(ES_JARS): tests/peers/elasticsearch/pom.xml
+# Order-only: one Maven at a time (parallel runs share the local repository ~/.m2).
+$(ES_JARS): tests/peers/elasticsearch/pom.xml | $(OS_JARS)
 	@command -v mvn >/dev/null || ./scripts/apt-install.sh mvn maven
 	cd tests/peers/elasticsearch && mvn -q -B dependency:copy-dependencies
 	touch $@
 
-$(KAFKA_JARS): tests/peers/kafka/pom.xml
+$(KAFKA_JARS): tests/peers/kafka/pom.xml | $(ES_JARS)
 	@command -v mvn >/dev/null || ./scripts/apt-install.sh mvn maven
 	cd tests/peers/kafka && mvn -q -B dependency:copy-dependencies
 	touch $@
@@ -58,24 +59,37 @@ run: $(STAMP) docker
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit tests, and the integration tests once
-## per engine: Debian's dockerd 20.10 and dockerd 28.5 (built from the Go module proxy, cached).
-test: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28 lint alerts
+## per engine CI keeps: Debian's dockerd 20.10 and dockerd 29.8 (built from the Go module proxy,
+## cached). The setup steps run side by side (-j), then the tests in two processes, one per engine.
+test:
+	$(MAKE) -j4 --output-sync=target test-setup
 	$(VENV)/bin/mypy
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
-	$(PY) -m pytest -q tests
+	PY=$(PY) ./scripts/run-tests.sh
+
+test-setup: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29 lint alerts
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28
+test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29
 	$(PY) -m pytest -q tests/integration
+
+## The integration tests on other engines: make test-engines ENGINES=docker-28.5 (or all).
+ENGINES ?= docker-28.5
+test-engines: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28 docker29
+	LOGDRIVER_TEST_ENGINES=$(ENGINES) $(PY) -m pytest -q tests/integration
 
 docker:
 	./scripts/ensure-docker.sh
 
-## The second engine: dockerd 28.5.2 on containerd 1.7.28 beside Debian's 20.10 (prints its DOCKER_HOST).
+## The other engines beside Debian's 20.10 (each prints its DOCKER_HOST): dockerd 28.5.2 on
+## containerd 1.7.28, dockerd 29.8.0 on containerd 2.3.5 and runc 1.5.1.
 docker28: docker
-	./scripts/ensure-docker28.sh
+	./scripts/ensure-engine.sh 28
+
+docker29:  # builds first, then starts Debian's engine if needed: the build overlaps the rest of -j
+	./scripts/ensure-engine.sh 29
 
 ## Style and static checks: ruff (lint and format), rustfmt and clippy on native/.
 lint: $(STAMP)
@@ -118,7 +132,7 @@ plugin-push: $(STAMP) docker
 ## Throughput against Docker's own drivers (local, json-file, none; fluentd to a real server), median of 5;
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
 ## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
-## DOCKER_HOST=$$(./scripts/ensure-docker28.sh) make bench for dockerd 28.5.
+## DOCKER_HOST=$$(./scripts/ensure-engine.sh 29) make bench for dockerd 29.8.
 bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
 	$(PY) bench/spool_bench.py

@@ -5,6 +5,10 @@ set -e
 command="$1"; shift
 command -v "$command" >/dev/null 2>&1 && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # `make -j` may run several installs at once: one apt at a time.
+    exec 8>/var/lock/logdriver-apt.lock
+    flock 8
+    command -v "$command" >/dev/null 2>&1 && exit 0
     echo "installing $* for $command" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null || {
         apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }

@@ -21,14 +21,20 @@ NAME=${1:-logdriver}
 STATE=${2:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-BUILD=${PLUGIN_BUILD_DIR:-$ROOT/build/plugin-$(echo "$NAME" | tr -c 'a-zA-Z0-9\n' '_')}
+mkdir -p "$ROOT/build"
+# A directory of its own: builds for several engines may run at once.
+BUILD=${PLUGIN_BUILD_DIR:-$(mktemp -d "$ROOT/build/plugin-XXXXXX")}
 CACHE=${LOGDRIVER_ROOTFS_CACHE:-/var/cache/logdriver/rootfs-bookworm.tar.gz}
 
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
 [ -n "$mirror" ] || { echo "no Debian mirror found in this host's apt sources" >&2; exit 1; }
-command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+"$ROOT/scripts/apt-install.sh" debootstrap debootstrap
 
+# One build at a time past this point for the shared caches: the rootfs tarball, and the
+# source tree and cargo target the wheel is built from.
+exec 9>"$ROOT/build/.build-plugin.lock"
+flock 9
 if [ ! -s "$CACHE" ]; then
   echo "debootstrap bookworm rootfs (once; cached in $CACHE)"
   tmp=$(mktemp -d)
@@ -40,11 +46,21 @@ if [ ! -s "$CACHE" ]; then
 fi
 
 rm -rf "$BUILD"
-mkdir -p "$BUILD/rootfs" "$BUILD/wheels"
+mkdir -p "$BUILD/rootfs"
 tar -C "$BUILD/rootfs" -xzf "$CACHE"
-CARGO_TARGET_DIR="$ROOT/native/target" "$PY" -m pip wheel -q -w "$BUILD/wheels" "$ROOT"
-"$PY" -m pip install -q --no-index --find-links "$BUILD/wheels" --target "$BUILD/rootfs/opt/logdriver" logdriver
+# The wheels are built once per state of the sources (a commit, plus any local change).
+tree=$(cd "$ROOT" && { git rev-parse HEAD; git status --porcelain; git diff HEAD; } 2>/dev/null | sha256sum | cut -c1-16)
+wheels="$ROOT/build/wheels-$tree"
+if [ ! -d "$wheels" ]; then
+  rm -rf "$wheels.tmp"
+  CARGO_TARGET_DIR="$ROOT/native/target" "$PY" -m pip wheel -q -w "$wheels.tmp" "$ROOT"
+  mv "$wheels.tmp" "$wheels"
+fi
+"$PY" -m pip install -q --no-index --find-links "$wheels" --target "$BUILD/rootfs/opt/logdriver" logdriver
+# Which build this is, in the rootfs: two builds of the same sources still differ.
+echo "${TAG:-local} $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$BUILD/rootfs/opt/logdriver/BUILD"
 cp "$ROOT/config.json" "$BUILD/config.json"
+flock -u 9
 
 if [ -n "$PUSH" ]; then
   for ref in "$PUSH:$TAG" "$PUSH:latest"; do

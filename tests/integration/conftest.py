@@ -40,15 +40,18 @@ class Engine:
     name: str  # part of every engine-facing test's id
     version: str  # what the server must report, so that an id cannot name the wrong engine
     host: str
-    ensure: str  # the script under scripts/ that starts it (and builds it, for 28)
+    ensure: tuple[str, ...]  # the script under scripts/ that starts it (and builds it), with its arguments
     pidfile: str
+    in_ci: bool  # `make test` runs it; the others are a `make test-engines ENGINES=...` away
 
     @property
     def socket(self) -> str:
         return self.host.removeprefix("unix://")
 
     def start(self) -> None:
-        subprocess.run([str(ROOT / "scripts" / self.ensure)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(ROOT / "scripts" / self.ensure[0]), *self.ensure[1:]], check=True, stdout=subprocess.DEVNULL
+        )
 
     def restart(self) -> None:
         """SIGTERM to dockerd (it stops its containers, as on a host's `systemctl restart
@@ -70,27 +73,33 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _second(major: int, version: str, in_ci: bool) -> Engine:
+    run = f"/run/logdriver-docker{major}"
+    return Engine(
+        f"docker-{version}", f"{version}.", f"unix://{run}/docker.sock", ("ensure-engine.sh", str(major)),
+        f"{run}/docker.pid", in_ci,
+    )  # fmt: skip
+
+
+# CI runs the oldest and the newest engine supported; docs/compatibility.md says why.
 ENGINES = (
-    Engine("docker-20.10", "20.10.", "unix:///var/run/docker.sock", "ensure-docker.sh", "/var/run/docker.pid"),
-    Engine(
-        "docker-28.5",
-        "28.5.",
-        "unix:///run/logdriver-docker28/docker.sock",
-        "ensure-docker28.sh",
-        "/run/logdriver-docker28/docker.pid",
-    ),
+    Engine("docker-20.10", "20.10.", "unix:///var/run/docker.sock", ("ensure-docker.sh",), "/var/run/docker.pid", True),
+    _second(28, "28.5", in_ci=False),
+    _second(29, "29.8", in_ci=True),
 )
 
 
 def selected_engines() -> tuple[Engine, ...]:
-    """All of them; LOGDRIVER_TEST_ENGINES=docker-20.10 (comma-separated) picks some for a quick run."""
+    """Those CI runs; LOGDRIVER_TEST_ENGINES=docker-28.5 (comma-separated, or `all`) picks others."""
     wanted = [name.strip() for name in os.environ.get("LOGDRIVER_TEST_ENGINES", "").split(",") if name.strip()]
+    if wanted == ["all"]:
+        return ENGINES
     unknown = set(wanted) - {engine.name for engine in ENGINES}
     if unknown:
         raise pytest.UsageError(
             f"LOGDRIVER_TEST_ENGINES: unknown {sorted(unknown)}; known: {[e.name for e in ENGINES]}"
         )
-    return tuple(engine for engine in ENGINES if not wanted or engine.name in wanted)
+    return tuple(engine for engine in ENGINES if engine.name in wanted or (not wanted and engine.in_ci))
 
 
 def running_engine_sockets() -> list[str]:
@@ -206,11 +215,14 @@ class Plugin:
 
 
 @pytest.fixture
-def make_plugin(tmp_path: Path) -> Iterator[object]:
+def make_plugin(tmp_path: Path, engine: Engine) -> Iterator[object]:
     plugins: list[Plugin] = []
+    # Every engine finds every legacy plugin in /run/docker/plugins: a name per engine lets
+    # the engines' tests run side by side (`make test` does).
+    name = f"logdriver-it-{engine.name.removeprefix('docker-').replace('.', '')}"
 
     def factory(**env: str) -> Plugin:
-        plugin = Plugin("logdriver-it", tmp_path / f"state{len(plugins)}", env)
+        plugin = Plugin(name, tmp_path / f"state{len(plugins)}", env)
         plugin.state_dir.mkdir()
         plugins.append(plugin)
         plugin.start()

@@ -1,0 +1,20 @@
+#!/bin/sh
+# `make test`'s pytest: two processes side by side, one per engine CI runs, each with half of
+# the engine-free tests. Most of an integration test's time is spent waiting on dockerd, a
+# container or a peer, so two of them share the two cores well. Each side has its own
+# plugin names, ports and peers; the second side's output is printed after the first's.
+set -u
+PY=${PY:-.venv/bin/python}
+other_log=$(mktemp)
+trap 'rm -f "$other_log"' EXIT
+LOGDRIVER_TEST_ENGINES=docker-29.8 "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
+  tests/integration tests/sinks >"$other_log" 2>&1 &
+other=$!
+LOGDRIVER_TEST_ENGINES=docker-20.10 "$PY" -m pytest -q --durations=15 \
+  tests/integration tests/unit tests/packaging
+first=$?
+wait "$other"
+second=$?
+echo "==== the docker-29.8 side (integration on dockerd 29.8, tests/sinks) ===="
+cat "$other_log"
+[ "$first" -eq 0 ] && [ "$second" -eq 0 ]
