@@ -6,11 +6,13 @@
 set -u
 PY=${PY:-.venv/bin/python}
 other_log=$(mktemp)
-trap 'rm -f "$other_log"' EXIT
-LOGDRIVER_TEST_ENGINES=docker-29.8 "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
+# Each side its own pytest temporary root: two runs cleaning one /tmp/pytest-of-root race.
+temp=$(mktemp -d /tmp/logdriver-tests-XXXXXX)
+trap 'rm -f "$other_log"; rm -rf "$temp"' EXIT
+LOGDRIVER_TEST_ENGINES=docker-29.8 "$PY" -m pytest -q -p no:cacheprovider --durations=15 --basetemp="$temp/b" \
   tests/integration tests/sinks >"$other_log" 2>&1 &
 other=$!
-LOGDRIVER_TEST_ENGINES=docker-20.10 "$PY" -m pytest -q --durations=15 \
+LOGDRIVER_TEST_ENGINES=docker-20.10 "$PY" -m pytest -q --durations=15 --basetemp="$temp/a" \
   tests/integration tests/unit tests/packaging
 first=$?
 wait "$other"
