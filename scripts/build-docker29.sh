@@ -25,12 +25,7 @@ work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 
-fetch() {  # fetch MODULE@VERSION DEST: a writable copy of the module's source tree
-  [ -f "$work/go.mod" ] || (cd "$work" && go mod init fetch >/dev/null 2>&1)
-  src=$(cd "$work" && go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-  [ -n "$src" ] || { echo "go mod download $1 failed" >&2; exit 1; }
-  cp -r "$src" "$2" && chmod -R u+w "$2" && rm -rf "$2/vendor"
-}
+fetch() { "$(dirname "$0")/go-module-source.sh" "$@"; }  # MODULE@VERSION DEST
 
 # The three builds are independent: run them side by side (each is mostly one long link).
 (

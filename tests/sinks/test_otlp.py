@@ -191,12 +191,18 @@ async def test_lying_and_broken_endpoints_get_a_counted_decision(
         endpoint.close()
 
 
-async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Path) -> None:
+def make_test_ca(tmp_path: Path) -> trustme.CA:
+    """A CA (ca.pem) and the Collector's certificate for 127.0.0.1 (server.pem, server.key)."""
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     server = ca.issue_cert("127.0.0.1")
     server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
     server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    return ca
+
+
+async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Path) -> None:
+    make_test_ca(tmp_path)
     with CollectorPeer(tmp_path / "otelcol", tls=(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))) as peer:
         sink = OtlpSink()
         try:
@@ -211,11 +217,7 @@ async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Pa
 
 
 async def test_a_collector_that_requires_a_client_certificate(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server = ca.issue_cert("127.0.0.1")
-    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
-    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    ca = make_test_ca(tmp_path)
     client = ca.issue_cert("logdriver@example.test")
     client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
     client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
