@@ -30,9 +30,14 @@ def propagated_mount() -> Path:
 @pytest.fixture
 def managed(tmp_path: Path) -> object:
     build()  # the state in the propagated mount dockerd makes
-    yield tmp_path / "custom-state"
+    custom = tmp_path / "custom-state"
+    yield custom
     docker("plugin", "disable", "-f", NAME, check=False)
     docker("plugin", "rm", "-f", NAME, check=False)
+    # dockerd bind-mounts the propagated mount on itself at enable, through the link, and
+    # leaves that mount on the custom directory when the plugin goes.
+    while os.path.ismount(custom):
+        subprocess.run(["umount", str(custom)], check=True)
 
 
 def test_managed_plugin_logs_and_keeps_state_across_recreation(managed: Path) -> None:
