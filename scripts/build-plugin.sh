@@ -45,32 +45,38 @@ if [ ! -s "$CACHE" ]; then
   rm -rf "$tmp"
 fi
 
-rm -rf "$BUILD"
-mkdir -p "$BUILD/rootfs"
-tar -C "$BUILD/rootfs" -xzf "$CACHE"
-# The wheels are built once per state of the sources (a commit, plus any local change).
+# The rootfs with logdriver installed is made once per state of the sources (a commit,
+# plus any local change), then copied for each build.
 tree=$(cd "$ROOT" && { git rev-parse HEAD; git status --porcelain; git diff HEAD; } 2>/dev/null | sha256sum | cut -c1-16)
-wheels="$ROOT/build/wheels-$tree"
-if [ ! -d "$wheels" ]; then
-  rm -rf "$wheels.tmp"
-  CARGO_TARGET_DIR="$ROOT/native/target" "$PY" -m pip wheel -q -w "$wheels.tmp" "$ROOT"
-  mv "$wheels.tmp" "$wheels"
+prepared="$ROOT/build/rootfs-$tree"
+if [ ! -d "$prepared" ]; then
+  rm -rf "$prepared.tmp" "$ROOT/build/wheels.tmp"
+  mkdir -p "$prepared.tmp"
+  tar -C "$prepared.tmp" -xzf "$CACHE"
+  CARGO_TARGET_DIR="$ROOT/native/target" "$PY" -m pip wheel -q -w "$ROOT/build/wheels.tmp" "$ROOT"
+  "$PY" -m pip install -q --no-index --find-links "$ROOT/build/wheels.tmp" --target "$prepared.tmp/opt/logdriver" logdriver
+  rm -rf "$ROOT/build/wheels.tmp"
+  mv "$prepared.tmp" "$prepared"
 fi
-"$PY" -m pip install -q --no-index --find-links "$wheels" --target "$BUILD/rootfs/opt/logdriver" logdriver
+rm -rf "$BUILD"
+mkdir -p "$BUILD"
+cp -a "$prepared" "$BUILD/rootfs"
 # Which build this is, in the rootfs: two builds of the same sources still differ.
 echo "${TAG:-local} $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$BUILD/rootfs/opt/logdriver/BUILD"
 cp "$ROOT/config.json" "$BUILD/config.json"
 flock -u 9
 
 if [ -n "$PUSH" ]; then
-  for ref in "$PUSH:$TAG" "$PUSH:latest"; do
+  refs="$PUSH:$TAG"
+  [ "$TAG" = latest ] || refs="$refs $PUSH:latest"
+  for ref in $refs; do
     docker plugin rm -f "$ref" >/dev/null 2>&1 || true
     docker plugin create "$ref" "$BUILD" >/dev/null
     docker plugin push "$ref"
     docker plugin rm -f "$ref" >/dev/null
   done
   rm -rf "$BUILD"
-  echo "pushed $PUSH:$TAG and $PUSH:latest"
+  echo "pushed $refs"
   exit 0
 fi
 

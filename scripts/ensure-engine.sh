@@ -31,7 +31,11 @@ fi
 
 "$here/apt-install.sh" ip iproute2 >&2
 engine_dir=$("$here/build-docker$1.sh")
-"$here/ensure-docker.sh" >&2  # iptables, busybox (and runc for 28) come with Debian's engine
+# What it takes from Debian, without touching Debian's engine (the tests restart that one
+# while this one's tests run): iptables, busybox for the test image, and runc for 28.
+"$here/apt-install.sh" iptables iptables >&2
+"$here/apt-install.sh" busybox busybox-static >&2
+[ "$1" != 28 ] || "$here/apt-install.sh" runc runc >&2
 mkdir -p "$run" "$data"
 chmod 700 "$run" "$data"
 

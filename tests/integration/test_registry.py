@@ -103,7 +103,7 @@ def wait_enabled_again(name: str, old_pid: int) -> None:
 def test_one_command_install_keeps_state_through_disable_crash_restart_and_upgrade(
     registry: str, engine: Engine
 ) -> None:
-    push(registry, "1.0.0-it")
+    push(registry, "latest")  # the upgrade below pushes a version and :latest
     # The one command, on a host where nothing was prepared for it.
     docker(
         "plugin", "install", "--grant-all-permissions", "--alias", ALIAS, f"{registry}/logdriver:latest",
