@@ -272,6 +272,35 @@ async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_
         endpoint.close()
 
 
+TRACE_32_BYTES = "x" + "€" * 10 + "y"
+SPAN_16_BYTES = "x" + "€" * 5
+
+
+def test_ids_that_are_not_hex_stay_attributes(tmp_path: Path) -> None:
+    """A trace id of the right length in bytes but not hex (here multi-byte characters) is
+        kept as a string attribute, not taken apart: one container's line must render. (Sliced
+    two bytes at a time, "x€€..." cuts a 3-byte character.)"""
+    pb = otlp_schema(tmp_path)
+    stage = Stage(None, None, None, 1000, 1 << 20, 1.0, True)
+    lines = [
+        '{"msg":"a","trace_id":"' + TRACE_32_BYTES + '","span_id":"' + SPAN_16_BYTES + '"}',
+        '{"msg":"b","trace_id":"' + "0af7651916cd43dd8448eb211c80319z" + '"}',
+        '{"msg":"c","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"}',
+    ]
+    batch = stage.process(batch_of([LogRecord("stdout", i, line.encode()) for i, line in enumerate(lines)]), 0.0)
+    body = export_request([resource_logs(batch.columns(), encode_resource([]), SCOPE)])
+    multibyte, not_hex, valid = pb.ExportLogsServiceRequest.FromString(body).resource_logs[0].scope_logs[0].log_records
+    assert values(multibyte.attributes) == {
+        "log.iostream": "stdout",
+        "trace_id": TRACE_32_BYTES,
+        "span_id": SPAN_16_BYTES,
+    }
+    assert (multibyte.trace_id, multibyte.span_id) == (b"", b"")
+    assert values(not_hex.attributes)["trace_id"] == "0af7651916cd43dd8448eb211c80319z"
+    assert valid.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c"
+    assert valid.span_id.hex() == "b7ad6b7169203331"
+
+
 def test_image_names_and_tags() -> None:
     from logdriver_sinks.otlp import image_and_tag
 

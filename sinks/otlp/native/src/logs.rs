@@ -142,7 +142,9 @@ fn attribute(
 
 /// A 32- or 16-character hex id as its 16 or 8 bytes; an all-zero id is invalid in OTLP.
 fn hex_id(text: &str, width: usize) -> Option<Vec<u8>> {
-    if text.len() != width * 2 {
+    // A line's text: check it is ASCII hex before slicing, or a multi-byte character
+    // would put a slice inside it (a panic, from one container's line).
+    if text.len() != width * 2 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let raw: Option<Vec<u8>> = (0..width)
