@@ -312,6 +312,10 @@ class Sender:
         except Exception:
             # A sink must answer with verdicts; one that raises is treated as "retry all".
             log.exception("sink %s raised while sending %d lines; retrying them", self.sink, _lines(request))
+            if len(request) > 1:
+                # One container's lines may be what breaks the sink: each part again on its
+                # own, so that they hold back only their own container, not the request's.
+                return [(await self._send([part]))[0] for part in request]
         for pipeline, _ in request:
             pipeline.count_send_failure()
         return [SendResult.retry_all(len(batch)) for _, batch in request]

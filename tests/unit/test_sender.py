@@ -189,6 +189,36 @@ async def test_a_bad_verdict_costs_its_own_container_only(autojump_clock: trio.t
     assert all(p.done and p.queued == 0 for p in pipelines)
 
 
+async def test_lines_that_make_the_sink_raise_hold_back_their_own_container_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    good, poisoned = named("g"), named("p")
+    requests: list[int] = []
+
+    async def send(parts: Sequence[tuple[SinkStream, LogBatch]]) -> list[SendResult]:
+        requests.append(len(parts))
+        if any(line == b"poison" for _, batch in parts for _, _, line, _ in batch.tuples()):
+            raise ValueError("the renderer cannot take this line")
+        return [await stream.send_batch(batch) for stream, batch in parts]
+
+    options = {**BATCHING, "retry-max-attempts": "3"}
+    pipelines = [pipeline(good, **options), pipeline(poisoned, **options)]
+    destination = sharing(pipelines, send)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(destination.run)
+        for n in range(3):
+            pipelines[0].try_put(lines(f"{n}-", 2))
+            pipelines[1].try_put(batch_of([LogRecord("stdout", n, b"poison")]))
+            await trio.sleep(2)
+        for p in pipelines:
+            p.close()
+    g, p = (p.counters for p in pipelines)
+    assert (g.lines_in, g.lines_out, g.dropped, g.retried) == (6, 6, 0, 0)  # never held back by its neighbour
+    assert (p.lines_in, p.lines_out, p.dead_lettered) == (3, 0, 3)  # given up after its attempts, counted
+    assert 2 in requests  # the two containers did share requests
+    assert all(p.done and p.queued == 0 for p in pipelines)
+
+
 async def _bystander_lines(neighbour: FakeStream, seconds: float) -> tuple[int, SinkPipeline]:
     """Lines of a flat-out bystander delivered in ``seconds`` of virtual time, with a
     ``neighbour`` writing as fast on the same destination."""
