@@ -60,7 +60,10 @@ def _headers(value: str) -> tuple[tuple[str, str], ...]:
         key = key.strip()
         if not sep or not key or not key.replace("-", "").isalnum():
             raise ValueError("key=value pairs")
-        pairs.append((key.lower(), urllib.parse.unquote(val.strip())))
+        val = urllib.parse.unquote(val.strip())
+        if not val.isprintable():  # %0d%0a would split the request's headers
+            raise ValueError("values without control characters")
+        pairs.append((key.lower(), val))
     if len(pairs) > MAX_HEADERS:
         raise ValueError(f"at most {MAX_HEADERS} headers")
     return tuple(pairs)
@@ -149,15 +152,20 @@ class Exporter:
         if self.destination.compression == "gzip":
             body = zlib_ng.compress(body, 1, 31)
         try:
-            async with self.client.stream(
-                "POST", self.destination.endpoint, content=body, headers=self.headers
-            ) as reply:
-                content = bytearray()
-                async for chunk in reply.aiter_bytes():  # a server may answer with anything: read 1 MiB at most
-                    content += chunk
-                    if len(content) >= MAX_REPLY:
-                        break
-                status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
+            # otlp-timeout bounds the whole export, as the OTLP exporters' timeout does: httpx's
+            # own bounds each read, which a reply dripping a byte at a time never trips.
+            with trio.fail_after(self.destination.timeout):
+                async with self.client.stream(
+                    "POST", self.destination.endpoint, content=body, headers=self.headers
+                ) as reply:
+                    content = bytearray()
+                    async for chunk in reply.aiter_bytes():  # a server may answer with anything: read 1 MiB at most
+                        content += chunk
+                        if len(content) >= MAX_REPLY:
+                            break
+                    status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
+        except trio.TooSlowError:
+            return Verdict(retry=True, reason=f"no whole answer within otlp-timeout ({self.destination.timeout:g}s)")
         except httpx.RemoteProtocolError as exc:
             return Verdict(retry=True, reason=f"{type(exc).__name__}: {NOT_HTTP1}")
         except httpx.HTTPError as exc:

@@ -137,6 +137,18 @@ class FakeOtlpEndpoint:
                 fake.encodings.append(self.headers.get("content-encoding", ""))
                 fake.bodies.append(gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body)
                 status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
+                if wait < 0:  # a reply that drips: a byte every -wait seconds, never done
+                    self.send_response(status)
+                    self.send_header("content-length", "100000")
+                    self.end_headers()
+                    try:
+                        for _ in range(1000):
+                            self.wfile.write(b"\x00")
+                            self.wfile.flush()
+                            time.sleep(-wait)
+                    except OSError:
+                        pass  # the client gave up, as it should
+                    return
                 time.sleep(wait)
                 self.send_response(status)
                 for key, value in {**headers, "content-length": str(len(answer))}.items():
@@ -168,8 +180,9 @@ OK = (200, {"content-type": "application/x-protobuf"}, b"", 0.0)
         ([(200, {}, _partial(2, b"too old"), 0.0)], 3, 2, "partial_rejections"),
         ([(503, {"retry-after": "1"}, b"", 0.0), OK], 5, 0, "throttled"),
         ([(200, {}, b"", 3.0), OK], 5, 0, None),  # slower than otlp-timeout: retried
+        ([(200, {}, b"", -0.3), OK], 5, 0, None),  # each byte in time, the whole reply never: retried
     ],
-    ids=["200-garbage", "413", "redirect", "partial-success", "503-retry-after", "slow"],
+    ids=["200-garbage", "413", "redirect", "partial-success", "503-retry-after", "slow", "dripping"],
 )
 async def test_lying_and_broken_endpoints_get_a_counted_decision(
     tmp_path: Path, answers: list[Any], delivered: int, dead: int, event: str | None
@@ -299,6 +312,18 @@ def test_ids_that_are_not_hex_stay_attributes(tmp_path: Path) -> None:
     assert values(not_hex.attributes)["trace_id"] == "0af7651916cd43dd8448eb211c80319z"
     assert valid.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c"
     assert valid.span_id.hex() == "b7ad6b7169203331"
+
+
+def test_header_values_are_decoded_and_control_characters_refused() -> None:
+    from logdriver_sinks.otlp import _headers
+
+    assert _headers("Authorization=Bearer%20abc, x-team=logs") == (("authorization", "Bearer abc"), ("x-team", "logs"))
+    for bad in ("a=b%0d%0aHost: evil", "a=b%00"):
+        with pytest.raises(ValueError, match="control characters"):
+            _headers(bad)
+    for bad in ("=b", "a b=c", "no-equals"):
+        with pytest.raises(ValueError, match="key=value pairs"):
+            _headers(bad)
 
 
 def test_image_names_and_tags() -> None:
