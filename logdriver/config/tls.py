@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
+from typing import Final
 
 from logdriver._exceptions import ConfigError
+
+# A PEM file bigger than this is not a CA bundle or a key (Debian's whole bundle is 0.2 MB).
+MAX_PEM_BYTES: Final = 16 << 20
+
+
+def _check_file(option: str, path: str) -> None:
+    """A container names these paths: a FIFO would block the plugin in open() and a huge
+    file would be scanned whole, both while every other container waits. Regular files only."""
+    if not path:
+        return
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(option, path, f"a readable PEM file ({_reason(exc)})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(option, path, "a regular PEM file, not a FIFO, device or directory")
+    if info.st_size > MAX_PEM_BYTES:
+        raise ConfigError(option, path, f"a PEM file of at most {MAX_PEM_BYTES >> 20} MiB")
 
 
 def client_tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool, *, prefix: str) -> ssl.SSLContext:
@@ -13,6 +34,8 @@ def client_tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool
     ``prefix`` names the options (``fluentd-tls-`` → ``fluentd-tls-ca``, ``-cert``, ``-key``):
     a file that is missing, unreadable or not PEM raises ``ConfigError`` naming its option.
     """
+    for suffix, path in (("ca", ca_file), ("cert", cert_file), ("key", key_file)):
+        _check_file(f"{prefix}{suffix}", path)
     try:
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:

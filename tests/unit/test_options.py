@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,32 @@ def test_units() -> None:
     assert parse_duration("250ms") == 0.25
     with pytest.raises(ValueError, match="x"):
         parse_duration("5x")
+
+
+def test_tls_files_a_container_names_must_be_regular_files(tmp_path: Path) -> None:
+    """A FIFO as a CA would block the whole plugin in open(); a device or a huge file would
+    be read while every other container waits. Each is refused at `docker run`, fast."""
+    import os
+
+    from logdriver.config import client_tls_context
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    small = tmp_path / "cert.pem"
+    small.write_text("not checked: the key is refused first\n")
+    huge = tmp_path / "huge.pem"
+    with open(huge, "wb") as out:
+        out.truncate(17 << 20)
+    started = time.monotonic()
+    for option, paths, reason in [
+        ("x-tls-ca", (str(fifo), "", ""), "regular PEM file"),
+        ("x-tls-ca", ("/dev/zero", "", ""), "regular PEM file"),
+        ("x-tls-cert", ("", str(tmp_path), ""), "regular PEM file"),
+        ("x-tls-key", ("", str(small), str(fifo)), "regular PEM file"),
+        ("x-tls-ca", (str(huge), "", ""), "at most 16 MiB"),
+        ("x-tls-ca", (str(tmp_path / "missing.pem"), "", ""), "No such file"),
+    ]:
+        with pytest.raises(ConfigError, match=reason) as caught:
+            client_tls_context(*paths, True, prefix="x-tls-")
+        assert caught.value.option == option
+    assert time.monotonic() - started < 5
