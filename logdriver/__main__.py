@@ -18,8 +18,8 @@ from importlib.metadata import entry_points
 import trio
 
 from logdriver import __version__
-from logdriver._exceptions import ConfigError
-from logdriver._files import makedirs_private
+from logdriver._exceptions import AlreadyRunningError, ConfigError
+from logdriver._files import lock_exclusive, lock_holder, makedirs_private
 from logdriver.abc import Sink
 from logdriver.config.options import parse_log_opts
 from logdriver.config.settings import Settings
@@ -46,8 +46,19 @@ def load_sinks(settings: Settings) -> dict[str, Sink]:
     return {name: cls.from_settings(settings) for name, cls in classes.items()}
 
 
+def lock_state_dir(state_dir: str) -> int:
+    """The state directory's lock, held for the process's life; raises AlreadyRunningError,
+    before the socket, the registry or any FIFO is touched, if another plugin holds it."""
+    makedirs_private(state_dir)  # container data and secrets: root only
+    path = os.path.join(state_dir, "lock")
+    fd = lock_exclusive(path)
+    if fd is None:
+        raise AlreadyRunningError(state_dir, lock_holder(path))
+    return fd
+
+
 async def serve(settings: Settings) -> None:
-    makedirs_private(settings.state_dir)  # container data and secrets: root only
+    lock_state_dir(settings.state_dir)  # released by the kernel when this process ends
     store = LogStore(os.path.join(settings.state_dir, "store"), settings.store_max_bytes)
     registry = FifoRegistry(os.path.join(settings.state_dir, "fifos.json"))
     sinks = load_sinks(settings)
@@ -97,12 +108,28 @@ def options_command(args: list[str]) -> None:
     sys.stdout.write(render(sink_classes(), chosen.format))
 
 
+def parse_command_line(args: list[str]) -> argparse.Namespace:
+    """No arguments: serve. ``options``: the reference. Anything else prints usage and exits
+    (2 for an argument it does not know): a mistyped command must never start a second server."""
+    parser = argparse.ArgumentParser(
+        prog="python -m logdriver",
+        description="Docker logging-driver plugin. Without a command it serves the plugin socket; "
+        "its settings are LOGDRIVER_* environment variables (see the `options` command).",
+    )
+    parser.add_argument("--version", action="version", version=f"logdriver {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("options", help="print the generated reference", add_help=False)
+    chosen, rest = parser.parse_known_args(args)
+    if rest and chosen.command != "options":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    chosen.rest = rest
+    return chosen
+
+
 def main() -> None:
-    if sys.argv[1:] == ["--version"]:
-        print(f"logdriver {__version__}")
-        return
-    if sys.argv[1:2] == ["options"]:
-        options_command(sys.argv[2:])
+    command = parse_command_line(sys.argv[1:])
+    if command.command == "options":
+        options_command(command.rest)
         return
     try:
         configure_logging(os.environ)
@@ -112,7 +139,7 @@ def main() -> None:
     try:
         settings = Settings.from_env()
         trio.run(serve, settings)
-    except ConfigError as exc:
+    except (ConfigError, AlreadyRunningError) as exc:
         log.error("%s", exc)
         sys.exit(2)
 

@@ -42,3 +42,18 @@ class RpcError(LogDriverError):
 
     The caller's fault: answered with ``{"Err": ...}``; no state changes.
     """
+
+
+class AlreadyRunningError(LogDriverError):
+    """Another logdriver process holds the state directory's lock.
+
+    The operator's: two plugins on one state directory would read each other's FIFOs
+    and remove each other's socket. The second one refuses to start and touches nothing.
+    """
+
+    def __init__(self, state_dir: str, holder: str) -> None:
+        self.state_dir = state_dir
+        super().__init__(
+            f"logdriver: another logdriver ({holder or 'pid unknown'}) is serving state directory {state_dir}; "
+            "stop it first, or give this one its own LOGDRIVER_STATE_DIR and LOGDRIVER_SOCKET"
+        )

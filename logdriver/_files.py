@@ -8,6 +8,7 @@ hold log lines. Directories are 0700 and files 0600, whatever the umask.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from typing import Final
 
@@ -19,6 +20,33 @@ def makedirs_private(path: str) -> None:
     """``os.makedirs`` whose every new directory, and ``path`` itself, is 0700."""
     os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
     os.chmod(path, PRIVATE_DIR)
+
+
+def lock_exclusive(path: str) -> int | None:
+    """Take an exclusive lock on ``path`` (created 0600) for as long as this process lives:
+    the descriptor, or None if another process holds it. The kernel drops the lock when the
+    holder exits, however it exits, so a crashed plugin never leaves a stale lock behind."""
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(path: str) -> str:
+    """What the lock file at ``path`` says of its holder ("pid N"), or ""."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.read(64).strip()
+    except OSError:
+        return ""
 
 
 def open_private(path: str, flags: int) -> int:
