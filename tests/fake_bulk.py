@@ -32,6 +32,7 @@ class FakeBulkServer:
         self.headers: dict[bytes, bytes] = {}  # of the last request
         self.template_status = 200  # the answer to index template requests
         self.tls: ssl.SSLContext | None = None  # serve https with this context
+        self.reply_bomb: tuple[str, bytes] | None = None  # answer _bulk with (content-encoding, body)
 
     @property
     def url(self) -> str:
@@ -59,6 +60,9 @@ class FakeBulkServer:
                 status, payload = await self._answer(request, body)
                 data = orjson.dumps(payload)
                 headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
+                if self.reply_bomb is not None and request.target.startswith(b"/_bulk"):
+                    encoding, data = self.reply_bomb
+                    headers = [*headers[:1], ("content-encoding", encoding), ("content-length", str(len(data)))]
                 await stream.send_all(connection.send(h11.Response(status_code=status, headers=headers)))
                 await stream.send_all(connection.send(h11.Data(data=data)))
                 await stream.send_all(connection.send(h11.EndOfMessage()))

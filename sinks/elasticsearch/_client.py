@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from elastic_transport import AsyncTransport, NodeConfig, TransportError
+import httpx
+from elastic_transport import AsyncTransport, HttpxAsyncHttpNode, NodeConfig, TransportError
 from elastic_transport._serializer import NdjsonSerializer, OrjsonSerializer
 from zlib_ng import zlib_ng
+
+from logdriver.replies import BoundedTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,24 @@ def _error_summary(body: Any) -> str:
     return ""
 
 
+# Bytes of a reply, raw and decoded. A bulk reply lists only the failed items
+# (filter_path), a few hundred bytes each: a whole refused batch fits many times over.
+MAX_REPLY = 16 << 20
+
+
+class BoundedNode(HttpxAsyncHttpNode):
+    """The transport's httpx node, its replies read through ``BoundedTransport``: the node
+    itself reads a reply whole and lets httpx inflate any encoding, so a destination's
+    compression bomb would be decoded entirely in memory. Over the bound, the request
+    fails (a ``ConnectionError`` naming it) and the pipeline retries it."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        # The node builds its client (TLS, limits) itself; only its transport is wrapped.
+        inner: httpx.AsyncBaseTransport = self.client._transport
+        self.client._transport = BoundedTransport(inner, MAX_REPLY)
+
+
 class BulkClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
@@ -136,7 +157,7 @@ class BulkClient:
         ]
         self.transport = AsyncTransport(
             nodes,
-            node_class="httpxasync",
+            node_class=BoundedNode,
             max_retries=0,
             retry_on_timeout=False,
             # orjson: a bulk answer carries one status per line, and the stdlib parser is slow at it.

@@ -27,6 +27,7 @@ from zlib_ng import zlib_ng
 from logdriver import LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 from logdriver.config import SinkConfig, choice, client_tls_context, option, parse_bool, parse_duration
+from logdriver.replies import ReplyDecoder, ReplyRefused, read_reply
 
 from ._export import Verdict, judge
 from ._render import encode_resource, export_request, resource_logs
@@ -38,7 +39,9 @@ __all__ = ["OtlpSink"]
 _BOOL = "true or false"
 SCOPE = b"\x0a\x09logdriver"  # InstrumentationScope{name: "logdriver"}
 MAX_HEADERS = 32
-MAX_REPLY = 1 << 20  # bytes of a reply read
+# Bytes of a reply read, raw and decoded: a real one is a few hundred (a partial success
+# and its message); past this it is judged on what was read (a 2xx then is unreadable).
+MAX_REPLY = 64 << 10
 
 
 def _endpoint(value: str) -> str:
@@ -129,6 +132,20 @@ class Destination:
 NOT_HTTP1 = "the endpoint does not answer HTTP/1.1; if it is an OTLP/gRPC port (4317), use the OTLP/HTTP one (4318)"
 
 
+async def _bounded_body(reply: httpx.Response, content_encoding: str) -> bytes:
+    """The reply's body, raw bytes inflated within MAX_REPLY (a server may answer with a
+    bomb); past the bound, or in encodings not decoded (stacked), what was read so far:
+    the status decides, and a body that does not parse is an unreadable reply."""
+    try:
+        decoder = ReplyDecoder(content_encoding, MAX_REPLY)
+    except ReplyRefused:
+        return b""
+    try:
+        return await read_reply(reply, decoder)
+    except ReplyRefused:
+        return decoder.finish()
+
+
 class Exporter:
     """One connection pool per destination, shared by its containers."""
 
@@ -158,19 +175,15 @@ class Exporter:
                 async with self.client.stream(
                     "POST", self.destination.endpoint, content=body, headers=self.headers
                 ) as reply:
-                    content = bytearray()
-                    async for chunk in reply.aiter_bytes():  # a server may answer with anything: read 1 MiB at most
-                        content += chunk
-                        if len(content) >= MAX_REPLY:
-                            break
                     status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
+                    body = await _bounded_body(reply, headers.get("content-encoding", ""))
         except trio.TooSlowError:
             return Verdict(retry=True, reason=f"no whole answer within otlp-timeout ({self.destination.timeout:g}s)")
         except httpx.RemoteProtocolError as exc:
             return Verdict(retry=True, reason=f"{type(exc).__name__}: {NOT_HTTP1}")
         except httpx.HTTPError as exc:
             return Verdict(retry=True, reason=type(exc).__name__)
-        return judge(status, bytes(content[:MAX_REPLY]), headers, size)
+        return judge(status, body, headers, size)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

@@ -17,6 +17,9 @@ from typing import Final
 
 RETRYABLE: Final = frozenset({429, 502, 503, 504})
 MAX_REASON: Final = 500  # characters of a server's message kept in a dead letter
+# A real reply has one or two fields at each level; a reply with more is not one, and
+# walking it field by field in Python is what a hostile server would make us pay for.
+MAX_FIELDS: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
     out: list[tuple[int, int | bytes]] = []
     at = 0
     while at < len(data):
+        if len(out) == MAX_FIELDS:
+            raise ValueError(f"more than {MAX_FIELDS} fields")
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7
         if wire == 0:
@@ -79,7 +84,7 @@ def partial_success(body: bytes) -> tuple[int, str]:
                 if inner == 1 and isinstance(inner_value, int):
                     rejected = inner_value - (1 << 64) if inner_value >= 1 << 63 else inner_value
                 elif inner == 2 and isinstance(inner_value, bytes):
-                    message = inner_value.decode("utf-8", "replace")
+                    message = inner_value[: 4 * MAX_REASON].decode("utf-8", "replace")[:MAX_REASON]
     return rejected, message
 
 
@@ -89,10 +94,10 @@ def status_message(body: bytes, content_type: str) -> str:
         try:
             for number, value in _fields(body):
                 if number == 2 and isinstance(value, bytes):
-                    return value.decode("utf-8", "replace")[:MAX_REASON]
+                    return value[: 4 * MAX_REASON].decode("utf-8", "replace")[:MAX_REASON]
         except ValueError:
             pass
-    return body[:MAX_REASON].decode("utf-8", "replace").strip()
+    return body[: 4 * MAX_REASON].decode("utf-8", "replace")[:MAX_REASON].strip()
 
 
 def retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:
