@@ -1,10 +1,12 @@
 """logdriver: a Docker logging-driver plugin on trio.
 
-The public face, for sinks and tests, is three modules:
+The public face, for sinks and tests, is these modules:
 
 - ``logdriver`` (this one): lines and batches, container facts, settings and errors;
 - ``logdriver.abc``: the sink interface (``Sink``, ``SinkStream``, ``SendResult``) and
   the context a stream gets; ``logdriver.config``: what a sink declares its options with;
+- ``logdriver.replies``: a destination's HTTP replies read within a bound (for sinks
+  that speak HTTP);
 - ``logdriver.testing``: runs a sink as the plugin does, checks it against the shared
   contract (``SinkConformance``), and writes ``LogEntry`` frames as dockerd does.
 

@@ -57,3 +57,12 @@ class AlreadyRunningError(LogDriverError):
             f"logdriver: another logdriver ({holder or 'pid unknown'}) is serving state directory {state_dir}; "
             "stop it first, or give this one its own LOGDRIVER_STATE_DIR and LOGDRIVER_SOCKET"
         )
+
+
+def is_native_panic(exc: BaseException) -> bool:
+    """A panic in native code (ours or a sink's renderer), which PyO3 raises as
+    ``pyo3_runtime.PanicException``: a ``BaseException``, so ``except Exception`` lets it
+    end the plugin. Each extension module has its own class of that name, so it is told
+    by name. A bug of ours: contained to the FIFO or request it came from, and logged."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"

@@ -75,6 +75,8 @@ class FifoPoller:
     def close(self) -> None: ...
 
 JSON_CAPS: tuple[int, int, int]
+PROCESSING_CPU: tuple[float, float]  # (share of a core, seconds at once) one container may spend
+PATTERN_FALLBACK_PREFIX: int
 """What one line parse=json reads may hold: bytes, nesting depth, keys."""
 
 MULTILINE_RULES: list[tuple[str, list[tuple[str, str, str, bool]]]]

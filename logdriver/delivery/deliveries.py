@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import trio
 
-from logdriver._exceptions import LogDriverError
+from logdriver._exceptions import LogDriverError, is_native_panic
 from logdriver._files import makedirs_private, write_private
 from logdriver.abc import ContainerContext, Sink
 from logdriver.config.pipeline_options import PipelineOptions
@@ -179,7 +179,9 @@ class Deliveries:
     async def _run(self, key: Hashable, sender: Sender) -> None:
         try:
             await sender.run()
-        except Exception:
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and not is_native_panic(exc):
+                raise
             self.failures += 1
             log.exception("sink %s: a sender failed; its containers' queued lines are lost", sender.sink)
         finally:

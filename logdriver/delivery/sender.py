@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import trio
 
+from logdriver._exceptions import is_native_panic
 from logdriver._native import LogBatch
 from logdriver.abc import SendResult, SinkStream
 from logdriver.config.pipeline_options import PipelineOptions
@@ -309,8 +310,11 @@ class Sender:
                 if len(results) != len(request):
                     raise RuntimeError(f"{len(results)} verdicts for {len(request)} parts")
                 return results
-        except Exception:
-            # A sink must answer with verdicts; one that raises is treated as "retry all".
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and not is_native_panic(exc):
+                raise
+            # A sink must answer with verdicts; one that raises (or whose renderer panics)
+            # is treated as "retry all".
             log.exception("sink %s raised while sending %d lines; retrying them", self.sink, _lines(request))
             if len(request) > 1:
                 # One container's lines may be what breaks the sink: each part again on its

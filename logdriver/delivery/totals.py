@@ -37,6 +37,8 @@ class FifoStatistics(Counters):
     json_parsed: int = 0  # lines shipped as fields
     json_unparsed: int = 0  # lines that were not a JSON object, shipped unchanged
     json_over_limit: int = 0  # JSON objects over the size, depth or key caps, shipped unchanged
+    multiline_pattern_gave_up: int = 0  # lines a too-costly pattern was matched on their first bytes only
+    processing_over_cpu_budget: int = 0  # lines passed on unprocessed: the container's processing time was spent
 
 
 class Totals:

@@ -11,6 +11,10 @@ With multiline or ``parse=json`` set, a processing stage (``logdriver._native.St
 sits between the decoder and the pipelines: it holds an open event until its rule ends
 it, a limit cuts it, or its timeout passes (``Deadlines`` calls ``flush_due``). What it
 holds is charged to the memory budget with the open partial lines, and sent at the end.
+The stage runs in a worker thread without the GIL (``PROCESSING_THREADS`` of them for
+every container), so that what a container's patterns and JSON cost is never the event
+loop's; meanwhile its FIFO is paused as for a full ``block`` pipeline, and the stage's own
+CPU allowance bounds how long one call may take.
 
 The end comes at EOF (after StopLogging), after a read error, at the stop
 deadline or at plugin shutdown (``close``). The pipelines are then released:
@@ -31,6 +35,7 @@ from typing import Any
 
 import trio
 
+from logdriver._exceptions import is_native_panic
 from logdriver._framing import DEFAULT_MAX_FRAME_SIZE
 from logdriver._native import FrameReader, LogBatch
 from logdriver.abc import ContainerContext
@@ -43,6 +48,19 @@ from logdriver.store.log_store import LogStore
 log = logging.getLogger("logdriver.driver")
 
 ERROR_LOG_INTERVAL = 60.0
+# Worker threads that run every container's processing stage: the host's two cores'
+# worth, so that processing never takes trio's default thread pool from the sinks.
+PROCESSING_THREADS = 2
+_processing_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("processing_limiter")
+
+
+def processing_limiter() -> trio.CapacityLimiter:
+    try:
+        return _processing_limiter.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(PROCESSING_THREADS)
+        _processing_limiter.set(limiter)
+        return limiter
 
 
 @dataclass(slots=True)
@@ -52,6 +70,7 @@ class _Stall:
 
     batch: LogBatch
     waiting: list[SinkPipeline]  # the pipelines still to take it, in order
+    unprocessed: bool = False  # the batch waits for the processing stage (in a worker thread)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # a close cancels the wait
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -97,6 +116,7 @@ class FifoLog:
         self._errors_reported_at = -math.inf
         self._store_error_logged_at = -math.inf
         self._budget_cut_logged_at = -math.inf
+        self._stage_counts: dict[str, int] = {}
 
     def request_stop(self) -> bool:
         """StopLogging came: EOF follows, and the FIFO leaves the registry. False if it already had."""
@@ -123,8 +143,8 @@ class FifoLog:
                 self._end = (eof, errno)
                 if self._stall is None:
                     self._begin_close()
-        except Exception:
-            self._fail()
+        except BaseException as exc:
+            self._fail_unless_cancelled(exc)
 
     def catch_up(self) -> None:
         """Take in what the FIFO holds right now (before ``docker logs`` reads the store)."""
@@ -137,12 +157,17 @@ class FifoLog:
             self._store(raw)
         if self.decoder.errors != self._errors_reported:
             self._report_errors()
-        batch = self._processed(batch)
+        if self._stage is not None and batch:
+            self._hold_back(_Stall(batch, [], unprocessed=True))
+            return
+        self._deliver(self._with_cut(batch))
+        self._arm()
+
+    def _with_cut(self, batch: LogBatch) -> LogBatch:
         cut = self._charge_partial(self._held_bytes())
         if cut is not None:  # after the lines completed in this read (one batch: one delivery)
             batch = LogBatch.concat([batch, cut]) if batch else cut
-        self._deliver(batch)
-        self._arm()
+        return batch
 
     # -- the processing stage -------------------------------------------------------
 
@@ -172,8 +197,8 @@ class FifoLog:
             cut = self._charge_partial(self._held_bytes())  # held bytes only shrink here: None
             self._deliver(LogBatch.concat([batch, cut]) if cut is not None else batch)
             self._arm()
-        except Exception:
-            self._fail()
+        except BaseException as exc:
+            self._fail_unless_cancelled(exc)
 
     def _deliver(self, batch: LogBatch) -> None:
         if not batch:
@@ -181,14 +206,20 @@ class FifoLog:
         self._counts.records += len(batch)
         waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
         if waiting:
-            assert self._nursery is not None
-            self._hub.pause(self.key, True)
-            self._stall = stall = _Stall(batch, waiting)
-            self._nursery.start_soon(self._wait_for_room, stall)
+            self._hold_back(_Stall(batch, waiting))
+
+    def _hold_back(self, stall: _Stall) -> None:
+        """Pause the FIFO while ``stall``'s batch is processed or waits for room."""
+        assert self._nursery is not None
+        self._hub.pause(self.key, True)
+        self._stall = stall
+        self._nursery.start_soon(self._wait_for_room, stall)
 
     async def _wait_for_room(self, stall: _Stall) -> None:
         with stall.scope:
             try:
+                if stall.unprocessed:
+                    await self._process(stall)
                 while stall.waiting and not self._closing:
                     # At most block-timeout, then it drops (counted); cancelled, it counts the batch too.
                     await stall.waiting.pop(0).put(stall.batch)
@@ -196,7 +227,7 @@ class FifoLog:
                 backlog, self._backlog = self._backlog, []
                 for index, data in enumerate(backlog):
                     self._feed(data)
-                    if self._stall is not None:  # blocked again: keep the rest, in order
+                    if self._stall is not None:  # held back again: keep the rest, in order
                         self._backlog = backlog[index + 1 :] + self._backlog
                         return
                 if self._end is not None:
@@ -204,10 +235,31 @@ class FifoLog:
                 elif not self._closing:
                     self._hub.pause(self.key, False)
                     self._arm()  # a due event waited for the stall
-            except Exception:
-                self._fail()
+            except BaseException as exc:
+                self._fail_unless_cancelled(exc)
             finally:
                 stall.done.set()
+
+    async def _process(self, stall: _Stall) -> None:
+        """Run the stage on ``stall``'s batch in a worker thread, then offer the result to every
+        pipeline; those without room are left waiting. Shielded: a close waits for it (one call
+        is bounded by the stage's CPU allowance) and then sends what it made."""
+        assert self._stage is not None
+        with trio.CancelScope(shield=True):
+            processed = await trio.to_thread.run_sync(
+                self._stage.process, stall.batch, trio.current_time(), limiter=processing_limiter()
+            )
+        batch = self._with_cut(processed)
+        stall.batch, stall.unprocessed = batch, False
+        if batch:
+            self._counts.records += len(batch)
+            stall.waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
+
+    def _fail_unless_cancelled(self, exc: BaseException) -> None:
+        """An error, a bug or a native panic ends this FIFO only; anything else goes on up."""
+        if not isinstance(exc, Exception) and not is_native_panic(exc):
+            raise exc
+        self._fail()
 
     def _fail(self) -> None:
         self.failed = True
@@ -380,8 +432,14 @@ class FifoLog:
             store_errors=stats.store_errors,
             partial_cut_by_budget=stats.partial_cut_by_budget,
             multiline_cut_by_budget=stats.multiline_cut_by_budget,
-            **(self._stage.statistics() if self._stage is not None else {}),
+            **self._stage_statistics(),
         )
+
+    def _stage_statistics(self) -> dict[str, int]:
+        """The stage's counters; while a worker thread holds the stage, the last ones read."""
+        if self._stage is not None and not (self._stall is not None and self._stall.unprocessed):
+            self._stage_counts = self._stage.statistics()
+        return self._stage_counts
 
     def _record(self) -> None:
         stats = self.statistics()

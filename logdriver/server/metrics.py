@@ -73,6 +73,8 @@ PROCESSING_OUTCOMES: Final = (
     ("json_parsed", "json_parsed"),
     ("json_unparsed", "json_unparsed"),
     ("json_over_limit", "json_over_limit"),
+    ("multiline_pattern_gave_up", "multiline_pattern_gave_up"),
+    ("processing_over_cpu_budget", "processing_over_cpu_budget"),
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from logdriver._native import JSON_CAPS, JSON_KEYS, MULTILINE_RULES
+from logdriver._native import JSON_CAPS, JSON_KEYS, MULTILINE_RULES, PATTERN_FALLBACK_PREFIX, PROCESSING_CPU
 from logdriver.abc import Sink
 from logdriver.config.options import CONTAINER_OPTIONS
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS
@@ -256,6 +256,13 @@ def budgets_markdown() -> str:
             "one line parsed by `parse=json`",
             f"{format_size(JSON_CAPS[0])}, depth {JSON_CAPS[1]}, {JSON_CAPS[2]} keys (fixed)",
             "it is shipped unchanged, counted (`json_over_limit`)",
+        ],
+        [
+            "processing (multiline, `parse=json`) of one container",
+            f"{PROCESSING_CPU[0]:g} of a core, at most {PROCESSING_CPU[1] * 1000:g} ms at once (fixed); "
+            f"a pattern's lazy DFA gives up past a constant cost per byte (fixed)",
+            "its lines go on unprocessed, counted (`processing_over_cpu_budget`); a line the pattern gave "
+            f"up on is matched on its first {PATTERN_FALLBACK_PREFIX} bytes, counted (`multiline_pattern_gave_up`)",
         ],
         ["every disk spool and the dead letters", _default(plugin, "disk-max-bytes"), "a spool over it is full"],
         ["the `docker logs` store", _default(plugin, "store-max-bytes"), "the oldest segments go first"],

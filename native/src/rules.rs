@@ -1,26 +1,94 @@
 //! Multiline rules: a small state machine held as data, compiled from a preset's table
 //! (`presets.rs`) or from a container's custom start/continue patterns.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::Input;
 
 use crate::presets::{RuleDef, PRESETS};
 
 /// Bounds on a custom pattern: its text, and its compiled program (RE2 has the same).
 pub const MAX_PATTERN: usize = 4096;
-const COMPILED_LIMIT: usize = 1 << 20;
+const COMPILED_LIMIT: usize = 256 << 10;
+/// Memory of a pattern's lazy DFA, and how badly it may use it before it gives up:
+/// past that, building DFA states would cost more per byte than matching is worth.
+const DFA_CACHE: usize = 256 << 10;
+const DFA_CLEARS: usize = 2;
+const DFA_BYTES_PER_STATE: usize = 16;
+/// Bytes of a line the fallback matcher reads when the lazy DFA gave up.
+pub const FALLBACK_PREFIX: usize = 256;
+
+/// A compiled pattern whose cost per byte of line is bounded by a constant of ours, not
+/// by the pattern: a lazy DFA (linear, each state built once) that gives up when the
+/// pattern makes it build states faster than it reads bytes (`[ab]{0,2500}X|...` cost
+/// 55 s per MiB of line through the regex crate's fallbacks). A line it gave up on is
+/// matched on its first `FALLBACK_PREFIX` bytes only, and counted.
+pub struct Pattern {
+    dfa: DFA,
+    cache: Mutex<Cache>,
+    fallback: Regex,
+}
+
+/// What matching a line found, and whether it took the bounded fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    pub is_match: bool,
+    pub gave_up: bool,
+}
+
+impl Pattern {
+    pub fn is_match(&self, line: &str) -> bool {
+        self.find(line).is_match
+    }
+
+    pub fn find(&self, line: &str) -> Matched {
+        let input = Input::new(line).earliest(true);
+        let found = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            self.dfa.try_search_fwd(&mut cache, &input)
+        };
+        match found {
+            Ok(found) => Matched {
+                is_match: found.is_some(),
+                gave_up: false,
+            },
+            Err(_) => {
+                let mut end = line.len().min(FALLBACK_PREFIX);
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Matched {
+                    is_match: self.fallback.is_match(&line[..end]),
+                    gave_up: true,
+                }
+            }
+        }
+    }
+}
 
 pub(crate) struct Rule {
-    pattern: Option<Regex>,
+    pattern: Option<Pattern>,
     negate: bool,
     pub(crate) to: usize,
     pub(crate) hold: bool,
 }
 
 impl Rule {
-    pub(crate) fn matches(&self, line: &str) -> bool {
-        self.pattern.as_ref().is_none_or(|p| p.is_match(line)) != self.negate
+    /// Whether the rule applies to `line`; `gave_up` counts lines matched on their prefix only.
+    pub(crate) fn matches(&self, line: &str, gave_up: &mut u64) -> bool {
+        let matched = match &self.pattern {
+            None => true,
+            Some(pattern) => {
+                let found = pattern.find(line);
+                *gave_up += u64::from(found.gave_up);
+                found.is_match
+            }
+        };
+        matched != self.negate
     }
 }
 
@@ -30,15 +98,39 @@ pub struct Rules {
     pub(crate) states: Vec<Vec<Rule>>,
 }
 
-pub fn compile(pattern: &str) -> Result<Regex, String> {
+pub fn compile(pattern: &str) -> Result<Pattern, String> {
     if pattern.len() > MAX_PATTERN {
         return Err(format!("longer than {MAX_PATTERN} characters"));
     }
-    RegexBuilder::new(pattern)
+    let fallback = RegexBuilder::new(pattern)
         .size_limit(COMPILED_LIMIT)
         .dfa_size_limit(COMPILED_LIMIT)
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let dfa = DFA::builder()
+        .configure(
+            DFA::config()
+                .cache_capacity(DFA_CACHE)
+                .skip_cache_capacity_check(true) // a pattern too big for it gives up at once
+                .minimum_cache_clear_count(Some(DFA_CLEARS))
+                .minimum_bytes_per_state(Some(DFA_BYTES_PER_STATE))
+                .unicode_word_boundary(true), // \b on ASCII; a line with more gives up
+        )
+        .syntax(syntax::Config::new())
+        .thompson(thompson::Config::new().nfa_size_limit(Some(COMPILED_LIMIT)))
+        .build(pattern)
+        .map_err(|e| e.to_string())?;
+    let cache = Mutex::new(dfa.create_cache());
+    Ok(Pattern {
+        dfa,
+        cache,
+        fallback,
+    })
+}
+
+/// A second copy of a compiled pattern (its own DFA cache); it compiled once, so it does again.
+fn compile_again(pattern: &Pattern) -> Pattern {
+    compile(pattern.fallback.as_str()).expect("compiled before")
 }
 
 impl Rules {
@@ -105,7 +197,7 @@ impl Rules {
                 hold: false,
             },
             (Some(start), None) => Rule {
-                pattern: Some(start.clone()),
+                pattern: Some(compile_again(start)),
                 negate: true,
                 to: 1,
                 hold: false,

@@ -9,13 +9,49 @@
 //! always go alone. Nothing is dropped: every line leaves in exactly one record.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-pub use crate::rules::{compile, Rules, MAX_PATTERN};
+pub use crate::rules::{compile, Pattern, Rules, FALLBACK_PREFIX, MAX_PATTERN};
 use crate::structured::{self, JsonCaps, Parsed};
 use logdriver_lines::{Cut, Event, Lines, Record, Source};
 
 /// Lines a `hold` rule may keep waiting for the line that decides them.
 const MAX_HELD: usize = 4;
+
+/// Processing time one container may spend, in seconds of a core per second, and at
+/// once: past it, its lines go on unprocessed (counted) until the allowance refills. The
+/// plugin's, not the container's: its patterns and JSON cannot take a core from the rest.
+pub const CPU_SHARE: f64 = 0.25;
+pub const CPU_BURST: f64 = 0.05;
+/// How often the clock is read: every this many lines, or bytes, whichever comes first.
+const CHECK_LINES: u32 = 32;
+const CHECK_BYTES: usize = 16 << 10;
+
+/// A bucket of processing seconds, refilled at `CPU_SHARE` per second up to `CPU_BURST`.
+struct CpuAllowance {
+    seconds: f64,
+    since: Instant,
+}
+
+impl CpuAllowance {
+    fn new() -> CpuAllowance {
+        CpuAllowance {
+            seconds: CPU_BURST,
+            since: Instant::now(),
+        }
+    }
+
+    /// Charge the time since the last call (spent processing or not, refilled the same way).
+    fn charge(&mut self, spent: f64, now: Instant) {
+        let elapsed = now.duration_since(self.since).as_secs_f64();
+        self.since = now;
+        self.seconds = (self.seconds + elapsed * CPU_SHARE).min(CPU_BURST) - spent;
+    }
+
+    fn spent(&self) -> bool {
+        self.seconds <= 0.0
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -33,6 +69,10 @@ pub struct StageStats {
     pub json_parsed: u64,
     pub json_unparsed: u64,
     pub json_over_limit: u64,
+    /// Lines a multiline pattern was matched against on their first bytes only (it gave up).
+    pub pattern_gave_up: u64,
+    /// Lines passed on unprocessed: the container's processing time was spent.
+    pub over_cpu_budget: u64,
 }
 
 struct Open {
@@ -54,6 +94,7 @@ pub struct Stage {
     limits: Limits,
     json: Option<JsonCaps>,
     streams: [Stream; 2],
+    cpu: CpuAllowance,
     pub stats: StageStats,
 }
 
@@ -80,14 +121,44 @@ impl Stage {
             limits,
             json: parse_json.then_some(structured::CAPS),
             streams: Default::default(),
+            cpu: CpuAllowance::new(),
             stats: StageStats::default(),
         }
     }
 
     /// The records of `input`, joined and parsed, appended to `out`.
+    /// Past the container's processing time, lines go on as they are (open events first).
     pub fn process(&mut self, input: &Lines<impl AsRef<[u8]>>, now: f64, out: &mut Lines) {
+        let mut started = Instant::now();
+        self.cpu.charge(0.0, started);
+        let (mut lines, mut bytes) = (0u32, 0usize);
         for record in &input.records {
             let line = input.line(record);
+            if lines >= CHECK_LINES || bytes >= CHECK_BYTES {
+                let checked = Instant::now();
+                self.cpu
+                    .charge(checked.duration_since(started).as_secs_f64(), checked);
+                (started, lines, bytes) = (checked, 0, 0);
+            }
+            if self.cpu.spent() {
+                self.stats.over_cpu_budget += 1;
+                if let Some(stream) = stream_index(&record.source) {
+                    while self.streams[stream].open.is_some()
+                        || !self.streams[stream].held.is_empty()
+                    {
+                        self.cut_stream(stream, out);
+                    }
+                }
+                out.push(
+                    record.source.clone(),
+                    record.time_nano,
+                    line,
+                    record.partial.clone(),
+                );
+                continue;
+            }
+            lines += 1;
+            bytes += line.len();
             match (stream_index(&record.source), &self.rules) {
                 (Some(stream), Some(_)) if record.partial.is_none() => {
                     self.line(stream, line, record.time_nano, now, out)
@@ -98,6 +169,19 @@ impl Stage {
                 }
                 _ => self.single(record, line, out),
             }
+        }
+        let done = Instant::now();
+        self.cpu
+            .charge(done.duration_since(started).as_secs_f64(), done);
+    }
+
+    /// Send what `stream` holds as it is, without matching the held lines again.
+    fn cut_stream(&mut self, stream: usize, out: &mut Lines) {
+        if let Some(open) = self.streams[stream].open.take() {
+            self.emit(stream, open, None, out);
+        }
+        for (line, time_nano, _) in std::mem::take(&mut self.streams[stream].held) {
+            out.push(source_of(stream), time_nano, &line, None);
         }
     }
 
@@ -163,7 +247,11 @@ impl Stage {
         let text = String::from_utf8_lossy(line);
         if !json {
             if let Some(state) = self.streams[stream].open.as_ref().map(|o| o.state) {
-                if let Some(rule) = rules.states[state].iter().find(|r| r.matches(&text)) {
+                let gave_up = &mut self.stats.pattern_gave_up;
+                if let Some(rule) = rules.states[state]
+                    .iter()
+                    .find(|r| r.matches(&text, gave_up))
+                {
                     if !rule.hold {
                         self.join(stream, line, time_nano, rule.to, now, out);
                         if rules.states[rule.to].is_empty() {
@@ -187,7 +275,8 @@ impl Stage {
             return self.line(stream, line, time_nano, now, out);
         }
         if !json {
-            if let Some(rule) = rules.start.iter().find(|r| r.matches(&text)) {
+            let gave_up = &mut self.stats.pattern_gave_up;
+            if let Some(rule) = rules.start.iter().find(|r| r.matches(&text, gave_up)) {
                 self.streams[stream].open = Some(Open {
                     text: line.to_vec(),
                     time_nano,

@@ -56,12 +56,18 @@ impl Stage {
     }
 
     /// The batch's records joined and parsed; ``now`` is the caller's clock in seconds.
-    fn process(&mut self, batch: PyRef<'_, Batch>, now: f64) -> Batch {
-        let mut out = Lines {
-            arena: Vec::with_capacity(batch.lines.arena.len()),
-            records: Vec::with_capacity(batch.lines.records.len()),
-        };
-        self.stage.process(&batch.lines, now, &mut out);
+    /// Runs without the GIL: call it from a worker thread, one call per stage at a time.
+    fn process(&mut self, py: Python<'_>, batch: PyRef<'_, Batch>, now: f64) -> Batch {
+        let lines = &batch.lines;
+        let stage = &mut self.stage;
+        let out = py.detach(|| {
+            let mut out = Lines {
+                arena: Vec::with_capacity(lines.arena.len()),
+                records: Vec::with_capacity(lines.records.len()),
+            };
+            stage.process(lines, now, &mut out);
+            out
+        });
         Batch::from(out)
     }
 
@@ -106,6 +112,8 @@ impl Stage {
             ("json_parsed", s.json_parsed),
             ("json_unparsed", s.json_unparsed),
             ("json_over_limit", s.json_over_limit),
+            ("multiline_pattern_gave_up", s.pattern_gave_up),
+            ("processing_over_cpu_budget", s.over_cpu_budget),
         ])
     }
 }
@@ -127,6 +135,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_pattern, m)?)?;
     let caps = crate::structured::CAPS;
     m.add("JSON_CAPS", (caps.max_bytes, caps.max_depth, caps.max_keys))?;
+    m.add("PROCESSING_CPU", (stage::CPU_SHARE, stage::CPU_BURST))?;
+    m.add("PATTERN_FALLBACK_PREFIX", stage::FALLBACK_PREFIX)?;
     let rules: Vec<(&str, Vec<RuleRow>)> = crate::presets::PRESETS
         .iter()
         .map(|(name, table)| {

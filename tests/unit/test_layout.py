@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = {"logdriver", "logdriver.abc", "logdriver.config", "logdriver.testing"}
+PUBLIC = {"logdriver", "logdriver.abc", "logdriver.config", "logdriver.replies", "logdriver.testing"}
 
 
 def imports(package: str, folder: Path) -> dict[str, set[str]]:
