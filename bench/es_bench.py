@@ -68,7 +68,7 @@ def run_reference(node: SearchNode, bodies: list[bytes]) -> float:
 # which drops what it still holds 10 s after the container exits.)
 BUFFERS = {
     "memory": {"buffer": "memory", "buffer-max-bytes": "1g", "buffer-max-entries": "10000000"},
-    "disk": {"buffer": "disk", "buffer-max-bytes": "2g", "buffer-max-entries": "10000000"},
+    "disk": {"buffer": "disk", "buffer-max-bytes": "1g", "buffer-max-entries": "10000000"},
 }
 
 

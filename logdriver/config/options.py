@@ -136,6 +136,11 @@ class ContainerOptions:
     processing: Processing | None = None  # multiline and parse=json; None: lines go as read
 
 
+# The longest value any log-opt takes: every option's text (a pattern, a URL list, a
+# template) is far shorter, and a container must not make the plugin hold or scan more.
+MAX_LOG_OPT_VALUE: Final = 8192
+
+
 def parse_log_opts(
     config: Mapping[str, str],
     defaults: Mapping[str, str],
@@ -150,6 +155,11 @@ def parse_log_opts(
     known_sinks = known_sinks or {}
     environ = environ or {}
     _refuse_unknown(config, known_sinks)
+    for key, text in config.items():
+        if len(text) > MAX_LOG_OPT_VALUE:
+            raise ConfigError(
+                key, text[:40] + f"... ({len(text)} characters)", f"at most {MAX_LOG_OPT_VALUE} characters"
+            )
     values: dict[str, Any] = {}
     merged = {**defaults, **{k: v for k, v in config.items() if k in OPTIONS}}
     for option in CONTAINER_OPTIONS:

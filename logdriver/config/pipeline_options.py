@@ -18,7 +18,16 @@ from typing import Any, Final
 from logdriver._exceptions import ConfigError
 from logdriver.config.registry import Option, Scope, env_name
 from logdriver.config.retry import RetryPolicy
-from logdriver.config.units import choice, non_negative_duration, non_negative_int, positive_int, positive_size
+from logdriver.config.units import choice, int_between, non_negative_duration, size_between
+
+# Upper bounds: a log-opt is a container owner's to set, so none is unbounded. A queue's
+# bytes are bounded again by the memory or disk budget, shared; a request's by the size
+# any destination takes in one piece; attempts by what anyone means by "retry".
+MAX_BUFFER_BYTES: Final = 1 << 30
+MAX_BUFFER_ENTRIES: Final = 10_000_000
+MAX_BATCH_ENTRIES: Final = 100_000
+MAX_BATCH_BYTES: Final = 32 << 20
+MAX_RETRY_ATTEMPTS: Final = 1_000_000
 
 
 class Overflow(enum.Enum):
@@ -42,8 +51,20 @@ PIPELINE_OPTIONS: Final = (
     _pipeline(
         "buffer", "memory", "memory or disk", "where the queue is: memory, or a spool on disk", choice("memory", "disk")
     ),
-    _pipeline("buffer-max-bytes", "16m", "a size such as 16m", "queue limit in line bytes", positive_size),
-    _pipeline("buffer-max-entries", "100000", "a positive integer", "queue limit in lines", positive_int),
+    _pipeline(
+        "buffer-max-bytes",
+        "16m",
+        "a size from 1 to 1Gi",
+        "queue limit in line bytes",
+        size_between(1, MAX_BUFFER_BYTES),
+    ),
+    _pipeline(
+        "buffer-max-entries",
+        "100000",
+        "an integer from 1 to 10000000",
+        "queue limit in lines",
+        int_between(1, MAX_BUFFER_ENTRIES),
+    ),
     _pipeline(
         "block-timeout",
         "10s",
@@ -51,8 +72,20 @@ PIPELINE_OPTIONS: Final = (
         "longest wait of a blocked container; then its lines are dropped (counted) until the sink recovers",
         non_negative_duration,
     ),
-    _pipeline("batch-max-entries", "5000", "a positive integer", "lines per request at most", positive_int),
-    _pipeline("batch-max-bytes", "4m", "a size such as 4m", "line bytes per request at most", positive_size),
+    _pipeline(
+        "batch-max-entries",
+        "5000",
+        "an integer from 1 to 100000",
+        "lines per request at most",
+        int_between(1, MAX_BATCH_ENTRIES),
+    ),
+    _pipeline(
+        "batch-max-bytes",
+        "4m",
+        "a size from 1 to 32Mi",
+        "line bytes per request at most (and read back from a spool at once)",
+        size_between(1, MAX_BATCH_BYTES),
+    ),
     _pipeline(
         "batch-max-wait",
         "1s",
@@ -78,9 +111,9 @@ PIPELINE_OPTIONS: Final = (
     _pipeline(
         "retry-max-attempts",
         "0",
-        "a whole number; 0 retries forever",
+        "an integer from 0 to 1000000; 0 retries forever",
         "give a batch up (to the dead letters) after this many attempts",
-        non_negative_int,
+        int_between(0, MAX_RETRY_ATTEMPTS),
     ),
     _pipeline(
         "flush-timeout",

@@ -16,7 +16,7 @@ from typing import Any, Final
 from logdriver._exceptions import ConfigError
 from logdriver.config.options import plugin_defaults
 from logdriver.config.registry import Option, Scope
-from logdriver.config.units import listen_address, parse_duration, positive_size
+from logdriver.config.units import listen_address, parse_duration, size_between
 
 
 def _socket_paths(text: str) -> tuple[str, ...]:
@@ -71,7 +71,13 @@ PLUGIN_OPTIONS: Final = (
     _plugin(
         "log-format", "text", "text or json", "the plugin's own log: text, or one JSON object per line", _log_format
     ),
-    _plugin("store-max-bytes", "2g", "a size such as 2g", "cap on the whole docker logs store", positive_size),
+    _plugin(
+        "store-max-bytes",
+        "2g",
+        "a size from 1m to 64Ti",
+        "cap on the whole docker logs store",
+        size_between(1 << 20, 64 << 40),
+    ),
     _plugin("store-retention", "7d", "a duration such as 72h", "delete stored logs idle this long", parse_duration),
     _plugin("gc-interval", "10m", "a duration such as 10m", "how often the store is checked for them", parse_duration),
     _plugin(
@@ -81,7 +87,13 @@ PLUGIN_OPTIONS: Final = (
         "Docker API sockets asked which containers were removed (store garbage collection)",
         _socket_paths,
     ),
-    _plugin("pipe-size", "1Mi", "a size such as 1Mi", "FIFO pipe size asked for (F_SETPIPE_SZ)", positive_size),
+    _plugin(
+        "pipe-size",
+        "1Mi",
+        "a size from 4Ki to 64Mi",
+        "FIFO pipe size asked for (F_SETPIPE_SZ)",
+        size_between(4 << 10, 64 << 20),
+    ),
     _plugin(
         "read-wait",
         "100ms",
@@ -117,12 +129,16 @@ PLUGIN_OPTIONS: Final = (
     _plugin(
         "memory-max-bytes",
         "256Mi",
-        "a size such as 256Mi",
+        "a size from 64k to 64Gi",
         "memory budget of every queue and partial line, line overhead counted",
-        positive_size,
+        size_between(64_000, 64 << 30),
     ),
     _plugin(
-        "disk-max-bytes", "4g", "a size such as 4g", "disk budget of every spool and the dead letters", positive_size
+        "disk-max-bytes",
+        "4g",
+        "a size from 1Mi to 64Ti",
+        "disk budget of every spool and the dead letters",
+        size_between(1 << 20, 64 << 40),
     ),
     _plugin(
         "sink-classes",

@@ -16,10 +16,11 @@ import orjson
 
 from logdriver._native import JSON_CAPS, JSON_KEYS, MULTILINE_RULES, PATTERN_FALLBACK_PREFIX, PROCESSING_CPU
 from logdriver.abc import Sink
-from logdriver.config.options import CONTAINER_OPTIONS
+from logdriver.config.options import CONTAINER_OPTIONS, MAX_LOG_OPT_VALUE
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS
 from logdriver.config.registry import ENGINE_KEYS, ENGINE_PREFIXES, Option
 from logdriver.config.settings import PLUGIN_OPTIONS
+from logdriver.config.units import MAX_DURATION
 from logdriver.delivery import budget, dead_letters
 from logdriver.reading import poller
 from logdriver.server import metrics, unix
@@ -139,7 +140,9 @@ def markdown(sinks: Mapping[str, type[Sink] | Sink]) -> str:
         "the environment variable `LOGDRIVER_<NAME>` (upper case, `-` as `_`): `docker plugin set`",
         "for the managed plugin. A log-opt that is neither logdriver's nor the engine's own",
         f"({', '.join(f'`{k}`' for k in sorted(ENGINE_KEYS))}, `cache-*`) fails `docker run`, naming",
-        "the closest known option.",
+        "the closest known option. Every value is bounded: a log-opt's text is at most",
+        f"{MAX_LOG_OPT_VALUE} characters, a number or size is within the range it accepts, and a",
+        f"duration is at most {MAX_DURATION / (365 * 86400):g} years.",
         "",
         "### Every container",
         "",

@@ -27,7 +27,7 @@ from logdriver.config import (
     SinkConfig,
     choice,
     client_tls_context,
-    non_negative_int,
+    int_between,
     option,
     parse_bool,
     parse_duration,
@@ -47,7 +47,7 @@ __all__ = ["FluentdSink"]
 
 def _entries(text: str) -> int:
     value = parse_size(text, binary=True)  # Docker parses it with RAMInBytes: "1m" is 1048576
-    if value <= 0:
+    if not 0 < value <= 10_000_000:  # buffer-max-entries' bound
         raise ValueError(text)
     return value
 
@@ -130,7 +130,7 @@ class FluentdConfig(SinkConfig):
     buffer_limit: int | None = option(
         "fluentd-buffer-limit",
         "",
-        "a number of lines (1m = 1048576)",
+        "a number of lines from 1 to 10000000 (1m = 1048576)",
         "lines buffered",
         _entries,
         pipeline="buffer-max-entries",
@@ -141,9 +141,9 @@ class FluentdConfig(SinkConfig):
     max_retries: int | None = option(
         "fluentd-max-retries",
         "",
-        "a whole number",
+        "an integer from 0 to 1000000",
         "retries before a batch is dead-lettered",
-        non_negative_int,
+        int_between(0, 1_000_000),
         pipeline="retry-max-attempts",
     )
 

@@ -79,11 +79,11 @@ def test_an_unknown_option_names_the_closest_known_one(key: str, suggestion: str
         ("env-regex", "(a)\\1", "an RE2 regular expression (invalid escape"),
         ("tag", "{{truncate .Name}}", "a Docker tag template such as {{.Name}} (truncate takes 2 arguments, not 1)"),
         ("tag", "{{lower .Name .ID}}", "(lower takes 1 argument, not 2)"),
-        ("tag", "{{" * 20000, "(longer than 4096 characters)"),
+        ("tag", "{{" * 20000, "at most 8192 characters"),
         ("tag", "{{.Name", "(unclosed action"),
         ("tag", "{{foo .Name}}", 'function "foo" not supported'),
         ("retry-max-time", "9" * 400, "a duration"),
-        ("buffer-max-entries", "9" * 400, "a positive integer"),
+        ("buffer-max-entries", "9" * 400, "an integer from 1 to 10000000"),
         ("sinks", "file,carrier-pigeon", "names from: file"),
     ],
 )
