@@ -8,7 +8,9 @@ per destination. Verdicts come from ``_export.judge``.
 
 Counters (``logdriver_sink_events{sink="otlp"}``): ``partial_rejections`` (records a
 server's partial success refused), ``unreadable_responses`` (a 2xx whose body was not an
-OTLP response: counted as delivered), ``throttled`` (429/502/503/504 answers).
+OTLP response: counted as delivered), ``throttled`` (429/502/503/504 answers),
+``partial_resent_alone`` (parts of a shared request sent again alone after a partial
+success, so that its refusal falls on the container whose records it was).
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ class OtlpSink(Sink):
     pipeline_defaults: ClassVar[Mapping[str, str]] = {"retry-initial": "200ms", "flush-timeout": "30s"}
 
     def __init__(self) -> None:
-        self.events = {"partial_rejections": 0, "unreadable_responses": 0, "throttled": 0}
+        self.events = {"partial_rejections": 0, "unreadable_responses": 0, "throttled": 0, "partial_resent_alone": 0}
         self._exporters: dict[Destination, Exporter] = {}
         self._failing = False
 
@@ -226,6 +228,12 @@ class OtlpSink(Sink):
         sizes = [len(batch) for _, batch in parts]
         body = export_request([stream.render(batch) for stream, (_, batch) in zip(streams, parts, strict=True)])
         verdict = await streams[0].exporter.export(body, sum(sizes))
+        if verdict.rejected and len(parts) > 1:
+            # OTLP does not say which records were refused: the last ones of a shared request
+            # may be a neighbour's. Each part goes again alone, so that a refusal falls on its
+            # own container only (what the server accepted arrives twice: at least once).
+            self.events["partial_resent_alone"] += len(parts)
+            return [(await self.send_together([part]))[0] for part in parts]
         return self.results(verdict, sizes)
 
     def results(self, verdict: Verdict, sizes: list[int]) -> list[SendResult]:

@@ -12,6 +12,7 @@ import http.server
 import importlib.util
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,13 @@ class FakeOtlpEndpoint:
     """A fake OTLP/HTTP server (http.server in a thread) that answers as told: the lying and
     broken endpoints a real Collector is never. The real Collector is in test_conformance."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, str], bytes, float]]) -> None:
+    def __init__(
+        self,
+        answers: list[tuple[int, dict[str, str], bytes, float]],
+        answer: Callable[[bytes], tuple[int, dict[str, str], bytes, float]] | None = None,
+    ) -> None:
         self.answers = answers  # (status, headers, body, seconds to wait first), the last repeats
+        self.answer = answer  # or an answer made from each request's body
         self.bodies: list[bytes] = []
         self.encodings: list[str] = []
         fake = self
@@ -136,7 +142,10 @@ class FakeOtlpEndpoint:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 fake.encodings.append(self.headers.get("content-encoding", ""))
                 fake.bodies.append(gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body)
-                status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
+                if fake.answer is not None:
+                    status, headers, answer, wait = fake.answer(fake.bodies[-1])
+                else:
+                    status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
                 if wait < 0:  # a reply that drips: a byte every -wait seconds, never done
                     self.send_response(status)
                     self.send_header("content-length", "100000")
@@ -333,3 +342,27 @@ def test_image_names_and_tags() -> None:
     assert image_and_tag("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
     assert image_and_tag("registry:5000/app") == ("registry:5000/app", "")
     assert image_and_tag("app@sha256:abc") == ("app", "")
+
+
+async def test_a_partial_success_on_a_shared_request_falls_on_its_own_container() -> None:
+    """Issue 30, finding 7: the refused container's part came first in the request, and the
+    bystander's 200 good lines, last in it, were dead-lettered in its place."""
+
+    def refuse_bad_records(body: bytes) -> tuple[int, dict[str, str], bytes, float]:
+        return (200, {}, _partial(body.count(b"refuse me"), b"bad records"), 0.0)
+
+    endpoint = FakeOtlpEndpoint([], answer=refuse_bad_records)
+    sink = OtlpSink()
+    try:
+        config = {"otlp-endpoint": endpoint.url, "otlp-compression": "none"}
+        refused = open_stream(sink, config, info={"ContainerID": "a" * 64})
+        bystander = open_stream(sink, config, info={"ContainerID": "b" * 64})
+        bad = batch_of([LogRecord("stdout", 1, b"refuse me %d" % n) for n in range(100)])
+        good = batch_of([LogRecord("stdout", 1, b"good %d" % n) for n in range(100)])
+        results = await sink.send_together([(refused, bad), (bystander, good)])
+        assert sorted(results[0].rejected) == list(range(100))
+        assert results[1] == DELIVERED
+        assert sink.counters()["partial_resent_alone"] == 2
+    finally:
+        await sink.aclose()
+        endpoint.close()
