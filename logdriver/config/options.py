@@ -15,6 +15,7 @@ driver's option, fails ``docker run`` naming the closest known option.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -176,9 +177,12 @@ def parse_log_opts(
         for sink in sinks:
             if sink not in known_sinks:
                 raise ConfigError("sinks", ",".join(sinks), f"names from: {', '.join(sorted(known_sinks))}")
-            own, pipeline_config = _sink_config(sink, known_sinks[sink], config, environ)
+            own, pipeline_config, chosen = _sink_config(sink, known_sinks[sink], config, environ)
             sink_configs[sink] = own
-            pipelines[sink] = pipeline_options(sink, known_sinks[sink].pipeline_defaults, pipeline_config, environ)
+            pipelines[sink] = dataclasses.replace(
+                pipeline_options(sink, known_sinks[sink].pipeline_defaults, pipeline_config, environ),
+                container_destination=bool(chosen),
+            )
     return ContainerOptions(
         raw=merged,
         sinks=sinks,
@@ -216,9 +220,10 @@ def _refuse_unknown(config: Mapping[str, str], known_sinks: Mapping[str, SinkKin
 
 def _sink_config(
     sink: str, kind: SinkKind, config: Mapping[str, str], environ: Mapping[str, str]
-) -> tuple[SinkConfig, dict[str, str]]:
-    """One sink's own options (log-opt > LOGDRIVER_<NAME> > default), and the
-    log-opts with the sink's pipeline aliases turned into ``<sink>-<option>`` keys."""
+) -> tuple[SinkConfig, dict[str, str], str]:
+    """One sink's own options (log-opt > LOGDRIVER_<NAME> > default), the log-opts with
+    the sink's pipeline aliases turned into ``<sink>-<option>`` keys, and the option that
+    made the destination the container's own ("" if it is the plugin-wide one)."""
     values: dict[str, Any] = {}
     pipeline_config = dict(config)
     chosen = _chosen_destination(kind, config, environ)
@@ -241,7 +246,7 @@ def _sink_config(
         target = f"{sink}-{option.pipeline}"
         if option.pipeline and option.name in config and target not in config:
             pipeline_config[target] = _as_text(values[option.name])
-    return kind.config.from_values(values), pipeline_config
+    return kind.config.from_values(values), pipeline_config, chosen
 
 
 def _chosen_destination(kind: SinkKind, config: Mapping[str, str], environ: Mapping[str, str]) -> str:

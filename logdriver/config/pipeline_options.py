@@ -138,6 +138,10 @@ class PipelineOptions:
     batch_max_wait: float
     retry: RetryPolicy
     flush_timeout: float
+    # The container's log-opts chose the destination, or how it is reached (its TLS, its
+    # SASL): no plugin-wide credential goes there, and its failures are the container's
+    # own: they show in metrics and /health's body, never as the plugin's 503.
+    container_destination: bool = False
 
 
 def is_pipeline_key(key: str, sinks: Mapping[str, object]) -> bool:

@@ -123,7 +123,7 @@ PLUGIN_OPTIONS: Final = (
         "health-failing-after",
         "60s",
         "a duration such as 60s",
-        "/health answers 503 once a sink has failed this long",
+        "/health answers 503 once a plugin-wide destination has failed this long",
         parse_duration,
     ),
     _plugin(

@@ -222,13 +222,15 @@ class SinkPipeline:
     def statistics(self, now: float) -> PipelineStatistics:
         """Counters and gauges of this pipeline now."""
         oldest = self.queue.oldest_since()
+        failing_for = 0.0 if self.failing_since is None else now - self.failing_since
         return PipelineStatistics(
             totals=dataclasses.replace(self.counters),
             buffer_lines=self.queue.entries,
             buffer_bytes=self.queue.bytes,
             spool_bytes=self.queue.spooled_bytes,
             oldest_age=0.0 if oldest is None else now - oldest,
-            failing_for=0.0 if self.failing_since is None else now - self.failing_since,
+            failing_for=failing_for,
+            operator_failing_for=0.0 if self.options.container_destination else failing_for,
             draining=int(self.phase is Phase.DRAINING),
         )
 

@@ -33,6 +33,7 @@ class PipelineStatistics:
     spool_bytes: int = 0
     oldest_age: float = 0.0
     failing_for: float = 0.0  # longest current run of failed sends
+    operator_failing_for: float = 0.0  # the same, to plugin-wide destinations only (/health's status)
     requests: int = 0  # requests sent to destinations (first attempts; a request carries many containers)
     request_lines: int = 0  # lines in those requests
     draining: int = 0  # pipelines whose FIFO ended and that still deliver
@@ -46,4 +47,5 @@ class PipelineStatistics:
         self.spool_bytes += other.spool_bytes
         self.oldest_age = max(self.oldest_age, other.oldest_age)
         self.failing_for = max(self.failing_for, other.failing_for)
+        self.operator_failing_for = max(self.operator_failing_for, other.operator_failing_for)
         self.draining += other.draining

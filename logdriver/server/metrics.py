@@ -275,10 +275,22 @@ class DriverCollector(Collector):
 
 def health(driver: Driver, failing_after: float) -> tuple[int, bytes]:
     stats = driver.statistics()
-    failing = {name: round(s.failing_for, 1) for name, s in stats.sinks.items() if s.failing_for > failing_after}
+    # Only the operator's destinations decide the status: a container that names a dead
+    # endpoint of its own must not get the plugin restarted by a liveness probe.
+    failing = {
+        name: round(s.operator_failing_for, 1)
+        for name, s in stats.sinks.items()
+        if s.operator_failing_for > failing_after
+    }
+    elsewhere = {
+        name: round(s.failing_for, 1)
+        for name, s in stats.sinks.items()
+        if s.failing_for > failing_after and name not in failing
+    }
     body = {
         "status": "unhealthy" if failing else "ok",
         "failing_sinks_seconds": failing,
+        "failing_container_destinations_seconds": elsewhere,
         "active_fifos": stats.active_fifos,
         "draining_pipelines": stats.deliveries.draining,
         **{f"{b.name}_budget_used": round(b.used / b.limit, 3) for b in stats.budgets},
