@@ -227,8 +227,11 @@ def _sink_config(
     values: dict[str, Any] = {}
     pipeline_config = dict(config)
     chosen = _chosen_destination(kind, config, environ)
+    plugin_files = _plugin_credential_files(kind, environ)
     for option in kind.config.options():
         where, text = option.name, config.get(option.name)
+        if text and chosen and option.credential and _same_file(text, plugin_files):
+            raise ConfigError(option.name, text, "a file of the container's own, not a plugin-wide credential")
         if text is not None and (option.plugin_only or option.secret):
             raise ConfigError(
                 option.name,
@@ -250,10 +253,11 @@ def _sink_config(
 
 
 def _chosen_destination(kind: SinkKind, config: Mapping[str, str], environ: Mapping[str, str]) -> str:
-    """The first destination option a container's log-opts set to somewhere other than
-    the plugin-wide destination ("" when there is none)."""
+    """The first option of where or how lines go (a destination, its TLS or SASL, a client
+    identity) that a container's log-opts set to other than the plugin-wide value ("" when
+    there is none): then the plugin-wide credentials are not the container's to use."""
     for option in kind.config.options():
-        if not option.destination or option.name not in config:
+        if not (option.destination or option.transport or option.credential) or option.name not in config:
             continue
         try:
             chosen = option.parse(config[option.name])
@@ -266,6 +270,18 @@ def _chosen_destination(kind: SinkKind, config: Mapping[str, str], environ: Mapp
         if chosen != plugin_wide:
             return option.name
     return ""
+
+
+def _plugin_credential_files(kind: SinkKind, environ: Mapping[str, str]) -> set[str]:
+    """The files the plugin-wide credentials name (client certificates and keys), resolved;
+    of every sink's kind, as any ``LOGDRIVER_*_TLS_CERT``/``_KEY`` variable names one."""
+    names = {option.env for option in kind.config.options() if option.credential}
+    names |= {name for name in environ if name.endswith(("_TLS_CERT", "_TLS_KEY"))}
+    return {os.path.realpath(environ[name]) for name in names if environ.get(name, "").startswith("/")}
+
+
+def _same_file(path: str, files: set[str]) -> bool:
+    return bool(files) and path.startswith("/") and os.path.realpath(path) in files
 
 
 def _accepts(accepts: str, exc: ValueError) -> str:

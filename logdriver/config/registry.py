@@ -19,8 +19,10 @@ Scopes:
 One rule for credentials, in every sink: a ``secret`` is settable plugin-wide only (a
 log-opt shows in ``docker inspect``), and the plugin-wide value of every ``credential``
 (secrets, user names, client certificates) goes only to the plugin-wide destination.
-A container whose log-opts name another destination (an option marked
-``destination``, set to another value) ships there without them.
+A container whose log-opts name another destination, or reach it another way (an option
+marked ``destination``, ``transport`` or ``credential``, set to a value other than the
+plugin-wide one) ships without them; and no container may name a plugin-wide credential
+file (a client key) for its own use.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Option:
     secret: bool = False  # never logged or shown; plugin-wide only; a credential
     plugin_only: bool = False  # settable as LOGDRIVER_<NAME> only, never as a log-opt
     destination: bool = False  # says where lines go (es-url, kafka-brokers, fluentd-address)
+    transport: bool = False  # says how the destination is reached and trusted (TLS, SASL)
     credential: bool = False  # its plugin-wide value goes only to the plugin-wide destination
     fixed: bool = False  # plugin scope: set by the managed plugin's manifest, not by the operator
 

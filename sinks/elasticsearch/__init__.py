@@ -116,10 +116,14 @@ class ElasticsearchConfig(SinkConfig):
     bearer_token: str = option(
         "es-bearer-token", "", "a token", "bearer authentication (plugin-wide only)", secret=True
     )
-    tls_ca: str = option("es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's")
+    tls_ca: str = option(
+        "es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's", transport=True
+    )
     tls_cert: str = option("es-tls-cert", "", "a PEM file path", "client certificate", credential=True)
     tls_key: str = option("es-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_verify: bool = option("es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool)
+    tls_verify: bool = option(
+        "es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool, transport=True
+    )
 
 
 def _data_stream_fields(name: str) -> dict[str, str]:

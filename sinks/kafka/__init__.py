@@ -159,17 +159,20 @@ class KafkaConfig(SinkConfig):
         "kafka-connect-timeout", "10s", "a duration", "connect plus TLS and SASL", _milliseconds
     )
     linger: float = option("kafka-linger", "5ms", "a duration", "librdkafka's batching delay", parse_duration)
-    tls: bool = option("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool)
-    tls_ca: str = option("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's")
+    tls: bool = option("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool, transport=True)
+    tls_ca: str = option("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's", transport=True)
     tls_cert: str = option("kafka-tls-cert", "", "a PEM file path", "client certificate", credential=True)
     tls_key: str = option("kafka-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_verify: bool = option("kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool)
+    tls_verify: bool = option(
+        "kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool, transport=True
+    )
     sasl_mechanism: str = option(
         "kafka-sasl-mechanism",
         "none",
         "none, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
         "SASL authentication",
         choice("none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        transport=True,
     )
     sasl_username: str = option("kafka-sasl-username", "", "a user name", "SASL user", credential=True)
     sasl_password: str = option(

@@ -113,10 +113,14 @@ class OtlpConfig(SinkConfig):
         "a name",
         "service.name of the records; empty: the Compose service label, else the container name",
     )
-    tls_ca: str = option("otlp-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's")
+    tls_ca: str = option(
+        "otlp-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's", transport=True
+    )
     tls_cert: str = option("otlp-tls-cert", "", "a PEM file path", "client certificate", credential=True)
     tls_key: str = option("otlp-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_verify: bool = option("otlp-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool)
+    tls_verify: bool = option(
+        "otlp-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool, transport=True
+    )
 
 
 @dataclass(frozen=True, slots=True)

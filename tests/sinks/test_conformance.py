@@ -175,12 +175,13 @@ class KafkaSinkPeer:
         self.config: Mapping[str, str] = {
             "kafka-topic": self.topic,
             "kafka-format": "raw",
-            "kafka-sasl-mechanism": "SCRAM-SHA-512",
-            "kafka-sasl-username": SASL_USER,
             "kafka-message-timeout": "3s",
         }
+        # The operator's brokers and how they are reached: plugin-wide, as the password must be.
         self.environ: Mapping[str, str] = {
             "LOGDRIVER_KAFKA_BROKERS": cluster.sasl_bootstrap,
+            "LOGDRIVER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "LOGDRIVER_KAFKA_SASL_USERNAME": SASL_USER,
             "LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
         }
         self.elsewhere = ("kafka-brokers", "127.0.0.1:1")

@@ -110,9 +110,10 @@ async def test_unix_socket(tmp_path: Path) -> None:
 async def test_handshake_with_the_right_key_and_user(tmp_path: Path) -> None:
     with FluentPeer(tmp_path, PEER_SHARED_KEY="s3cret", PEER_USER="alice", PEER_PASSWORD="pw") as peer:
         stream = stream_for(
-            {"fluentd-username": "alice"},
+            {},
             environ={
                 "LOGDRIVER_FLUENTD_ADDRESS": peer.address,
+                "LOGDRIVER_FLUENTD_USERNAME": "alice",
                 "LOGDRIVER_FLUENTD_SHARED_KEY": "s3cret",
                 "LOGDRIVER_FLUENTD_PASSWORD": "pw",
             },

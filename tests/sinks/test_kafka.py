@@ -187,9 +187,14 @@ async def test_tls_refuses_a_broker_it_cannot_verify(
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
 async def test_sasl(kafka: KafkaCluster, topic: str, sink: KafkaSink, mechanism: str) -> None:
-    config = {"kafka-topic": topic, "kafka-sasl-mechanism": mechanism, "kafka-sasl-username": SASL_USER}
-    # The password goes only to the plugin-wide brokers.
-    environ = {"LOGDRIVER_KAFKA_BROKERS": kafka.sasl_bootstrap, "LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD}
+    config = {"kafka-topic": topic}
+    # The password goes only to the plugin-wide brokers, over the plugin-wide mechanism.
+    environ = {
+        "LOGDRIVER_KAFKA_BROKERS": kafka.sasl_bootstrap,
+        "LOGDRIVER_KAFKA_SASL_MECHANISM": mechanism,
+        "LOGDRIVER_KAFKA_SASL_USERNAME": SASL_USER,
+        "LOGDRIVER_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
+    }
     stream = stream_for(sink, config, environ=environ)
     result = await stream.send_batch(batch_of(lines(20)))
     assert (list(result.retry), dict(result.rejected)) == ([], {})
@@ -204,11 +209,14 @@ async def test_a_wrong_password_is_logged_without_it(
     wrong = "not-the-password-7a1e"
     config = {
         "kafka-topic": topic,
-        "kafka-sasl-mechanism": "SCRAM-SHA-256",
-        "kafka-sasl-username": SASL_USER,
         "kafka-message-timeout": "2s",
     }
-    environ = {"LOGDRIVER_KAFKA_BROKERS": kafka.sasl_bootstrap, "LOGDRIVER_KAFKA_SASL_PASSWORD": wrong}
+    environ = {
+        "LOGDRIVER_KAFKA_BROKERS": kafka.sasl_bootstrap,
+        "LOGDRIVER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "LOGDRIVER_KAFKA_SASL_USERNAME": SASL_USER,
+        "LOGDRIVER_KAFKA_SASL_PASSWORD": wrong,
+    }
     stream = stream_for(sink, config, environ=environ)
     result = await stream.send_batch(batch_of(lines(3)))
     await stream.aclose()

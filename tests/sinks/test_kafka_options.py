@@ -84,11 +84,13 @@ async def test_defaults_are_idempotent_acks_all_and_the_full_container_id_as_key
 
 
 def test_tls_and_sasl_make_sasl_ssl() -> None:
+    # The operator's transport, plugin-wide (a container repeating it changes nothing).
     context = context_for(
         KafkaSink(),
-        {"kafka-tls": "true", "kafka-tls-verify": "false", "kafka-sasl-mechanism": "SCRAM-SHA-512",
-         "kafka-sasl-username": "u"},
-        environ={"LOGDRIVER_KAFKA_SASL_PASSWORD": "p"},
+        {"kafka-tls": "true", "kafka-sasl-mechanism": "SCRAM-SHA-512"},
+        environ={"LOGDRIVER_KAFKA_SASL_PASSWORD": "p", "LOGDRIVER_KAFKA_TLS": "true",
+                 "LOGDRIVER_KAFKA_TLS_VERIFY": "false", "LOGDRIVER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                 "LOGDRIVER_KAFKA_SASL_USERNAME": "u"},
     )  # fmt: skip
     config = producer_config(context.config(KafkaConfig))
     assert config["security.protocol"] == "SASL_SSL"
