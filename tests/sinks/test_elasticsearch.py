@@ -321,14 +321,19 @@ async def test_https_with_a_test_ca_and_each_kind_of_credentials(
     url = fake.url
     sink = ElasticsearchSink()
     environ = {"LOGDRIVER_ES_URL": url, **{f"LOGDRIVER_{k.upper().replace('-', '_')}": v for k, v in config.items()}}
-    trusted = stream_for({"es-tls-ca": str(tmp_path / "ca.pem")}, sink, environ)
+    # The operator's CA, plugin-wide: the credentials go over the operator's transport only.
+    trusted = stream_for({}, sink, {**environ, "LOGDRIVER_ES_TLS_CA": str(tmp_path / "ca.pem")})
     assert await trusted.send_batch(batch_of(lines(3))) == DELIVERED
     assert fake.headers[b"authorization"] == header
+    # A container naming a CA of its own reaches the node, without the operator's credentials.
+    own_ca = stream_for({"es-tls-ca": str(tmp_path / "ca.pem")}, sink, environ)
+    assert await own_ca.send_batch(batch_of(lines(1, 3))) == DELIVERED
+    assert b"authorization" not in fake.headers
     untrusted = stream_for({}, ElasticsearchSink(), environ)  # verification is on by default
     assert list((await untrusted.send_batch(batch_of(lines(1)))).retry) == [0]
     await sink.aclose()
     await untrusted.sink.aclose()
-    assert len(fake.documents) == 3
+    assert len(fake.documents) == 4
     secret = header.split()[1].decode()
     assert secret not in caplog.text
     assert "hunter2" not in caplog.text
