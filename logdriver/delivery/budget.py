@@ -12,7 +12,8 @@ line's bytes: what a queued line really costs in the process.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Final
 
 # Bytes a queued line costs beyond its text (its record in the native batch), and a
@@ -22,6 +23,14 @@ from typing import Final
 # each but at 20 lines a batch (3 % under).
 ENTRY_OVERHEAD: Final = 120
 BATCH_OVERHEAD: Final = 450
+
+# Fair shares of a budget (``Budget.share``): one container holds at most a quarter of it,
+# and its last eighth is kept for containers that hold less than a 64th. So a container
+# (or a few) with a dead destination and big queues cannot take what a neighbour needs
+# for its next read: the neighbour always finds room in the reserve.
+SHARE_MAX: Final = 4  # a container's share is at most limit // SHARE_MAX
+RESERVE: Final = 8  # limit // RESERVE is kept for small holders
+SMALL: Final = 64  # a small holder holds less than limit // SMALL
 
 
 @dataclass(slots=True)
@@ -34,6 +43,15 @@ class Budget:
     peak: int = 0
     recent_peak: int = 0  # the peak since the holder last looked (``take_recent_peak``)
     refusals: int = 0  # times a holder was refused: its queue counted as full
+    _shares: weakref.WeakValueDictionary[str, Share] = field(default_factory=weakref.WeakValueDictionary, repr=False)
+
+    def share(self, holder: str) -> Share:
+        """The fair share of ``holder`` (a container): every queue and open line of one
+        container takes from the same share, which lives as long as something holds it."""
+        share = self._shares.get(holder)
+        if share is None:
+            share = self._shares[holder] = Share(self, holder)
+        return share
 
     def room(self) -> int:
         return max(0, self.limit - self.used)
@@ -63,6 +81,51 @@ class Budget:
         return BudgetStatistics(self.name, self.used, self.limit, self.peak, self.refusals)
 
 
+class Share:
+    """One holder's part of a ``Budget``, with its interface: at most ``limit // SHARE_MAX``,
+    and the last ``limit // RESERVE`` of the budget only while it holds less than
+    ``limit // SMALL``."""
+
+    def __init__(self, budget: Budget, holder: str) -> None:
+        self.budget = budget
+        self.holder = holder
+        self.used = 0
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit // SHARE_MAX
+
+    @property
+    def refusals(self) -> int:
+        return self.budget.refusals
+
+    @refusals.setter
+    def refusals(self, value: int) -> None:
+        self.budget.refusals = value
+
+    def room(self) -> int:
+        budget = self.budget
+        room = min(budget.room(), self.limit - self.used)
+        if self.used >= budget.limit // SMALL:
+            room = min(room, budget.limit - budget.limit // RESERVE - budget.used)
+        return max(0, room)
+
+    def try_take(self, amount: int) -> bool:
+        if amount > self.room():
+            self.budget.refusals += 1
+            return False
+        self.take(amount)
+        return True
+
+    def take(self, amount: int) -> None:
+        self.used += amount
+        self.budget.take(amount)
+
+    def give(self, amount: int) -> None:
+        self.used = max(0, self.used - amount)
+        self.budget.give(amount)
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetStatistics:
     name: str
@@ -70,6 +133,10 @@ class BudgetStatistics:
     limit: int
     peak: int
     refusals: int
+
+
+# What a holder draws on: the whole budget, or its share of it.
+Allowance = Budget | Share
 
 
 def unlimited(name: str) -> Budget:

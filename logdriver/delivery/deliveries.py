@@ -154,8 +154,8 @@ class Deliveries:
                 options,
                 self.dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name, budget=self.disk)),
                 spool_dir=spool_dir,
-                memory=self.memory,
-                disk=self.disk,
+                memory=self.memory.share(context.info.container_id),
+                disk=self.disk.share(context.info.container_id),
                 on_finish=self._finished,
             )
         except OSError as exc:  # an unreadable spool, no descriptors left
@@ -167,8 +167,8 @@ class Deliveries:
                 stream,
                 options,
                 self.dead_letters[name],
-                memory=self.memory,
-                disk=self.disk,
+                memory=self.memory.share(context.info.container_id),
+                disk=self.disk.share(context.info.container_id),
                 on_finish=self._finished,
             )
         self.live.add(pipeline)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from logdriver._native import LogBatch
 from logdriver.config.pipeline_options import Overflow
-from logdriver.delivery.budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, Budget, memory_cost, unlimited
+from logdriver.delivery.budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, Allowance, memory_cost, unlimited
 
 
 @dataclass(slots=True)
@@ -78,13 +78,13 @@ class LineQueue(Protocol):
 
 
 class BatchQueue:
-    def __init__(self, max_bytes: int, max_entries: int, overflow: Overflow, memory: Budget | None = None) -> None:
+    def __init__(self, max_bytes: int, max_entries: int, overflow: Overflow, memory: Allowance | None = None) -> None:
         if max_bytes <= 0 or max_entries <= 0:
             raise ValueError("queue limits must be positive")
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.overflow = overflow
-        self.memory = memory or unlimited("memory")
+        self.memory: Allowance = memory or unlimited("memory")
         self._items: deque[tuple[float, LogBatch]] = deque()
         self.bytes = 0
         self.entries = 0

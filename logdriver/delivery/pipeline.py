@@ -37,7 +37,7 @@ import trio
 from logdriver._native import LogBatch
 from logdriver.abc import SendResult, SinkStream
 from logdriver.config.pipeline_options import PipelineOptions
-from logdriver.delivery.budget import Budget
+from logdriver.delivery.budget import Allowance
 from logdriver.delivery.dead_letters import CHUNK, DeadLetters
 from logdriver.delivery.lifecycle import Event, Lifecycle, Phase
 from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer, QueueView
@@ -72,8 +72,8 @@ class SinkPipeline:
         dead_letters: DeadLetters | None = None,
         rng: random.Random | None = None,
         spool_dir: str | None = None,
-        memory: Budget | None = None,
-        disk: Budget | None = None,
+        memory: Allowance | None = None,
+        disk: Allowance | None = None,
         on_finish: Callable[[SinkPipeline], None] | None = None,
     ) -> None:
         self.sink = sink

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from logdriver._files import makedirs_private, open_segment, write_private, write_whole
 from logdriver._native import LogBatch
 from logdriver.config.pipeline_options import Overflow
-from logdriver.delivery.budget import Budget, unlimited
+from logdriver.delivery.budget import Allowance, unlimited
 from logdriver.delivery.memory_queue import Offer
 
 log = logging.getLogger("logdriver.spool")
@@ -70,10 +70,10 @@ class DiskQueue:
         segment_bytes: int = 8 << 20,
         fsync_interval: float = 1.0,
         now: float = 0.0,
-        disk: Budget | None = None,
+        disk: Allowance | None = None,
     ) -> None:
         self.directory = directory
-        self.disk = disk or unlimited("disk")
+        self.disk: Allowance = disk or unlimited("disk")
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.overflow = overflow

@@ -39,7 +39,7 @@ from logdriver._exceptions import is_native_panic
 from logdriver._framing import DEFAULT_MAX_FRAME_SIZE
 from logdriver._native import FrameReader, LogBatch
 from logdriver.abc import ContainerContext
-from logdriver.delivery.budget import Budget
+from logdriver.delivery.budget import Allowance
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.totals import FifoStatistics
 from logdriver.reading.deadlines import Deadlines
@@ -85,7 +85,7 @@ class FifoLog:
         fd: int,
         pipelines: dict[str, SinkPipeline],
         store: LogStore,
-        memory: Budget,
+        memory: Allowance,
         on_closed: Callable[[FifoLog, bool, bool], None],  # (fifo, unregister, shutting down)
         deadlines: Deadlines | None = None,
     ) -> None:

@@ -156,7 +156,8 @@ class Driver:
             os.close(fd)
             raise
         try:
-            fifo = FifoLog(path, context, fd, pipelines, self.store, self.memory, self._closed, self.deadlines)
+            memory = self.memory.share(context.info.container_id)  # with its pipelines' queues
+            fifo = FifoLog(path, context, fd, pipelines, self.store, memory, self._closed, self.deadlines)
             fifo.start(self.hub, self._nursery)
         except BaseException:
             os.close(fd)

@@ -250,6 +250,12 @@ def budgets_markdown() -> str:
             "a queue over it is full",
         ],
         [
+            "one container's queues, open lines and spools, against each budget",
+            f"1/{budget.SHARE_MAX} of the memory and of the disk budget; the last 1/{budget.RESERVE} of "
+            f"each only for containers holding less than 1/{budget.SMALL} (fixed)",
+            "its queues are full and their `overflow` policy applies, counted; its neighbours still find room",
+        ],
+        [
             "one open multiline event, per stream",
             f"{_default(CONTAINER_OPTIONS, 'multiline-max-lines')}, "
             f"{_default(CONTAINER_OPTIONS, 'multiline-max-bytes')}, {_default(CONTAINER_OPTIONS, 'multiline-timeout')}",
