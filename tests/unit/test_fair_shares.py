@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import trio
+import trio.lowlevel
 
 from logdriver.delivery.budget import RESERVE, SHARE_MAX, SMALL, Budget
 from logdriver.server.rpc import StartLogging, StopLogging
@@ -49,7 +50,7 @@ async def test_a_stuck_container_with_a_huge_queue_leaves_the_bystander_every_li
         await driver.start_logging(StartLogging(by_path, container("b", sinks="fake")))
         for n in range(64):  # 8 MiB: twice the whole budget
             os.write(hog, frames(*(encode_entry("stdout", n, b"h" * 1000) for _ in range(128))))
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
         await wait_until(lambda: driver.statistics().fifos.records >= 64 * 128)
         assert driver.memory.used <= BUDGET // SHARE_MAX + (1 << 20)  # its share, and one read batch
         for n in range(200):
