@@ -119,6 +119,12 @@ class SinkConfig:
         raise KeyError(name)
 
     @classmethod
+    def from_environ(cls: type[Config], environ: Mapping[str, str]) -> Config:
+        """The plugin-wide config: each option from ``LOGDRIVER_<NAME>`` or its default, as a
+        container with none of these log-opts gets it. ValueError if a setting is bad."""
+        return cls.from_values({o.name: o.value(environ.get(o.env, o.default)) for o in cls.options()})
+
+    @classmethod
     def from_values(cls: type[Config], values: Mapping[str, object]) -> Config:
         """From parsed values by option name (what ``parse_log_opts`` resolved)."""
         return cls(**{f.name: values[f.metadata["option"].name] for f in dataclasses.fields(cls)})

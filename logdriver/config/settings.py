@@ -127,6 +127,14 @@ PLUGIN_OPTIONS: Final = (
         parse_duration,
     ),
     _plugin(
+        "stopped-drain-max-time",
+        "10m",
+        "a duration such as 10m",
+        "how long a stopped container's lines wait for a destination its log-opts chose (then "
+        "dropped, counted, or kept in the disk spool); the plugin-wide destinations wait for good",
+        parse_duration,
+    ),
+    _plugin(
         "memory-max-bytes",
         "256Mi",
         "a size from 64k to 64Gi",
@@ -167,6 +175,7 @@ class Settings:
     shutdown_grace: float
     metrics_address: str
     health_failing_after: float
+    stopped_drain_max_time: float
     memory_max_bytes: int
     disk_max_bytes: int
     sink_classes: str

@@ -69,8 +69,10 @@ class Deliveries:
         totals: Totals,
         memory: Budget,
         disk: Budget,
+        stopped_drain_max_time: float = math.inf,
     ) -> None:
         self.sinks = sinks
+        self.stopped_drain_max_time = stopped_drain_max_time
         self.totals = totals
         self.memory = memory
         self.disk = disk
@@ -211,10 +213,17 @@ class Deliveries:
 
     def release(self, pipelines: Mapping[str, SinkPipeline], *, shutting_down: bool = False) -> None:
         """The FIFO ended: no more input; deliver everything queued, however long it takes
-        (in a plugin shutdown, within each pipeline's flush-timeout)."""
+        to a plugin-wide destination, within ``stopped_drain_max_time`` to one the container's
+        log-opts chose (what it holds, a producer, a connection, is not a stopped container's
+        to keep for good); in a plugin shutdown, within each pipeline's flush-timeout."""
         now = trio.current_time()
         for pipeline in pipelines.values():
-            pipeline.close(now + pipeline.options.flush_timeout if shutting_down else math.inf)
+            if shutting_down:
+                pipeline.close(now + pipeline.options.flush_timeout)
+            elif pipeline.options.container_destination:
+                pipeline.close(now + self.stopped_drain_max_time)
+            else:
+                pipeline.close(math.inf)
 
     def abandon(self, pipelines: Mapping[str, SinkPipeline]) -> None:
         """A start that failed after its pipelines opened: stop them now."""

@@ -86,7 +86,14 @@ class Driver:
         self.totals = Totals()
         self.memory = Budget("memory", settings.memory_max_bytes)
         self.disk = Budget("disk", settings.disk_max_bytes)
-        self.deliveries = Deliveries(settings.state_dir, self.sinks, self.totals, self.memory, self.disk)
+        self.deliveries = Deliveries(
+            settings.state_dir,
+            self.sinks,
+            self.totals,
+            self.memory,
+            self.disk,
+            stopped_drain_max_time=settings.stopped_drain_max_time,
+        )
         self.deadlines = Deadlines()  # when open multiline events are due
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

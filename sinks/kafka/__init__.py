@@ -27,6 +27,7 @@ errors: brokers down, authentication), ``producer_restarts`` (after a fatal erro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -252,6 +253,10 @@ def producer_config(config: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
+def _key(config: Mapping[str, Any]) -> Hashable:
+    return tuple(sorted(config.items()))
+
+
 class KafkaSink(Sink):
     name = "kafka"
     config = KafkaConfig
@@ -274,19 +279,27 @@ class KafkaSink(Sink):
             "full_queue_waits": 0,
         }
         self._producers: dict[Hashable, SharedProducer] = {}
+        # The producer of the plugin-wide brokers and settings: it always has its place,
+        # whatever containers with settings of their own have opened (or left draining).
+        self.operator_key: Hashable | None = None
         # A request and a close at once per producer at most: never short of a thread.
         self.threads = trio.CapacityLimiter(2 * MAX_PRODUCERS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSink:
-        return cls()
+        sink = cls()
+        with contextlib.suppress(ValueError):  # a bad plugin-wide setting stops the plugin at start, naming it
+            sink.operator_key = _key(producer_config(KafkaConfig.from_environ(settings.environ)))
+        return sink
 
     def producer(self, config: Mapping[str, Any], report_timeout: float) -> SharedProducer:
-        """The producer of every open stream with these settings (made on first use)."""
-        key = tuple(sorted(config.items()))
+        """The producer of every open stream with these settings (made on first use); the
+        plugin-wide one always, containers' own up to ``MAX_PRODUCERS - 1`` at once."""
+        key = _key(config)
         producer = self._producers.get(key)
         if producer is None:
-            if len(self._producers) >= MAX_PRODUCERS:
+            others = sum(1 for open_key in self._producers if open_key != self.operator_key)
+            if key != self.operator_key and others >= MAX_PRODUCERS - 1:
                 raise ConfigError(
                     "kafka-brokers",
                     config["bootstrap.servers"][:200],

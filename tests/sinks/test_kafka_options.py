@@ -7,6 +7,7 @@ import pytest
 import trio
 
 from logdriver import ConfigError, batch_of
+from logdriver.config.settings import Settings
 from logdriver.testing import context_for, open_stream, sample_records
 from logdriver_sinks.kafka import (
     MAX_BROKERS,
@@ -208,13 +209,17 @@ def test_broker_lists_and_producers_are_bounded() -> None:
     with pytest.raises(ValueError, match="twice"):
         parse_brokers("a:1,a:1")
     assert parse_brokers(",".join(f"b{i}:9092" for i in range(MAX_BROKERS)))
-    sink = KafkaSink()
-    streams = [open_stream(sink, {"kafka-brokers": f"127.0.0.1:{port}"}) for port in range(1, MAX_PRODUCERS + 1)]
+    environ = {"LOGDRIVER_KAFKA_BROKERS": "127.0.0.1:9092"}
+    sink = KafkaSink.from_settings(Settings.from_env({"LOGDRIVER_STATE_DIR": "/s", **environ}))
+    streams = [open_stream(sink, {"kafka-brokers": f"127.0.0.1:{port}"}) for port in range(1, MAX_PRODUCERS)]
     with pytest.raises(ConfigError, match="kafka-brokers") as refused:
         open_stream(sink, {"kafka-brokers": "127.0.0.1:9999"})
     assert f"{MAX_PRODUCERS} producers" in str(refused.value)
     same = open_stream(sink, {"kafka-brokers": "127.0.0.1:1"})  # an open producer's settings: shared
-    for stream in [*streams, same]:
+    # Finding 9 of issue 30: containers' own producers (left draining by stopped containers)
+    # never take the operator's place: the plugin-wide brokers still get their producer.
+    operator = open_stream(sink, {}, environ=environ)
+    for stream in [*streams, same, operator]:
         trio.run(stream.aclose)
     open_stream(sink, {"kafka-brokers": "127.0.0.1:9999"})  # closed producers make room
     trio.run(sink.aclose)
