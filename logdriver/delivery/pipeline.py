@@ -97,6 +97,7 @@ class SinkPipeline:
             self.spool_dir = None
             self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow, memory)
         self.dead_letters = dead_letters
+        self.disk = disk  # held: the container's share lives as long as its pipelines (dead letters draw on it)
         self.rng = rng or random.Random()
         # What the sender reads of the queue (each request looks at every ready pipeline's).
         self.backlog: QueueView = self.queue

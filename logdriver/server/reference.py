@@ -286,9 +286,9 @@ def budgets_markdown() -> str:
             "a FIFO at its limit is not read: its pipe fills and its container waits",
         ],
         [
-            "dead letters, per sink",
+            "dead letters, per sink and container",
             f"{format_size(dead_letters.MAX_BYTES)}, then one `.1` (fixed)",
-            "inside the disk budget",
+            "inside the container's share of the disk budget; a neighbour's are never rotated away",
         ],
         [
             "plugin socket connections",

@@ -145,7 +145,8 @@ async def test_a_mapping_conflict_goes_to_the_dead_letters(node: SearchNode, tmp
     await sink.aclose()
     assert node.count("conflict") == 2
     letters = [
-        orjson.loads(line) for line in (tmp_path / "deadletter" / "elasticsearch.jsonl").read_bytes().splitlines()
+        orjson.loads(line)
+        for line in next((tmp_path / "deadletter" / "elasticsearch").glob("*.jsonl")).read_bytes().splitlines()
     ]
     assert [letter["message"] for letter in letters] == ["not a number"]
     assert "mapper_parsing_exception" in letters[0]["reason"]

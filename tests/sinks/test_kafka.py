@@ -263,7 +263,11 @@ async def test_permanent_errors_go_to_the_dead_letters_with_the_reason(
     async with running(pipeline):
         await pipeline.put(batch_of([*lines(3), LogRecord("stdout", T0, b"x" * 5000), *lines(3, 3)]))
     assert (pipeline.counters.lines_out, pipeline.counters.dead_lettered) == (6, 1)
-    dead = [json.loads(line) for path in (tmp_path / "deadletter").iterdir() for line in path.read_text().splitlines()]
+    dead = [
+        json.loads(line)
+        for path in (tmp_path / "deadletter").rglob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
     assert "MSG_SIZE_TOO_LARGE" in json.dumps(dead)
     got = await consume(kafka, [topic], 6)
     assert [json.loads(m.value())["message"] for m in got] == [f"line {i}" for i in range(6)]  # type: ignore[attr-defined]
@@ -277,7 +281,7 @@ async def test_an_unknown_topic_is_dead_lettered(kafka: KafkaCluster, sink: Kafk
         async with running(pipeline):
             await pipeline.put(batch_of(lines(4)))
     assert pipeline.counters.dead_lettered == 4
-    dead = (tmp_path / "deadletter").iterdir()
+    dead = (tmp_path / "deadletter").rglob("*.jsonl")
     assert "UNKNOWN_TOPIC" in "".join(path.read_text() for path in dead)
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import trio
 import trio.lowlevel
 
+from logdriver import LogRecord, batch_of
 from logdriver.delivery.budget import RESERVE, SHARE_MAX, SMALL, Budget
+from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
@@ -64,3 +66,16 @@ async def test_a_stuck_container_with_a_huge_queue_leaves_the_bystander_every_li
         kind.streams[0].resume()
         await wait_until(lambda: driver.statistics().active_fifos == 0)
         nursery.cancel_scope.cancel()
+
+
+def test_one_containers_dead_letters_never_rotate_a_neighbours_away(tmp_path: Path) -> None:
+    """Finding 11: one file per sink, 64 MiB then ``.1``: one container's refusals rotated
+    a bystander's dead letters away within 10 s. Now each container has its own file."""
+    letters = DeadLetters(str(tmp_path), "s", max_bytes=20_000, budget=Budget("disk", 1 << 30))
+    bystander, hostile = "b" * 64, "a" * 64
+    letters.write(batch_of([LogRecord("stdout", 1, b"keep me")]), bystander, ["refused"])
+    for _ in range(100):
+        letters.write(batch_of([LogRecord("stdout", 1, b"x" * 1000)] * 5), hostile, ["refused"] * 5)
+    kept = (tmp_path / "s" / f"{bystander}.jsonl").read_bytes()
+    assert b"keep me" in kept
+    assert (tmp_path / "s" / f"{hostile}.jsonl.1").exists()  # the hostile one rotated its own

@@ -146,4 +146,4 @@ def test_spools_and_dead_letters_share_the_disk_budget(tmp_path: Path) -> None:
     assert disk.used < 20_000 - 10_000
     letters.write(rejected, "c" * 64, ["rejected"] * len(rejected))
     assert letters.written == 10
-    assert oct((tmp_path / "dead" / "s.jsonl").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "dead" / "s" / ("c" * 64 + ".jsonl")).stat().st_mode & 0o777) == "0o600"
