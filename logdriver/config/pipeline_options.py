@@ -27,7 +27,7 @@ MAX_BUFFER_BYTES: Final = 1 << 30
 MAX_BUFFER_ENTRIES: Final = 10_000_000
 MAX_BATCH_ENTRIES: Final = 100_000
 MAX_BATCH_BYTES: Final = 32 << 20
-MAX_RETRY_ATTEMPTS: Final = 1_000_000
+MAX_RETRY_ATTEMPTS: Final = 4_294_967_295  # what Docker's fluentd-max-retries takes
 
 
 class Overflow(enum.Enum):
@@ -111,7 +111,7 @@ PIPELINE_OPTIONS: Final = (
     _pipeline(
         "retry-max-attempts",
         "0",
-        "an integer from 0 to 1000000; 0 retries forever",
+        "an integer from 0 to 4294967295; 0 retries forever",
         "give a batch up (to the dead letters) after this many attempts",
         int_between(0, MAX_RETRY_ATTEMPTS),
     ),

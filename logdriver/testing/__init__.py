@@ -267,7 +267,7 @@ class SinkConformance:
 
     async def test_close_flushes_what_is_queued(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
         records = sample_records(50, start=10_000)
-        config = {**peer.config, "batch-max-wait": "1h", "batch-max-entries": "1000000"}
+        config = {**peer.config, "batch-max-wait": "1h", "batch-max-entries": "100000"}
         pipeline = open_pipeline(sink, config, state_dir=tmp_path, environ=peer.environ)
         async with running(pipeline):
             await pipeline.put(batch_of(records))

@@ -9,7 +9,9 @@ line that reaches ``file-max-size``, so it passes the limit by less than one lin
 A rotation renames every kept file, so its cost is bounded against the size: at most
 one rename per ``BYTES_PER_RENAME`` of ``file-max-size`` (about 2,000 renames per MiB
 written at worst, where 1k with 1000 files was a million), and the renames run in the sink's own worker threads
-(``THREADS``), never on the event loop. Errors that no retry can mend (a name the
+(``THREADS``), never on the event loop. Each container has its own worker (its file is
+its destination), so one container's rotations never delay another's lines; it has one
+rotation at a time, so it holds one of the threads at most. Errors that no retry can mend (a name the
 file system refuses, a directory where the file should be) send the lines to the
 dead letters; others (a full disk) are retried.
 
@@ -48,7 +50,7 @@ log = logging.getLogger("logdriver.sinks.file")
 
 NAME_BYTES = 100  # of the container's name in the file name (most file systems allow 255 in all)
 BYTES_PER_RENAME = 500  # file-max-file - 1 may be at most file-max-size / this
-THREADS = 2  # the sink's own worker threads, for rotations
+THREADS = 4  # the sink's own worker threads, for rotations (one container uses one at most)
 # Errors a retry cannot mend: the lines go to the dead letters instead of holding the queue.
 PERMANENT = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
 
@@ -118,9 +120,10 @@ class FileStream(SinkStream):
 
     @property
     def destination(self) -> str:
-        """Every container's file is written by one worker: one wake-up per batch interval,
-        not one per container (each part still goes to its own file)."""
-        return self.directory
+        """Each container's file is its own destination, with its own worker: a neighbour's
+        rotations (up to ``file-max-file`` renames each, in a worker thread) never hold
+        back this container's writes, as they did when one worker wrote every file."""
+        return self.path
 
     def _open(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)

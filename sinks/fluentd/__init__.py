@@ -145,9 +145,9 @@ class FluentdConfig(SinkConfig):
     max_retries: int | None = option(
         "fluentd-max-retries",
         "",
-        "an integer from 0 to 1000000",
+        "an integer from 0 to 4294967295",
         "retries before a batch is dead-lettered",
-        int_between(0, 1_000_000),
+        int_between(0, 4_294_967_295),  # Docker's own bound
         pipeline="retry-max-attempts",
     )
 
