@@ -1,7 +1,14 @@
-"""TLS client contexts for sinks, loaded when a container starts so a bad file fails ``docker run``."""
+"""TLS client contexts for sinks, loaded when a container starts so a bad file fails ``docker run``.
+
+A context with the system's CAs holds about 0.94 MiB; contexts are shared by every
+destination with the same files and settings (``MAX_CONTEXTS`` kept, least recently used
+first out), so many https destinations cost one context, not one each. A file changed
+on disk (a renewed certificate) makes a new context.
+"""
 
 from __future__ import annotations
 
+import collections
 import os
 import ssl
 import stat
@@ -11,13 +18,16 @@ from logdriver._exceptions import ConfigError
 
 # A PEM file bigger than this is not a CA bundle or a key (Debian's whole bundle is 0.2 MB).
 MAX_PEM_BYTES: Final = 16 << 20
+MAX_CONTEXTS: Final = 32
+_contexts: collections.OrderedDict[tuple[object, ...], ssl.SSLContext] = collections.OrderedDict()
 
 
-def _check_file(option: str, path: str) -> None:
+def _check_file(option: str, path: str) -> tuple[int, int, int] | None:
     """A container names these paths: a FIFO would block the plugin in open() and a huge
-    file would be scanned whole, both while every other container waits. Regular files only."""
+    file would be scanned whole, both while every other container waits. Regular files only.
+    Returns what tells the file's content apart (inode, size, modification time)."""
     if not path:
-        return
+        return None
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -26,6 +36,7 @@ def _check_file(option: str, path: str) -> None:
         raise ConfigError(option, path, "a regular PEM file, not a FIFO, device or directory")
     if info.st_size > MAX_PEM_BYTES:
         raise ConfigError(option, path, f"a PEM file of at most {MAX_PEM_BYTES >> 20} MiB")
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def client_tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool, *, prefix: str) -> ssl.SSLContext:
@@ -34,8 +45,21 @@ def client_tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool
     ``prefix`` names the options (``fluentd-tls-`` → ``fluentd-tls-ca``, ``-cert``, ``-key``):
     a file that is missing, unreadable or not PEM raises ``ConfigError`` naming its option.
     """
-    for suffix, path in (("ca", ca_file), ("cert", cert_file), ("key", key_file)):
+    files = tuple(
         _check_file(f"{prefix}{suffix}", path)
+        for suffix, path in (("ca", ca_file), ("cert", cert_file), ("key", key_file))
+    )
+    key = (ca_file, cert_file, key_file, verify, files)
+    context = _contexts.get(key)
+    if context is None:
+        context = _contexts[key] = _build(ca_file, cert_file, key_file, verify, prefix)
+        if len(_contexts) > MAX_CONTEXTS:
+            _contexts.popitem(last=False)
+    _contexts.move_to_end(key)
+    return context
+
+
+def _build(ca_file: str, cert_file: str, key_file: str, verify: bool, prefix: str) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:

@@ -16,6 +16,7 @@ import orjson
 
 from logdriver._native import JSON_CAPS, JSON_KEYS, MULTILINE_RULES, PATTERN_FALLBACK_PREFIX, PROCESSING_CPU
 from logdriver.abc import Sink
+from logdriver.config import tls
 from logdriver.config.options import CONTAINER_OPTIONS, MAX_LOG_OPT_VALUE
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS
 from logdriver.config.registry import ENGINE_KEYS, ENGINE_PREFIXES, Option
@@ -289,6 +290,11 @@ def budgets_markdown() -> str:
             "dead letters, per sink and container",
             f"{format_size(dead_letters.MAX_BYTES)}, then one `.1` (fixed)",
             "inside the container's share of the disk budget; a neighbour's are never rotated away",
+        ],
+        [
+            "TLS client contexts",
+            f"{tls.MAX_CONTEXTS} kept, shared by every destination with the same files and settings (fixed)",
+            "the least recently used goes; a destination keeps the one it has",
         ],
         [
             "plugin socket connections",

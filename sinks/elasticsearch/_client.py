@@ -20,6 +20,7 @@ from elastic_transport import AsyncTransport, HttpxAsyncHttpNode, NodeConfig, Tr
 from elastic_transport._serializer import NdjsonSerializer, OrjsonSerializer
 from zlib_ng import zlib_ng
 
+from logdriver.config import client_tls_context
 from logdriver.replies import BoundedTransport
 
 
@@ -139,6 +140,11 @@ class BulkClient:
         self.options = options
         self.users = 0  # open streams
         headers = options.auth_headers()
+        tls = None
+        if any(url.scheme == "https" for url in options.urls):
+            tls = client_tls_context(
+                options.ca_file, options.cert_file, options.key_file, options.verify, prefix="es-tls-"
+            )
         nodes = [
             NodeConfig(
                 url.scheme,
@@ -148,10 +154,10 @@ class BulkClient:
                 http_compress=False,  # done here, with zlib-ng at level 1: ~10x less CPU than the transport's
                 headers=headers,
                 request_timeout=options.request_timeout,
-                ca_certs=options.ca_file or None,
+                # One context per set of files, shared (logdriver.config.tls): the transport
+                # would load the system's CAs again for every node of every destination.
+                ssl_context=tls if url.scheme == "https" else None,
                 verify_certs=options.verify,
-                client_cert=options.cert_file or None,
-                client_key=options.key_file or None,
             )
             for url in options.urls
         ]
