@@ -92,6 +92,7 @@ class SinkPipeline:
                 options.overflow,
                 now=trio.current_time(),
                 disk=disk,
+                memory=memory,
             )
         else:
             self.spool_dir = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from logdriver._files import makedirs_private, open_segment, write_private, write_whole
 from logdriver._native import LogBatch
 from logdriver.config.pipeline_options import Overflow
-from logdriver.delivery.budget import Allowance, unlimited
+from logdriver.delivery.budget import Allowance, memory_cost, unlimited
 from logdriver.delivery.memory_queue import Offer
 
 log = logging.getLogger("logdriver.spool")
@@ -71,9 +71,14 @@ class DiskQueue:
         fsync_interval: float = 1.0,
         now: float = 0.0,
         disk: Allowance | None = None,
+        memory: Allowance | None = None,
     ) -> None:
         self.directory = directory
         self.disk: Allowance = disk or unlimited("disk")
+        # What is read back is in memory until it is acked: charged to the container's share,
+        # and a take reads no more than the share has room for (one record at least).
+        self.memory: Allowance = memory or unlimited("memory")
+        self._taken_cost = 0
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.overflow = overflow
@@ -197,9 +202,10 @@ class DiskQueue:
         """
         parts: list[LogBatch] = []
         entries = size = 0
+        room = self.memory.room()
         while len(self._records) > self._taken and (not parts or (entries < max_entries and size < max_bytes)):
             record = self._records[self._taken]
-            if parts and entries + record.entries > max_entries:
+            if parts and (entries + record.entries > max_entries or memory_cost(entries, size + record.size) > room):
                 break
             try:
                 batch = self._read(record)
@@ -217,10 +223,15 @@ class DiskQueue:
             self._taken += 1
         if not parts:
             return None
+        cost = memory_cost(entries, size, len(parts))
+        self.memory.take(cost)
+        self._taken_cost += cost
         return parts[0] if len(parts) == 1 else LogBatch.concat(parts)
 
     def ack(self) -> None:
         """Everything taken so far was delivered (or given up on): move the cursor past it."""
+        self.memory.give(self._taken_cost)
+        self._taken_cost = 0
         if not self._taken:
             return
         last = self._records[self._taken - 1]
@@ -310,6 +321,8 @@ class DiskQueue:
         for the next start: nothing is lost.
         """
         self.disk.give(self.bytes)
+        self.memory.give(self._taken_cost)
+        self._taken_cost = 0
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:

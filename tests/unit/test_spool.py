@@ -147,3 +147,22 @@ def test_spools_and_dead_letters_share_the_disk_budget(tmp_path: Path) -> None:
     letters.write(rejected, "c" * 64, ["rejected"] * len(rejected))
     assert letters.written == 10
     assert oct((tmp_path / "dead" / "s" / ("c" * 64 + ".jsonl")).stat().st_mode & 0o777) == "0o600"
+
+
+def test_what_is_read_back_is_charged_and_bounded_by_the_memory_share(tmp_path: Path) -> None:
+    """Issue 30, finding 4: ``batch-max-bytes=2g`` read 600 MiB of spool back in one take,
+    uncharged, to 1,257 MiB of RSS at a 64 MiB budget. Now batch-max-bytes is at most
+    32Mi, and a take reads what the memory share has room for (one record at least)."""
+    memory = Budget("memory", 4 << 20)
+    share = memory.share("c" * 64)
+    queue = DiskQueue(str(tmp_path / "spool"), 1 << 30, 10**6, Overflow.BLOCK, memory=share)
+    for n in range(20):
+        queue.offer(batch_of([LogRecord("stdout", n, b"x" * (256 << 10))]), 0.0)  # 5 MiB spooled
+    taken = queue.take(10**6, 32 << 20)
+    assert taken is not None
+    assert 1 <= len(taken) < 20
+    assert memory.used == share.used > 0  # charged while it is out
+    assert memory.used <= share.limit + (512 << 10)  # the share's room, and one record
+    queue.ack()
+    assert memory.used == 0
+    queue.close()
