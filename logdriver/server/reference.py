@@ -275,7 +275,11 @@ def budgets_markdown() -> str:
             f"up on is matched on its first {PATTERN_FALLBACK_PREFIX} bytes, counted (`multiline_pattern_gave_up`)",
         ],
         ["every disk spool and the dead letters", _default(plugin, "disk-max-bytes"), "a spool over it is full"],
-        ["the `docker logs` store", _default(plugin, "store-max-bytes"), "the oldest segments go first"],
+        [
+            "the `docker logs` store",
+            _default(plugin, "store-max-bytes"),
+            "the container holding the most loses its oldest segments first",
+        ],
         [
             "one container's queue, per sink",
             f"{_default(pipeline, 'buffer-max-bytes')}, {_default(pipeline, 'buffer-max-entries')}",

@@ -44,6 +44,9 @@ def _segment_name(seq: int) -> str:
     return f"{seq:08d}{_SUFFIX}"
 
 
+EVICT_LOG_INTERVAL = 60.0  # seconds between "store over its cap" warnings
+
+
 @dataclass(slots=True)
 class StoreStatistics:
     bytes: int = 0  # in the store now
@@ -95,6 +98,8 @@ class LogStore:
         self.root = root
         self.max_total_bytes = max_total_bytes
         self._counts = StoreStatistics()
+        self._evict_logged_at = -EVICT_LOG_INTERVAL
+        self._evicted_unlogged = 0
         self._logs: dict[str, ContainerLog] = {}
         self._total = 0
         makedirs_private(root)
@@ -215,24 +220,29 @@ class LogStore:
         self._total -= clog.sizes.pop(seq)
 
     def _evict_to(self, target: int) -> None:
-        # Oldest first by modification time; live segments are newest, so they go
-        # last, and only when closed segments alone cannot get under the cap.
-        candidates = []
-        for clog in self._logs.values():
-            for seq in clog.segments:
-                try:
-                    candidates.append((os.stat(clog.path(seq)).st_mtime_ns, seq, clog))
-                except FileNotFoundError:
-                    continue
-        candidates.sort(key=lambda c: c[0])
-        for _mtime, seq, clog in candidates:
-            if self._total <= target:
+        """The container holding the most pays: its oldest segment goes first, again and
+        again, so that one container writing flat out cannot push its neighbours' history
+        out of the store (oldest-first across everyone did). Its live segment goes last."""
+        evicted = 0
+        while self._total > target:
+            holders = [clog for clog in self._logs.values() if clog.segments]
+            if not holders:
                 break
-            self._delete_segment(clog, seq)
+            largest = max(holders, key=lambda clog: (len(clog.segments) > 1, sum(clog.sizes.values())))
+            self._delete_segment(largest, largest.segments[0])
             self._counts.segments_evicted_by_cap += 1
-        log.warning(
-            "store over its %d-byte cap: evicted oldest segments, now %d bytes", self.max_total_bytes, self._total
-        )
+            evicted += 1
+        self._evicted_unlogged += evicted
+        now = time.monotonic()
+        if evicted and now - self._evict_logged_at >= EVICT_LOG_INTERVAL:
+            # Once a minute at most: a container writing flat out evicts on every rotation.
+            log.warning(
+                "store over its %d-byte cap: evicted %d segments of its largest holders, now %d bytes",
+                self.max_total_bytes,
+                self._evicted_unlogged,
+                self._total,
+            )
+            self._evict_logged_at, self._evicted_unlogged = now, 0
 
     # -- removal ---------------------------------------------------------------
 

@@ -193,3 +193,20 @@ async def test_read_logs_lets_other_tasks_run_while_it_decodes(tmp_path: Path) -
         assert len(await collect(store, tail=10**9)) == 30_000
         nursery.cancel_scope.cancel()
     assert ticks >= 20  # one turn per 256 KiB decoded, not one for the whole store
+
+
+def test_the_largest_holder_pays_for_the_cap(tmp_path: Path) -> None:
+    """Issue 30 ("every input at its worst"): eviction went oldest-first across every
+    container, so one container writing flat out pushed a quiet neighbour's history out of
+    ``docker logs``. Now the container holding the most loses its oldest segments first."""
+    store = LogStore(str(tmp_path), max_total_bytes=20_000)
+    quiet = store.open_writer("q" * 64, max_size=1000, max_file=5)
+    for i in range(20):
+        store.append(quiet, frames((i, b"q" * 20)))
+    kept = sum(quiet.sizes.values())
+    hog = store.open_writer("h" * 64, max_size=1000, max_file=1000)
+    for i in range(2000):
+        store.append(hog, frames((i, b"h" * 20)))
+    assert store.total_bytes <= 20_000
+    assert sum(quiet.sizes.values()) == kept  # every line of the quiet one is still there
+    assert store.statistics().segments_evicted_by_cap > 0

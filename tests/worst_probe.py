@@ -1,0 +1,299 @@
+"""Every input at its worst (issue 30): one container sets every option it may set to its
+worst value (the largest number each accepts, its nastiest accepted pattern) and writes the
+worst lines it can, to a destination that answers the worst it can; a bystander with
+default options ships to the operator's destination beside it, and is measured.
+
+``python -m tests.worst_probe SECONDS``: runs the real Driver and plugin socket in this
+process (a subprocess of the test, so that pytest's memory does not count) and prints one
+JSON object: the bystander's lines written and delivered, the worst ``Plugin.Activate``
+round trip, the process's peak RSS over its RSS before the first line, and the budget.
+
+Both destinations are fakes (``FakeOtlpEndpoint``, named fakes): the operator's answers
+at once; the container's answers in turn with a gzip-of-gzip bomb, a 64 KiB reply of
+one-byte fields, a partial success refusing everything, 429 with Retry-After, and a reply
+that drips a byte at a time. The option values come from the registry (``worst_log_opts``),
+so a new numeric option joins by itself; any other needs its worst value in ``EXPLICIT``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+import trio
+
+from logdriver.config.options import CONTAINER_OPTIONS
+from logdriver.config.pipeline_options import PIPELINE_OPTIONS
+from logdriver.config.registry import Option
+from logdriver.config.settings import Settings
+from logdriver.reading.registry import FifoRegistry
+from logdriver.server.driver import Driver
+from logdriver.server.rpc import StartLogging, StopLogging
+from logdriver.server.unix import serve_unix
+from logdriver.store.log_store import LogStore
+from logdriver.testing import encode_entry, encode_frame
+from logdriver_sinks.otlp import MAX_REPLY, OtlpSink
+
+from .sinks.test_otlp import OK, FakeOtlpEndpoint, _partial
+
+BUDGET = "64Mi"
+COSTLY_PATTERN = "[ab]{0,1000}X|[ab]{0,1000}Y"  # the costliest that compiles (tests/unit/test_costly_processing.py)
+
+# The worst value of each option that is not a number, for the OTLP sink the container ships to.
+EXPLICIT: dict[str, str] = {
+    "sinks": "otlp",
+    "tag": "{{.ID}}" * 580,  # near the template cap, rendered 64 characters a piece
+    "labels": "",
+    "labels-regex": ".*",
+    "env": "",
+    "env-regex": ".*",
+    "multiline": "",  # custom patterns instead: the costlier
+    "multiline-start": COSTLY_PATTERN,
+    "multiline-continue": COSTLY_PATTERN.replace("X", "Z").replace("Y", "W"),
+    "parse": "json",
+    "overflow": "drop-oldest",
+    "buffer": "memory",
+    "otlp-compression": "gzip",
+    "otlp-service-name": "s" * 8000,
+    "otlp-tls-ca": "",
+    "otlp-tls-cert": "",
+    "otlp-tls-key": "",
+    "otlp-tls-verify": "false",
+    # Durations whose maximum only makes the container wait on itself, at most a test's length:
+    "otlp-timeout": "5s",
+    "flush-timeout": "5s",
+    "block-timeout": "5s",
+}
+
+
+def _accepted(option: Option, text: str) -> bool:
+    try:
+        option.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def largest(option: Option) -> str | None:
+    """The largest number ``option`` accepts (None when it takes no number): the registry's
+    own bound, found by search from its default, so a new numeric option needs no entry."""
+    try:
+        value = option.parse(option.default) if option.default else None
+    except ValueError:
+        value = None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    unit = "" if isinstance(value, int) else "s"
+    low = max(1, int(value))
+    if not _accepted(option, f"{low}{unit}"):
+        return None
+    high = low * 2
+    while high < 10**18 and _accepted(option, f"{high}{unit}"):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if _accepted(option, f"{middle}{unit}") else (low, middle)
+    return f"{low}{unit}"
+
+
+def options_to_set() -> list[Option]:
+    """Every option a container may set for itself and its OTLP sink."""
+    return [o for o in (*CONTAINER_OPTIONS, *PIPELINE_OPTIONS, *OtlpSink.config.options()) if o.log_opt]
+
+
+def worst_log_opts(endpoint: str) -> dict[str, str]:
+    opts = {}
+    for option in options_to_set():
+        if option.name in EXPLICIT:
+            opts[option.name] = EXPLICIT[option.name]
+        elif option.name == "otlp-endpoint":
+            opts[option.name] = endpoint
+        elif (value := largest(option)) is not None:
+            opts[option.name] = value
+        else:
+            raise SystemExit(f"no worst value for the log-opt {option.name!r}: add it to EXPLICIT")
+    return {k: v for k, v in opts.items() if v}
+
+
+def worst_answers() -> Iterator[tuple[int, dict[str, str], bytes, float]]:
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join([*(deflate.compress(bytes(1 << 20)) for _ in range(256)), deflate.flush()])
+    answers = [
+        (200, {"content-encoding": "gzip, gzip"}, gzip.compress(bomb), 0.0),
+        (200, {"content-type": "application/x-protobuf"}, b"\x08\x01" * (MAX_REPLY // 2), 0.0),
+        (200, {}, _partial(127, b"refused"), 0.0),
+        (429, {"retry-after": "1"}, b"", 0.0),
+        (200, {}, b"", -0.05),  # drips a byte every 50 ms
+    ]
+    while True:
+        yield from answers
+
+
+def worst_lines(seconds: float) -> Iterator[bytes]:
+    """Frames of the worst lines, forever: lines the pattern finds costly, JSON of deep
+    objects with long keys, and a 1 MiB line in Docker's 16 KiB pieces."""
+    key = "k" * 3_000
+    deep = '{"leaf":1}'
+    for _ in range(15):
+        deep = f'{{"{key}":{deep}}}'
+    from logdriver import PartialInfo
+
+    n = 0
+    while True:
+        n += 1
+        yield encode_frame(encode_entry("stdout", n, b"ab" * 8000))
+        yield encode_frame(encode_entry("stdout", n, deep.encode()))
+        for piece in range(64):
+            partial = PartialInfo(f"p{n}", piece + 1, piece == 63)
+            yield encode_frame(encode_entry("stderr", n, b"p" * 16_384, partial))
+
+
+def rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def activate_seconds(path: str) -> float:
+    started = time.monotonic()
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(10)
+        client.connect(path)
+        client.sendall(b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 0\r\n\r\n")
+        assert b"LogDriver" in client.recv(4096)
+    return time.monotonic() - started
+
+
+async def main(seconds: float) -> dict[str, object]:
+    state = tempfile.mkdtemp(prefix="worst-probe-")
+    operator = FakeOtlpEndpoint([OK])
+    answers = worst_answers()
+    lock = threading.Lock()
+
+    def next_answer(_: bytes) -> tuple[int, dict[str, str], bytes, float]:
+        with lock:
+            return next(answers)
+
+    hostile = FakeOtlpEndpoint([], answer=next_answer)
+    settings = Settings.from_env(
+        {
+            "LOGDRIVER_STATE_DIR": state,
+            "LOGDRIVER_MEMORY_MAX_BYTES": BUDGET,
+            "LOGDRIVER_STORE_MAX_BYTES": "64m",
+            "LOGDRIVER_OTLP_ENDPOINT": operator.url,
+            "LOGDRIVER_OTLP_COMPRESSION": "none",
+            "LOGDRIVER_BATCH_MAX_WAIT": "100ms",
+        }
+    )
+    sink = OtlpSink.from_settings(settings)
+    store = LogStore(os.path.join(state, "store"), settings.store_max_bytes)
+    driver = Driver(settings, {"otlp": sink}, store, FifoRegistry(os.path.join(state, "fifos.json")))
+    sock = os.path.join(state, "plugin.sock")
+    fifos = {}
+    stop = threading.Event()
+    written = {"bystander": 0, "hostile": 0}
+    activations: list[float] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await nursery.start(serve_unix, sock, driver)
+        for name, config in (("hostile", worst_log_opts(hostile.url)), ("bystander", {"sinks": "otlp"})):
+            path = os.path.join(state, name)
+            os.mkfifo(path, 0o600)
+            fifos[name] = (path, os.open(path, os.O_RDWR))
+            info = {
+                "ContainerID": (name[0] * 64),
+                "ContainerName": f"/{name}",
+                "ContainerImageName": "busybox",
+                "Config": config,
+            }
+            await driver.start_logging(StartLogging(path, info))
+        before = rss_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # VmHWM starts again from now
+
+        def write_hostile() -> None:
+            fd = fifos["hostile"][1]
+            os.set_blocking(fd, False)
+            for frame in worst_lines(seconds):
+                if stop.is_set():
+                    return
+                view = memoryview(frame)
+                while view and not stop.is_set():
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        time.sleep(0.001)
+                written["hostile"] += 1
+
+        def write_bystander() -> None:
+            fd = fifos["bystander"][1]
+            n = 0
+            while not stop.is_set():
+                os.write(fd, encode_frame(encode_entry("stdout", n, b"bystander-%06d" % n)))
+                n += 1
+                written["bystander"] = n
+                time.sleep(0.005)  # 200 lines a second
+
+        def probe_activate() -> None:
+            while not stop.is_set():
+                activations.append(activate_seconds(sock))
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=t) for t in (write_hostile, write_bystander, probe_activate)]
+        for thread in threads:
+            thread.start()
+        await trio.sleep(seconds)
+        stop.set()
+        while any(t.is_alive() for t in threads):  # noqa: ASYNC110 - threads, not tasks
+            await trio.sleep(0.05)
+        deadline = trio.current_time() + 10
+        while trio.current_time() < deadline and _delivered(operator) < written["bystander"]:
+            await trio.sleep(0.1)
+        peak = rss_kib("VmHWM")
+        result: dict[str, object] = {
+            "bystander_written": written["bystander"],
+            "bystander_delivered": _delivered(operator),
+            "hostile_frames": written["hostile"],
+            "hostile_requests": len(hostile.bodies),
+            "activate_worst": max(activations),
+            "activate_count": len(activations),
+            "rss_growth": (peak - before) * 1024,
+            "budget": driver.memory.limit,
+            "budget_peak": driver.memory.peak,
+            "fifos": {k: v for k, v in vars(driver.statistics().fifos).items() if v}
+            if hasattr(driver.statistics().fifos, "__dict__")
+            else {},
+        }
+        for path, fd in fifos.values():
+            await driver.stop_logging(StopLogging(path))
+            os.close(fd)
+        nursery.cancel_scope.cancel()
+    operator.close()
+    hostile.close()
+    return result
+
+
+def _delivered(endpoint: FakeOtlpEndpoint) -> int:
+    return len({body_line for body in endpoint.bodies for body_line in _markers(body)})
+
+
+def _markers(body: bytes) -> set[bytes]:
+    found, at = set(), body.find(b"bystander-")
+    while at >= 0:
+        found.add(body[at : at + 16])
+        at = body.find(b"bystander-", at + 1)
+    return found
+
+
+if __name__ == "__main__":
+    print(json.dumps(trio.run(main, float(sys.argv[1])), default=str))
