@@ -17,8 +17,10 @@ so a new numeric option joins by itself; any other needs its worst value in ``EX
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
+import multiprocessing
 import os
 import socket
 import sys
@@ -27,6 +29,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import trio
 
@@ -67,10 +70,14 @@ EXPLICIT: dict[str, str] = {
     "otlp-tls-cert": "",
     "otlp-tls-key": "",
     "otlp-tls-verify": "false",
-    # Durations whose maximum only makes the container wait on itself, at most a test's length:
+    # Durations whose maximum only makes the container wait on itself, at most a test's length,
+    # and waits whose minimum is worse for the destination's neighbours (more requests):
     "otlp-timeout": "5s",
     "flush-timeout": "5s",
     "block-timeout": "5s",
+    "batch-max-wait": "100ms",
+    "retry-initial": "100ms",
+    "retry-max-delay": "200ms",
 }
 
 
@@ -137,7 +144,7 @@ def worst_answers() -> Iterator[tuple[int, dict[str, str], bytes, float]]:
         yield from answers
 
 
-def worst_lines(seconds: float) -> Iterator[bytes]:
+def worst_lines() -> Iterator[bytes]:
     """Frames of the worst lines, forever: lines the pattern finds costly, JSON of deep
     objects with long keys, and a 1 MiB line in Docker's 16 KiB pieces."""
     key = "k" * 3_000
@@ -164,6 +171,47 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(field)
 
 
+def write_hostile(path: str, stop: Any, count: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    for frame in worst_lines():
+        view = memoryview(frame)
+        while view:
+            if stop.is_set():
+                return
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                time.sleep(0.001)
+        count.value += 1
+
+
+def write_bystander(path: str, stop: Any, count: Any) -> None:
+    """200 lines a second, paced by the clock: a line late is written as soon as it can be,
+    so that only a write that blocks (the plugin not reading) makes the count fall short."""
+    fd = os.open(path, os.O_WRONLY)
+    started, n = time.monotonic(), 0
+    while not stop.is_set():
+        due = int((time.monotonic() - started) * 200)
+        frames = [encode_frame(encode_entry("stdout", i, b"bystander-%06d" % i)) for i in range(n, due)]
+        if frames:
+            os.write(fd, b"".join(frames))
+            n = due
+            count.value = n
+        time.sleep(0.005)
+
+
+def probe_activate(sock: str, stop: Any, worst: Any, probes: Any) -> None:
+    while not stop.is_set():
+        worst.value = max(worst.value, activate_seconds(sock))
+        probes.value += 1
+        time.sleep(0.05)
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM starts again from the current RSS
+
+
 def activate_seconds(path: str) -> float:
     started = time.monotonic()
     with socket.socket(socket.AF_UNIX) as client:
@@ -174,7 +222,7 @@ def activate_seconds(path: str) -> float:
     return time.monotonic() - started
 
 
-async def main(seconds: float) -> dict[str, object]:
+async def main(seconds: float, hostile_on: bool = True) -> dict[str, object]:
     state = tempfile.mkdtemp(prefix="worst-probe-")
     operator = FakeOtlpEndpoint([OK])
     answers = worst_answers()
@@ -200,13 +248,11 @@ async def main(seconds: float) -> dict[str, object]:
     driver = Driver(settings, {"otlp": sink}, store, FifoRegistry(os.path.join(state, "fifos.json")))
     sock = os.path.join(state, "plugin.sock")
     fifos = {}
-    stop = threading.Event()
-    written = {"bystander": 0, "hostile": 0}
-    activations: list[float] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
         await nursery.start(serve_unix, sock, driver)
-        for name, config in (("hostile", worst_log_opts(hostile.url)), ("bystander", {"sinks": "otlp"})):
+        containers = [("hostile", worst_log_opts(hostile.url))] if hostile_on else []
+        for name, config in (*containers, ("bystander", {"sinks": "otlp"})):
             path = os.path.join(state, name)
             os.mkfifo(path, 0o600)
             fifos[name] = (path, os.open(path, os.O_RDWR))
@@ -218,61 +264,46 @@ async def main(seconds: float) -> dict[str, object]:
             }
             await driver.start_logging(StartLogging(path, info))
         before = rss_kib("VmRSS")
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")  # VmHWM starts again from now
+        reset_peak()
 
-        def write_hostile() -> None:
-            fd = fifos["hostile"][1]
-            os.set_blocking(fd, False)
-            for frame in worst_lines(seconds):
-                if stop.is_set():
-                    return
-                view = memoryview(frame)
-                while view and not stop.is_set():
-                    try:
-                        view = view[os.write(fd, view) :]
-                    except BlockingIOError:
-                        time.sleep(0.001)
-                written["hostile"] += 1
-
-        def write_bystander() -> None:
-            fd = fifos["bystander"][1]
-            n = 0
-            while not stop.is_set():
-                os.write(fd, encode_frame(encode_entry("stdout", n, b"bystander-%06d" % n)))
-                n += 1
-                written["bystander"] = n
-                time.sleep(0.005)  # 200 lines a second
-
-        def probe_activate() -> None:
-            while not stop.is_set():
-                activations.append(activate_seconds(sock))
-                time.sleep(0.05)
-
-        threads = [threading.Thread(target=t) for t in (write_hostile, write_bystander, probe_activate)]
-        for thread in threads:
-            thread.start()
+        # Writers and the Activate prober are processes of their own, as containers and dockerd
+        # are: as threads here they would share the plugin's GIL and measure it, not logdriver.
+        spawn = multiprocessing.get_context("spawn")
+        stop = spawn.Event()
+        counts = {name: spawn.Value("q", 0) for name in ("hostile", "bystander")}
+        worst, probes = spawn.Value("d", 0.0), spawn.Value("q", 0)
+        jobs = [
+            spawn.Process(target=write_bystander, args=(fifos["bystander"][0], stop, counts["bystander"])),
+            spawn.Process(target=probe_activate, args=(sock, stop, worst, probes)),
+        ]
+        if hostile_on:
+            jobs.append(spawn.Process(target=write_hostile, args=(fifos["hostile"][0], stop, counts["hostile"])))
+        for job in jobs:
+            job.start()
         await trio.sleep(seconds)
         stop.set()
-        while any(t.is_alive() for t in threads):  # noqa: ASYNC110 - threads, not tasks
+        while any(job.is_alive() for job in jobs):  # noqa: ASYNC110 - processes, not tasks
             await trio.sleep(0.05)
+        written = {name: value.value for name, value in counts.items()}
         deadline = trio.current_time() + 10
-        while trio.current_time() < deadline and _delivered(operator) < written["bystander"]:
-            await trio.sleep(0.1)
+        while trio.current_time() < deadline and _delivered(operator) < written["bystander"]:  # noqa: ASYNC110
+            await trio.sleep(0.1)  # a fake in a thread: nothing to wait on but its bodies
         peak = rss_kib("VmHWM")
         result: dict[str, object] = {
             "bystander_written": written["bystander"],
             "bystander_delivered": _delivered(operator),
             "hostile_frames": written["hostile"],
             "hostile_requests": len(hostile.bodies),
-            "activate_worst": max(activations),
-            "activate_count": len(activations),
+            "activate_worst": worst.value,
+            "activate_count": probes.value,
             "rss_growth": (peak - before) * 1024,
             "budget": driver.memory.limit,
             "budget_peak": driver.memory.peak,
-            "fifos": {k: v for k, v in vars(driver.statistics().fifos).items() if v}
-            if hasattr(driver.statistics().fifos, "__dict__")
-            else {},
+            "processing": {
+                name: getattr(driver.statistics().fifos, name)
+                for name in ("multiline_pattern_gave_up", "processing_over_cpu_budget", "partial_cut_by_budget")
+            },
+            "otlp": dataclasses.asdict(driver.statistics().sinks["otlp"].totals),
         }
         for path, fd in fifos.values():
             await driver.stop_logging(StopLogging(path))
@@ -296,4 +327,4 @@ def _markers(body: bytes) -> set[bytes]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(trio.run(main, float(sys.argv[1])), default=str))
+    print(json.dumps(trio.run(main, float(sys.argv[1]), "baseline" not in sys.argv[2:]), default=str))

@@ -17,7 +17,15 @@ from typing import Protocol
 
 from logdriver._native import LogBatch
 from logdriver.config.pipeline_options import Overflow
-from logdriver.delivery.budget import BATCH_OVERHEAD, ENTRY_OVERHEAD, Allowance, memory_cost, unlimited
+from logdriver.delivery.budget import (
+    BATCH_OVERHEAD,
+    ENTRY_OVERHEAD,
+    Allowance,
+    memory_cost,
+    request_bytes,
+    request_cost,
+    unlimited,
+)
 
 
 @dataclass(slots=True)
@@ -191,7 +199,9 @@ class BatchQueue:
         return max(0, min(by_entries, by_bytes))
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:
-        """Up to the limits from the front (at least one entry), or None when empty."""
+        """Up to the limits from the front (at least one entry), or None when empty; charged
+        with what rendering it will cost, and no bigger than the budget has room for that."""
+        max_bytes = request_bytes(max_bytes, self.memory.room())
         parts: list[LogBatch] = []
         entries = size = 0
         while self._items and entries < max_entries:
@@ -210,7 +220,7 @@ class BatchQueue:
         if not parts:
             return None
         self._taken += entries
-        cost = memory_cost(entries, size, len(parts))
+        cost = memory_cost(entries, size, len(parts)) + request_cost(size)
         self.memory.take(cost)  # what _pop gave back: the lines are held until acked
         self._taken_cost += cost
         return parts[0] if len(parts) == 1 else LogBatch.concat(parts)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from logdriver._files import makedirs_private, open_segment, write_private, write_whole
 from logdriver._native import LogBatch
 from logdriver.config.pipeline_options import Overflow
-from logdriver.delivery.budget import Allowance, memory_cost, unlimited
+from logdriver.delivery.budget import Allowance, memory_cost, request_bytes, request_cost, unlimited
 from logdriver.delivery.memory_queue import Offer
 
 log = logging.getLogger("logdriver.spool")
@@ -203,9 +203,10 @@ class DiskQueue:
         parts: list[LogBatch] = []
         entries = size = 0
         room = self.memory.room()
+        max_bytes = request_bytes(max_bytes, room)
         while len(self._records) > self._taken and (not parts or (entries < max_entries and size < max_bytes)):
             record = self._records[self._taken]
-            if parts and (entries + record.entries > max_entries or memory_cost(entries, size + record.size) > room):
+            if parts and (entries + record.entries > max_entries or size + record.size > max_bytes):
                 break
             try:
                 batch = self._read(record)
@@ -223,7 +224,7 @@ class DiskQueue:
             self._taken += 1
         if not parts:
             return None
-        cost = memory_cost(entries, size, len(parts))
+        cost = memory_cost(entries, size, len(parts)) + request_cost(size)
         self.memory.take(cost)
         self._taken_cost += cost
         return parts[0] if len(parts) == 1 else LogBatch.concat(parts)
