@@ -251,6 +251,13 @@ def budgets_markdown() -> str:
             "a queue over it is full",
         ],
         [
+            "a request in flight (lines handed to a sink, and their rendering)",
+            f"its lines, and {budget.REQUEST_FACTOR}× their bytes past the first "
+            f"{format_size(budget.REQUEST_FLOOR)}, against the memory budget (fixed)",
+            f"the request is smaller; down to {format_size(budget.REQUEST_FLOOR)} of lines, whose rendering is "
+            "fixed overhead",
+        ],
+        [
             "one container's queues, open lines and spools, against each budget",
             f"1/{budget.SHARE_MAX} of the memory and of the disk budget; the last 1/{budget.RESERVE} of "
             f"each only for containers holding less than 1/{budget.SMALL} (fixed)",
