@@ -252,7 +252,7 @@ def budgets_markdown() -> str:
         ],
         [
             "a request in flight (lines handed to a sink, and their rendering)",
-            f"its lines, and {budget.REQUEST_FACTOR}× their bytes past the first "
+            f"its lines, and {budget.REQUEST_FACTOR} times their bytes past the first "
             f"{format_size(budget.REQUEST_FLOOR)}, against the memory budget (fixed)",
             f"the request is smaller; down to {format_size(budget.REQUEST_FLOOR)} of lines, whose rendering is "
             "fixed overhead",
