@@ -45,6 +45,7 @@ from logdriver.store.log_store import LogStore
 from logdriver.testing import encode_entry, encode_frame
 from logdriver_sinks.otlp import MAX_REPLY, OtlpSink
 
+from .memory_probe import reset_peak, rss_kib
 from .sinks.test_otlp import OK, FakeOtlpEndpoint, _partial
 
 BUDGET = "64Mi"
@@ -163,14 +164,6 @@ def worst_lines() -> Iterator[bytes]:
             yield encode_frame(encode_entry("stderr", n, b"p" * 16_384, partial))
 
 
-def rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def write_hostile(path: str, stop: Any, count: Any) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     for frame in worst_lines():
@@ -205,11 +198,6 @@ def probe_activate(sock: str, stop: Any, worst: Any, probes: Any) -> None:
         worst.value = max(worst.value, activate_seconds(sock))
         probes.value += 1
         time.sleep(0.05)
-
-
-def reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # VmHWM starts again from the current RSS
 
 
 def activate_seconds(path: str) -> float:
