@@ -198,7 +198,10 @@ mod tests {
     fn shallow_objects_still_flatten() {
         let line = r#"{"a":{"b":{"c":{"d":{"e":1}}}}}"#;
         let fields = Fields {
-            rest: vec![(span(line, r#""a""#), span(line, r#"{"b":{"c":{"d":{"e":1}}}}"#))],
+            rest: vec![(
+                span(line, r#""a""#),
+                span(line, r#"{"b":{"c":{"d":{"e":1}}}}"#),
+            )],
             ..Fields::default()
         };
         let mut out = Vec::new();
