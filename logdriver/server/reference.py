@@ -303,6 +303,11 @@ def budgets_markdown() -> str:
             "inside the container's share of the disk budget; a neighbour's are never rotated away",
         ],
         [
+            "a destination's reply, raw and decoded",
+            "OTLP 64 KiB, Elasticsearch 16 MiB, Fluentd 64 KiB; one encoding at most (fixed)",
+            "OTLP judges what it read; Elasticsearch's request fails and is retried; Fluentd's connection is dropped",
+        ],
+        [
             "TLS client contexts",
             f"{tls.MAX_CONTEXTS} kept, shared by every destination with the same files and settings (fixed)",
             "the least recently used goes; a destination keeps the one it has",

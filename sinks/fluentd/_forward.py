@@ -136,7 +136,10 @@ def _as_bytes(value: object) -> bytes:
 class ReplyReader:
     """Feed bytes from the server; take decoded replies."""
 
-    def __init__(self, max_buffer: int = 1 << 20) -> None:
+    # An ack is about 30 bytes, HELO and PONG well under 1 KiB. A server's reply is decoded
+    # into Python objects on the event loop: 1 MiB of one-byte empty arrays would be a
+    # million lists, so the buffer is small.
+    def __init__(self, max_buffer: int = 64 << 10) -> None:
         self._unpacker = msgpack.Unpacker(raw=True, max_buffer_size=max_buffer)
 
     def receive_data(self, data: bytes) -> list[Reply]:

@@ -151,3 +151,11 @@ def test_an_extra_replaces_the_record_field_of_its_name(
     native = EntryEncoder(ID, "/web", extras, sub_second).encode(batch_of(records))
     reference = pack_entries(records, ID, "/web", extras, sub_second)[0]
     assert list(msgpack.Unpacker(BytesIO(native), raw=False)) == list(msgpack.Unpacker(BytesIO(reference), raw=False))
+
+
+def test_a_reply_of_a_million_tiny_objects_is_refused() -> None:
+    """Issue 30: a reply is decoded into Python objects on the event loop; 1 MiB of one-byte
+    empty arrays would have been a million lists. A real ack is about 30 bytes."""
+    reader = ReplyReader()
+    with pytest.raises(ForwardProtocolError, match="too large"):
+        reader.receive_data(b"\x90" * (1 << 20))
