@@ -220,10 +220,12 @@ class Deliveries:
         for pipeline in pipelines.values():
             if shutting_down:
                 pipeline.close(now + pipeline.options.flush_timeout)
-            elif pipeline.options.container_destination:
-                pipeline.close(now + self.stopped_drain_max_time)
             else:
+                # Draining as ever (batches fill, requests are shared); only a retry past the
+                # give-up time stops a pipeline to a destination its container chose.
                 pipeline.close(math.inf)
+                if pipeline.options.container_destination:
+                    pipeline.give_up_at = now + self.stopped_drain_max_time
 
     def abandon(self, pipelines: Mapping[str, SinkPipeline]) -> None:
         """A start that failed after its pipelines opened: stop them now."""

@@ -105,6 +105,9 @@ class SinkPipeline:
         self.counters = PipelineCounters()
         self.lifecycle = Lifecycle()
         self.flush_deadline = math.inf  # the lifecycle's deadline, kept here for the sender's every request
+        # After its FIFO ended, when a retry comes too late: what it holds is given up then
+        # (a destination its container's log-opts chose: LOGDRIVER_STOPPED_DRAIN_MAX_TIME).
+        self.give_up_at = math.inf
         self._listener: QueueListener | None = None
         self._on_finish = on_finish  # the owner's accounting
         self.failing_since: float | None = None  # when sends started failing (None: healthy)
@@ -236,6 +239,13 @@ class SinkPipeline:
             draining=int(self.phase is Phase.DRAINING),
         )
 
+    def _loss_reason(self) -> str:
+        if self.flush_deadline < math.inf:
+            return "plugin shutting down"
+        if self.give_up_at < math.inf:
+            return "its container stopped and the destination it chose stayed unreachable"
+        return "pipeline failed"
+
     def _drop(self, count: int, reason: str) -> None:
         self.counters.dropped += count
         self._unlogged_drops[reason] = self._unlogged_drops.get(reason, 0) + count
@@ -338,7 +348,7 @@ class SinkPipeline:
         try:
             lost = self.queue.close(self.in_flight)
             if lost:
-                self._drop(lost, "plugin shutting down" if self.flush_deadline < math.inf else "pipeline failed")
+                self._drop(lost, self._loss_reason())
             elif kept:
                 log.warning("sink %s: %d lines of %s stay in the disk spool", self.sink, kept, self.container_id[:12])
         except OSError as exc:  # a spool's last fsync on a failing disk: its files stay as they are

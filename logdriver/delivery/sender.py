@@ -285,7 +285,7 @@ class Sender:
             if policy.gives_up(later - started, delay, attempt):
                 self._attempts.pop(pipeline, None)
                 await pipeline.give_up(retry, attempt + 1)
-            elif later + delay > pipeline.flush_deadline:
+            elif later + delay > min(pipeline.flush_deadline, pipeline.give_up_at):
                 # Its flush deadline comes before the next try: it stops with its lines
                 # unsettled, lost from memory (counted) or kept by a spool.
                 self._attempts.pop(pipeline, None)
