@@ -9,11 +9,12 @@ line that reaches ``file-max-size``, so it passes the limit by less than one lin
 A rotation renames every kept file, so its cost is bounded against the size: at most
 one rename per ``BYTES_PER_RENAME`` of ``file-max-size`` (about 2,000 renames per MiB
 written at worst, where 1k with 1000 files was a million), and the renames run in the sink's own worker threads
-(``THREADS``), never on the event loop. Each container has its own worker (its file is
-its destination), so one container's rotations never delay another's lines; it has one
-rotation at a time, so it holds one of the threads at most. Errors that no retry can mend (a name the
-file system refuses, a directory where the file should be) send the lines to the
-dead letters; others (a full disk) are retried.
+(``THREADS``), never on the event loop. A container has its own worker (its file is
+its destination) when its rotations are costly, so they never delay another's lines;
+it has one rotation at a time, so it holds one of the threads at most.
+
+Errors that no retry can mend (a name the file system refuses, a directory where the
+file should be) send the lines to the dead letters; others (a full disk) are retried.
 
 A JSON record::
 
@@ -51,6 +52,9 @@ log = logging.getLogger("logdriver.sinks.file")
 NAME_BYTES = 100  # of the container's name in the file name (most file systems allow 255 in all)
 BYTES_PER_RENAME = 500  # file-max-file - 1 may be at most file-max-size / this
 THREADS = 4  # the sink's own worker threads, for rotations (one container uses one at most)
+# Above this many renames per MiB written, a container's rotations are costly enough to
+# get it a worker of its own (the default, 5 files of 100m, is 0.04; 1000 of 500k is 2,100).
+SHARED_RENAMES_PER_MIB = 10
 # Errors a retry cannot mend: the lines go to the dead letters instead of holding the queue.
 PERMANENT = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
 
@@ -120,10 +124,13 @@ class FileStream(SinkStream):
 
     @property
     def destination(self) -> str:
-        """Each container's file is its own destination, with its own worker: a neighbour's
-        rotations (up to ``file-max-file`` renames each, in a worker thread) never hold
-        back this container's writes, as they did when one worker wrote every file."""
-        return self.path
+        """Containers whose rotations are cheap share one worker (one wake-up per batch
+        interval for all of them); one whose rotations are costly (more than
+        ``SHARED_RENAMES_PER_MIB`` renames per MiB written) has a worker of its own, so that
+        its rotations never hold back its neighbours' writes, as they did when one worker
+        waited for every container's rotations."""
+        renames_per_mib = (self.max_file - 1) * (1 << 20) / self.max_size
+        return self.directory if renames_per_mib <= SHARED_RENAMES_PER_MIB else self.path
 
     def _open(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
