@@ -15,8 +15,9 @@ A read of more than ``INLINE_BYTES`` is processed in a worker thread without the
 (``PROCESSING_THREADS`` of them for every container), so that what a container's patterns
 and JSON cost is never the event loop's; meanwhile its FIFO is paused as for a full
 ``block`` pipeline, and the stage's own CPU allowance bounds how long one call may take.
-A smaller read is processed on the loop: its cost is bounded by the matcher's per byte,
-and less than the hand-off to a thread that a trickle of lines would pay on every read.
+A smaller read of a stage that was not costly lately (``Stage.cheap``: no call over 40 ns
+a byte in 10 s) is processed on the loop: less than the hand-off to a thread that a
+trickle of lines would pay on every read; a costly pattern pays that once in 10 s at most.
 
 The end comes at EOF (after StopLogging), after a read error, at the stop
 deadline or at plugin shutdown (``close``). The pipelines are then released:
@@ -53,8 +54,9 @@ ERROR_LOG_INTERVAL = 60.0
 # Worker threads that run every container's processing stage: the host's two cores'
 # worth, so that processing never takes trio's default thread pool from the sinks.
 PROCESSING_THREADS = 2
-# A read at most this big is processed on the event loop: at the costliest pattern that
-# compiles, about 1.3 ms per 16 KiB line (tests/unit/test_costly_processing.py).
+# A read at most this big, of a stage not costly lately, is processed on the event loop: at
+# the costliest pattern that compiles about 1.3 ms (tests/unit/test_costly_processing.py),
+# and then the stage is costly for 10 s.
 INLINE_BYTES = 16 << 10
 INLINE_LINES = 64
 _processing_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("processing_limiter")
@@ -164,7 +166,7 @@ class FifoLog:
         if self.decoder.errors != self._errors_reported:
             self._report_errors()
         if self._stage is not None and batch:
-            if batch.nbytes > INLINE_BYTES or len(batch) > INLINE_LINES:
+            if batch.nbytes > INLINE_BYTES or len(batch) > INLINE_LINES or not self._stage.cheap:
                 self._hold_back(_Stall(batch, [], unprocessed=True))
                 return
             # A small read is processed here: its cost is bounded (the matcher's per byte),

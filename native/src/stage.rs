@@ -23,6 +23,12 @@ const MAX_HELD: usize = 4;
 /// plugin's, not the container's: its patterns and JSON cannot take a core from the rest.
 pub const CPU_SHARE: f64 = 0.25;
 pub const CPU_BURST: f64 = 0.05;
+/// A call costlier than this per byte (and than `COSTLY_MIN` in all) marks the stage costly
+/// for `COSTLY_FOR` seconds: a normal pattern or JSON line costs a few ns a byte, the
+/// costliest pattern that compiles about 80. The caller runs a costly stage off its loop.
+const COSTLY_NS_PER_BYTE: f64 = 40.0;
+const COSTLY_MIN: f64 = 200e-6;
+const COSTLY_FOR: f64 = 10.0;
 /// How often the clock is read: every this many lines, or bytes, whichever comes first.
 const CHECK_LINES: u32 = 32;
 const CHECK_BYTES: usize = 16 << 10;
@@ -95,6 +101,7 @@ pub struct Stage {
     json: Option<JsonCaps>,
     streams: [Stream; 2],
     cpu: CpuAllowance,
+    costly_at: Option<Instant>, // the last call found costly
     pub stats: StageStats,
 }
 
@@ -122,6 +129,7 @@ impl Stage {
             json: parse_json.then_some(structured::CAPS),
             streams: Default::default(),
             cpu: CpuAllowance::new(),
+            costly_at: None,
             stats: StageStats::default(),
         }
     }
@@ -130,6 +138,7 @@ impl Stage {
     /// Past the container's processing time, lines go on as they are (open events first).
     pub fn process(&mut self, input: &Lines<impl AsRef<[u8]>>, now: f64, out: &mut Lines) {
         let mut started = Instant::now();
+        let call_started = started;
         self.cpu.charge(0.0, started);
         let (mut lines, mut bytes) = (0u32, 0usize);
         for record in &input.records {
@@ -173,6 +182,18 @@ impl Stage {
         let done = Instant::now();
         self.cpu
             .charge(done.duration_since(started).as_secs_f64(), done);
+        let spent = done.duration_since(call_started).as_secs_f64();
+        let input_bytes = input.arena.as_ref().len().max(1) as f64;
+        if spent > COSTLY_MIN && spent * 1e9 > COSTLY_NS_PER_BYTE * input_bytes {
+            self.costly_at = Some(done);
+        }
+    }
+
+    /// Whether no call was costly (per byte) in the last `COSTLY_FOR` seconds: what its
+    /// caller may run on its event loop, a small batch at a time.
+    pub fn cheap(&self) -> bool {
+        self.costly_at
+            .is_none_or(|at| at.elapsed().as_secs_f64() > COSTLY_FOR)
     }
 
     /// Send what `stream` holds as it is, without matching the held lines again.

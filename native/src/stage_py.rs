@@ -97,6 +97,12 @@ impl Stage {
         self.stage.next_deadline()
     }
 
+    /// No call was costly per byte lately: a small batch may be processed on the caller's loop.
+    #[getter]
+    fn cheap(&self) -> bool {
+        self.stage.cheap()
+    }
+
     #[getter]
     fn held_bytes(&self) -> usize {
         self.stage.held_bytes()

@@ -49,6 +49,14 @@ def test_a_costly_pattern_costs_a_bounded_time_per_line_and_counts_it() -> None:
     assert counts["multiline_pattern_gave_up"] + counts["processing_over_cpu_budget"] == 64
     # The CPU allowance: a burst, then nothing more in the same instant (the audit: 55 s).
     assert spent < PROCESSING_CPU[1] + 0.5
+    assert not stage.cheap  # its next reads go to the worker threads, however small
+
+
+def test_an_ordinary_stage_stays_cheap() -> None:
+    stage = Stage("java", None, None, 1000, 1 << 20, 1.0, True)
+    lines = [b"2026-12-06 INFO started", b'{"level":"info","msg":"ok"}', b"\tat T.main(T.java:9)"] * 100
+    stage.process(batch_of([LogRecord("stdout", n, line) for n, line in enumerate(lines)]), 0.0)
+    assert stage.cheap  # small reads of it are processed on the loop
 
 
 async def test_a_costly_pattern_leaves_the_loop_and_a_bystander_alone(tmp_path: Path) -> None:
