@@ -162,8 +162,15 @@ def test_disk_buffer_survives_kill_9_every_line_at_least_once(make_plugin: objec
         "-c",
         f"seq 1 {lines} | while read i; do echo $i; done",
         # block: what this test checks is what a kill -9 can lose, not a drop-newest queue that
-        # a restarted plugin overflows when it reads the backlog faster than the sink drains it.
-        opts={"sinks": "fakenet", "buffer": "disk", "batch-max-wait": "200ms", "overflow": "block"},
+        # a restarted plugin overflows when it reads the backlog faster than the sink drains it;
+        # and a block-timeout no loaded CI machine reaches (10s once dropped the rest, counted).
+        opts={
+            "sinks": "fakenet",
+            "buffer": "disk",
+            "batch-max-wait": "200ms",
+            "overflow": "block",
+            "block-timeout": "120s",
+        },
     )
     docker("start", container)
     time.sleep(1.0)
