@@ -20,12 +20,8 @@ from logdriver.store.log_store import LogStore
 from logdriver.testing import encode_entry
 from logdriver_sinks.otlp import OtlpSink
 
-from ..unit.test_driver import daemon_fifo, frames
+from ..unit.test_driver import container, daemon_fifo, frames
 from .test_otlp import OK, FakeOtlpEndpoint
-
-
-def container(cid: str, **opts: str) -> dict[str, object]:
-    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
 
 
 async def test_a_containers_dead_endpoint_shows_in_the_body_not_as_503(tmp_path: Path) -> None:

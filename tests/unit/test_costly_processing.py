@@ -22,15 +22,11 @@ from logdriver._native import PROCESSING_CPU, Stage
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
-from .test_driver import FakeSinkKind, daemon_fifo, fake_driver, frames, wait_until
+from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
 AUDITED = "[ab]{0,2500}X|[ab]{0,2500}Y"
 COSTLY = "[ab]{0,1000}X|[ab]{0,1000}Y"  # just under the program cap: the costliest that compiles
 LINE = b"ab" * 8000  # 16,000 bytes: as long as a line goes before Docker splits it
-
-
-def container(cid: str, **opts: str) -> dict[str, object]:
-    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
 
 
 def test_the_audited_pattern_is_refused_when_the_container_starts() -> None:

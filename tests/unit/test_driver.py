@@ -34,6 +34,11 @@ def info(**opts: str) -> dict[str, object]:
     return {"ContainerID": CID, "ContainerName": "/web", "ContainerImageName": "busybox", "Config": opts}
 
 
+def container(cid: str, **opts: str) -> dict[str, object]:
+    """The daemon's Info of a container whose ID is ``cid`` repeated, named ``/cid``."""
+    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
+
+
 def make_driver(tmp_path: Path) -> Driver:
     settings = Settings.from_env({"LOGDRIVER_STATE_DIR": str(tmp_path), "LOGDRIVER_GC_INTERVAL": "0s"})
     store = LogStore(str(tmp_path / "store"), settings.store_max_bytes)

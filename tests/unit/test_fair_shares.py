@@ -18,13 +18,9 @@ from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
-from .test_driver import FakeSinkKind, daemon_fifo, fake_driver, frames, wait_until
+from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
 BUDGET = 4 << 20
-
-
-def container(cid: str, **opts: str) -> dict[str, object]:
-    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
 
 
 def test_a_share_is_capped_and_the_reserve_kept_for_small_holders() -> None:

@@ -20,11 +20,7 @@ from logdriver.store.log_store import LogStore
 from logdriver.testing import encode_entry
 from logdriver_sinks.file import FileSink, FileStream
 
-from .test_driver import daemon_fifo, frames, wait_until
-
-
-def container(cid: str, **opts: str) -> dict[str, object]:
-    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
+from .test_driver import container, daemon_fifo, frames, wait_until
 
 
 async def test_a_rotation_that_hangs_holds_back_only_its_own_container(

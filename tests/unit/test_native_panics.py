@@ -18,13 +18,9 @@ from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
 from ..fakes import FakeStream
-from .test_driver import FakeSinkKind, daemon_fifo, fake_driver, frames, wait_until
+from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
 PanicException = type("PanicException", (BaseException,), {"__module__": "pyo3_runtime"})
-
-
-def container(cid: str, **opts: str) -> dict[str, object]:
-    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
 
 
 def test_a_panic_is_told_by_its_name() -> None:

@@ -20,7 +20,7 @@ from logdriver.config import SinkConfig, option
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
-from .test_driver import FakeSinkKind, daemon_fifo, fake_driver, frames, wait_until
+from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +32,6 @@ class FakeAddressedKind(FakeSinkKind):
     """FakeSinkKind with a destination option, as every network sink has."""
 
     config: ClassVar[type[SinkConfig]] = AddressConfig
-
-
-def container(cid: str, **opts: str) -> dict[str, object]:
-    return {"ContainerID": cid * 64, "ContainerName": f"/{cid}", "ContainerImageName": "busybox", "Config": opts}
 
 
 async def test_a_stopped_containers_own_destination_is_given_up_the_operators_is_not(
