@@ -91,7 +91,7 @@ async def main(containers: int, megabytes: int, partial: bool, sinks: str) -> di
                 "ContainerID": f"{i + 1:064x}",
                 "ContainerName": f"/c{i}",
                 "ContainerImageName": "busybox",
-                "Config": {"sinks": sinks, "partial-max-size": "64m", "buffer-max-bytes": "1g"},
+                "Config": {"sinks": sinks, "partial-max-size": "64m", "buffer": "memory", "buffer-max-bytes": "1g"},
             }
             await driver.start_logging(StartLogging(path, container))
             fifos.append((path, fd))

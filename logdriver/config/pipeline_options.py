@@ -25,6 +25,7 @@ from logdriver.config.units import choice, int_between, non_negative_duration, s
 # any destination takes in one piece; attempts by what anyone means by "retry".
 MAX_BUFFER_BYTES: Final = 1 << 30
 MAX_BUFFER_ENTRIES: Final = 10_000_000
+MAX_SPILL_BYTES: Final = 64 << 30
 MAX_BATCH_ENTRIES: Final = 100_000
 MAX_BATCH_BYTES: Final = 32 << 20
 MAX_RETRY_ATTEMPTS: Final = 4_294_967_295  # what Docker's fluentd-max-retries takes
@@ -49,7 +50,12 @@ PIPELINE_OPTIONS: Final = (
         Overflow,
     ),
     _pipeline(
-        "buffer", "memory", "memory or disk", "where the queue is: memory, or a spool on disk", choice("memory", "disk")
+        "buffer",
+        "hybrid",
+        "hybrid, memory or disk",
+        "where the queue is: memory spilling onto disk when full (hybrid), memory only, or a spool "
+        "on disk that survives a restart",
+        choice("hybrid", "memory", "disk"),
     ),
     _pipeline(
         "buffer-max-bytes",
@@ -64,6 +70,14 @@ PIPELINE_OPTIONS: Final = (
         "an integer from 1 to 10000000",
         "queue limit in lines",
         int_between(1, MAX_BUFFER_ENTRIES),
+    ),
+    _pipeline(
+        "spill-max-bytes",
+        "1Gi",
+        "a size from 0 to 64Gi",
+        "with buffer=hybrid, how much may spill onto disk once memory is full (also bounded by the "
+        "container's share of the disk budget); 0 spills nothing",
+        size_between(0, MAX_SPILL_BYTES),
     ),
     _pipeline(
         "block-timeout",
@@ -132,6 +146,7 @@ class PipelineOptions:
     buffer: str
     buffer_max_bytes: int
     buffer_max_entries: int
+    spill_max_bytes: int
     block_timeout: float
     batch_max_entries: int
     batch_max_bytes: int
@@ -188,6 +203,7 @@ def pipeline_options(
         buffer=str(values["buffer"]),
         buffer_max_bytes=int(values["buffer-max-bytes"]),
         buffer_max_entries=int(values["buffer-max-entries"]),
+        spill_max_bytes=int(values["spill-max-bytes"]),
         block_timeout=float(values["block-timeout"]),
         batch_max_entries=int(values["batch-max-entries"]),
         batch_max_bytes=int(values["batch-max-bytes"]),

@@ -77,6 +77,9 @@ class Deliveries:
         self.memory = memory
         self.disk = disk
         self.spool_root = os.path.join(state_dir, "spool")
+        # buffer=hybrid's overflow: never carried over a restart (spill_queue.py).
+        self.spill_root = os.path.join(state_dir, "spill")
+        shutil.rmtree(self.spill_root, ignore_errors=True)
         self._dead_letter_dir = os.path.join(state_dir, "deadletter")
         self.dead_letters: dict[str, DeadLetters] = {}
         self.live: set[SinkPipeline] = set()
@@ -125,7 +128,8 @@ class Deliveries:
             except OSError as exc:
                 log.error("sink %s: cannot create spool %s (%s); buffering in memory", name, spool_dir, exc.strerror)
                 options = dataclasses.replace(options, buffer="memory")
-        pipeline = self._pipeline(name, context, options, stream, spool_dir)
+        spill_dir = os.path.join(self.spill_root, name, spool_key(context.info.container_id, fifo_path))
+        pipeline = self._pipeline(name, context, options, stream, spool_dir, spill_dir)
         self._attach(pipeline)
         return pipeline
 
@@ -146,7 +150,7 @@ class Deliveries:
         sender.attach(pipeline)
 
     def _pipeline(
-        self, name: str, context: ContainerContext, options: Any, stream: Any, spool_dir: str
+        self, name: str, context: ContainerContext, options: Any, stream: Any, spool_dir: str, spill_dir: str
     ) -> SinkPipeline:
         try:
             pipeline = SinkPipeline(
@@ -156,6 +160,7 @@ class Deliveries:
                 options,
                 self.dead_letters.setdefault(name, DeadLetters(self._dead_letter_dir, name, budget=self.disk)),
                 spool_dir=spool_dir,
+                spill_dir=spill_dir,
                 memory=self.memory.share(context.info.container_id),
                 disk=self.disk.share(context.info.container_id),
                 on_finish=self._finished,

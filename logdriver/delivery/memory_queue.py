@@ -65,8 +65,15 @@ class LineQueue(Protocol):
     unacknowledged for the next start and loses nothing.
     """
 
-    entries: int  # queued, not handed out
-    bytes: int  # what the queue holds, as it counts bytes against its limit
+    @property
+    def entries(self) -> int:
+        """Queued, not handed out."""
+        ...
+
+    @property
+    def bytes(self) -> int:
+        """What the queue holds, as it counts bytes against its limit."""
+        ...
 
     def offer(self, batch: LogBatch, now: float) -> Offer: ...
     def oldest_since(self) -> float | None: ...

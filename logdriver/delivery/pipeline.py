@@ -30,23 +30,44 @@ import logging
 import math
 import random
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Protocol
 
 import trio
 
 from logdriver._native import LogBatch
 from logdriver.abc import SendResult, SinkStream
-from logdriver.config.pipeline_options import PipelineOptions
+from logdriver.config.pipeline_options import Overflow, PipelineOptions
 from logdriver.delivery.budget import Allowance
 from logdriver.delivery.dead_letters import CHUNK, DeadLetters
 from logdriver.delivery.lifecycle import Event, Lifecycle, Phase
 from logdriver.delivery.memory_queue import BatchQueue, LineQueue, Offer, QueueView
 from logdriver.delivery.pipeline_statistics import PipelineCounters, PipelineStatistics
+from logdriver.delivery.spill_queue import SpillQueue
 from logdriver.delivery.spool import DiskQueue, SpoolReadError
 
 log = logging.getLogger("logdriver.pipeline")
 
 DROP_LOG_INTERVAL = 10.0
+
+
+def _open_spill(
+    directory: str, options: PipelineOptions, disk: Allowance | None, memory: Allowance | None
+) -> DiskQueue:
+    """The disk part of a ``buffer=hybrid`` queue, made on its first spill."""
+    return DiskQueue(
+        directory,
+        options.spill_max_bytes,
+        MAX_SPILL_ENTRIES,
+        options.overflow,
+        now=trio.current_time(),
+        disk=disk,
+        memory=memory,
+        durable=False,
+    )
+
+
+MAX_SPILL_ENTRIES = 1 << 62  # a spill is bounded by its bytes (spill-max-bytes, the disk share)
 
 
 class QueueListener(Protocol):
@@ -72,6 +93,7 @@ class SinkPipeline:
         dead_letters: DeadLetters | None = None,
         rng: random.Random | None = None,
         spool_dir: str | None = None,
+        spill_dir: str | None = None,
         memory: Allowance | None = None,
         disk: Allowance | None = None,
         on_finish: Callable[[SinkPipeline], None] | None = None,
@@ -94,7 +116,11 @@ class SinkPipeline:
                 disk=disk,
                 memory=memory,
             )
-        else:
+        elif options.buffer == "hybrid" and spill_dir is not None and options.spill_max_bytes > 0:
+            self.spool_dir = None
+            memory_part = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, Overflow.BLOCK, memory)
+            self.queue = SpillQueue(memory_part, partial(_open_spill, spill_dir, options, disk, memory), spill_dir)
+        else:  # memory, or hybrid with nowhere (or nothing) to spill
             self.spool_dir = None
             self.queue = BatchQueue(options.buffer_max_bytes, options.buffer_max_entries, options.overflow, memory)
         self.dead_letters = dead_letters

@@ -72,8 +72,12 @@ class DiskQueue:
         now: float = 0.0,
         disk: Allowance | None = None,
         memory: Allowance | None = None,
+        durable: bool = True,
     ) -> None:
         self.directory = directory
+        # Not durable: the overflow of a memory queue (``SpillQueue``), lost at a restart as
+        # memory is: no fsync and no cursor file, only the page cache and segment files.
+        self.durable = durable
         self.disk: Allowance = disk or unlimited("disk")
         # What is read back is in memory until it is acked: charged to the container's share,
         # and a take reads no more than the share has room for (one record at least).
@@ -95,7 +99,10 @@ class DiskQueue:
         self._size = 0
         self._last_sync = 0.0
         makedirs_private(directory)
-        self._load(now)
+        if durable:
+            self._load(now)
+        else:
+            self._seq = 1
         self.disk.take(self.bytes)
 
     # -- recovery ----------------------------------------------------------------
@@ -281,7 +288,7 @@ class DiskQueue:
         self.bytes += size
         self.entries += entries
         self.disk.take(size)
-        if time.monotonic() - self._last_sync >= self.fsync_interval:
+        if self.durable and time.monotonic() - self._last_sync >= self.fsync_interval:
             try:
                 self.sync()
             except OSError as exc:
@@ -298,20 +305,22 @@ class DiskQueue:
         old, self._fd, self._seq, self._size = self._fd, fd, seq, size
         if old >= 0:
             try:
-                os.fsync(old)
+                if self.durable:
+                    os.fsync(old)
             except OSError as exc:
                 log.error("spool %s: fsync of a full segment failed: %s", self.directory, exc)
             finally:
                 os.close(old)
 
     def _write_cursor(self, seq: int, offset: int) -> None:
-        write_private(os.path.join(self.directory, "cursor"), f"{seq} {offset}".encode())
+        if self.durable:
+            write_private(os.path.join(self.directory, "cursor"), f"{seq} {offset}".encode())
         for old in self._segments():
             if old < seq:
                 os.unlink(self._path(old))
 
     def sync(self) -> None:
-        if self._fd >= 0:
+        if self._fd >= 0 and self.durable:
             os.fsync(self._fd)
         self._last_sync = time.monotonic()
 
@@ -327,7 +336,8 @@ class DiskQueue:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
-                os.fsync(fd)
+                if self.durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         return 0

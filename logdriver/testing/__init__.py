@@ -116,6 +116,7 @@ def open_pipeline(
         options,
         DeadLetters(os.path.join(state_dir, "deadletter"), sink.name),
         spool_dir=os.path.join(state_dir, "spool", sink.name, context.info.container_id),
+        spill_dir=os.path.join(state_dir, "spill", sink.name, context.info.container_id),
     )
 
 

@@ -43,7 +43,9 @@ async def test_a_stuck_container_with_a_huge_queue_leaves_the_bystander_every_li
     by_path, bystander = daemon_fifo(tmp_path, "bystander")
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
-        await driver.start_logging(StartLogging(hog_path, container("a", sinks="fake", **{"buffer-max-bytes": "1g"})))
+        await driver.start_logging(
+            StartLogging(hog_path, container("a", sinks="fake", buffer="memory", **{"buffer-max-bytes": "1g"}))
+        )
         kind.streams[0].stall()  # its destination never answers
         await driver.start_logging(StartLogging(by_path, container("b", sinks="fake")))
         for n in range(64):  # 8 MiB: twice the whole budget
