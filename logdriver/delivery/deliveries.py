@@ -204,13 +204,14 @@ class Deliveries:
         if pipeline.spool_dir is not None and not kept and pipeline.closed_cleanly:
             shutil.rmtree(pipeline.spool_dir, ignore_errors=True)
         log.info(
-            "sink %s for %s finished: %d in, %d delivered, %d dropped, %d dead-lettered%s",
+            "sink %s for %s finished: %d in, %d delivered, %d dropped, %d dead-lettered, %d spilled%s",
             pipeline.sink,
             pipeline.container_id[:12],
             stats.lines_in,
             stats.lines_out,
             stats.dropped,
             stats.dead_lettered,
+            stats.spilled,
             f", {kept} kept in the disk spool" if kept else "",
         )
 

@@ -35,6 +35,7 @@ class Offer:
     accepted: int = 0
     dropped: int = 0
     must_wait: bool = False
+    spilled: int = 0  # of the accepted, how many went to disk (``buffer=hybrid``)
 
 
 class QueueView(Protocol):

@@ -194,6 +194,7 @@ class SinkPipeline:
             self._drop(len(batch), f"sink stuck past block-timeout ({self.options.block_timeout:g} s)")
         if offer.dropped:
             self._drop(offer.dropped, f"buffer full ({self.options.overflow.value})")
+        self.counters.spilled += offer.spilled
         if offer.accepted and self._listener is not None:
             self._listener.notify(self, offer.accepted)
 

@@ -21,6 +21,7 @@ class PipelineCounters(Counters):
     retried: int = 0
     dead_lettered: int = 0
     send_failures: int = 0
+    spilled: int = 0  # queued on disk because memory was full (buffer=hybrid); delivered as the rest
 
 
 @dataclass(slots=True)

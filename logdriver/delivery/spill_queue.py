@@ -37,7 +37,6 @@ class SpillQueue:
         self._open_spill = open_spill
         self.directory = directory
         self.spill: DiskQueue | None = None
-        self.spilled_lines = 0  # lines that went to disk, ever (a counter)
         shutil.rmtree(directory, ignore_errors=True)  # a spill is never carried over
 
     @property
@@ -77,7 +76,7 @@ class SpillQueue:
         if self.spill is None:
             self.spill = self._open_spill()
         offer = self.spill.offer(batch, now)
-        self.spilled_lines += offer.accepted
+        offer.spilled = offer.accepted
         return offer
 
     def take(self, max_entries: int, max_bytes: int) -> LogBatch | None:

@@ -110,6 +110,7 @@ METRICS: Final = (
                 "dropped": lambda s: s.totals.dropped,
                 "retried": lambda s: s.totals.retried,
                 "dead_lettered": lambda s: s.totals.dead_lettered,
+                "spilled": lambda s: s.totals.spilled,
             }
         ),
     ),

@@ -11,6 +11,7 @@ import pytest
 
 from ..es_peer import SearchNode
 from ..traces import PRINTING_SCRIPT, expected_messages, mount_trace, trace
+from .bursts import BURST, burst
 from .conftest import Plugin, docker, logs
 
 SCRIPT = (
@@ -93,3 +94,8 @@ def test_a_trace_is_one_document_and_a_json_line_gets_ecs_fields(
     assert [d["multiline"] for d in events] == [{"lines": len(lines)}] * 2
     parsed = next(d for d in documents if d["message"] == "parsed")
     assert (parsed["log.level"], parsed["trace.id"], parsed["fields"]) == ("warn", "abc", {"user_id": "7"})
+
+
+def test_a_burst_with_default_options_reaches_the_node_whole(plugin: Plugin, node: SearchNode) -> None:
+    burst(plugin, {"sinks": "elasticsearch", "es-url": node.url, "es-index": "e2e-burst"})
+    assert node.count("e2e-burst") == BURST  # every line once (ids are the lines' own)

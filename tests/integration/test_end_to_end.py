@@ -121,6 +121,7 @@ def test_bad_log_opt_fails_docker_run(plugin: Plugin) -> None:
 
 @pytest.mark.slow
 def test_a_million_lines_none_lost(plugin: Plugin) -> None:
+    # Default pipeline options: a burst into the file sink, as into every sink (bursts.py).
     container = plugin.run("seq", "1", "1000000", opts={"file-format": "text", "file-max-size": "100m"})
     text = next(plugin.file_dir.glob(f"{container[:12]}-*.log")).read_bytes()
     assert text == b"".join(b"%d\n" % i for i in range(1, 1000001))

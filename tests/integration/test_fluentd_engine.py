@@ -12,6 +12,7 @@ from typing import Any
 from ..fluent_peer import FluentPeer
 from ..ports import free_port
 from ..traces import JSON_LINE, PRINTING_SCRIPT, expected_messages, mount_trace, trace
+from .bursts import BURST, EXPECTED, burst
 from .conftest import Plugin, docker
 
 SCRIPT = (
@@ -178,3 +179,10 @@ def test_a_trace_is_one_record_and_a_json_line_has_fields(plugin: Plugin, tmp_pa
     parsed = next(r for r in records if r["log"] == "parsed")
     assert (parsed["level"], parsed["trace_id"], parsed["fields"]) == ("warn", "abc", {"user": JSON_LINE["user"]})
     assert len(events) >= len(records)
+
+
+def test_a_burst_with_default_options_reaches_the_server_whole_and_in_order(plugin: Plugin, tmp_path: Path) -> None:
+    with FluentPeer(tmp_path) as peer:
+        container = burst(plugin, {"sinks": "fluentd", "fluentd-address": f"127.0.0.1:{peer.port}"})
+        events = by_container(peer.wait_for(BURST, timeout=60))[container]
+    assert [e["record"]["log"] for e in events] == EXPECTED

@@ -14,6 +14,7 @@ import pytest
 
 from ..kafka_peer import KafkaCluster
 from ..traces import JSON_LINE, PRINTING_SCRIPT, expected_messages, mount_trace, trace
+from .bursts import BURST, EXPECTED, burst
 from .conftest import Plugin, docker, logs
 
 SCRIPT = (
@@ -110,3 +111,12 @@ def test_a_trace_is_one_message_and_a_json_line_has_fields(plugin: Plugin, kafka
     assert [r["multiline"] for r in records if "multiline" in r] == [{"lines": len(lines)}] * 2
     parsed = next(r for r in records if r["message"] == "parsed")
     assert (parsed["level"], parsed["trace_id"], parsed["fields"]) == ("warn", "abc", {"user": JSON_LINE["user"]})
+
+
+def test_a_burst_with_default_options_reaches_the_broker_whole_and_in_order(
+    plugin: Plugin, kafka: KafkaCluster
+) -> None:
+    kafka.create_topic("e2e-burst")
+    burst(plugin, {"sinks": "kafka", "kafka-brokers": kafka.bootstrap, "kafka-topic": "e2e-burst"})
+    messages = kafka.consume(["e2e-burst"], BURST, timeout=120, idle=2)
+    assert [json.loads(m.value())["message"] for m in messages] == EXPECTED

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..otel_peer import CollectorPeer
+from .bursts import BURST, EXPECTED, burst
 from .conftest import Plugin, docker, logs
 
 SCRIPT = (
@@ -64,3 +65,10 @@ def test_a_collector_outage_loses_nothing(plugin: Plugin, collector: CollectorPe
     records = collector.wait_for(3000)
     assert (delivered, dropped) == (3000, 0)
     assert sorted(int(r["text"]) for r in records) == list(range(1, 3001))
+
+
+def test_a_burst_with_default_options_reaches_the_collector_whole_and_in_order(
+    plugin: Plugin, collector: CollectorPeer
+) -> None:
+    burst(plugin, {"sinks": "otlp", "otlp-endpoint": collector.endpoint})
+    assert [r["text"] for r in collector.wait_for(BURST, timeout=60)] == EXPECTED
