@@ -71,12 +71,9 @@ class FileCounter:
 @contextlib.contextmanager
 def peer(sink: str, workdir: Path) -> Iterator[Peer]:
     workdir.mkdir(parents=True, exist_ok=True)
-    if sink == "file":
+    if sink == "file":  # its directory is plugin-wide: files/ in each run's own state directory
         counter = FileCounter()
-        yield Peer(
-            lambda run: {"sinks": "file", "file-dir": str(workdir / run)},
-            lambda run: counter(workdir / run),
-        )
+        yield Peer(lambda run: {"sinks": "file"}, lambda run: counter(workdir.parent / f"state-{run}" / "files"))
     elif sink == "fluentd":
         from tests.fluent_peer import FluentPeer
 
@@ -95,13 +92,10 @@ def peer(sink: str, workdir: Path) -> Iterator[Peer]:
             base = {"n": 0}
 
             def opts(run: str) -> dict[str, str]:
-                base["n"] = records_in(workdir / "collector")
+                base["n"] = collector.count()
                 return {"sinks": "otlp", "otlp-endpoint": collector.endpoint}
 
-            def count(run: str) -> int:  # one exported line per request: count records, not lines
-                return records_in(workdir / "collector") - base["n"]
-
-            yield Peer(opts, count)
+            yield Peer(opts, lambda run: collector.count() - base["n"])
     elif sink == "elasticsearch":
         from tests.es_peer import SearchNode
 
@@ -136,26 +130,6 @@ def peer(sink: str, workdir: Path) -> Iterator[Peer]:
             cluster.stop()
     else:
         raise SystemExit(f"unknown sink {sink}")
-
-
-_records: dict[Path, tuple[int, int]] = {}
-
-
-def records_in(directory: Path) -> int:
-    """Records in the Collector's exported files, read incrementally."""
-    total = 0
-    for path in sorted(directory.glob("exported-*.jsonl")):
-        offset, records = _records.get(path, (0, 0))
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-        # Whole records only: a record's count key is its last field.
-        key = b'"observedTimeUnixNano"'
-        cut = data.rfind(key) + len(key) if key in data else 0
-        records += data.count(key, 0, cut)
-        _records[path] = (offset + cut, records)
-        total += records
-    return total
 
 
 @dataclass
@@ -246,7 +220,7 @@ def main() -> None:
                         order = list(variants) if attempt % 2 == 0 else list(reversed(variants))
                         for label in order:
                             name = f"{sink}-{containers}-{attempt}-{list(variants).index(label)}-{int(time.time())}"
-                            state = str(workdir / "state")
+                            state = str(workdir / f"state-{name}")
                             rows[label].append(run(target, name, containers, args.lines, variants[label], state))
                     for label, values in rows.items():
                         row = median_row(values)

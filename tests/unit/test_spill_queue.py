@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import trio
+import trio.lowlevel
 import trio.testing
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -17,14 +18,17 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from logdriver import LogRecord, batch_of, records_of
 from logdriver.config.pipeline_options import Overflow, pipeline_options
-from logdriver.delivery.budget import Budget
+from logdriver.delivery.budget import SHARE_MAX, Budget
 from logdriver.delivery.memory_queue import BatchQueue
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.sender import run_alone
 from logdriver.delivery.spill_queue import SpillQueue
 from logdriver.delivery.spool import DiskQueue
+from logdriver.server.rpc import StartLogging, StopLogging
+from logdriver.testing import encode_entry
 
 from ..fakes import FakeStream
+from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
 
 def texts_of(batch: object) -> list[bytes]:
@@ -136,3 +140,46 @@ async def test_a_burst_past_the_memory_queue_reaches_a_slow_destination_whole_an
     assert pipeline.counters.dropped == 0
     assert (memory.used, disk.used) == (0, 0)
     assert not (tmp_path / "spill").exists()
+
+
+async def test_in_the_driver_a_hog_spills_within_its_disk_share_and_the_bystander_gets_every_line(
+    tmp_path: Path,
+) -> None:
+    leftover = tmp_path / "spill" / "fake" / "old"
+    leftover.mkdir(parents=True)
+    (leftover / "00000001.spool").write_bytes(b"from a run before")
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind, LOGDRIVER_MEMORY_MAX_BYTES="8Mi", LOGDRIVER_DISK_MAX_BYTES="16Mi")
+    assert not leftover.exists()  # a spill never outlives its process
+    hog_path, hog = daemon_fifo(tmp_path, "hog")
+    by_path, bystander = daemon_fifo(tmp_path, "bystander")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(hog_path, container("a", sinks="fake")))
+        kind.streams[0].stall()  # its destination does not answer for now
+        await driver.start_logging(StartLogging(by_path, container("b", sinks="fake")))
+        for n in range(48):  # 6 MiB: past its memory share (2 MiB) and its disk share (4 MiB)
+            os.write(hog, frames(*(encode_entry("stdout", n, b"h" * 1000) for _ in range(128))))
+            await trio.lowlevel.checkpoint()
+        await wait_until(lambda: driver.statistics().fifos.records >= 48 * 128)
+        spilled = driver.statistics().sinks["fake"]
+        assert spilled.totals.spilled > 0
+        assert 0 < spilled.spool_bytes <= (16 << 20) // SHARE_MAX  # its disk share
+        assert driver.memory.used <= (8 << 20) // SHARE_MAX + (1 << 20)  # its memory share and one read
+        for n in range(200):
+            os.write(bystander, frames(encode_entry("stdout", n, b"bystander %d" % n)))
+        await wait_until(lambda: len(kind.streams[1].delivered) == 200)
+        kind.streams[0].resume()
+        for path, fd in ((hog_path, hog), (by_path, bystander)):
+            await driver.stop_logging(StopLogging(path))
+            os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        totals = driver.statistics().sinks["fake"].totals
+        # Every hog line delivered in order, or dropped past its disk share, counted.
+        delivered = [r.time_nano for r in kind.streams[0].delivered]
+        assert delivered == sorted(delivered)
+        assert len(delivered) + totals.dropped == 48 * 128
+        assert totals.dropped > 0
+        assert (driver.memory.used, driver.disk.used) == (0, 0)
+        assert not any((tmp_path / "spill").rglob("*.spool"))
+        nursery.cancel_scope.cancel()
