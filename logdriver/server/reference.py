@@ -281,7 +281,11 @@ def budgets_markdown() -> str:
             "its lines go on unprocessed, counted (`processing_over_cpu_budget`); a line the pattern gave "
             f"up on is matched on its first {PATTERN_FALLBACK_PREFIX} bytes, counted (`multiline_pattern_gave_up`)",
         ],
-        ["every disk spool and the dead letters", _default(plugin, "disk-max-bytes"), "a spool over it is full"],
+        [
+            "every disk spool, spill and the dead letters",
+            _default(plugin, "disk-max-bytes"),
+            "a spool or spill over it is full",
+        ],
         [
             "the `docker logs` store",
             _default(plugin, "store-max-bytes"),
@@ -290,6 +294,11 @@ def budgets_markdown() -> str:
         [
             "one container's queue, per sink",
             f"{_default(pipeline, 'buffer-max-bytes')}, {_default(pipeline, 'buffer-max-entries')}",
+            "with `buffer=hybrid` (the default) it spills onto disk; otherwise its `overflow` policy applies, counted",
+        ],
+        [
+            "what one container's queue spills onto disk, per sink (`buffer=hybrid`)",
+            f"{_default(pipeline, 'spill-max-bytes')}, and its share of the disk budget",
             "then its `overflow` policy applies, counted",
         ],
         [
