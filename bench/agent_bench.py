@@ -4,8 +4,9 @@ The agent is an OpenTelemetry Collector built with its builder from the Go modul
 (``scripts/build-otelcol-agent.sh``: filelog receiver with its ``container`` parser, batch
 processor, OTLP/HTTP exporter; default settings otherwise), reading the json-file logs of
 exactly the containers of the run. logdriver runs with ``sinks=otlp`` and default options.
-Both ship to one receiver: a Collector with an OTLP receiver and a file exporter
-(``tests/otel_peer.py``), a fresh one per run.
+Both ship to one destination, fresh per run: an OTLP receiver (a Collector with a file exporter,
+``tests/otel_peer.py``), then a Kafka 4.4 broker (the second sink compared: the module proxy
+refuses the Collector's Elasticsearch exporter).
 
 - one container writing ``seq 1 N`` (median of --runs): lines delivered, CPU seconds of dockerd
   plus the shipper (the agent, or the plugin) per 1M lines, and the seconds from ``docker start``
@@ -23,14 +24,18 @@ Usage: python bench/agent_bench.py [--runs 3] [--lines 1000000] [--seconds 30]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, dockerd_pid, engine_root, start_plugin  # bench/bench.py
@@ -47,9 +52,9 @@ def agent_binary() -> str:
 
 
 class Agent:
-    """The Collector tailing the json-file logs of ``containers`` into ``endpoint``."""
+    """The Collector tailing the json-file logs of ``containers`` into ``exporter``."""
 
-    def __init__(self, workdir: Path, containers: list[str], endpoint: str) -> None:
+    def __init__(self, workdir: Path, containers: list[str], exporter: str) -> None:
         root = engine_root()
         include = "\n".join(f"      - {root}/containers/{c}/{c}-json.log" for c in containers)
         config = workdir / "agent.yaml"
@@ -66,8 +71,7 @@ class Agent:
 processors:
   batch: {{}}
 exporters:
-  otlphttp:
-    endpoint: {endpoint}
+{exporter}
 service:
   telemetry:
     metrics:
@@ -76,7 +80,7 @@ service:
     logs:
       receivers: [filelog]
       processors: [batch]
-      exporters: [otlphttp]
+      exporters: [{exporter.split(":")[0].strip()}]
 """
         )
         self.log = open(workdir / "agent.log", "ab")  # noqa: SIM115  # closed in stop()
@@ -96,52 +100,103 @@ class Result:
     cpu: float  # dockerd + shipper
 
 
-def wait_for(collector: CollectorPeer, count: int, settle: float = 30.0) -> tuple[int, float]:
-    """(records held, when the last arrived): until ``count`` or ``settle`` s without a new one."""
+@dataclass
+class Target:
+    """One run's destination: logdriver's log-opts, the agent's exporter, and a count of what arrived."""
+
+    log_opts: list[str]
+    exporter: str  # the agent's ``exporters:`` entry, indented
+    count: Callable[[], int]
+
+
+Destination = Callable[[Path, str], AbstractContextManager[Target]]
+
+
+@contextlib.contextmanager
+def otlp(workdir: Path, run: str) -> Iterator[Target]:
+    """A fresh OTLP receiver (a Collector with a file exporter) per run."""
+    with CollectorPeer(workdir / "receiver") as receiver:
+        opts = ["--log-opt=sinks=otlp", f"--log-opt=otlp-endpoint={receiver.endpoint}"]
+        yield Target(opts, f"  otlphttp:\n    endpoint: {receiver.endpoint}", receiver.count)
+
+
+def kafka(cluster: Any) -> Destination:
+    """A fresh topic per run on one Kafka broker; the agent's exporter sends each log body as a
+    message (``encoding: raw``), logdriver each line as a JSON message."""
+    import confluent_kafka
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "bench"})
+
+    @contextlib.contextmanager
+    def target(workdir: Path, run: str) -> Iterator[Target]:
+        topic = f"agent-bench-{run}"
+        cluster.create_topic(topic)
+        opts = [
+            "--log-opt=sinks=kafka",
+            f"--log-opt=kafka-brokers={cluster.bootstrap}",
+            f"--log-opt=kafka-topic={topic}",
+        ]
+        exporter = f"  kafka:\n    brokers: [{cluster.bootstrap}]\n    logs:\n      topic: {topic}\n      encoding: raw"
+        partition = confluent_kafka.TopicPartition(topic, 0)
+        yield Target(opts, exporter, lambda: int(consumer.get_watermark_offsets(partition, timeout=10)[1]))
+
+    return target
+
+
+def wait_for(count: Callable[[], int], target: int, settle: float = 30.0) -> tuple[int, float]:
+    """(lines held, when the last arrived): until ``target`` or ``settle`` s without a new one."""
     last, changed = -1, time.perf_counter()
-    while (held := collector.count()) < count and time.perf_counter() - changed < settle:
+    while (held := count()) < target and time.perf_counter() - changed < settle:
         if held != last:
             last, changed = held, time.perf_counter()
         time.sleep(0.1)
     return held, (time.perf_counter() if held != last else changed)
 
 
-def burst(route: str, workdir: Path, lines: int, plugin_pid: int) -> Result:
-    with CollectorPeer(workdir / "receiver") as receiver:
-        if route == "logdriver":
-            opts = ["--log-opt=sinks=otlp", f"--log-opt=otlp-endpoint={receiver.endpoint}"]
-            container = docker("create", f"--log-driver={PLUGIN}", *opts, IMAGE, "seq", "1", str(lines))
-            shipper, agent = plugin_pid, None
-        else:
-            container = docker("create", "--log-driver=json-file", IMAGE, "seq", "1", str(lines))
-            agent = Agent(workdir, [container], receiver.endpoint)
-            shipper = agent.process.pid
-            time.sleep(1)  # the agent is up before the first line
+def start_route(
+    route: str, target: Target, workdir: Path, create: Callable[[list[str]], str], count: int, plugin_pid: int
+) -> tuple[list[str], int, Agent | None]:
+    """Create ``count`` containers for ``route``; returns them, the shipper's pid and the agent."""
+    if route == "logdriver":
+        return [create([f"--log-driver={PLUGIN}", *target.log_opts]) for _ in range(count)], plugin_pid, None
+    names = [create(["--log-driver=json-file"]) for _ in range(count)]
+    agent = Agent(workdir, names, target.exporter)
+    time.sleep(1)  # the agent is up before the first line
+    return names, agent.process.pid, agent
+
+
+def burst(route: str, destination: Destination, workdir: Path, lines: int, plugin_pid: int) -> Result:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with destination(workdir, workdir.name) as target:
+        names, shipper, agent = start_route(
+            route, target, workdir, lambda args: docker("create", *args, IMAGE, "seq", "1", str(lines)), 1, plugin_pid
+        )
         dockerd = dockerd_pid()
         before = cpu_seconds(dockerd) + cpu_seconds(shipper)
         started = time.perf_counter()
         try:
-            docker("start", container)
-            held, at = wait_for(receiver, lines)
+            docker("start", names[0])
+            held, at = wait_for(target.count, lines)
             return Result(held, lines, at - started, cpu_seconds(dockerd) + cpu_seconds(shipper) - before)
         finally:
             if agent is not None:
                 agent.stop()
-            docker("rm", "-f", container)
+            docker("rm", "-f", *names)
 
 
-def many(route: str, workdir: Path, containers: int, seconds: float, plugin_pid: int) -> Result:
-    with CollectorPeer(workdir / "receiver") as receiver:
-        common = ["--network", "none", IMAGE, "sh", "-c", SCRIPT]
-        if route == "logdriver":
-            opts = ["--log-opt=sinks=otlp", f"--log-opt=otlp-endpoint={receiver.endpoint}"]
-            names = [docker("create", f"--log-driver={PLUGIN}", *opts, *common) for _ in range(containers)]
-            shipper, agent = plugin_pid, None
-        else:
-            names = [docker("create", "--log-driver=json-file", *common) for _ in range(containers)]
-            agent = Agent(workdir, names, receiver.endpoint)
-            shipper = agent.process.pid
-            time.sleep(1)
+def many(
+    route: str, destination: Destination, workdir: Path, containers: int, seconds: float, plugin_pid: int
+) -> Result:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with destination(workdir, workdir.name) as target:
+        names, shipper, agent = start_route(
+            route,
+            target,
+            workdir,
+            lambda args: docker("create", *args, "--network", "none", IMAGE, "sh", "-c", SCRIPT),
+            containers,
+            plugin_pid,
+        )
         dockerd = dockerd_pid()
         before = cpu_seconds(dockerd) + cpu_seconds(shipper)
         started = time.perf_counter()
@@ -152,12 +207,46 @@ def many(route: str, workdir: Path, containers: int, seconds: float, plugin_pid:
             docker("stop", "-t", "0", *names)
             # What each container wrote: json-file's own file, or logdriver's store (docker logs).
             written = sum(len(docker("logs", name).splitlines()) for name in names)
-            held, at = wait_for(receiver, written)
+            held, at = wait_for(target.count, written)
             return Result(held, written, at - started, cpu_seconds(dockerd) + cpu_seconds(shipper) - before)
         finally:
             if agent is not None:
                 agent.stop()
             docker("rm", "-f", *names)
+
+
+ROUTES = ("json-file + Collector", "logdriver")
+
+
+def compare(name: str, destination: Destination, workdir: Path, args: argparse.Namespace, plugin_pid: int) -> None:
+    bursts: dict[str, list[Result]] = {route: [] for route in ROUTES}
+    for run in range(args.runs):
+        for route in ROUTES if run % 2 == 0 else reversed(ROUTES):
+            bursts[route].append(
+                burst(route, destination, workdir / f"{name}-b{run}-{route[:4]}", args.lines, plugin_pid)
+            )
+    print(f"\n## {name}: seq 1 {args.lines:,} in one container (median of {args.runs})")
+    print(f"{'route':<24}{'delivered/written':>28}{'CPU s / 1M lines':>18}{'s to every line':>17}")
+    medians = {}
+    for route, results in bursts.items():
+        delivered = sum(r.delivered for r in results)
+        cpu = statistics.median(r.cpu for r in results) * 1e6 / args.lines
+        seconds = statistics.median(r.seconds for r in results)
+        medians[route] = (cpu, seconds)
+        print(f"{route:<24}{f'{delivered:,}/{args.lines * len(results):,}':>28}{cpu:>18.2f}{seconds:>17.2f}")
+    (agent_cpu, agent_s), (ours_cpu, ours_s) = medians[ROUTES[0]], medians[ROUTES[1]]
+    print(
+        f"logdriver / agent: CPU per line x{ours_cpu / agent_cpu:.2f} (target <= 0.5), "
+        f"time to every line x{ours_s / agent_s:.2f} (target <= 0.6)"
+    )
+    print(f"\n## {name}: {args.containers} containers x ~100 lines/s for {args.seconds:.0f} s")
+    print(f"{'route':<24}{'delivered/written':>28}{'CPU s / 1M lines':>18}")
+    per_line = {}
+    for route in ROUTES:
+        result = many(route, destination, workdir / f"{name}-m-{route[:4]}", args.containers, args.seconds, plugin_pid)
+        per_line[route] = result.cpu * 1e6 / max(result.written, 1)
+        print(f"{route:<24}{f'{result.delivered:,}/{result.written:,}':>28}{per_line[route]:>18.2f}")
+    print(f"logdriver / agent: CPU per line x{per_line[ROUTES[1]] / per_line[ROUTES[0]]:.2f} (target <= 0.75)")
 
 
 def main() -> None:
@@ -166,42 +255,27 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--containers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--destinations", default="otlp,kafka")
     args = parser.parse_args()
     agent_binary()  # built before anything is timed
     workdir = Path(tempfile.mkdtemp(prefix="logdriver-agent-bench-", dir="/var/tmp"))
     plugin = start_plugin(PLUGIN, str(workdir / "state"))
-    routes = ("json-file + Collector", "logdriver")
+    cluster = None
     try:
-        bursts: dict[str, list[Result]] = {route: [] for route in routes}
-        for run in range(args.runs):
-            for route in routes if run % 2 == 0 else reversed(routes):
-                bursts[route].append(burst(route, workdir / f"b{run}-{route[:4]}", args.lines, plugin.pid))
-        print(f"\n## seq 1 {args.lines:,} in one container, into one OTLP receiver (median of {args.runs})")
-        print(f"{'route':<24}{'delivered/written':>24}{'CPU s / 1M lines':>18}{'s to every line':>17}")
-        medians = {}
-        for route, results in bursts.items():
-            delivered = min(r.delivered for r in results)
-            cpu = statistics.median(r.cpu for r in results) * 1e6 / args.lines
-            seconds = statistics.median(r.seconds for r in results)
-            medians[route] = (cpu, seconds)
-            print(f"{route:<24}{f'{delivered:,}/{args.lines * len(results):,} x1/run':>24}{cpu:>18.2f}{seconds:>17.2f}")
-        (agent_cpu, agent_s), (ours_cpu, ours_s) = medians[routes[0]], medians[routes[1]]
-        print(
-            f"logdriver / agent: CPU per line x{ours_cpu / agent_cpu:.2f} (target <= 0.5), "
-            f"time to every line x{ours_s / agent_s:.2f} (target <= 0.6)"
-        )
+        docker("run", "--rm", f"--log-driver={PLUGIN}", IMAGE, "true")  # the daemon activates plugins lazily
+        wanted = args.destinations.split(",")
+        if "otlp" in wanted:
+            compare("OTLP (one Collector receiver)", otlp, workdir, args, plugin.pid)
+        if "kafka" in wanted:
+            from tests.kafka_peer import KafkaCluster
 
-        print(f"\n## {args.containers} containers x ~100 lines/s for {args.seconds:.0f} s, into one OTLP receiver")
-        print(f"{'route':<24}{'delivered/written':>24}{'CPU s / 1M lines':>18}")
-        per_line = {}
-        for route in routes:
-            result = many(route, workdir / f"m-{route[:4]}", args.containers, args.seconds, plugin.pid)
-            per_line[route] = result.cpu * 1e6 / max(result.written, 1)
-            print(f"{route:<24}{f'{result.delivered:,}/{result.written:,}':>24}{per_line[route]:>18.2f}")
-        print(f"logdriver / agent: CPU per line x{per_line[routes[1]] / per_line[routes[0]]:.2f} (target <= 0.75)")
+            cluster = KafkaCluster(workdir / "kafka", heap="1g").start()
+            compare("Kafka 4.4 (one broker)", kafka(cluster), workdir, args, plugin.pid)
     finally:
         plugin.terminate()
         plugin.wait(timeout=30)
+        if cluster is not None:
+            cluster.stop()
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 

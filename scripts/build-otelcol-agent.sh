@@ -1,15 +1,17 @@
 #!/bin/sh
 # Build (or reuse) the agent `make bench` compares logdriver against: json-file tailed by an
 # OpenTelemetry Collector (filelog receiver with its container parser, batch processor, OTLP/HTTP
-# exporter), at the release the test peer uses, with the collector's own
+# and Kafka exporters), at the release the test peer uses, with the collector's own
 # builder from the Go module proxy, into $OTELCOL_DIR (default
 # /var/cache/logdriver/otelcol-agent-<version>). Prints the binary's path. Kept per machine.
-# The proxy refuses pkg/stanza v0.161.0's zip, so that one library is v0.160.0. (It refuses
-# exporter/elasticsearchexporter v0.161.0's too, 403: no Elasticsearch route is built.)
+# The proxy refuses the zips of pkg/stanza, pkg/kafka/configkafka and pkg/kafka/topic v0.161.0,
+# so those libraries are v0.160.0. (It refuses
+# exporter/elasticsearchexporter's, 403 for v0.161.0-v0.163.0 and 404 before: the second
+# destination compared is Kafka.)
 set -eu
 OTELCOL_VERSION=0.161.0
 STANZA_VERSION=0.160.0
-OTELCOL_DIR=${OTELCOL_DIR:-/var/cache/logdriver/otelcol-agent-$OTELCOL_VERSION}
+OTELCOL_DIR=${OTELCOL_DIR:-/var/cache/logdriver/otelcol-agent-$OTELCOL_VERSION-kafka}
 binary=$OTELCOL_DIR/otelcol-agent
 if [ -x "$binary" ]; then echo "$binary"; exit 0; fi
 
@@ -33,8 +35,11 @@ processors:
   - gomod: go.opentelemetry.io/collector/processor/batchprocessor v$OTELCOL_VERSION
 exporters:
   - gomod: go.opentelemetry.io/collector/exporter/otlphttpexporter v$OTELCOL_VERSION
+  - gomod: $contrib/exporter/kafkaexporter v$OTELCOL_VERSION
 replaces:
   - $contrib/pkg/stanza => $contrib/pkg/stanza v$STANZA_VERSION
+  - $contrib/pkg/kafka/configkafka => $contrib/pkg/kafka/configkafka v$STANZA_VERSION
+  - $contrib/pkg/kafka/topic => $contrib/pkg/kafka/topic v$STANZA_VERSION
 YAML
 "$work/bin/builder" --config "$work/manifest.yaml" >&2
 install -m 0755 "$work/dist/otelcol-agent" "$binary"
