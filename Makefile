@@ -14,18 +14,34 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: otelcol reference peers venv run test test-setup test-unit test-integration test-engines lint alerts typecheck proto plugin plugin-push bench clean docker docker28 docker29
+.PHONY: otelcol reference peers venv native run test test-setup test-unit test-integration test-engines lint alerts typecheck proto plugin plugin-push bench clean docker docker28 docker29
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
-$(STAMP): pyproject.toml $(RUST_SOURCES)
+# The Rust extensions are built with one of Cargo.toml's profiles. Contributors' builds (venv,
+# test, test-unit, lint) use dev-editable: optimised, but no LTO and incremental, so a fresh clone
+# builds in minutes and a Rust edit in seconds (`make native` rebuilds in place). `make run`,
+# `make bench` and the managed plugin's wheel use release (LTO, one codegen unit).
+CARGO_PROFILE ?= dev-editable
+NATIVE := $(VENV)/.native-$(CARGO_PROFILE)
+
+$(STAMP): pyproject.toml
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is needed to build native/: install it with rustup" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	SETUPTOOLS_RUST_CARGO_PROFILE=$(CARGO_PROFILE) $(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.native-*
+	touch $@ $(NATIVE)
+
+# A Rust edit: rebuild the extensions in place (no pip, no isolated build environment).
+$(NATIVE): $(STAMP) $(RUST_SOURCES)
+	rm -f $(VENV)/.native-*
+	SETUPTOOLS_RUST_CARGO_PROFILE=$(CARGO_PROFILE) $(PY) -c 'from setuptools import setup; setup()' -q build_rust --inplace
 	touch $@
 
-venv: $(STAMP)
+native: $(NATIVE)
+
+venv: $(NATIVE)
 
 $(PEERS): tests/peers/fluent/package.json tests/peers/fluent/package-lock.json
 	@command -v npm >/dev/null || ./scripts/apt-install.sh npm nodejs npm
@@ -55,7 +71,8 @@ otelcol:
 peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol
 
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
-run: $(STAMP) docker
+run: docker
+	@$(MAKE) --no-print-directory native CARGO_PROFILE=release
 	LOGDRIVER_METRICS_ADDRESS=$${LOGDRIVER_METRICS_ADDRESS:-127.0.0.1:9323} $(PY) -m logdriver
 
 ## Everything CI runs: lint, types, generated-code drift, unit tests, and the integration tests once
@@ -67,17 +84,17 @@ test:
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	PY=$(PY) ./scripts/run-tests.sh
 
-test-setup: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29 lint alerts
+test-setup: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29 lint alerts
 
-test-unit: $(STAMP)
+test-unit: $(NATIVE)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29
+test-integration: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29
 	$(PY) -m pytest -q tests/integration
 
 ## The integration tests on other engines: make test-engines ENGINES=docker-28.5 (or all).
 ENGINES ?= docker-28.5
-test-engines: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28 docker29
+test-engines: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28 docker29
 	LOGDRIVER_TEST_ENGINES=$(ENGINES) $(PY) -m pytest -q tests/integration
 
 docker:
@@ -92,7 +109,7 @@ docker29:  # builds first, then starts Debian's engine if needed: the build over
 	./scripts/ensure-engine.sh 29
 
 ## Style and static checks: ruff (lint and format), rustfmt and clippy on native/.
-lint: $(STAMP)
+lint: $(NATIVE)
 	$(VENV)/bin/ruff check logdriver sinks tests bench
 	$(VENV)/bin/ruff format --check logdriver sinks tests bench
 	@# rustfmt and clippy come with rustup's default profile; a toolchain without them skips, loudly.
@@ -107,25 +124,25 @@ alerts:
 	promtool check rules ops/prometheus/alerts.yml
 	cd ops/prometheus && promtool test rules alerts_test.yml
 
-typecheck: $(STAMP)
+typecheck: $(NATIVE)
 	$(VENV)/bin/mypy
 
 ## Regenerate the reference (docs/reference.md, config.json's env, the README's budgets) from the code.
-reference: $(STAMP)
+reference: $(NATIVE)
 	$(PY) scripts/write-reference.py
 
 ## Regenerate logdriver/_proto from proto/entry.proto (tests fail if they drift).
-proto: $(STAMP)
+proto: $(NATIVE)
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=logdriver/_proto --pyi_out=logdriver/_proto proto/entry.proto
 
 ## Build the managed plugin (rootfs by debootstrap, no registry) and create + enable it;
 ## STATE_DIR=/path keeps its state there instead of in its propagated mount.
-plugin: $(STAMP) docker
+plugin: $(NATIVE) docker
 	./scripts/build-plugin.sh logdriver $(STATE_DIR)
 
 ## Push the managed plugin to a registry: make plugin-push REGISTRY=host:port [TAG=version].
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-plugin-push: $(STAMP) docker
+plugin-push: $(NATIVE) docker
 	@test -n "$(REGISTRY)" || { echo "usage: make plugin-push REGISTRY=host:port [TAG=...]" >&2; exit 2; }
 	./scripts/build-plugin.sh --push $(REGISTRY) $(TAG)
 
@@ -133,7 +150,9 @@ plugin-push: $(STAMP) docker
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
 ## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
 ## DOCKER_HOST=$$(./scripts/ensure-engine.sh 29) make bench for dockerd 29.8.
-bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
+bench: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
+	@$(MAKE) --no-print-directory native CARGO_PROFILE=release
+	./scripts/build-otelcol-agent.sh >/dev/null
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
@@ -147,6 +166,8 @@ bench: $(STAMP) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
 	$(PY) bench/kafka_bench.py
 	$(PY) bench/otlp_bench.py
 	$(PY) bench/shared_fate_bench.py
+	$(PY) bench/burst_bench.py
+	$(PY) bench/agent_bench.py
 
 clean:
 	rm -rf $(VENV) build target .pytest_cache .mypy_cache .ruff_cache .hypothesis
