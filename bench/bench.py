@@ -52,7 +52,10 @@ def workloads(lines: int) -> dict[str, tuple[str, int]]:
 
 
 def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"docker {args[0]}: {done.stderr.strip()[:500]}")
+    return done.stdout.strip()
 
 
 def cpu_seconds(pid: int) -> float:
