@@ -96,9 +96,10 @@ PLUGIN_OPTIONS: Final = (
     ),
     _plugin(
         "read-wait",
-        "100ms",
-        "a duration such as 100ms",
-        "longest pause of the FIFO reader between rounds",
+        "250ms",
+        "a duration such as 250ms",
+        "longest pause of the FIFO reader between rounds: how long a quiet container's line may wait "
+        "before the store and sinks see it (a busy FIFO is read every 1 ms; docker logs reads at once)",
         parse_duration,
     ),
     _plugin(
