@@ -99,6 +99,7 @@ def test_server_down_never_holds_the_container_and_every_drop_is_counted(plugin:
         opts={
             "sinks": "fluentd,file",
             "fluentd-address": f"tcp://127.0.0.1:{port}",
+            "buffer": "memory",  # the default would spill what does not fit, and drop nothing
             "fluentd-buffer-limit": "50000",  # Docker's option name: lines buffered
             "fluentd-retry-max-delay": "300ms",
             "flush-timeout": "20s",

@@ -93,7 +93,13 @@ def test_block_holds_the_container_until_the_sink_is_back(make_plugin: object, p
         "seq",
         "1",
         str(lines),
-        opts={"sinks": "fakenet", "overflow": "block", "buffer-max-entries": "2000", "block-timeout": "120s"},
+        opts={
+            "sinks": "fakenet",
+            "buffer": "memory",  # the default would spill onto disk instead of holding the container
+            "overflow": "block",
+            "buffer-max-entries": "2000",
+            "block-timeout": "120s",
+        },
     )
     docker("start", container)
     time.sleep(4)

@@ -112,7 +112,13 @@ def prometheus(make_plugin: Any, tmp_path: Path) -> Iterator[Prometheus]:
             "sh",
             "-c",
             "seq 1 3000; sleep 120",
-            opts={"sinks": "fluentd", "fluentd-address": dead, "buffer-max-entries": "100", "batch-max-wait": "0s"},
+            opts={
+                "sinks": "fluentd",
+                "fluentd-address": dead,
+                "buffer": "memory",  # a full memory queue drops (the default would spill first)
+                "buffer-max-entries": "100",
+                "batch-max-wait": "0s",
+            },
         )
         docker("start", running, stalled)
         follow = subprocess.Popen(["docker", "logs", "-f", running], stdout=subprocess.DEVNULL)
