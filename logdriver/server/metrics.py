@@ -149,7 +149,11 @@ METRICS: Final = (
         "logdriver_buffer_bytes", "gauge", "Line bytes queued per sink", ("sink",), _per_sink(lambda s: s.buffer_bytes)
     ),
     MetricSpec(
-        "logdriver_spool_bytes", "gauge", "Bytes in disk spools per sink", ("sink",), _per_sink(lambda s: s.spool_bytes)
+        "logdriver_spool_bytes",
+        "gauge",
+        "Bytes on disk per sink: buffer=disk spools and buffer=hybrid spills",
+        ("sink",),
+        _per_sink(lambda s: s.spool_bytes),
     ),
     MetricSpec(
         "logdriver_oldest_queued_seconds",
