@@ -51,6 +51,9 @@ log = logging.getLogger("logdriver.pipeline")
 DROP_LOG_INTERVAL = 10.0
 
 
+MAX_SPILL_ENTRIES = 1 << 62  # a spill is bounded by its bytes (spill-max-bytes, the disk share)
+
+
 def _open_spill(
     directory: str, options: PipelineOptions, disk: Allowance | None, memory: Allowance | None
 ) -> DiskQueue:
@@ -65,9 +68,6 @@ def _open_spill(
         memory=memory,
         durable=False,
     )
-
-
-MAX_SPILL_ENTRIES = 1 << 62  # a spill is bounded by its bytes (spill-max-bytes, the disk share)
 
 
 class QueueListener(Protocol):

@@ -96,8 +96,9 @@ class SpillQueue:
         lost = self.memory.close(unsettled)
         if self.spill is not None:
             lost += self.spill.entries
-            self.spill.ack()  # gives its memory and disk shares back
-            self.spill.close()
-            self.spill = None
-        shutil.rmtree(self.directory, ignore_errors=True)
+            spill, self.spill = self.spill, None
+            try:
+                spill.close()  # gives its memory and disk shares back
+            finally:
+                shutil.rmtree(self.directory, ignore_errors=True)
         return lost
