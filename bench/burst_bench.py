@@ -68,6 +68,18 @@ class FileCounter:
         return total
 
 
+def since_start(count: Callable[[], int], opts: dict[str, str]) -> Peer:
+    """A peer every run shares: a run counts what arrived after it asked for its options."""
+    base = 0
+
+    def named(run: str) -> dict[str, str]:
+        nonlocal base
+        base = count()
+        return opts
+
+    return Peer(named, lambda run: count() - base)
+
+
 @contextlib.contextmanager
 def peer(sink: str, workdir: Path) -> Iterator[Peer]:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -78,24 +90,12 @@ def peer(sink: str, workdir: Path) -> Iterator[Peer]:
         from tests.fluent_peer import FluentPeer
 
         with FluentPeer(workdir, PEER_COUNT_ONLY="1") as fluent:
-            base = {"n": 0}
-
-            def opts(run: str) -> dict[str, str]:
-                base["n"] = fluent.count()
-                return {"sinks": "fluentd", "fluentd-address": fluent.address}
-
-            yield Peer(opts, lambda run: fluent.count() - base["n"])
+            yield since_start(fluent.count, {"sinks": "fluentd", "fluentd-address": fluent.address})
     elif sink == "otlp":
         from tests.otel_peer import CollectorPeer
 
         with CollectorPeer(workdir / "collector") as collector:
-            base = {"n": 0}
-
-            def opts(run: str) -> dict[str, str]:
-                base["n"] = collector.count()
-                return {"sinks": "otlp", "otlp-endpoint": collector.endpoint}
-
-            yield Peer(opts, lambda run: collector.count() - base["n"])
+            yield since_start(collector.count, {"sinks": "otlp", "otlp-endpoint": collector.endpoint})
     elif sink == "elasticsearch":
         from tests.es_peer import SearchNode
 
