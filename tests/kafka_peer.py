@@ -61,6 +61,15 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
 
 
+def _cluster_id() -> str:
+    """A random cluster id as `kafka-storage random-uuid` makes one: never starting with "-",
+    which the tool's argument parser would read as an option (1 run in 64 failed on it)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 class KafkaCluster:
     def __init__(
         self, base: Path, brokers: int = 1, heap: str = "512m", secure: bool = False, auto_create: bool = True
@@ -110,18 +119,21 @@ class KafkaCluster:
     def start(self, timeout: float = 90) -> KafkaCluster:
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "log4j2.properties").write_text(_LOG4J)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         for node in self.nodes:
             self._configure(node)
             scram = []
             if node.sasl_port:
                 for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
                     scram += ["--add-scram", f"{mechanism}=[name={SASL_USER},password={SASL_PASSWORD}]"]
-            subprocess.run(
+            formatted = subprocess.run(
                 [*self._java("256m"), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
                  str(self._dir(node) / "server.properties"), *scram],
-                check=True, capture_output=True, timeout=120,
+                capture_output=True, timeout=120,
             )  # fmt: skip
+            if formatted.returncode != 0:
+                output = (formatted.stdout + formatted.stderr).decode(errors="replace")
+                raise RuntimeError(f"kafka-storage format failed ({formatted.returncode}):\n{output[-3000:]}")
         for node in self.nodes:
             self.start_node(node)
         self.wait_ready(timeout)
