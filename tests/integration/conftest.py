@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +190,26 @@ class Plugin:
         container = result.stdout.decode().strip()
         self.containers.append(container)
         return container
+
+    def wait_exit(self, container: str, progress: Callable[[], int], stall: float = 90, limit: float = 600) -> int:
+        """The container's exit code, waiting as long as ``progress()`` (say, lines at a peer)
+        keeps growing: a loaded CI machine is slow, not stuck. A stall fails with the plugin's log."""
+        deadline = time.monotonic() + limit
+        last, since = progress(), time.monotonic()
+        while True:
+            try:
+                return int(docker("wait", container, timeout=10).stdout.strip())
+            except subprocess.TimeoutExpired:
+                pass
+            now, seen = time.monotonic(), progress()
+            if seen != last:
+                last, since = seen, now
+            if now - since >= stall or now >= deadline:
+                state = docker("inspect", "-f", "{{.State.Status}}", container, check=False).stdout.decode().strip()
+                raise AssertionError(
+                    f"{container[:12]} ({state}) at {seen} after {now - since:.0f}s without progress;"
+                    f" plugin log:\n{self.log()[-4000:]}"
+                )
 
     def closing_counts(self, container: str, sink: str, timeout: float = 60) -> tuple[int, int]:
         """(delivered, dropped) for ``sink`` from the final log line of the container's pipeline

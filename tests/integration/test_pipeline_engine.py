@@ -185,7 +185,7 @@ def test_disk_buffer_survives_kill_9_every_line_at_least_once(make_plugin: objec
     time.sleep(2.0)
     peer.start()
     plugin.start()  # resumes the FIFO (registry) and replays the spool
-    assert docker("wait", container, timeout=120).stdout.strip() == b"0"
+    assert plugin.wait_exit(container, progress=lambda: len(peer.lines)) == 0
     plugin.closing_counts(container, "fakenet")  # the pipeline, which outlives the FIFO, is done
     received = {int(line) for line in peer.lines if line}
     missing = sorted(set(range(1, lines + 1)) - received)
