@@ -198,26 +198,10 @@ class SharedProducer:
         through the parts in order. A line librdkafka refuses at once (too large) is rejected."""
         request = Request()
         producer = self.client.producer
-        report = request.report
         index = 0
         for topic, key, headers, messages in parts:
-            for value, timestamp, stderr in messages:
-                if index and index % _PRODUCE_SLICE == 0:
-                    await trio.lowlevel.checkpoint()
-                while True:
-                    try:
-                        producer.produce(
-                            topic, value, key, on_delivery=report, timestamp=timestamp, headers=headers[stderr]
-                        )
-                        break
-                    except BufferError:
-                        self.events["full_queue_waits"] += 1
-                        await trio.sleep(_FULL_QUEUE_WAIT)
-                    except KafkaException as exc:
-                        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                        request.refuse(index, error, str(exc))
-                        break
-                index += 1
+            await self._produce(producer, request, index, topic, key, headers, messages)
+            index += len(messages)
         left = await trio.to_thread.run_sync(
             producer.flush, self.report_timeout, abandon_on_cancel=True, limiter=self.threads
         )
@@ -240,6 +224,40 @@ class SharedProducer:
             self._failing = False
             log.warning("kafka: %s is taking lines again", self.config["bootstrap.servers"])
         return request
+
+    async def _produce(
+        self,
+        producer: Producer,
+        request: Request,
+        first: int,
+        topic: str,
+        key: bytes | None,
+        headers: tuple[Any, Any],
+        messages: list[tuple[bytes, int, bool]],
+    ) -> None:
+        """Queue one part's lines (request indexes from ``first``), yielding to trio every
+        slice. The inner loop is the sink's hot path: nothing in it but the call."""
+        produce, report = producer.produce, request.report
+        at, count = 0, len(messages)
+        while at < count:
+            end = min(at + _PRODUCE_SLICE, count)
+            try:
+                for at in range(at, end):  # noqa: B020 - `at` names the line an exception stopped at
+                    value, timestamp, stderr = messages[at]
+                    # Positional: keyword parsing doubled the call's cost (1.5 against 0.8 µs a
+                    # line). The C signature is (topic, value, key, partition, callback,
+                    # on_delivery, timestamp, headers); -1 is librdkafka's partitioner.
+                    produce(topic, value, key, -1, report, None, timestamp, headers[stderr])
+                at = end
+            except BufferError:
+                self.events["full_queue_waits"] += 1
+                await trio.sleep(_FULL_QUEUE_WAIT)  # the line at `at` is tried again
+                continue
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                request.refuse(first + at, error, str(exc))
+                at += 1
+            await trio.lowlevel.checkpoint()
 
     async def _replace(self) -> None:
         """A fatal error (the idempotent producer's state is lost): a new producer takes over."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from confluent_kafka import KafkaError, KafkaException
 
 from logdriver import ConfigError, batch_of
 from logdriver.config.settings import Settings
@@ -18,6 +19,7 @@ from logdriver_sinks.kafka import (
     parse_brokers,
     producer_config,
 )
+from logdriver_sinks.kafka._producer import Request, SharedProducer
 
 
 @pytest.mark.parametrize(
@@ -243,3 +245,45 @@ async def test_requests_to_a_silent_broker_hold_none_of_trios_shared_threads() -
     for stream in streams:
         await stream.aclose()
     await sink.aclose()
+
+
+class _ProducerFake:
+    """Records what is queued; refuses one call as a full queue and one line as too large."""
+
+    def __init__(self, full_at: int, too_large: bytes) -> None:
+        self.calls = 0
+        self.full_at = full_at
+        self.too_large = too_large
+        self.queued: list[tuple[bytes, int, object]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, *rest: object) -> None:
+        self.calls += 1
+        if self.calls == self.full_at:
+            raise BufferError("queue full")
+        if value == self.too_large:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        partition, callback, on_delivery, timestamp, headers = rest
+        assert (partition, on_delivery) == (-1, None)
+        assert callable(callback)
+        self.queued.append((value, timestamp, headers))  # type: ignore[arg-type]
+
+
+def test_a_full_queue_is_waited_out_and_a_refused_line_rejected_in_order() -> None:
+    """The produce loop's slow paths: after a full queue the same line is queued again, a line
+    librdkafka refuses is rejected by its request index, and every other line is queued once, in order."""
+    lines = [(f"line {i}".encode(), 1000 + i, i % 2 == 1) for i in range(5000)]
+    fake = _ProducerFake(full_at=3000, too_large=b"line 4321")
+    events = {"full_queue_waits": 0, "broker_errors": 0}
+    producer = SharedProducer(("key",), {"bootstrap.servers": "127.0.0.1:1"}, 5.0, events, trio.CapacityLimiter(1))
+    request = Request()
+
+    async def main() -> None:
+        await producer._produce(fake, request, 7, "topic", b"k", ("out", "err"), lines)  # type: ignore[arg-type]
+        await trio.to_thread.run_sync(producer.client.close, 0.0)
+
+    trio.run(main)
+    expected = [(value, ts, "err" if stderr else "out") for value, ts, stderr in lines if value != b"line 4321"]
+    assert fake.queued == expected
+    assert events["full_queue_waits"] == 1
+    assert list(request.rejected) == [7 + 4321]
+    assert request.retry == []
