@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import confluent_kafka
 import pytest
 import trio
 
@@ -308,3 +309,29 @@ async def test_containers_on_one_cluster_share_a_producer(kafka: KafkaCluster, t
     for stream in (first, second, other):
         await stream.aclose()
     assert not sink._producers  # the last stream closed the producers
+
+
+async def test_a_container_lands_where_librdkafkas_own_partitioner_puts_its_key(
+    kafka: KafkaCluster, sink: KafkaSink
+) -> None:
+    """The sink picks a keyed part's partition once (crc32(key) % partitions) instead of
+    librdkafka hashing every line: the same partition librdkafka's default would choose."""
+    ours, theirs = f"p-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    for name in (ours, theirs):
+        kafka.create_topic(name, partitions=6)
+    ids = [uuid.uuid4().hex * 2 for _ in range(12)]
+    for container_id in ids:
+        info = {"ContainerID": container_id, "ContainerName": "/web"}
+        stream = open_stream(sink, {"kafka-brokers": kafka.bootstrap, "kafka-topic": ours}, info=info)
+        result = await stream.send_batch(batch_of(lines(3)))
+        assert (list(result.retry), dict(result.rejected)) == ([], {})
+        assert isinstance(stream, KafkaStream)
+        assert stream.producer.partitions.get(ours, trio.current_time()) == 6  # chosen by the sink
+        await stream.aclose()
+    reference = confluent_kafka.Producer({"bootstrap.servers": kafka.bootstrap})
+    for container_id in ids:
+        reference.produce(theirs, b"x", container_id.encode())
+    assert reference.flush(30) == 0
+    placed = {(m.topic(), m.key()): m.partition() for m in await consume(kafka, [ours, theirs], 12 * 4)}  # type: ignore[attr-defined]
+    assert len({placed[ours, i.encode()] for i in ids}) > 1  # the keys spread over the partitions
+    assert {i: placed[ours, i.encode()] for i in ids} == {i: placed[theirs, i.encode()] for i in ids}

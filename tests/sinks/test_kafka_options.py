@@ -278,7 +278,7 @@ def test_a_full_queue_is_waited_out_and_a_refused_line_rejected_in_order() -> No
     request = Request()
 
     async def main() -> None:
-        await producer._produce(fake, request, 7, "topic", b"k", ("out", "err"), lines)  # type: ignore[arg-type]
+        await producer._produce(fake, request, 7, ("topic", b"k", -1, ("out", "err")), lines)  # type: ignore[arg-type]
         await trio.to_thread.run_sync(producer.client.close, 0.0)
 
     trio.run(main)
