@@ -157,7 +157,11 @@ def median_row(rows: list[Row]) -> Row:
 
 
 def run(target: Peer, name: str, containers: int, lines: int, opts: dict[str, str], state: str) -> Row:
-    plugin = start_plugin(PLUGIN, state, **({"LOGDRIVER_METRICS_ADDRESS": os.environ["BURST_METRICS"]} if os.environ.get("BURST_METRICS") else {}))
+    plugin = start_plugin(
+        PLUGIN,
+        state,
+        **({"LOGDRIVER_METRICS_ADDRESS": os.environ["BURST_METRICS"]} if os.environ.get("BURST_METRICS") else {}),
+    )
     created = []
     try:
         log_opts = [f"--log-opt={k}={v}" for k, v in {**target.opts(name), **opts}.items()]
