@@ -1,5 +1,5 @@
 # Type stub for the Rust extension built from native/ (see native/src/lib.rs).
-from typing import final
+from typing import Protocol, final
 
 _Partial = tuple[str, int, bool]
 RecordTuple = tuple[str, int, bytes, _Partial | None]
@@ -76,6 +76,8 @@ class FifoPoller:
 
 JSON_CAPS: tuple[int, int, int]
 PROCESSING_CPU: tuple[float, float]  # (share of a core, seconds at once) one container may spend
+# Every processing counter, (name, help), in the stage's step order, then the stage's own.
+PROCESSING_COUNTERS: list[tuple[str, str]]
 PATTERN_FALLBACK_PREFIX: int
 """What one line parse=json reads may hold: bytes, nesting depth, keys."""
 
@@ -91,25 +93,34 @@ MULTILINE_PRESETS: list[str]
 def check_pattern(pattern: str) -> None:
     """Raise ValueError with the reason if ``pattern`` is not a usable multiline pattern."""
 
-class Stage:
-    """One container's multiline joining and JSON parsing (native/src/stage.rs)."""
+class StageConfig(Protocol):
+    """What a stage is made from, read by attribute (``logdriver.config.processing.Processing``)."""
 
-    def __init__(
-        self,
-        preset: str | None,
-        start: str | None,
-        cont: str | None,
-        max_lines: int,
-        max_bytes: int,
-        timeout: float,
-        parse_json: bool,
-    ) -> None: ...
+    @property
+    def preset(self) -> str | None: ...
+    @property
+    def start(self) -> str | None: ...
+    @property
+    def cont(self) -> str | None: ...
+    @property
+    def max_lines(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def parse_json(self) -> bool: ...
+
+class Stage:
+    """One container's processing steps in order (native/src/stage.rs, step.rs)."""
+
+    def __init__(self, config: StageConfig) -> None: ...
     def process(self, batch: LogBatch, now: float) -> LogBatch: ...
     @property
     def cheap(self) -> bool: ...
     def flush_due(self, now: float) -> LogBatch: ...
-    def finish(self) -> LogBatch: ...
-    def cut_open(self) -> LogBatch: ...
+    def finish(self, now: float) -> LogBatch: ...
+    def cut_open(self, now: float) -> LogBatch: ...
     def next_deadline(self) -> float | None: ...
     @property
     def held_bytes(self) -> int: ...

@@ -288,8 +288,11 @@ async def main(seconds: float, hostile_on: bool = True) -> dict[str, object]:
             "budget": driver.memory.limit,
             "budget_peak": driver.memory.peak,
             "processing": {
-                name: getattr(driver.statistics().fifos, name)
-                for name in ("multiline_pattern_gave_up", "processing_over_cpu_budget", "partial_cut_by_budget")
+                **{
+                    name: driver.statistics().fifos.processing.get(name, 0)
+                    for name in ("multiline_pattern_gave_up", "processing_over_cpu_budget")
+                },
+                "partial_cut_by_budget": driver.statistics().fifos.partial_cut_by_budget,
             },
             "otlp": dataclasses.asdict(driver.statistics().sinks["otlp"].totals),
         }

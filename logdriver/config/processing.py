@@ -106,7 +106,7 @@ class Processing:
     parse_json: bool
 
     def stage(self) -> Stage:
-        return Stage(self.preset, self.start, self.cont, self.max_lines, self.max_bytes, self.timeout, self.parse_json)
+        return Stage(self)  # read by attribute: the fields here are the native stage's config
 
 
 def processing(values: Mapping[str, object]) -> Processing | None:

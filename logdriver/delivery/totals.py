@@ -8,7 +8,8 @@ moment (nothing on the hot path).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from logdriver._counters import Counters
 from logdriver.delivery.pipeline import SinkPipeline
@@ -28,17 +29,9 @@ class FifoStatistics(Counters):
     skipped_bytes: int = 0
     store_errors: int = 0  # reads whose frames the docker logs store could not write (disk full)
     partial_cut_by_budget: int = 0  # open partial lines sent as pieces: the memory budget was full
-    # The processing stage (multiline, parse=json) of containers that set it:
-    multiline_events: int = 0  # events of more than one line sent
-    multiline_lines: int = 0  # lines in those events
-    multiline_timed_out: int = 0  # open events sent because their timeout passed
-    multiline_cut: int = 0  # events cut by multiline-max-lines or -max-bytes (marked)
-    multiline_cut_by_budget: int = 0  # open events sent early: the memory budget was full (marked)
-    json_parsed: int = 0  # lines shipped as fields
-    json_unparsed: int = 0  # lines that were not a JSON object, shipped unchanged
-    json_over_limit: int = 0  # JSON objects over the size, depth or key caps, shipped unchanged
-    multiline_pattern_gave_up: int = 0  # lines a too-costly pattern was matched on their first bytes only
-    processing_over_cpu_budget: int = 0  # lines passed on unprocessed: the container's processing time was spent
+    # The processing steps of containers that set any (multiline, parse=json): every
+    # counter of logdriver._native.PROCESSING_COUNTERS by name; a counter never counted is absent.
+    processing: Counter[str] = field(default_factory=Counter)
 
 
 class Totals:

@@ -32,6 +32,7 @@ import errno as errnos
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,7 +317,7 @@ class FifoLog:
             if not self.failed:
                 self._put_now(self._processed(self.decoder.finish()))
                 if self._stage is not None:
-                    self._put_now(self._stage.finish())
+                    self._put_now(self._stage.finish(trio.current_time()))
         except Exception:
             self.failed = True
             log.exception("FIFO %s of %s failed while closing", self.path, self.context.info.short_id)
@@ -396,8 +397,7 @@ class FifoLog:
         cut = self.decoder.cut_open()
         self._counts.partial_cut_by_budget += len(cut)
         if self._stage is not None:
-            events = self._stage.cut_open()
-            self._counts.multiline_cut_by_budget += len(events)
+            events = self._stage.cut_open(trio.current_time())  # counted by the step that held them
             cut = LogBatch.concat([self._stage.process(cut, trio.current_time()), events])
         self.memory.give(self._partial_bytes)
         self._partial_bytes = self._held_bytes()
@@ -443,8 +443,7 @@ class FifoLog:
             skipped_bytes=counts["skipped_bytes"],
             store_errors=stats.store_errors,
             partial_cut_by_budget=stats.partial_cut_by_budget,
-            multiline_cut_by_budget=stats.multiline_cut_by_budget,
-            **self._stage_statistics(),
+            processing=Counter(self._stage_statistics()),
         )
 
     def _stage_statistics(self) -> dict[str, int]:

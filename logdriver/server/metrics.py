@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from logdriver._native import PROCESSING_COUNTERS
 from logdriver.config.units import listen_address
 from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.server.driver import Driver, PluginStatistics
@@ -63,30 +64,23 @@ def _per_sink_and(label_values: Mapping[str, Callable[[PipelineStatistics], floa
     ]
 
 
-# The processing stage's counters: (outcome label, FifoStatistics field).
-PROCESSING_OUTCOMES: Final = (
-    ("multiline_events", "multiline_events"),
-    ("multiline_lines", "multiline_lines"),
-    ("multiline_timed_out", "multiline_timed_out"),
-    ("multiline_cut", "multiline_cut"),
-    ("multiline_cut_by_budget", "multiline_cut_by_budget"),
-    ("json_parsed", "json_parsed"),
-    ("json_unparsed", "json_unparsed"),
-    ("json_over_limit", "json_over_limit"),
-    ("multiline_pattern_gave_up", "multiline_pattern_gave_up"),
-    ("processing_over_cpu_budget", "processing_over_cpu_budget"),
-)
+# The processing steps' counters (the `outcome` label), from the steps' own tables.
+PROCESSING_OUTCOMES: Final = tuple(name for name, _ in PROCESSING_COUNTERS)
 
 
 def _processing_totals(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:
-    for outcome, field in PROCESSING_OUTCOMES:
-        yield (outcome,), getattr(stats.fifos, field)
+    for outcome in PROCESSING_OUTCOMES:
+        yield (outcome,), stats.fifos.processing.get(outcome, 0)
 
 
 def _processing_per_container(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:
+    """A container's series are its own steps' counters (what it configured), zeros too."""
     for short_id, name, fifo in stats.processing:
-        for outcome, field in PROCESSING_OUTCOMES:
-            yield (short_id, name, outcome), getattr(fifo, field)
+        for outcome, value in sorted(fifo.processing.items(), key=lambda item: _ORDER[item[0]]):
+            yield (short_id, name, outcome), value
+
+
+_ORDER: Final = {name: index for index, name in enumerate(PROCESSING_OUTCOMES)}
 
 
 def _budgets(stats: PluginStatistics) -> Iterable[tuple[Sequence[str], float]]:

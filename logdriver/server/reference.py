@@ -14,7 +14,14 @@ from typing import Any, Final
 
 import orjson
 
-from logdriver._native import JSON_CAPS, JSON_KEYS, MULTILINE_RULES, PATTERN_FALLBACK_PREFIX, PROCESSING_CPU
+from logdriver._native import (
+    JSON_CAPS,
+    JSON_KEYS,
+    MULTILINE_RULES,
+    PATTERN_FALLBACK_PREFIX,
+    PROCESSING_COUNTERS,
+    PROCESSING_CPU,
+)
 from logdriver.abc import Sink
 from logdriver.config import tls
 from logdriver.config.options import CONTAINER_OPTIONS, MAX_LOG_OPT_VALUE
@@ -218,6 +225,13 @@ def _processing_reference() -> list[str]:
         "that is not a string or a number stays among the other keys.",
         "",
         *_table(["field", "keys"], [[role, ", ".join(_code(k) for k in keys)] for role, keys in JSON_KEYS]),
+        "## Processing counters",
+        "",
+        "The `outcome` label of `logdriver_processing_events_total` (all containers) and of",
+        "`logdriver_container_processing_events_total` (each running container that sets a step,",
+        "with its own steps' counters), from each step's table, in the steps' order:",
+        "",
+        *_table(["outcome", "counts"], [[_code(name), help] for name, help in PROCESSING_COUNTERS]),
     ]
     return out
 

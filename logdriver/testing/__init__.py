@@ -38,7 +38,7 @@ from logdriver._framing import encode_frame
 from logdriver._native import LogBatch, Stage
 from logdriver._records import LogRecord, batch_of
 from logdriver.abc import ContainerContext, Sink, SinkStream
-from logdriver.config.options import plugin_defaults
+from logdriver.config.options import parse_log_opts, plugin_defaults
 from logdriver.delivery.context import container_context
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.pipeline import SinkPipeline
@@ -55,12 +55,21 @@ __all__ = [
     "running",
     "running_together",
     "sample_records",
+    "stage_for",
     "encode_entry",
     "encode_frame",
 ]
 
 CONTAINER_ID = "0123456789ab" + "cd" * 26
 T0 = 1_764_340_000_123_456_789  # 2025-11-28, nanoseconds
+
+
+def stage_for(log_opts: Mapping[str, str]) -> Stage:
+    """The processing stage ``docker run`` with these log-opts gives a container."""
+    made = parse_log_opts(log_opts, plugin_defaults({})).processing
+    if made is None:
+        raise ValueError(f"{dict(log_opts)} asks for no processing")
+    return made.stage()
 
 
 def context_for(
@@ -256,8 +265,8 @@ class SinkConformance:
             LogRecord("stdout" if n % 2 else "stderr", T0 + n, line)
             for n, line in enumerate([b"before", *trace, b"between", *trace, b"after"])
         ]
-        stage = Stage("java", None, None, 1000, 1 << 20, 1.0, False)
-        events = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish()])
+        stage = stage_for({"multiline": "java"})
+        events = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish(0.0)])
         assert len(events) < len(records)  # something was joined
         pipeline = open_pipeline(sink, peer.config, state_dir=tmp_path, environ=peer.environ)
         async with running(pipeline):

@@ -16,12 +16,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 pub mod join;
+pub mod multiline;
+pub mod parse_json;
 pub mod poller;
 pub mod presets;
 pub mod readlogs;
 pub mod rules;
 pub mod stage;
 mod stage_py;
+pub mod step;
 pub mod structured;
 pub mod wire;
 

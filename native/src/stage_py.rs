@@ -7,9 +7,29 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::stage::{self, Limits, Rules};
-use crate::{Batch, Lines};
+use crate::Batch;
 
-/// One container's multiline joining and JSON parsing; every call returns a new batch.
+/// What a container's options ask of its stage: ``logdriver.config.processing.Processing``,
+/// read by attribute (the record is the declaration; nothing is passed by position).
+#[derive(FromPyObject)]
+struct StageConfig {
+    #[pyo3(attribute)]
+    preset: Option<String>,
+    #[pyo3(attribute)]
+    start: Option<String>,
+    #[pyo3(attribute)]
+    cont: Option<String>,
+    #[pyo3(attribute)]
+    max_lines: u32,
+    #[pyo3(attribute)]
+    max_bytes: usize,
+    #[pyo3(attribute)]
+    timeout: f64,
+    #[pyo3(attribute)]
+    parse_json: bool,
+}
+
+/// One container's processing steps; every call returns a new batch.
 #[pyclass(module = "logdriver._native")]
 pub struct Stage {
     stage: stage::Stage,
@@ -17,27 +37,18 @@ pub struct Stage {
 
 #[pymethods]
 impl Stage {
-    /// ``preset`` or ``start``/``cont`` patterns for multiline (all None: no joining).
-    /// A pattern that does not compile raises ValueError with the reason.
+    /// The steps ``config`` asks for. A pattern that does not compile raises ValueError
+    /// with the reason.
     #[new]
-    #[pyo3(signature = (preset, start, cont, max_lines, max_bytes, timeout, parse_json))]
-    fn new(
-        preset: Option<&str>,
-        start: Option<&str>,
-        cont: Option<&str>,
-        max_lines: u32,
-        max_bytes: usize,
-        timeout: f64,
-        parse_json: bool,
-    ) -> PyResult<Stage> {
-        let rules = match (preset, start, cont) {
+    fn new(config: StageConfig) -> PyResult<Stage> {
+        let rules = match (config.preset, config.start, config.cont) {
             (Some(name), None, None) => Some(
-                Rules::preset(name)
+                Rules::preset(&name)
                     .ok_or_else(|| PyValueError::new_err(format!("no preset {name:?}")))?,
             ),
             (None, None, None) => None,
             (None, start, cont) => Some(Arc::new(
-                Rules::custom(start, cont).map_err(PyValueError::new_err)?,
+                Rules::custom(start.as_deref(), cont.as_deref()).map_err(PyValueError::new_err)?,
             )),
             _ => {
                 return Err(PyValueError::new_err(
@@ -46,53 +57,39 @@ impl Stage {
             }
         };
         let limits = Limits {
-            max_lines,
-            max_bytes,
-            timeout,
+            max_lines: config.max_lines,
+            max_bytes: config.max_bytes,
+            timeout: config.timeout,
         };
         Ok(Stage {
-            stage: stage::Stage::new(rules, limits, parse_json),
+            stage: stage::Stage::new(rules, limits, config.parse_json),
         })
     }
 
-    /// The batch's records joined and parsed; ``now`` is the caller's clock in seconds.
+    /// The batch's records through every step; ``now`` is the caller's clock in seconds.
     /// Runs without the GIL: call it from a worker thread, one call per stage at a time.
     fn process(&mut self, py: Python<'_>, batch: PyRef<'_, Batch>, now: f64) -> Batch {
         let lines = &batch.lines;
         let stage = &mut self.stage;
-        let out = py.detach(|| {
-            let mut out = Lines {
-                arena: Vec::with_capacity(lines.arena.len()),
-                records: Vec::with_capacity(lines.records.len()),
-            };
-            stage.process(lines, now, &mut out);
-            out
-        });
-        Batch::from(out)
+        Batch::from(py.detach(|| stage.process(lines, now)))
     }
 
-    /// Events whose first line has waited the timeout by ``now``.
+    /// What has waited its timeout by ``now``.
     fn flush_due(&mut self, now: f64) -> Batch {
-        let mut out = Lines::default();
-        self.stage.flush_due(now, &mut out);
-        Batch::from(out)
+        Batch::from(self.stage.flush_due(now))
     }
 
     /// Everything held, at the end of the stream.
-    fn finish(&mut self) -> Batch {
-        let mut out = Lines::default();
-        self.stage.finish(&mut out);
-        Batch::from(out)
+    fn finish(&mut self, now: f64) -> Batch {
+        Batch::from(self.stage.finish(now))
     }
 
-    /// Open events sent now, marked cut (the memory budget has no room for them).
-    fn cut_open(&mut self) -> Batch {
-        let mut out = Lines::default();
-        self.stage.cut_open(&mut out);
-        Batch::from(out)
+    /// What is held, sent now and marked cut (the memory budget has no room for it).
+    fn cut_open(&mut self, now: f64) -> Batch {
+        Batch::from(self.stage.cut_open(now).0)
     }
 
-    /// When the oldest open event is due (the caller's clock), or None.
+    /// When the oldest thing held is due (the caller's clock), or None.
     fn next_deadline(&self) -> Option<f64> {
         self.stage.next_deadline()
     }
@@ -108,19 +105,9 @@ impl Stage {
         self.stage.held_bytes()
     }
 
+    /// This stage's counters: its steps' tables, then its own (``PROCESSING_COUNTERS``).
     fn statistics(&self) -> HashMap<&'static str, u64> {
-        let s = &self.stage.stats;
-        HashMap::from([
-            ("multiline_events", s.events),
-            ("multiline_lines", s.lines_joined),
-            ("multiline_timed_out", s.timed_out),
-            ("multiline_cut", s.cut),
-            ("json_parsed", s.json_parsed),
-            ("json_unparsed", s.json_unparsed),
-            ("json_over_limit", s.json_over_limit),
-            ("multiline_pattern_gave_up", s.pattern_gave_up),
-            ("processing_over_cpu_budget", s.over_cpu_budget),
-        ])
+        self.stage.statistics().into_iter().collect()
     }
 }
 
@@ -142,6 +129,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let caps = crate::structured::CAPS;
     m.add("JSON_CAPS", (caps.max_bytes, caps.max_depth, caps.max_keys))?;
     m.add("PROCESSING_CPU", (stage::CPU_SHARE, stage::CPU_BURST))?;
+    m.add("PROCESSING_COUNTERS", stage::counter_table())?;
     m.add("PATTERN_FALLBACK_PREFIX", stage::FALLBACK_PREFIX)?;
     let rules: Vec<(&str, Vec<RuleRow>)> = crate::presets::PRESETS
         .iter()

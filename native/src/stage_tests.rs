@@ -2,6 +2,22 @@
 //! runtimes themselves), and on its limits.
 
 use super::*;
+use logdriver_lines::Source;
+
+fn counter(stage: &Stage, name: &str) -> u64 {
+    stage
+        .statistics()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .expect("a counter of the stage")
+        .1
+}
+
+fn append(out: &mut Lines, more: Lines) {
+    for record in &more.records {
+        out.push_from(&more, record);
+    }
+}
 
 fn limits() -> Limits {
     Limits {
@@ -16,9 +32,8 @@ fn run(stage: &mut Stage, text: &str) -> Vec<(String, u32)> {
     for (i, line) in text.lines().enumerate() {
         input.push(Source::Stderr, i as i64, line.as_bytes(), None);
     }
-    let mut out = Lines::default();
-    stage.process(&input, 0.0, &mut out);
-    stage.finish(&mut out);
+    let mut out = stage.process(&input, 0.0);
+    append(&mut out, stage.finish(0.0));
     out.records
         .iter()
         .map(|r| {
@@ -106,7 +121,7 @@ fn limits_cut_with_a_marker_and_lose_nothing() {
         .join("\n");
     let out = run(&mut stage, &text);
     assert_eq!(counts(&out), vec![10, 10, 5]);
-    assert_eq!(stage.stats.cut, 2);
+    assert_eq!(counter(&stage, "multiline_cut"), 2);
 }
 
 #[test]
@@ -114,15 +129,11 @@ fn timeout_sends_the_open_event() {
     let mut stage = preset("java");
     let mut input = Lines::default();
     input.push(Source::Stdout, 1, b"java.lang.Error: x", None);
-    let mut out = Lines::default();
-    stage.process(&input, 10.0, &mut out);
-    assert!(out.records.is_empty());
+    assert!(stage.process(&input, 10.0).records.is_empty());
     assert_eq!(stage.next_deadline(), Some(11.0));
-    stage.flush_due(10.5, &mut out);
-    assert!(out.records.is_empty());
-    stage.flush_due(11.0, &mut out);
-    assert_eq!(out.records.len(), 1);
-    assert_eq!(stage.stats.timed_out, 1);
+    assert!(stage.flush_due(10.5).records.is_empty());
+    assert_eq!(stage.flush_due(11.0).records.len(), 1);
+    assert_eq!(counter(&stage, "multiline_timed_out"), 1);
     assert_eq!(stage.next_deadline(), None);
 }
 
@@ -134,9 +145,8 @@ fn streams_join_separately() {
     input.push(Source::Stderr, 2, b"java.lang.Error: err", None);
     input.push(Source::Stdout, 3, b"\tat A.a(A.java:1)", None);
     input.push(Source::Stderr, 4, b"\tat B.b(B.java:1)", None);
-    let mut out = Lines::default();
-    stage.process(&input, 0.0, &mut out);
-    stage.finish(&mut out);
+    let mut out = stage.process(&input, 0.0);
+    append(&mut out, stage.finish(0.0));
     assert_eq!(out.records.len(), 2);
     assert!(out
         .records
@@ -154,4 +164,45 @@ fn hostile_patterns_are_refused_or_linear() {
     let started = std::time::Instant::now();
     assert!(!catastrophic.is_match(&line));
     assert!(started.elapsed().as_secs_f64() < 1.0);
+}
+
+#[test]
+fn a_joined_event_is_not_parsed_and_a_json_line_after_multiline_is() {
+    let mut stage = Stage::new(Rules::preset("java"), limits(), true);
+    let mut input = Lines::default();
+    input.push(Source::Stdout, 1, b"java.lang.Error: x", None);
+    input.push(Source::Stdout, 2, b"\tat A.a(A.java:1)", None);
+    input.push(Source::Stdout, 3, br#"{"level":"info","msg":"hi"}"#, None);
+    let mut out = stage.process(&input, 0.0);
+    append(&mut out, stage.finish(0.0));
+    assert_eq!(out.records.len(), 2);
+    let event = out.records[0].event.as_ref().unwrap();
+    assert_eq!((event.lines, event.fields.is_some()), (2, false));
+    assert!(out.records[1].event.as_ref().unwrap().fields.is_some());
+    assert_eq!(counter(&stage, "json_parsed"), 1);
+    assert_eq!(counter(&stage, "multiline_events"), 1);
+}
+
+#[test]
+fn an_event_a_timeout_sends_goes_through_the_steps_after() {
+    let rules = Rules::custom(Some(r"^\{"), None).unwrap();
+    let mut stage = Stage::new(Some(Arc::new(rules)), limits(), true);
+    let mut input = Lines::default();
+    input.push(Source::Stdout, 1, b"x", None);
+    let mut out = stage.process(&input, 0.0);
+    append(&mut out, stage.flush_due(5.0));
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(counter(&stage, "json_unparsed"), 1); // the flushed line met parse=json
+}
+
+#[test]
+fn the_counter_table_names_every_counter_once() {
+    let table = counter_table();
+    let mut names: Vec<&str> = table.iter().map(|c| c.0).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), table.len());
+    let stage = Stage::new(Rules::preset("java"), limits(), true);
+    let reported: Vec<&str> = stage.statistics().iter().map(|c| c.0).collect();
+    assert_eq!(reported, table.iter().map(|c| c.0).collect::<Vec<_>>());
 }

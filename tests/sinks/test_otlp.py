@@ -20,10 +20,9 @@ import pytest
 import trustme
 
 from logdriver import LogBatch, LogRecord
-from logdriver._native import Stage
 from logdriver._records import batch_of
 from logdriver.abc import DELIVERED
-from logdriver.testing import open_pipeline, open_stream, running, sample_records
+from logdriver.testing import open_pipeline, open_stream, running, sample_records, stage_for
 from logdriver_sinks.otlp import SCOPE, OtlpSink
 from logdriver_sinks.otlp._export import judge, partial_success, retry_after
 from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
@@ -82,7 +81,7 @@ def values(key_values: Any) -> dict[str, Any]:
 
 def test_the_body_reads_back_through_the_otlp_schema(tmp_path: Path) -> None:
     pb = otlp_schema(tmp_path)
-    stage = Stage("java", None, None, 1000, 1 << 20, 1.0, True)
+    stage = stage_for({"multiline": "java", "parse": "json"})
     records = [
         LogRecord("stdout", 1_700_000_000_000_000_001, b"plain \xff line"),
         LogRecord("stderr", 2, b"java.lang.Error: boom"),
@@ -94,7 +93,7 @@ def test_the_body_reads_back_through_the_otlp_schema(tmp_path: Path) -> None:
             b'"span_id":"0123456789abcdef","user":{"id":7,"tags":["a",1.5,true]},"n":-3}',
         ),
     ]
-    batch = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish()])
+    batch = LogBatch.concat([stage.process(batch_of(records), 0.0), stage.finish(0.0)])
     resource = encode_resource([("container.id", "c1"), ("service.name", "web")])
     body = export_request([resource_logs(batch.columns(), resource, SCOPE)])
     request = pb.ExportLogsServiceRequest.FromString(body)
@@ -277,7 +276,7 @@ async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_
         config = {"otlp-endpoint": endpoint.url, "parse": "json", "otlp-compression": "none"}
         pipeline = open_pipeline(sink, config, state_dir=tmp_path)
         huge = b'{"msg":"big","blob":"' + b"x" * 60_000 + b'"}'
-        stage = Stage(None, None, None, 1000, 1 << 20, 1.0, True)
+        stage = stage_for({"parse": "json"})
         batch = stage.process(
             batch_of([LogRecord("stdout", 1, huge), LogRecord("stderr", 2, b"bad \xc3\x28 utf-8")]), 0.0
         )
@@ -303,7 +302,7 @@ def test_ids_that_are_not_hex_stay_attributes(tmp_path: Path) -> None:
         kept as a string attribute, not taken apart: one container's line must render. (Sliced
     two bytes at a time, "x€€..." cuts a 3-byte character.)"""
     pb = otlp_schema(tmp_path)
-    stage = Stage(None, None, None, 1000, 1 << 20, 1.0, True)
+    stage = stage_for({"parse": "json"})
     lines = [
         '{"msg":"a","trace_id":"' + TRACE_32_BYTES + '","span_id":"' + SPAN_16_BYTES + '"}',
         '{"msg":"b","trace_id":"' + "0af7651916cd43dd8448eb211c80319z" + '"}',

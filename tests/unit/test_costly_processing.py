@@ -18,9 +18,9 @@ import pytest
 import trio
 
 from logdriver import ConfigError, LogRecord, batch_of
-from logdriver._native import PROCESSING_CPU, Stage
+from logdriver._native import PROCESSING_CPU
 from logdriver.server.rpc import StartLogging, StopLogging
-from logdriver.testing import encode_entry
+from logdriver.testing import encode_entry, stage_for
 
 from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
@@ -30,12 +30,12 @@ LINE = b"ab" * 8000  # 16,000 bytes: as long as a line goes before Docker splits
 
 
 def test_the_audited_pattern_is_refused_when_the_container_starts() -> None:
-    with pytest.raises(ValueError, match="size limit"):
-        Stage(None, AUDITED, None, 1000, 1 << 20, 1.0, False)
+    with pytest.raises(ConfigError, match=r"multiline-start.*size limit"):
+        stage_for({"multiline-start": AUDITED})
 
 
 def test_a_costly_pattern_costs_a_bounded_time_per_line_and_counts_it() -> None:
-    stage = Stage(None, COSTLY, None, 1000, 1 << 20, 1.0, False)
+    stage = stage_for({"multiline-start": COSTLY})
     batch = batch_of([LogRecord("stdout", n, LINE) for n in range(64)])  # 1 MiB
     started = time.process_time()
     out = stage.process(batch, 0.0)
@@ -49,7 +49,7 @@ def test_a_costly_pattern_costs_a_bounded_time_per_line_and_counts_it() -> None:
 
 
 def test_an_ordinary_stage_stays_cheap() -> None:
-    stage = Stage("java", None, None, 1000, 1 << 20, 1.0, True)
+    stage = stage_for({"multiline": "java", "parse": "json"})
     lines = [b"2026-12-06 INFO started", b'{"level":"info","msg":"ok"}', b"\tat T.main(T.java:9)"] * 100
     stage.process(batch_of([LogRecord("stdout", n, line) for n, line in enumerate(lines)]), 0.0)
     assert stage.cheap  # small reads of it are processed on the loop
@@ -98,4 +98,5 @@ async def test_a_costly_pattern_leaves_the_loop_and_a_bystander_alone(tmp_path: 
     assert all(line == LINE for line in by_container[hostile_lines])
     assert worst_lag < 0.1, f"the event loop was held {worst_lag:.3f} s"
     fifos = driver.statistics().fifos
-    assert fifos.multiline_pattern_gave_up + fifos.processing_over_cpu_budget >= hostile_lines
+    gave_up = fifos.processing["multiline_pattern_gave_up"] + fifos.processing["processing_over_cpu_budget"]
+    assert gave_up >= hostile_lines

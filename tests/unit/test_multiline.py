@@ -37,7 +37,7 @@ def run(s: Stage, records: list[LogRecord], cuts: int = 5, seed: int = 0) -> lis
     out = []
     for start, stop in zip([0, *points], [*points, len(records)], strict=True):
         out += rendered(s.process(batch_of(records[start:stop]), 0.0))
-    return out + rendered(s.finish())
+    return out + rendered(s.finish(0.0))
 
 
 def interleaved(lines: list[str], stream: str, other: str, start: int) -> list[LogRecord]:
@@ -181,7 +181,7 @@ def test_events_survive_the_spool_and_every_batch_operation() -> None:
         ),
         0.0,
     )
-    whole = LogBatch.concat([out, s.finish()])
+    whole = LogBatch.concat([out, s.finish(0.0)])
     expected = rendered(whole)
     assert expected[0]["multiline"] == {"lines": 2}
     assert expected[1]["fields"] == {"k": 1}

@@ -100,7 +100,7 @@ async def test_the_memory_budget_sends_open_events_early_marked(tmp_path: Path) 
         for start in range(0, len(lines), 50):  # the budget is charged per read: several reads
             os.write(fd, entries(*lines[start : start + 50]))
             await wait_until(lambda: driver.statistics().fifos.entries == min(start + 50, len(lines)))  # noqa: B023
-        await wait_until(lambda: driver.statistics().fifos.multiline_cut_by_budget >= 1)
+        await wait_until(lambda: driver.statistics().fifos.processing["multiline_cut_by_budget"] >= 1)
         await driver.stop_logging(StopLogging(path))
         os.close(fd)
         await wait_until(lambda: b"\n".join(delivered(kind)) == b"\n".join(lines))
