@@ -93,41 +93,56 @@ def option(
     parse: Callable[[str], object] = str,
     **flags: Any,
 ) -> Any:
-    """Declare a sink option as a field of its ``SinkConfig``: the field holds the parsed value."""
+    """Declare an option as a field of an ``OptionRecord`` (a sink's ``SinkConfig``, the
+    processing steps' ``Processing``): the field holds the parsed value."""
     return dataclasses.field(metadata={"option": Option(name, default, accepts, help, parse, **flags)})
+
+
+Record = TypeVar("Record", bound="OptionRecord")
+
+
+@dataclass(frozen=True, slots=True)
+class OptionRecord:
+    """Typed, frozen option values: subclass as a frozen dataclass whose fields are declared
+    with ``option(...)``. The field is the declaration: a new option is one field."""
+
+    @classmethod
+    def options(cls) -> tuple[Option, ...]:
+        return tuple(field.metadata["option"] for field in _option_fields(cls))
+
+    def get(self, name: str) -> object:
+        """An option's value by its log-opt name (for code that walks the options)."""
+        for field in _option_fields(type(self)):
+            if field.metadata["option"].name == name:
+                return getattr(self, field.name)
+        raise KeyError(name)
+
+    @classmethod
+    def from_environ(cls: type[Record], environ: Mapping[str, str]) -> Record:
+        """The plugin-wide values: each option from ``LOGDRIVER_<NAME>`` or its default, as a
+        container with none of these log-opts gets it. ValueError if a setting is bad."""
+        return cls.from_values({o.name: o.value(environ.get(o.env, o.default)) for o in cls.options()})
+
+    @classmethod
+    def from_values(cls: type[Record], values: Mapping[str, object]) -> Record:
+        """From parsed values by option name (what ``parse_log_opts`` resolved)."""
+        return cls(**{f.name: values[f.metadata["option"].name] for f in _option_fields(cls)})
+
+
+def _option_fields(record: type[OptionRecord]) -> list[dataclasses.Field[Any]]:
+    """The fields that declare an option (a record may hold others, such as a derived flag)."""
+    return [field for field in dataclasses.fields(record) if "option" in field.metadata]
 
 
 Config = TypeVar("Config", bound="SinkConfig")
 
 
 @dataclass(frozen=True, slots=True)
-class SinkConfig:
+class SinkConfig(OptionRecord):
     """A sink's typed, frozen options for one container; subclass as a frozen dataclass
     whose fields are declared with ``option(...)``."""
 
     prefix: ClassVar[str] = ""
-
-    @classmethod
-    def options(cls) -> tuple[Option, ...]:
-        return tuple(field.metadata["option"] for field in dataclasses.fields(cls))
-
-    def get(self, name: str) -> object:
-        """An option's value by its log-opt name (for code that walks the options)."""
-        for field in dataclasses.fields(self):
-            if field.metadata["option"].name == name:
-                return getattr(self, field.name)
-        raise KeyError(name)
-
-    @classmethod
-    def from_environ(cls: type[Config], environ: Mapping[str, str]) -> Config:
-        """The plugin-wide config: each option from ``LOGDRIVER_<NAME>`` or its default, as a
-        container with none of these log-opts gets it. ValueError if a setting is bad."""
-        return cls.from_values({o.name: o.value(environ.get(o.env, o.default)) for o in cls.options()})
-
-    @classmethod
-    def from_values(cls: type[Config], values: Mapping[str, object]) -> Config:
-        """From parsed values by option name (what ``parse_log_opts`` resolved)."""
-        return cls(**{f.name: values[f.metadata["option"].name] for f in dataclasses.fields(cls)})
 
 
 # Keys the engine itself puts in every container's log-opts: the delivery mode, and its

@@ -10,15 +10,16 @@ use crate::stage::{self, Limits, Rules};
 use crate::Batch;
 
 /// What a container's options ask of its stage: ``logdriver.config.processing.Processing``,
-/// read by attribute (the record is the declaration; nothing is passed by position).
+/// read by attribute (the record is the declaration; nothing is passed by position). An
+/// empty preset or pattern is unset.
 #[derive(FromPyObject)]
 struct StageConfig {
     #[pyo3(attribute)]
-    preset: Option<String>,
+    preset: String,
     #[pyo3(attribute)]
-    start: Option<String>,
+    start: String,
     #[pyo3(attribute)]
-    cont: Option<String>,
+    cont: String,
     #[pyo3(attribute)]
     max_lines: u32,
     #[pyo3(attribute)]
@@ -41,7 +42,8 @@ impl Stage {
     /// with the reason.
     #[new]
     fn new(config: StageConfig) -> PyResult<Stage> {
-        let rules = match (config.preset, config.start, config.cont) {
+        let set = |text: String| (!text.is_empty()).then_some(text);
+        let rules = match (set(config.preset), set(config.start), set(config.cont)) {
             (Some(name), None, None) => Some(
                 Rules::preset(&name)
                     .ok_or_else(|| PyValueError::new_err(format!("no preset {name:?}")))?,
