@@ -124,9 +124,10 @@ class OptionRecord:
         return cls.from_values({o.name: o.value(environ.get(o.env, o.default)) for o in cls.options()})
 
     @classmethod
-    def from_values(cls: type[Record], values: Mapping[str, object]) -> Record:
-        """From parsed values by option name (what ``parse_log_opts`` resolved)."""
-        return cls(**{f.name: values[f.metadata["option"].name] for f in _option_fields(cls)})
+    def from_values(cls: type[Record], values: Mapping[str, object], **others: Any) -> Record:
+        """From parsed values by option name (what ``parse_log_opts`` resolved); ``others``
+        are the record's fields that are not options."""
+        return cls(**{f.name: values[f.metadata["option"].name] for f in _option_fields(cls)}, **others)
 
 
 def _option_fields(record: type[OptionRecord]) -> list[dataclasses.Field[Any]]:
