@@ -26,7 +26,8 @@ import re2
 from logdriver._exceptions import ConfigError, UnknownOptionError
 from logdriver.config.pipeline_options import PIPELINE_OPTIONS, PipelineOptions, is_pipeline_key, pipeline_options
 from logdriver.config.processing import PROCESSING_OPTIONS, Processing, processing
-from logdriver.config.registry import Option, Scope, SinkConfig, closest, is_engine_key
+from logdriver.config.registry import OptionRecord, Scope, SinkConfig, closest, is_engine_key
+from logdriver.config.registry import option as option_field
 from logdriver.config.templates import Template, compile_regex, regex_error
 from logdriver.config.units import Explained, int_between, size_between
 
@@ -68,40 +69,57 @@ def _name_list(value: str) -> tuple[str, ...]:
     return () if names == ("none",) else names
 
 
-def _container(name: str, default: str, accepts: str, help: str, parse: Callable[[str], object]) -> Option:
-    return Option(name, default, accepts, help, parse, scope=Scope.CONTAINER)
+def _container(name: str, default: str, accepts: str, help: str, parse: Callable[[str], object]) -> Any:
+    return option_field(name, default, accepts, help, parse, scope=Scope.CONTAINER)
 
 
-CONTAINER_OPTIONS: Final = (
-    _container("sinks", "file", "a comma-separated list of sink names, or none", "where lines are shipped", _name_list),
-    _container(
+@dataclass(frozen=True, slots=True)
+class ContainerOptions(OptionRecord):
+    """A container's effective logdriver options, parsed and typed: each option field
+    declares its log-opt (the processing steps' are ``Processing``'s fields)."""
+
+    sinks: tuple[str, ...] = _container(
+        "sinks", "file", "a comma-separated list of sink names, or none", "where lines are shipped", _name_list
+    )
+    store_max_size: int = _container(
         "max-size",
         "20m",
         "a size from 1k to 100g, such as 10m",
         "docker logs store: bytes per file",
         size_between(1000, 100 * 10**9),
-    ),
-    _container(
+    )
+    store_max_file: int = _container(
         "max-file",
         "5",
         "an integer from 1 to 1000",
         "docker logs store: files kept per container",
         int_between(1, 1000),
-    ),
-    _container("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record", _tag),
-    _container("labels", "", "comma-separated label keys", "labels copied into records", str),
-    _container("labels-regex", "", "an RE2 regular expression", "labels whose key matches are copied", _regex),
-    _container("env", "", "comma-separated variable names", "env variables copied into records", str),
-    _container("env-regex", "", "an RE2 regular expression", "env variables whose name matches are copied", _regex),
-    _container(
+    )
+    tag: str = _container("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record", _tag)
+    labels: str = _container("labels", "", "comma-separated label keys", "labels copied into records", str)
+    labels_regex: str = _container(
+        "labels-regex", "", "an RE2 regular expression", "labels whose key matches are copied", _regex
+    )
+    env: str = _container("env", "", "comma-separated variable names", "env variables copied into records", str)
+    env_regex: str = _container(
+        "env-regex", "", "an RE2 regular expression", "env variables whose name matches are copied", _regex
+    )
+    partial_max_size: int = _container(
         "partial-max-size",
         "1m",
         "a size from 16k to 64m, such as 1m",
         "longest rejoined line; longer ones are cut into pieces",
         size_between(16_384, 64 << 20),
-    ),
-    *PROCESSING_OPTIONS,
-)
+    )
+    # Not options: the merged log-opts as given, and what was made of them.
+    raw: Mapping[str, str] = field(default_factory=dict)
+    pipelines: Mapping[str, PipelineOptions] = field(default_factory=dict)
+    # The typed config of each listed sink (its own options, parsed).
+    sink_configs: Mapping[str, SinkConfig] = field(default_factory=dict)
+    processing: Processing | None = None  # multiline and parse=json; None: lines go as read
+
+
+CONTAINER_OPTIONS: Final = (*ContainerOptions.options(), *PROCESSING_OPTIONS)
 OPTIONS: Final = {option.name: option for option in CONTAINER_OPTIONS}
 MAX_KEY: Final = 128  # longer log-opt keys are refused at once (the longest known is under 50)
 
@@ -119,22 +137,6 @@ def plugin_defaults(environ: Mapping[str, str] | None = None) -> dict[str, str]:
                 raise ConfigError(option.env, value, _accepts(option.accepts, exc)) from exc
         defaults[option.name] = value
     return defaults
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerOptions:
-    """A container's effective logdriver options, parsed and typed."""
-
-    raw: Mapping[str, str]
-    sinks: tuple[str, ...]
-    store_max_size: int
-    store_max_file: int
-    tag: str
-    partial_max_size: int
-    pipelines: Mapping[str, PipelineOptions]
-    # The typed config of each listed sink (its own options, parsed).
-    sink_configs: Mapping[str, SinkConfig] = field(default_factory=dict)
-    processing: Processing | None = None  # multiline and parse=json; None: lines go as read
 
 
 # The longest value any log-opt takes: every option's text (a pattern, a URL list, a
@@ -183,16 +185,8 @@ def parse_log_opts(
                 pipeline_options(sink, known_sinks[sink].pipeline_defaults, pipeline_config, environ),
                 container_destination=bool(chosen),
             )
-    return ContainerOptions(
-        raw=merged,
-        sinks=sinks,
-        store_max_size=int(values["max-size"]),
-        store_max_file=int(values["max-file"]),
-        tag=str(values["tag"]),
-        partial_max_size=int(values["partial-max-size"]),
-        pipelines=pipelines,
-        sink_configs=sink_configs,
-        processing=processing(values),
+    return ContainerOptions.from_values(
+        values, raw=merged, pipelines=pipelines, sink_configs=sink_configs, processing=processing(values)
     )
 
 
