@@ -1,7 +1,10 @@
 """Every setting is declared once, here or in a sink's config: an ``Option``.
 
-An option has a scope, a default, a parser, help text, and whether it is a secret.
-Everything else is derived from these declarations: log-opt validation, the
+An option has a scope, a default, a parser, help text, and whether it is a secret. It is
+declared as a field of the record that holds its parsed value (an ``OptionRecord``):
+``Settings`` (plugin), ``ContainerOptions`` and ``Processing`` (container),
+``PipelineOptions`` (pipeline), each sink's ``SinkConfig`` (sink); a new option is one
+field. Everything else is derived from these declarations: log-opt validation, the
 ``LOGDRIVER_*`` environment variables, each sink's typed config object, the
 reference tables in ``docs/reference.md`` and the settable variables of the
 managed plugin's ``config.json`` (``python -m logdriver options``).
