@@ -20,7 +20,10 @@ AWKWARD = (
     "printf 'x%.0s' $(seq 1 40000) | head -c 40000; echo; "  # a line over 16 KiB (3 chunks)
     "head -c 16384 /dev/zero | tr '\\0' y; echo; "  # exactly 16 KiB: an empty last chunk
     "printf 'bad \\377\\376 utf8 \\342\\202\\n'; "  # invalid UTF-8
-    "echo to-stderr >&2; "
+    # dockerd copies stdout and stderr in two goroutines: without the pause, a busy stdout
+    # copier (the 1 MiB line next) can log its last line before this one, and --tail 1
+    # then differs between two runs of the same script (once in CI), whatever the driver.
+    "echo to-stderr >&2; sleep 0.5; "
     "head -c 1048576 /dev/zero | tr '\\0' z; echo; "  # a 1 MiB line
     "printf '\\t tabs and \\\\ backslash \"quotes\"\\r\\n'; "
     "printf 'no newline at the end'"
