@@ -55,6 +55,7 @@ def test_an_ordinary_stage_stays_cheap() -> None:
     assert stage.cheap  # small reads of it are processed on the loop
 
 
+@pytest.mark.alone
 async def test_a_costly_pattern_leaves_the_loop_and_a_bystander_alone(tmp_path: Path) -> None:
     kind = FakeSinkKind()
     driver = fake_driver(tmp_path, kind)

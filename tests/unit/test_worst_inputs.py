@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from logdriver.__main__ import sink_classes
 from logdriver.config.options import parse_log_opts
@@ -42,11 +43,12 @@ def test_the_worst_options_come_from_the_registry_and_are_accepted() -> None:
     parse_log_opts(opts, {}, sink_classes(), {})  # what StartLogging checks: all accepted
 
 
+@pytest.mark.alone
 def test_a_bystander_keeps_its_lines_throughput_and_answers_beside_the_worst() -> None:
     alone = probe("baseline")
     beside = probe()
-    assert beside["bystander_delivered"] == beside["bystander_written"]  # every line
+    assert beside["bystander_delivered"] == beside["bystander_written"], beside  # every line
     assert beside["bystander_written"] >= 0.9 * alone["bystander_written"], (alone, beside)
     assert beside["activate_worst"] <= 0.1, beside
     assert beside["rss_growth"] <= beside["budget"] + FIXED_OVERHEAD, beside
-    assert beside["hostile_requests"] > 0  # the worst destination was really reached
+    assert beside["hostile_requests"] > 0, beside  # the worst destination was really reached
