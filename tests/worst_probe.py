@@ -63,6 +63,16 @@ EXPLICIT: dict[str, str] = {
     "multiline-start": COSTLY_PATTERN,
     "multiline-continue": COSTLY_PATTERN.replace("X", "Z").replace("Y", "W"),
     "parse": "json",
+    # The line policy at its costliest: every line matched against two costly patterns, none
+    # dropped by them, and a rate limit that passes everything (its exemption matched first).
+    "drop-lines": COSTLY_PATTERN.replace("X", "Q").replace("Y", "R"),
+    "keep-lines": "",
+    "min-level": "trace",
+    "rate-limit": "10000000/s",
+    "rate-limit-bytes": "1g/s",
+    "rate-limit-burst": "10000000",
+    "rate-limit-exempt": COSTLY_PATTERN.replace("X", "S").replace("Y", "T"),
+    "rate-limit-action": "block",
     "overflow": "drop-oldest",
     "buffer": "memory",
     "otlp-compression": "gzip",

@@ -135,6 +135,23 @@ def non_negative_duration(value: str) -> float:
     return seconds
 
 
+def rate_between(minimum: float, maximum: float, *, size: bool = False) -> Callable[[str], float]:
+    """A rate parser: ``1000/s`` or ``60000/m`` (``size``: ``1m/s``, a size a second), per
+    second, accepting ``minimum`` ≤ rate ≤ ``maximum``."""
+
+    def parse(value: str) -> float:
+        amount, slash, per = value.strip().rpartition("/")
+        if not slash or per not in ("s", "m"):
+            raise ValueError(value)
+        count = parse_size(amount) if size else _int(amount)
+        rate = count / (60.0 if per == "m" else 1.0)
+        if count <= 0 or not minimum <= rate <= maximum:
+            raise ValueError(value)
+        return rate
+
+    return parse
+
+
 def choice(*choices: str) -> Callable[[str], str]:
     """A parser accepting exactly one of ``choices``."""
 

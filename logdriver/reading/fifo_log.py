@@ -18,6 +18,10 @@ and JSON cost is never the event loop's; meanwhile its FIFO is paused as for a f
 A smaller read of a stage that was not costly lately (``Stage.cheap``: no call over 40 ns
 a byte in 10 s) is processed on the loop: less than the hand-off to a thread that a
 trickle of lines would pay on every read; a costly pattern pays that once in 10 s at most.
+A ``block`` rate limit holds lines over the rate in the stage and releases them as it
+refills (``flush_due``); while it holds any (``Stage.holds_back``) the FIFO is paused
+and the pipe fills, so the container's writes slow to the rate; every ``MAX_HOLD`` it
+reads ``TRICKLE_BYTES`` (held in turn) so that a stopped container's stop is not held.
 
 The end comes at EOF (after StopLogging), after a read error, at the stop
 deadline or at plugin shutdown (``close``). The pipelines are then released:
@@ -43,6 +47,7 @@ from logdriver._exceptions import is_native_panic
 from logdriver._framing import DEFAULT_MAX_FRAME_SIZE
 from logdriver._native import FrameReader, LogBatch
 from logdriver.abc import ContainerContext
+from logdriver.config.processing import MAX_HOLD
 from logdriver.delivery.budget import Allowance
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.totals import FifoStatistics
@@ -60,6 +65,9 @@ PROCESSING_THREADS = 2
 # and then the stage is costly for 10 s.
 INLINE_BYTES = 16 << 10
 INLINE_LINES = 64
+# What a block rate limit reads of a FIFO it has held MAX_HOLD: more than one daemon write
+# (a 16 KiB line and its frame), so that the write in progress completes.
+TRICKLE_BYTES = 32 << 10
 _processing_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("processing_limiter")
 
 
@@ -126,11 +134,14 @@ class FifoLog:
         self._store_error_logged_at = -math.inf
         self._budget_cut_logged_at = -math.inf
         self._stage_counts: dict[str, int] = {}
+        self._rate_held_since: float | None = None  # a block rate limit stopped reading then
 
     def request_stop(self) -> bool:
         """StopLogging came: EOF follows, and the FIFO leaves the registry. False if it already had."""
         first = not self.stop_requested
         self.stop_requested = True
+        if self._rate_held_since is not None:
+            self._hold_for_rate()  # read the rest now
         return first
 
     def start(self, hub: Any, nursery: trio.Nursery) -> None:
@@ -196,7 +207,11 @@ class FifoLog:
 
     def _arm(self) -> None:
         if self._stage is not None:
+            self._hold_for_rate()
             when = self._stage.next_deadline()
+            if self._rate_held_since is not None:
+                held_until = self._rate_held_since + MAX_HOLD
+                when = held_until if when is None else min(when, held_until)
             if when is not None:
                 self._deadlines.schedule(self, when)
 
@@ -209,6 +224,8 @@ class FifoLog:
             batch = self._stage.flush_due(now)
             cut = self._charge_partial(self._held_bytes())  # held bytes only shrink here: None
             self._deliver(LogBatch.concat([batch, cut]) if cut is not None else batch)
+            if self._rate_held_since is not None and now - self._rate_held_since >= MAX_HOLD:
+                self._trickle(now)
             self._arm()
         except BaseException as exc:
             self._fail_unless_cancelled(exc)
@@ -220,6 +237,25 @@ class FifoLog:
         waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
         if waiting:
             self._hold_back(_Stall(batch, waiting))
+
+    def _hold_for_rate(self) -> None:
+        """Stop reading while a ``block`` rate limit holds lines back: the pipe fills and the
+        container's writes slow to the rate. Never after StopLogging (the container is gone:
+        what is left is read at once)."""
+        holds = self._stage is not None and self._stage.holds_back and not self.stop_requested
+        if not holds:
+            self._rate_held_since = None
+        elif self._rate_held_since is None:
+            self._rate_held_since = trio.current_time()
+        if self._stall is None and not self._closing and self._hub is not None:
+            self._hub.pause(self.key, self._rate_held_since is not None)
+
+    def _trickle(self, now: float) -> None:
+        """Held ``MAX_HOLD``: read ``TRICKLE_BYTES`` (held in turn), so that the daemon's
+        write in progress completes. Unread, a stopped container's stop would wait for the
+        whole hold: dockerd's Close takes the lock that write holds."""
+        self._rate_held_since = now
+        self.receive(*self._hub.read_some(self.key, TRICKLE_BYTES))
 
     def _hold_back(self, stall: _Stall) -> None:
         """Pause the FIFO while ``stall``'s batch is processed or waits for room."""
@@ -247,7 +283,7 @@ class FifoLog:
                     self._begin_close()
                 elif not self._closing:
                     self._hub.pause(self.key, False)
-                    self._arm()  # a due event waited for the stall
+                    self._arm()  # a due event waited for the stall; a rate limit may pause again
             except BaseException as exc:
                 self._fail_unless_cancelled(exc)
             finally:

@@ -100,6 +100,11 @@ class FifoHub:
         data, eof, errno = self.poller.read_now(key)
         return bytes(data), eof, errno
 
+    def read_some(self, key: int, limit: int) -> tuple[bytes, bool, int]:
+        """At most ``limit`` more bytes of a paused FIFO, read now; it stays paused."""
+        data, eof, errno = self.poller.read_some(key, limit)
+        return bytes(data), eof, errno
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:

@@ -15,11 +15,13 @@ use std::collections::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+pub mod filter;
 pub mod join;
 pub mod multiline;
 pub mod parse_json;
 pub mod poller;
 pub mod presets;
+pub mod rate_limit;
 pub mod readlogs;
 pub mod rules;
 pub mod stage;

@@ -523,6 +523,46 @@ impl FifoPoller {
         (data, eof, errno)
     }
 
+    /// Read at most `limit` more bytes of a paused FIFO now, on the caller's thread, with
+    /// what was read and not handed out yet: `(bytes, eof, errno)`. It stays paused. (A
+    /// `block` rate limit takes a little now and then, so that the daemon's write in progress
+    /// completes and a container's stop is not held.)
+    fn read_some<'py>(
+        &self,
+        py: Python<'py>,
+        key: u64,
+        limit: usize,
+    ) -> (Bound<'py, PyBytes>, bool, i32) {
+        let mut state = self.shared.lock();
+        let State {
+            slots,
+            ready,
+            total,
+            ..
+        } = &mut *state;
+        let Some(slot) = slots.get_mut(&key) else {
+            return (PyBytes::new(py, b""), false, 0);
+        };
+        if !slot.eof && slot.errno == 0 {
+            slot.pending.reserve(limit);
+            let spare = slot.pending.spare_capacity_mut();
+            // SAFETY: reading at most `limit` bytes into the Vec's own spare capacity.
+            let n = unsafe { libc::read(slot.fd, spare.as_mut_ptr() as *mut libc::c_void, limit) };
+            if n > 0 {
+                // SAFETY: the kernel initialised n bytes.
+                unsafe { slot.pending.set_len(slot.pending.len() + n as usize) };
+                *total += n as usize;
+            } else if n == 0 {
+                slot.eof = true;
+            }
+        }
+        let data = PyBytes::new(py, &slot.pending);
+        *total -= slot.pending.len();
+        slot.pending.clear();
+        ready.retain(|k| *k != key);
+        (data, slot.eof, slot.errno)
+    }
+
     /// FIFOs being read.
     fn __len__(&self) -> usize {
         self.shared.lock().slots.len()

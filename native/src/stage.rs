@@ -1,8 +1,10 @@
 //! The processing stage between the decoder and the sinks: one container's steps
 //! (`step.rs`) in their order, and the processing time they share.
 //!
-//! Order: multiline joining, then `parse=json` (a joined event is never parsed; a JSON
-//! object line is never joined). The `docker logs` store takes the decoded lines before
+//! Order (`Stage::of`): multiline joining, then `parse=json` (a joined event is never
+//! parsed; a JSON object line is never joined), then keep/drop (it sees parsed levels and
+//! whole events), then the rate limit (what keep/drop dropped costs it nothing; its markers
+//! go through the steps after it). The `docker logs` store takes the decoded lines before
 //! the stage: `docker logs` shows what the container wrote.
 //!
 //! A record any step sends on goes through every later step, in `process` and when a step
@@ -11,9 +13,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::filter::Filter;
 pub use crate::multiline::Limits;
 use crate::multiline::Multiline;
 use crate::parse_json::ParseJson;
+use crate::rate_limit::RateLimit;
 pub use crate::rules::{compile, Pattern, Rules, FALLBACK_PREFIX, MAX_PATTERN};
 use crate::step::{Budget, Counter, Step, BUDGET_COUNTERS};
 pub use crate::step::{CPU_BURST, CPU_SHARE};
@@ -33,6 +37,8 @@ pub fn counter_table() -> Vec<Counter> {
     [
         crate::multiline::COUNTERS,
         crate::parse_json::COUNTERS,
+        crate::filter::COUNTERS,
+        crate::rate_limit::COUNTERS,
         BUDGET_COUNTERS,
     ]
     .concat()
@@ -44,21 +50,45 @@ pub struct Stage {
     costly_at: Option<Instant>, // the last call found costly
 }
 
+/// The steps a container's options ask for, each made from its options.
+#[derive(Default)]
+pub struct Steps {
+    pub multiline: Option<Multiline>,
+    pub parse_json: bool,
+    pub filter: Option<Filter>,
+    pub rate_limit: Option<RateLimit>,
+}
+
 impl Stage {
-    /// The steps a container's options ask for, in the stage's order.
-    pub fn new(rules: Option<Arc<Rules>>, limits: Limits, parse_json: bool) -> Stage {
-        let mut steps: Vec<Box<dyn Step>> = Vec::new();
-        if let Some(rules) = rules {
-            steps.push(Box::new(Multiline::new(rules, limits)));
+    /// The steps, in the stage's order.
+    pub fn of(steps: Steps) -> Stage {
+        let mut ordered: Vec<Box<dyn Step>> = Vec::new();
+        if let Some(multiline) = steps.multiline {
+            ordered.push(Box::new(multiline));
         }
-        if parse_json {
-            steps.push(Box::new(ParseJson::new(structured::CAPS)));
+        if steps.parse_json {
+            ordered.push(Box::new(ParseJson::new(structured::CAPS)));
+        }
+        if let Some(filter) = steps.filter {
+            ordered.push(Box::new(filter));
+        }
+        if let Some(rate_limit) = steps.rate_limit {
+            ordered.push(Box::new(rate_limit));
         }
         Stage {
-            steps,
+            steps: ordered,
             budget: Budget::default(),
             costly_at: None,
         }
+    }
+
+    /// Multiline joining and `parse=json` alone.
+    pub fn new(rules: Option<Arc<Rules>>, limits: Limits, parse_json: bool) -> Stage {
+        Stage::of(Steps {
+            multiline: rules.map(|rules| Multiline::new(rules, limits)),
+            parse_json,
+            ..Steps::default()
+        })
     }
 
     /// The records of `input` through every step.
@@ -149,6 +179,12 @@ impl Stage {
             .reduce(f64::min)
     }
 
+    /// Whether a step holds lines back (a `block` rate limit): the caller should stop
+    /// reading the container's FIFO until it does not.
+    pub fn holds_back(&self) -> bool {
+        self.steps.iter().any(|step| step.holds_back())
+    }
+
     /// Memory the steps hold (what the memory budget is charged).
     pub fn held_bytes(&self) -> usize {
         self.steps.iter().map(|step| step.held_bytes()).sum()
@@ -168,3 +204,7 @@ impl Stage {
 #[cfg(test)]
 #[path = "stage_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod policy_tests;

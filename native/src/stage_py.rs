@@ -6,20 +6,23 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::stage::{self, Limits, Rules};
+use crate::filter::{min_level_index, Filter};
+use crate::multiline::Multiline;
+use crate::rate_limit::{Rate, RateLimit};
+use crate::stage::{self, Limits, Pattern, Rules, Steps};
 use crate::Batch;
 
 /// What a container's options ask of its stage: ``logdriver.config.processing.Processing``,
-/// read by attribute (the record is the declaration; nothing is passed by position). An
-/// empty preset or pattern is unset.
+/// read by attribute (the record is the declaration; nothing is passed by position). A
+/// preset, pattern or level that is None or empty is unset.
 #[derive(FromPyObject)]
 struct StageConfig {
     #[pyo3(attribute)]
-    preset: String,
+    preset: Option<String>,
     #[pyo3(attribute)]
-    start: String,
+    start: Option<String>,
     #[pyo3(attribute)]
-    cont: String,
+    cont: Option<String>,
     #[pyo3(attribute)]
     max_lines: u32,
     #[pyo3(attribute)]
@@ -28,6 +31,72 @@ struct StageConfig {
     timeout: f64,
     #[pyo3(attribute)]
     parse_json: bool,
+    #[pyo3(attribute)]
+    drop_lines: Option<String>,
+    #[pyo3(attribute)]
+    keep_lines: Option<String>,
+    #[pyo3(attribute)]
+    min_level: Option<String>,
+    #[pyo3(attribute)]
+    rate_limit: Option<f64>, // lines a second
+    #[pyo3(attribute)]
+    rate_limit_bytes: Option<f64>, // bytes a second
+    #[pyo3(attribute)]
+    rate_limit_burst: Option<f64>, // lines
+    #[pyo3(attribute)]
+    rate_limit_exempt: Option<String>,
+    #[pyo3(attribute)]
+    rate_limit_action: Option<String>,
+}
+
+/// An option's text, unless it is unset (None or empty).
+fn set(text: &Option<String>) -> Option<&str> {
+    text.as_deref().filter(|t| !t.is_empty())
+}
+
+/// A pattern option: unset when empty; a ValueError naming the option if it does not compile.
+fn pattern(option: &str, text: &Option<String>) -> PyResult<Option<Pattern>> {
+    let Some(text) = set(text) else {
+        return Ok(None);
+    };
+    stage::compile(text)
+        .map(Some)
+        .map_err(|e| PyValueError::new_err(format!("{option}: {e}")))
+}
+
+impl StageConfig {
+    fn filter(&self) -> PyResult<Option<Filter>> {
+        let min_level =
+            match set(&self.min_level) {
+                None => None,
+                Some(name) => Some(min_level_index(name).ok_or_else(|| {
+                    PyValueError::new_err(format!("min-level: no level {name:?}"))
+                })?),
+            };
+        let drop_lines = pattern("drop-lines", &self.drop_lines)?;
+        let keep_lines = pattern("keep-lines", &self.keep_lines)?;
+        Ok(
+            (drop_lines.is_some() || keep_lines.is_some() || min_level.is_some())
+                .then(|| Filter::new(drop_lines, keep_lines, min_level)),
+        )
+    }
+
+    fn rate_limit(&self) -> PyResult<Option<RateLimit>> {
+        let lines = self.rate_limit.map(|per_second| Rate {
+            per_second,
+            burst: self.rate_limit_burst.unwrap_or(per_second).max(1.0),
+        });
+        let bytes = self.rate_limit_bytes.map(|per_second| Rate {
+            per_second,
+            burst: per_second,
+        });
+        if lines.is_none() && bytes.is_none() {
+            return Ok(None);
+        }
+        let exempt = pattern("rate-limit-exempt", &self.rate_limit_exempt)?;
+        let block = set(&self.rate_limit_action) == Some("block");
+        Ok(Some(RateLimit::new(lines, bytes, exempt, block)))
+    }
 }
 
 /// One container's processing steps; every call returns a new batch.
@@ -42,8 +111,12 @@ impl Stage {
     /// with the reason.
     #[new]
     fn new(config: StageConfig) -> PyResult<Stage> {
-        let set = |text: String| (!text.is_empty()).then_some(text);
-        let rules = match (set(config.preset), set(config.start), set(config.cont)) {
+        let owned = |text: &Option<String>| set(text).map(str::to_owned);
+        let rules = match (
+            owned(&config.preset),
+            owned(&config.start),
+            owned(&config.cont),
+        ) {
             (Some(name), None, None) => Some(
                 Rules::preset(&name)
                     .ok_or_else(|| PyValueError::new_err(format!("no preset {name:?}")))?,
@@ -63,8 +136,14 @@ impl Stage {
             max_bytes: config.max_bytes,
             timeout: config.timeout,
         };
+        let steps = Steps {
+            multiline: rules.map(|rules| Multiline::new(rules, limits)),
+            parse_json: config.parse_json,
+            filter: config.filter()?,
+            rate_limit: config.rate_limit()?,
+        };
         Ok(Stage {
-            stage: stage::Stage::new(rules, limits, config.parse_json),
+            stage: stage::Stage::of(steps),
         })
     }
 
@@ -89,6 +168,12 @@ impl Stage {
     /// What is held, sent now and marked cut (the memory budget has no room for it).
     fn cut_open(&mut self, now: f64) -> Batch {
         Batch::from(self.stage.cut_open(now).0)
+    }
+
+    /// A step holds lines back (a ``block`` rate limit): stop reading the FIFO until it does not.
+    #[getter]
+    fn holds_back(&self) -> bool {
+        self.stage.holds_back()
     }
 
     /// When the oldest thing held is due (the caller's clock), or None.
@@ -131,6 +216,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let caps = crate::structured::CAPS;
     m.add("JSON_CAPS", (caps.max_bytes, caps.max_depth, caps.max_keys))?;
     m.add("PROCESSING_CPU", (stage::CPU_SHARE, stage::CPU_BURST))?;
+    m.add("LEVEL_NAMES", logdriver_lines::LEVEL_NAMES.to_vec())?;
+    m.add(
+        "RATE_LIMIT",
+        (
+            crate::rate_limit::MARKER_SOURCE,
+            crate::rate_limit::MARKER_INTERVAL,
+            crate::rate_limit::MAX_HOLD,
+        ),
+    )?;
     m.add("PROCESSING_COUNTERS", stage::counter_table())?;
     m.add("PATTERN_FALLBACK_PREFIX", stage::FALLBACK_PREFIX)?;
     let rules: Vec<(&str, Vec<RuleRow>)> = crate::presets::PRESETS

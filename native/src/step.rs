@@ -39,6 +39,12 @@ pub trait Step: Send + Sync {
         None
     }
 
+    /// Whether the step holds lines back that the caller should wait for before it reads
+    /// more of the container's FIFO (a rate limit whose action is `block`).
+    fn holds_back(&self) -> bool {
+        false
+    }
+
     /// Memory the step holds between calls (what the memory budget is charged).
     fn held_bytes(&self) -> usize {
         0
@@ -129,4 +135,36 @@ impl Budget {
         self.bytes += bytes;
         false
     }
+}
+
+/// Keep the records of `lines` whose `keep` is true, in order, and give back the bytes of
+/// the others: a batch's size is what buffers charge, so dropped lines must not stay in it.
+/// Records lie in their arena in order (every batch is built by appending), so the kept
+/// lines move down in place, with no allocation; a batch in another order is copied.
+pub fn retain(lines: &mut Lines, keep: &[bool]) {
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    if !lines.records.windows(2).all(|w| w[0].end <= w[1].start) {
+        let mut copy = Lines::default();
+        for (record, _) in lines.records.iter().zip(keep).filter(|(_, k)| **k) {
+            copy.push_from(lines, record);
+        }
+        *lines = copy;
+        return;
+    }
+    let mut write = 0;
+    let mut kept = Vec::with_capacity(lines.records.len());
+    for (mut record, keep) in std::mem::take(&mut lines.records).into_iter().zip(keep) {
+        if !keep {
+            continue;
+        }
+        let len = record.end - record.start;
+        lines.arena.copy_within(record.start..record.end, write);
+        (record.start, record.end) = (write, write + len);
+        write += len;
+        kept.push(record);
+    }
+    lines.arena.truncate(write);
+    lines.records = kept;
 }

@@ -39,7 +39,15 @@ def test_the_worst_options_come_from_the_registry_and_are_accepted() -> None:
     """A new option joins by itself (a number: its largest), or the probe names it."""
     opts = worst_log_opts("http://127.0.0.1:9/")
     set_here = {option.name for option in options_to_set()}
-    assert set_here - {"multiline", "labels", "env", "otlp-tls-ca", "otlp-tls-cert", "otlp-tls-key"} <= set(opts)
+    assert set_here - {
+        "multiline",
+        "keep-lines",
+        "labels",
+        "env",
+        "otlp-tls-ca",
+        "otlp-tls-cert",
+        "otlp-tls-key",
+    } <= set(opts)
     parse_log_opts(opts, {}, sink_classes(), {})  # what StartLogging checks: all accepted
 
 
