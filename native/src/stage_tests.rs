@@ -202,7 +202,20 @@ fn the_counter_table_names_every_counter_once() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), table.len());
-    let stage = Stage::new(Rules::preset("java"), limits(), true);
+    let stage = Stage::of(Steps {
+        multiline: Some(Multiline::new(Rules::preset("java").unwrap(), limits())),
+        parse_json: true,
+        filter: Some(Filter::new(None, None, Some(2))),
+        rate_limit: Some(RateLimit::new(
+            Some(crate::rate_limit::Rate {
+                per_second: 1.0,
+                burst: 1.0,
+            }),
+            None,
+            None,
+            false,
+        )),
+    });
     let reported: Vec<&str> = stage.statistics().iter().map(|c| c.0).collect();
     assert_eq!(reported, table.iter().map(|c| c.0).collect::<Vec<_>>());
 }
