@@ -28,6 +28,8 @@ Glossary (one word per thing):
   it outlives its FIFO until its lines are delivered.
 - *spool*: a pipeline's queue on disk (``buffer=disk``); *store*: the ``docker logs``
   copy of every container's entries; *dead letters*: lines a sink refused for good.
+- *marker*: a record the plugin puts into a container's stream (a rate limit's count
+  of the lines it dropped); its source is ``MARKER_SOURCE``, never stdout or stderr.
 - *verdict*: a stream's answer for each line of a batch (``SendResult``): delivered,
   retry, or rejected with a reason.
 """
@@ -36,6 +38,7 @@ from logdriver._exceptions import ConfigError, LogDriverError
 from logdriver._native import LogBatch
 from logdriver._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
 from logdriver.config.options import ContainerOptions
+from logdriver.config.processing import MARKER_SOURCE
 from logdriver.config.settings import Settings
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "PartialInfo",
     "ContainerInfo",
     "ContainerOptions",
+    "MARKER_SOURCE",
     "Settings",
     "batch_of",
     "records_of",

@@ -259,7 +259,7 @@ def budgets_markdown() -> str:
     socket, port = unix.PLUGIN_SOCKET_LIMITS, metrics.LIMITS
     rows = [
         [
-            "every memory queue, open partial line and open multiline event",
+            "every memory queue, open partial line, open multiline event and line a `block` rate limit holds",
             _default(plugin, "memory-max-bytes"),
             f"a queued line costs its bytes + {budget.ENTRY_OVERHEAD}, a batch {budget.BATCH_OVERHEAD} more; "
             "a queue over it is full",
@@ -289,7 +289,7 @@ def budgets_markdown() -> str:
             "it is shipped unchanged, counted (`json_over_limit`)",
         ],
         [
-            "processing (multiline, `parse=json`) of one container",
+            "processing (multiline, `parse=json`, keep/drop, a rate limit's exempt pattern) of one container",
             f"{PROCESSING_CPU[0]:g} of a core, at most {PROCESSING_CPU[1] * 1000:g} ms at once (fixed); "
             f"a pattern's lazy DFA gives up past a constant cost per byte (fixed)",
             "its lines go on unprocessed, counted (`processing_over_cpu_budget`); a line the pattern gave "

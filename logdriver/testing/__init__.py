@@ -36,9 +36,10 @@ import trio
 from logdriver._exceptions import ConfigError, LogDriverError
 from logdriver._framing import encode_frame
 from logdriver._native import LogBatch, Stage
-from logdriver._records import LogRecord, batch_of
+from logdriver._records import LogRecord, batch_of, records_of
 from logdriver.abc import ContainerContext, Sink, SinkStream
 from logdriver.config.options import parse_log_opts, plugin_defaults
+from logdriver.config.processing import MARKER_SOURCE
 from logdriver.delivery.context import container_context
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.pipeline import SinkPipeline
@@ -274,6 +275,25 @@ class SinkConformance:
         assert (pipeline.counters.lines_out, pipeline.counters.dropped) == (len(events), 0)
         got = await trio.to_thread.run_sync(peer.received, len(events), 60.0)
         assert Counter(line for message in got for line in message.split(b"\n")) == Counter(r.line for r in records)
+
+    async def test_rate_limit_markers_arrive_with_the_lines_that_passed(
+        self, sink: Sink, peer: Peer, tmp_path: Any
+    ) -> None:
+        """A rate limit's marker (a record of the plugin's own stream) is shipped and counted
+        like a line; the sink renders its stream as it is (``MARKER_SOURCE``)."""
+        stage = stage_for({"rate-limit": "10/s"})
+        written = sample_records(40, start=20_000)
+        processed = stage.process(batch_of(written), 0.0)
+        records = records_of(processed)
+        assert [r.source for r in records].count(MARKER_SOURCE) == 1
+        pipeline = open_pipeline(sink, peer.config, state_dir=tmp_path, environ=peer.environ)
+        async with running(pipeline):
+            await pipeline.put(processed)
+        assert (pipeline.counters.lines_out, pipeline.counters.dropped) == (len(records), 0)
+        got = await trio.to_thread.run_sync(peer.received, len(records), 60.0)
+        assert {r.line for r in records} <= set(got)
+        dropped = sum(len(r.line) for r in written[10:])  # the burst of 10 passed
+        assert f"logdriver: rate limit: 30 lines ({dropped:,} bytes) dropped in the last 1 s".encode() in got
 
     async def test_close_flushes_what_is_queued(self, sink: Sink, peer: Peer, tmp_path: Any) -> None:
         records = sample_records(50, start=10_000)

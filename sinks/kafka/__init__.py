@@ -38,7 +38,7 @@ import orjson
 import trio
 from confluent_kafka import KafkaException
 
-from logdriver import ConfigError, ContainerInfo, LogBatch, Settings
+from logdriver import MARKER_SOURCE, ConfigError, ContainerInfo, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 from logdriver.config import (
     SinkConfig,
@@ -397,9 +397,9 @@ class KafkaStream(SinkStream):
         # Headers cost librdkafka about 1 µs a line, and a JSON record already carries the
         # same fields: by default only raw lines get them.
         headers = config.headers == "true" or (config.headers == "auto" and self.raw)
-        self.headers: tuple[Any, Any] = (
-            (_headers(context, "stdout"), _headers(context, "stderr")) if headers else (None, None)
-        )
+        self.headers: tuple[Any, Any, Any] = (None, None, None)  # by stream: stdout, stderr, a marker
+        if headers:
+            self.headers = tuple(_headers(context, s) for s in ("stdout", "stderr", MARKER_SOURCE))  # type: ignore[assignment]
         report_timeout = config.message_timeout / 1000 + 30
         self.producer = sink.producer(producer_config(config), report_timeout)
         self._closed = False

@@ -75,12 +75,13 @@ REPORT_FAILURES_ONLY = {"delivery.report.only.error": True}
 
 
 class Outgoing(NamedTuple):
-    """One container's part of a request: its lines as ``(value, timestamp_ms, stderr)``."""
+    """One container's part of a request: its lines as ``(value, timestamp_ms, stream)``, the
+    stream an index into ``headers``."""
 
     topic: str
     key: bytes | None
-    headers: tuple[Any, Any]  # for stdout lines, for stderr lines (None: no headers)
-    messages: list[tuple[bytes, int, bool]]
+    headers: tuple[Any, Any, Any]  # for stdout, stderr and the plugin's markers (None: no headers)
+    messages: list[tuple[bytes, int, int]]
 
 
 class Request:
@@ -285,8 +286,8 @@ class SharedProducer:
         producer: Producer,
         request: Request,
         first: int,
-        where: tuple[str, bytes | None, int, tuple[Any, Any]],
-        messages: list[tuple[bytes, int, bool]],
+        where: tuple[str, bytes | None, int, tuple[Any, Any, Any]],
+        messages: list[tuple[bytes, int, int]],
     ) -> None:
         """Queue one part's lines (request indexes from ``first``) to ``where`` (topic, key,
         partition, headers), yielding to trio every slice. The inner loop is the sink's hot
@@ -298,11 +299,11 @@ class SharedProducer:
             end = min(at + _PRODUCE_SLICE, count)
             try:
                 for at in range(at, end):  # noqa: B020 - `at` names the line an exception stopped at
-                    value, timestamp, stderr = messages[at]
+                    value, timestamp, stream = messages[at]
                     # Positional: keyword parsing doubled the call's cost (1.5 against 0.8 µs a
                     # line). The C signature is (topic, value, key, partition, callback,
                     # on_delivery, timestamp, headers); partition -1 is librdkafka's partitioner.
-                    produce(topic, value, key, partition, report, None, timestamp, headers[stderr])
+                    produce(topic, value, key, partition, report, None, timestamp, headers[stream])
                 at = end
             except BufferError:
                 self.events["full_queue_waits"] += 1

@@ -81,7 +81,7 @@ async def test_defaults_are_idempotent_acks_all_and_the_full_container_id_as_key
     assert stream.key is not None
     assert len(stream.key) == 64
     assert stream.topic == "docker-logs"
-    assert stream.headers == (None, None)  # the JSON record carries the container's fields
+    assert stream.headers == (None, None, None)  # the JSON record carries the container's fields
     await stream.aclose()
     await sink.aclose()
 
@@ -271,18 +271,18 @@ class _ProducerFake:
 def test_a_full_queue_is_waited_out_and_a_refused_line_rejected_in_order() -> None:
     """The produce loop's slow paths: after a full queue the same line is queued again, a line
     librdkafka refuses is rejected by its request index, and every other line is queued once, in order."""
-    lines = [(f"line {i}".encode(), 1000 + i, i % 2 == 1) for i in range(5000)]
+    lines = [(f"line {i}".encode(), 1000 + i, i % 3) for i in range(5000)]
     fake = _ProducerFake(full_at=3000, too_large=b"line 4321")
     events = {"full_queue_waits": 0, "broker_errors": 0}
     producer = SharedProducer(("key",), {"bootstrap.servers": "127.0.0.1:1"}, 5.0, events, trio.CapacityLimiter(1))
     request = Request()
 
     async def main() -> None:
-        await producer._produce(fake, request, 7, ("topic", b"k", -1, ("out", "err")), lines)  # type: ignore[arg-type]
+        await producer._produce(fake, request, 7, ("topic", b"k", -1, ("out", "err", "mark")), lines)  # type: ignore[arg-type]
         await trio.to_thread.run_sync(producer.client.close, 0.0)
 
     trio.run(main)
-    expected = [(value, ts, "err" if stderr else "out") for value, ts, stderr in lines if value != b"line 4321"]
+    expected = [(value, ts, ("out", "err", "mark")[stream]) for value, ts, stream in lines if value != b"line 4321"]
     assert fake.queued == expected
     assert events["full_queue_waits"] == 1
     assert list(request.rejected) == [7 + 4321]

@@ -5,6 +5,7 @@
 use logdriver_lines::python::{lines_of, Columns};
 use logdriver_lines::record::json_record;
 use logdriver_lines::text::TimeText;
+use logdriver_lines::Source;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -13,7 +14,8 @@ pub fn timestamp_ms(time_nano: i64) -> i64 {
     time_nano.div_euclid(1_000_000)
 }
 
-/// `[(value, timestamp_ms, stderr), ...]`: the JSON record (``raw`` false) or the line itself.
+/// `[(value, timestamp_ms, stream), ...]`: the JSON record (``raw`` false) or the line itself;
+/// `stream` is 0 for stdout, 1 for stderr, 2 for any other (the plugin's own markers).
 #[pyfunction]
 fn messages<'py>(
     py: Python<'py>,
@@ -33,7 +35,11 @@ fn messages<'py>(
             json_record(&lines, record, suffix, &mut time, &mut out);
             PyBytes::new(py, &out)
         };
-        let stderr = record.source.as_str() == "stderr";
+        let stream: u8 = match record.source {
+            Source::Stdout => 0,
+            Source::Stderr => 1,
+            Source::Other(_) => 2,
+        };
         list.append(PyTuple::new(
             py,
             [
@@ -41,7 +47,7 @@ fn messages<'py>(
                 timestamp_ms(record.event_time())
                     .into_pyobject(py)?
                     .into_any(),
-                pyo3::types::PyBool::new(py, stderr).to_owned().into_any(),
+                stream.into_pyobject(py)?.into_any(),
             ],
         )?)?;
     }
