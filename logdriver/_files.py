@@ -82,6 +82,20 @@ def write_private(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def private_key(path: str, size: int = 32) -> bytes:
+    """The random key kept in ``path`` (0600), made the first time it is asked for."""
+    try:
+        with open(path, "rb") as kept:
+            key = kept.read()
+        if len(key) == size:
+            return key
+    except FileNotFoundError:
+        pass
+    key = os.urandom(size)
+    write_private(path, key)
+    return key
+
+
 def append_private(path: str, data: bytes) -> None:
     """Append ``data`` to ``path``, creating it 0600."""
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)

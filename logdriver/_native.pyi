@@ -81,6 +81,7 @@ PROCESSING_CPU: tuple[float, float]  # (share of a core, seconds at once) one co
 PROCESSING_COUNTERS: list[tuple[str, str]]
 PATTERN_FALLBACK_PREFIX: int
 LEVEL_NAMES: list[str]  # min-level's values, lowest first
+REDACT_PRESETS: list[str]  # redact='s names (and all)
 # The rate limit's marker stream, its seconds between markers, and block's longest hold per read.
 RATE_LIMIT: tuple[str, float, float]
 """What one line parse=json reads may hold: bytes, nesting depth, keys."""
@@ -130,11 +131,22 @@ class StageConfig(Protocol):
     def rate_limit_exempt(self) -> str | None: ...
     @property
     def rate_limit_action(self) -> str | None: ...  # drop (None) or block
+    @property
+    def redact(self) -> str | None: ...  # a comma list of REDACT_PRESETS, or all
+    @property
+    def redact_pattern(self) -> str | None: ...
+    @property
+    def redact_mode(self) -> str | None: ...  # mask (None), hash or drop-line
+    @property
+    def redact_store(self) -> bool: ...
 
 class Stage:
     """One container's processing steps in order (native/src/stage.rs, step.rs)."""
 
-    def __init__(self, config: StageConfig) -> None: ...
+    def __init__(self, config: StageConfig, redact_key: bytes | None = None) -> None: ...
+    def redact(self, batch: LogBatch, now: float) -> LogBatch: ...  # for the store, with redacts_store
+    @property
+    def redacts_store(self) -> bool: ...
     def process(self, batch: LogBatch, now: float) -> LogBatch: ...
     @property
     def cheap(self) -> bool: ...

@@ -65,6 +65,12 @@ EXPLICIT: dict[str, str] = {
     "parse": "json",
     # The line policy at its costliest: every line matched against two costly patterns, none
     # dropped by them, and a rate limit that passes everything (its exemption matched first).
+    "redact": "all",
+    # A costly redact-pattern drops the lines it cannot check (redaction fails closed), so the
+    # destination's worst answers would go unexercised; its matcher is the patterns' above.
+    "redact-pattern": "",
+    "redact-mode": "hash",
+    "redact-store": "true",
     "drop-lines": COSTLY_PATTERN.replace("X", "Q").replace("Y", "R"),
     "keep-lines": "",
     "min-level": "trace",

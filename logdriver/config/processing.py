@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from logdriver._exceptions import ConfigError
-from logdriver._native import LEVEL_NAMES, MULTILINE_PRESETS, RATE_LIMIT, Stage, check_pattern
+from logdriver._native import LEVEL_NAMES, MULTILINE_PRESETS, RATE_LIMIT, REDACT_PRESETS, Stage, check_pattern
 from logdriver.config.registry import OptionRecord, Scope, option
-from logdriver.config.units import Explained, choice, int_between, parse_duration, rate_between, size_between
+from logdriver.config.units import (
+    Explained,
+    choice,
+    int_between,
+    parse_bool,
+    parse_duration,
+    rate_between,
+    size_between,
+)
 
 MIN_TIMEOUT: Final = 0.01
 MAX_TIMEOUT: Final = 60.0
@@ -30,6 +38,14 @@ def _pattern(value: str) -> str:
     except ValueError as exc:
         raise Explained(str(exc).splitlines()[-1].strip() or "not a usable pattern") from None
     return value
+
+
+def _presets(value: str) -> str:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in (*REDACT_PRESETS, "all")]
+    if unknown or not names:
+        raise ValueError(value)
+    return ",".join(names)
 
 
 def _timeout(value: str) -> float:
@@ -98,6 +114,37 @@ class Processing(OptionRecord):
         choice("json"),
     )
 
+    redact: str | None = _container(
+        "redact",
+        "",
+        "a comma-separated list of " + ", ".join(REDACT_PRESETS) + ", or all",
+        "mask secrets and personal data before the line leaves the host (and, with redact-store, "
+        "before docker logs keeps it); docs/line-policy.md lists what each finds",
+        _presets,
+    )
+    redact_pattern: str | None = _container(
+        "redact-pattern",
+        "",
+        "an RE2 regular expression",
+        "your own: each match (its first group, if it has one) is redacted; a line it cannot check "
+        "in time is dropped, counted",
+        _pattern,
+    )
+    redact_mode: str = _container(
+        "redact-mode",
+        "mask",
+        "mask, hash or drop-line",
+        "mask: the value becomes [REDACTED]; hash: a keyed HMAC-SHA256 of it, [HMAC:16 hex digits] "
+        "(LOGDRIVER_REDACT_KEY); drop-line: the line is dropped, counted",
+        choice("mask", "hash", "drop-line"),
+    )
+    redact_store: bool = _container(
+        "redact-store",
+        "true",
+        "true or false",
+        "redact before the docker logs store too (false: docker logs keeps what the container wrote)",
+        parse_bool,
+    )
     drop_lines: str | None = _container(
         "drop-lines",
         "",
@@ -167,14 +214,19 @@ class Processing(OptionRecord):
 
     @property
     def line_policy(self) -> bool:
-        return bool(self.drop_lines or self.keep_lines or self.min_level or self.rate_limited)
+        return bool(self.redacts or self.drop_lines or self.keep_lines or self.min_level or self.rate_limited)
+
+    @property
+    def redacts(self) -> bool:
+        return bool(self.redact or self.redact_pattern)
 
     @property
     def rate_limited(self) -> bool:
         return self.rate_limit is not None or self.rate_limit_bytes is not None
 
-    def stage(self) -> Stage:
-        return Stage(self)
+    def stage(self, redact_key: bytes = b"") -> Stage:
+        """The native stage; ``redact_key`` is the plugin's key for ``redact-mode=hash``."""
+        return Stage(self, redact_key)
 
 
 PROCESSING_OPTIONS: Final = Processing.options()

@@ -94,6 +94,14 @@ class Settings(OptionRecord):
         "Docker API sockets asked which containers were removed (store garbage collection)",
         _socket_paths,
     )
+    redact_key: str = _plugin(
+        "redact-key",
+        "",
+        "text",
+        "the key of redact-mode=hash's HMAC-SHA256 (empty: a random key made once and kept in the "
+        "state directory, readable by root only); one key for every container, so equal values stay joinable",
+        secret=True,
+    )
     pipe_size: int = _plugin(
         "pipe-size",
         "1Mi",

@@ -45,7 +45,7 @@ import trio
 
 from logdriver._exceptions import is_native_panic
 from logdriver._framing import DEFAULT_MAX_FRAME_SIZE
-from logdriver._native import FrameReader, LogBatch
+from logdriver._native import FrameReader, LogBatch, Stage
 from logdriver.abc import ContainerContext
 from logdriver.config.processing import MAX_HOLD
 from logdriver.delivery.budget import Allowance
@@ -105,6 +105,7 @@ class FifoLog:
         memory: Allowance,
         on_closed: Callable[[FifoLog, bool, bool], None],  # (fifo, unregister, shutting down)
         deadlines: Deadlines | None = None,
+        stage: Stage | None = None,  # the driver's, with the plugin's redaction key
     ) -> None:
         self.path = path
         self.context = context
@@ -115,7 +116,11 @@ class FifoLog:
         self._on_closed = on_closed
         options = context.options
         self.decoder = FrameReader(DEFAULT_MAX_FRAME_SIZE, options.partial_max_size)
-        self._stage = options.processing.stage() if options.processing is not None else None
+        if stage is None and options.processing is not None:
+            stage = options.processing.stage()
+        self._stage = stage
+        # redact-store: the store keeps lines after redaction, not the raw frames.
+        self._redacts_store = stage is not None and stage.redacts_store
         self._deadlines = deadlines if deadlines is not None else Deadlines()
         self._writer: Any = store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
         self._counts = FifoStatistics()
@@ -173,7 +178,7 @@ class FifoLog:
 
     def _feed(self, data: bytes) -> None:
         raw, batch = self.decoder.feed(data)
-        if raw:
+        if raw and not self._redacts_store:
             self._store(raw)
         if self.decoder.errors != self._errors_reported:
             self._report_errors()
@@ -183,7 +188,7 @@ class FifoLog:
                 return
             # A small read is processed here: its cost is bounded (the matcher's per byte),
             # below a worker thread's hand-off, which a trickle would pay on every read.
-            batch = self._stage.process(batch, trio.current_time())
+            batch = self._processed(batch)
         self._deliver(self._with_cut(batch))
         self._arm()
 
@@ -196,9 +201,26 @@ class FifoLog:
     # -- the processing stage -------------------------------------------------------
 
     def _processed(self, batch: LogBatch) -> LogBatch:
+        """``batch`` through the stage, redacted and stored first with ``redact-store``."""
         if self._stage is None or not batch:
             return batch
-        return self._stage.process(batch, trio.current_time())
+        now = trio.current_time()
+        if self._redacts_store:
+            batch = self._stage.redact(batch, now)
+            self._store_redacted(batch)
+        return self._stage.process(batch, now)
+
+    def _store_redacted(self, batch: LogBatch) -> None:
+        """With ``redact-store``, the store keeps the redacted lines, whole, as frames (not
+        the raw frames: those hold what was redacted)."""
+        if batch:
+            self._store(batch.to_frames())
+
+    def _redact_and_process(self, batch: LogBatch, now: float) -> tuple[LogBatch, LogBatch]:
+        """In a worker thread: (the batch redacted for the store, the stage's output)."""
+        assert self._stage is not None
+        redacted = self._stage.redact(batch, now) if self._redacts_store else batch
+        return redacted, self._stage.process(redacted, now)
 
     def _held_bytes(self) -> int:
         """Memory held open: partial lines, and the stage's open events."""
@@ -295,9 +317,11 @@ class FifoLog:
         is bounded by the stage's CPU allowance) and then sends what it made."""
         assert self._stage is not None
         with trio.CancelScope(shield=True):
-            processed = await trio.to_thread.run_sync(
-                self._stage.process, stall.batch, trio.current_time(), limiter=processing_limiter()
+            redacted, processed = await trio.to_thread.run_sync(
+                self._redact_and_process, stall.batch, trio.current_time(), limiter=processing_limiter()
             )
+        if self._redacts_store:
+            self._store_redacted(redacted)  # before the reads that wait behind this one
         batch = self._with_cut(processed)
         stall.batch, stall.unprocessed = batch, False
         if batch:
@@ -377,7 +401,7 @@ class FifoLog:
 
     def _feed_now(self, data: bytes) -> None:
         raw, batch = self.decoder.feed(data)
-        if raw:
+        if raw and not self._redacts_store:
             self._store(raw)
         self._put_now(self._processed(batch))
 
@@ -434,7 +458,7 @@ class FifoLog:
         self._counts.partial_cut_by_budget += len(cut)
         if self._stage is not None:
             events = self._stage.cut_open(trio.current_time())  # counted by the step that held them
-            cut = LogBatch.concat([self._stage.process(cut, trio.current_time()), events])
+            cut = LogBatch.concat([self._processed(cut), events])
         self.memory.give(self._partial_bytes)
         self._partial_bytes = self._held_bytes()
         self.memory.take(self._partial_bytes)

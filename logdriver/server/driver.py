@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from logdriver._files import private_key
 from logdriver.abc import ContainerContext, Sink
 from logdriver.config.settings import Settings
 from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
@@ -80,6 +81,7 @@ class Driver:
         self.container_exists = container_exists
         self._fifos: dict[str, FifoLog] = {}
         self._registry_flush_due = False
+        self._redact_key_bytes: bytes | None = None
         self.active_reads = 0
         self.fifo_failures = 0  # FIFO logs that ended on an unexpected error (the plugin carried on)
         self._nursery: trio.Nursery | None = None
@@ -152,6 +154,14 @@ class Driver:
     def _context_of(self, raw_info: Mapping[str, Any]) -> ContainerContext:
         return container_context(raw_info, self.settings.defaults, self.sinks, self.settings.environ)
 
+    def _redact_key(self) -> bytes:
+        """The plugin's key for ``redact-mode=hash``: the operator's, or one kept in the state
+        directory (read or made once, at the first container that starts)."""
+        if self._redact_key_bytes is None:
+            configured = self.settings.redact_key.encode()
+            self._redact_key_bytes = configured or private_key(os.path.join(self.settings.state_dir, "redact.key"))
+        return self._redact_key_bytes
+
     def _start(self, path: str, raw_info: dict[str, Any]) -> None:
         """Validate, open the FIFO and the sink pipelines, start reading; all or nothing."""
         assert self._nursery is not None, "Driver.run has not started"
@@ -164,7 +174,11 @@ class Driver:
             raise
         try:
             memory = self.memory.share(context.info.container_id)  # with its pipelines' queues
-            fifo = FifoLog(path, context, fd, pipelines, self.store, memory, self._closed, self.deadlines)
+            processing = context.options.processing
+            stage = None
+            if processing is not None:
+                stage = processing.stage(self._redact_key() if processing.redact_mode == "hash" else b"")
+            fifo = FifoLog(path, context, fd, pipelines, self.store, memory, self._closed, self.deadlines, stage)
             fifo.start(self.hub, self._nursery)
         except BaseException:
             os.close(fd)

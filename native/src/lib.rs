@@ -23,6 +23,7 @@ pub mod poller;
 pub mod presets;
 pub mod rate_limit;
 pub mod readlogs;
+pub mod redact;
 pub mod rules;
 pub mod stage;
 mod stage_py;

@@ -1,11 +1,13 @@
 //! The processing stage between the decoder and the sinks: one container's steps
 //! (`step.rs`) in their order, and the processing time they share.
 //!
-//! Order (`Stage::of`): multiline joining, then `parse=json` (a joined event is never
+//! Order (`Stage::of`): redaction (on each line as written; with `redact-store`, the
+//! default, apart from the steps, through `redact`, so that the caller stores what it
+//! returns), then multiline joining, then `parse=json` (a joined event is never
 //! parsed; a JSON object line is never joined), then keep/drop (it sees parsed levels and
 //! whole events), then the rate limit (what keep/drop dropped costs it nothing; its markers
 //! go through the steps after it). The `docker logs` store takes the decoded lines before
-//! the stage: `docker logs` shows what the container wrote.
+//! the other steps: `docker logs` shows what the container wrote, redacted.
 //!
 //! A record any step sends on goes through every later step, in `process` and when a step
 //! gives up what it holds (a timeout, the end of the stream, the memory budget).
@@ -18,6 +20,7 @@ pub use crate::multiline::Limits;
 use crate::multiline::Multiline;
 use crate::parse_json::ParseJson;
 use crate::rate_limit::RateLimit;
+use crate::redact::Redact;
 pub use crate::rules::{compile, Pattern, Rules, FALLBACK_PREFIX, MAX_PATTERN};
 use crate::step::{Budget, Counter, Step, BUDGET_COUNTERS};
 pub use crate::step::{CPU_BURST, CPU_SHARE};
@@ -35,6 +38,7 @@ const COSTLY_FOR: f64 = 10.0;
 /// metrics and the reference are made from.
 pub fn counter_table() -> Vec<Counter> {
     [
+        crate::redact::COUNTERS,
         crate::multiline::COUNTERS,
         crate::parse_json::COUNTERS,
         crate::filter::COUNTERS,
@@ -45,6 +49,7 @@ pub fn counter_table() -> Vec<Counter> {
 }
 
 pub struct Stage {
+    redactor: Option<Redact>, // redact-store: the caller runs it before the store
     steps: Vec<Box<dyn Step>>,
     budget: Budget,
     costly_at: Option<Instant>, // the last call found costly
@@ -53,6 +58,9 @@ pub struct Stage {
 /// The steps a container's options ask for, each made from its options.
 #[derive(Default)]
 pub struct Steps {
+    pub redact: Option<Redact>,
+    /// Redaction apart, before the store (`Stage::redact`), rather than as the first step.
+    pub redact_store: bool,
     pub multiline: Option<Multiline>,
     pub parse_json: bool,
     pub filter: Option<Filter>,
@@ -63,6 +71,12 @@ impl Stage {
     /// The steps, in the stage's order.
     pub fn of(steps: Steps) -> Stage {
         let mut ordered: Vec<Box<dyn Step>> = Vec::new();
+        let mut redactor = None;
+        match steps.redact {
+            Some(redact) if steps.redact_store => redactor = Some(redact),
+            Some(redact) => ordered.push(Box::new(redact)),
+            None => {}
+        }
         if let Some(multiline) = steps.multiline {
             ordered.push(Box::new(multiline));
         }
@@ -76,6 +90,7 @@ impl Stage {
             ordered.push(Box::new(rate_limit));
         }
         Stage {
+            redactor,
             steps: ordered,
             budget: Budget::default(),
             costly_at: None,
@@ -89,6 +104,23 @@ impl Stage {
             parse_json,
             ..Steps::default()
         })
+    }
+
+    /// `input` redacted, for the store and then `process` (with `redact-store`); `input`
+    /// itself otherwise.
+    pub fn redact(&mut self, input: &Lines, now: f64) -> Lines {
+        let Some(redactor) = &mut self.redactor else {
+            return input.clone();
+        };
+        self.budget.begin();
+        let out = redactor.process(input.clone(), now, &mut self.budget);
+        self.budget.end();
+        out
+    }
+
+    /// Whether `redact` redacts (the caller stores its result rather than the raw frames).
+    pub fn redacts_store(&self) -> bool {
+        self.redactor.is_some()
     }
 
     /// The records of `input` through every step.
@@ -193,7 +225,8 @@ impl Stage {
     /// Every counter of this stage's steps, then the stage's own, as (name, value).
     pub fn statistics(&self) -> Vec<(&'static str, u64)> {
         let mut out: Vec<(&'static str, u64)> = Vec::new();
-        for step in &self.steps {
+        let steps = self.redactor.iter().map(|r| r as &dyn Step);
+        for step in steps.chain(self.steps.iter().map(|s| s.as_ref())) {
             out.extend(step.counters().iter().map(|c| c.0).zip(step.values()));
         }
         out.push((BUDGET_COUNTERS[0].0, self.budget.skipped));

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use crate::filter::{min_level_index, Filter};
 use crate::multiline::Multiline;
 use crate::rate_limit::{Rate, RateLimit};
+use crate::redact::{custom_regex, preset_index, Custom, Mode, Redact, PRESETS};
 use crate::stage::{self, Limits, Pattern, Rules, Steps};
 use crate::Batch;
 
@@ -47,6 +48,14 @@ struct StageConfig {
     rate_limit_exempt: Option<String>,
     #[pyo3(attribute)]
     rate_limit_action: Option<String>,
+    #[pyo3(attribute)]
+    redact: Option<String>, // a comma list of presets, or all
+    #[pyo3(attribute)]
+    redact_pattern: Option<String>,
+    #[pyo3(attribute)]
+    redact_mode: Option<String>,
+    #[pyo3(attribute)]
+    redact_store: bool,
 }
 
 /// An option's text, unless it is unset (None or empty).
@@ -81,6 +90,43 @@ impl StageConfig {
         )
     }
 
+    fn redact(&self, key: &[u8]) -> PyResult<Option<Redact>> {
+        let mut presets = Vec::new();
+        for name in set(&self.redact)
+            .unwrap_or("")
+            .split(',')
+            .filter(|n| !n.is_empty())
+        {
+            if name == "all" {
+                presets.extend(0..PRESETS.len());
+                continue;
+            }
+            presets.push(
+                preset_index(name)
+                    .ok_or_else(|| PyValueError::new_err(format!("redact: no preset {name:?}")))?,
+            );
+        }
+        presets.sort_unstable();
+        presets.dedup();
+        let custom = match set(&self.redact_pattern) {
+            None => None,
+            Some(text) => Some(Custom {
+                check: pattern("redact-pattern", &self.redact_pattern)?.expect("set"),
+                regex: custom_regex(text)
+                    .map_err(|e| PyValueError::new_err(format!("redact-pattern: {e}")))?,
+            }),
+        };
+        if presets.is_empty() && custom.is_none() {
+            return Ok(None);
+        }
+        let mode = match set(&self.redact_mode) {
+            Some("hash") => Mode::Hash(key.to_vec()),
+            Some("drop-line") => Mode::DropLine,
+            _ => Mode::Mask,
+        };
+        Ok(Some(Redact::new(&presets, custom, mode)))
+    }
+
     fn rate_limit(&self) -> PyResult<Option<RateLimit>> {
         let lines = self.rate_limit.map(|per_second| Rate {
             per_second,
@@ -107,10 +153,11 @@ pub struct Stage {
 
 #[pymethods]
 impl Stage {
-    /// The steps ``config`` asks for. A pattern that does not compile raises ValueError
-    /// with the reason.
+    /// The steps ``config`` asks for; ``redact_key`` is the plugin's key for
+    /// ``redact-mode=hash``. A pattern that does not compile raises ValueError with the reason.
     #[new]
-    fn new(config: StageConfig) -> PyResult<Stage> {
+    #[pyo3(signature = (config, redact_key=None))]
+    fn new(config: StageConfig, redact_key: Option<Vec<u8>>) -> PyResult<Stage> {
         let owned = |text: &Option<String>| set(text).map(str::to_owned);
         let rules = match (
             owned(&config.preset),
@@ -137,6 +184,8 @@ impl Stage {
             timeout: config.timeout,
         };
         let steps = Steps {
+            redact: config.redact(redact_key.unwrap_or_default().as_slice())?,
+            redact_store: config.redact_store,
             multiline: rules.map(|rules| Multiline::new(rules, limits)),
             parse_json: config.parse_json,
             filter: config.filter()?,
@@ -145,6 +194,20 @@ impl Stage {
         Ok(Stage {
             stage: stage::Stage::of(steps),
         })
+    }
+
+    /// The batch redacted, for the ``docker logs`` store and then ``process``, when
+    /// ``redacts_store``; the batch as it is otherwise. Runs without the GIL.
+    fn redact(&mut self, py: Python<'_>, batch: PyRef<'_, Batch>, now: f64) -> Batch {
+        let lines = &batch.lines;
+        let stage = &mut self.stage;
+        Batch::from(py.detach(|| stage.redact(lines, now)))
+    }
+
+    /// ``redact`` redacts: store what it returns, not the raw frames.
+    #[getter]
+    fn redacts_store(&self) -> bool {
+        self.stage.redacts_store()
     }
 
     /// The batch's records through every step; ``now`` is the caller's clock in seconds.
@@ -217,6 +280,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("JSON_CAPS", (caps.max_bytes, caps.max_depth, caps.max_keys))?;
     m.add("PROCESSING_CPU", (stage::CPU_SHARE, stage::CPU_BURST))?;
     m.add("LEVEL_NAMES", logdriver_lines::LEVEL_NAMES.to_vec())?;
+    m.add(
+        "REDACT_PRESETS",
+        PRESETS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+    )?;
     m.add(
         "RATE_LIMIT",
         (

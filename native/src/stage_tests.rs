@@ -203,6 +203,12 @@ fn the_counter_table_names_every_counter_once() {
     names.dedup();
     assert_eq!(names.len(), table.len());
     let stage = Stage::of(Steps {
+        redact: Some(crate::redact::Redact::new(
+            &[0],
+            None,
+            crate::redact::Mode::Mask,
+        )),
+        redact_store: false,
         multiline: Some(Multiline::new(Rules::preset("java").unwrap(), limits())),
         parse_json: true,
         filter: Some(Filter::new(None, None, Some(2))),

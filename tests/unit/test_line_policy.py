@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from logdriver import ConfigError, LogRecord
+from logdriver import ConfigError, LogRecord, PartialInfo
 from logdriver.config.processing import MARKER_SOURCE
 from logdriver.server.driver import Driver
-from logdriver.server.rpc import StartLogging, StopLogging
+from logdriver.server.rpc import ReadLogs, StartLogging, StopLogging
 from logdriver.testing import encode_entry, stage_for
 
 from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
@@ -143,3 +143,77 @@ async def test_keep_and_drop_are_counted(tmp_path: Path) -> None:
     assert [r.line for r in kind.streams[0].delivered] == [lines[2], lines[3], lines[4]]
     counts = driver.totals.fifos.processing
     assert (counts["dropped_by_drop_lines"], counts["dropped_below_min_level"]) == (1, 1)
+
+
+SECRET_LINES = [
+    b"login password=hunter2 ok",
+    b"card 4111 1111 1111 1111 paid",
+    b"-----BEGIN PRIVATE KEY-----",
+    b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    b"-----END PRIVATE KEY-----",
+    b"password policy updated",
+    b"x" * 40_000 + b" token=abc",  # a line Docker sends in 16 KiB pieces
+]
+REDACTED = [
+    b"login password=[REDACTED] ok",
+    b"card [REDACTED] paid",
+    b"[REDACTED]",
+    b"[REDACTED]",
+    b"[REDACTED]",
+    b"password policy updated",
+    b"x" * 40_000 + b" token=[REDACTED]",
+]
+
+
+def pieces(n: int, line: bytes) -> list[bytes]:
+    """The entries dockerd writes for one line: 16 KiB pieces, partial but the last."""
+    chunks = [line[i : i + 16384] for i in range(0, len(line), 16384)]
+    if len(chunks) == 1:
+        return [encode_entry("stdout", n, line)]
+    return [
+        encode_entry("stdout", n, chunk, PartialInfo(f"p{n}", i + 1, i == len(chunks) - 1))
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+@pytest.mark.parametrize("store", ["true", "false"])
+async def test_redaction_reaches_the_sinks_and_the_store_unless_told(tmp_path: Path, store: str) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    opts = {"redact": "credentials,keys,cards", "redact-store": store}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", **opts)))
+        os.write(fd, frames(*(entry for n, line in enumerate(SECRET_LINES) for entry in pieces(n, line))))
+        await stop(driver, path, fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        shown = b"".join([chunk async for chunk in driver.read_logs(ReadLogs(container("a"), None, None, -1, False))])
+        nursery.cancel_scope.cancel()
+    assert [r.line for r in kind.streams[0].delivered] == REDACTED
+    counts = driver.totals.fifos.processing
+    assert (counts["redacted_credentials"], counts["redacted_cards"], counts["redacted_keys"]) == (2, 1, 1)
+    if store == "true":
+        assert not any(secret in shown for secret in (b"hunter2", b"4111", b"MIIE"))
+        assert b"x" * 40_000 + b" token=[REDACTED]" in shown  # whole, as the sinks have it
+    else:
+        assert all(line in shown for line in SECRET_LINES[:6])  # docker logs keeps what was written
+
+
+async def test_hash_uses_the_plugins_key_kept_root_only(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", redact="emails", **{"redact-mode": "hash"})))
+        os.write(fd, frames(*(encode_entry("stdout", n, b"to jane@example.com") for n in range(2))))
+        await stop(driver, path, fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
+    first, second = (r.line for r in kind.streams[0].delivered)
+    assert first == second
+    assert re.fullmatch(rb"to \[HMAC:[0-9a-f]{16}\]", first)
+    key = tmp_path / "redact.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(key.read_bytes()) == 32

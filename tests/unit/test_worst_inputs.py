@@ -42,6 +42,7 @@ def test_the_worst_options_come_from_the_registry_and_are_accepted() -> None:
     assert set_here - {
         "multiline",
         "keep-lines",
+        "redact-pattern",
         "labels",
         "env",
         "otlp-tls-ca",
