@@ -125,8 +125,7 @@ impl Filter {
     }
 
     fn matches(pattern: &Pattern, line: &[u8], gave_up: &mut u64) -> bool {
-        let text = String::from_utf8_lossy(line);
-        let found = pattern.find(&text);
+        let found = pattern.find_bytes(line);
         *gave_up += u64::from(found.gave_up);
         found.is_match
     }

@@ -146,7 +146,7 @@ impl RateLimit {
         if budget.spent(line.len()) {
             return false;
         }
-        let found = pattern.find(&String::from_utf8_lossy(line));
+        let found = pattern.find_bytes(line);
         self.counts[5] += u64::from(found.gave_up);
         self.counts[3] += u64::from(found.is_match);
         found.is_match

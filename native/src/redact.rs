@@ -14,7 +14,7 @@
 //! gave up, or the time was spent) is dropped and counted: redaction fails closed.
 
 use hmac::{Hmac, Mac};
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use sha2::Sha256;
 
 use crate::rules::Pattern;
@@ -115,7 +115,8 @@ pub struct Custom {
 }
 
 pub struct Redact {
-    any: Option<Regex>, // every preset pattern at once: most lines stop here
+    any: Option<Regex>,      // every preset pattern at once: most lines stop here
+    which: Option<RegexSet>, // on a line that matched: which rules to search for values
     rules: Vec<Rule>,
     custom: Option<Custom>,
     key_blocks: Option<(Regex, Regex)>, // BEGIN and END of a private key, with redact=keys
@@ -192,9 +193,20 @@ impl Redact {
             let end = build(r"-----END [A-Z0-9 ]*PRIVATE KEY-----").expect("compiles");
             (begin, end)
         });
+        let patterns: Vec<&str> = presets
+            .iter()
+            .flat_map(|&p| PRESETS[p].1.iter().copied())
+            .collect();
+        let which = (!patterns.is_empty()).then(|| {
+            RegexSetBuilder::new(&patterns)
+                .size_limit(4 << 20)
+                .build()
+                .expect("presets compile as a set")
+        });
         Redact {
             any: (!all.is_empty())
                 .then(|| build(&all.join("|")).expect("presets compile together")),
+            which,
             rules,
             custom,
             key_blocks,
@@ -237,7 +249,8 @@ impl Redact {
             }
         }
         if self.any.as_ref().is_some_and(|any| any.is_match(line)) {
-            for rule in &self.rules {
+            let which = self.which.as_ref().expect("with any").matches(line);
+            for rule in which.iter().map(|index| &self.rules[index]) {
                 for caps in rule.regex.captures_iter(line) {
                     let value = caps.get(1).or_else(|| caps.get(0)).expect("a match");
                     if rule.preset == CARDS && !luhn(value.as_bytes()) {
@@ -293,8 +306,7 @@ impl Redact {
         if budget.spent(line.len()) {
             return false;
         }
-        let text = String::from_utf8_lossy(line);
-        let found = custom.check.find(&text);
+        let found = custom.check.find_bytes(line);
         if found.gave_up {
             return false;
         }

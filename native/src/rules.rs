@@ -46,6 +46,12 @@ impl Pattern {
     }
 
     pub fn find(&self, line: &str) -> Matched {
+        self.find_bytes(line.as_bytes())
+    }
+
+    /// `find` on a line's bytes: the lazy DFA reads bytes (no UTF-8 check of the line);
+    /// only the fallback, on a line it gave up on, reads its prefix as text.
+    pub fn find_bytes(&self, line: &[u8]) -> Matched {
         let input = Input::new(line).earliest(true);
         let found = {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -57,12 +63,9 @@ impl Pattern {
                 gave_up: false,
             },
             Err(_) => {
-                let mut end = line.len().min(FALLBACK_PREFIX);
-                while !line.is_char_boundary(end) {
-                    end -= 1;
-                }
+                let prefix = String::from_utf8_lossy(&line[..line.len().min(FALLBACK_PREFIX)]);
                 Matched {
-                    is_match: self.fallback.is_match(&line[..end]),
+                    is_match: self.fallback.is_match(&prefix),
                     gave_up: true,
                 }
             }
