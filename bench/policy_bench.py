@@ -25,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import PLUGIN, cpu_seconds, run_once, start_plugin  # bench/bench.py
-
 from logdriver import LogRecord, batch_of
 from logdriver.testing import stage_for
 
