@@ -157,6 +157,7 @@ bench: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
 	$(PY) bench/spool_bench.py
 	$(PY) bench/bench.py
 	$(PY) bench/events_bench.py
+	$(PY) bench/policy_bench.py
 	$(PY) bench/many_bench.py --containers 50
 	$(PY) bench/many_bench.py --containers 200
 	$(PY) bench/many_sinks_bench.py --containers 50
