@@ -18,6 +18,8 @@ and JSON cost is never the event loop's; meanwhile its FIFO is paused as for a f
 A smaller read of a stage that was not costly lately (``Stage.cheap``: no call over 40 ns
 a byte in 10 s) is processed on the loop: less than the hand-off to a thread that a
 trickle of lines would pay on every read; a costly pattern pays that once in 10 s at most.
+Any read of a light stage (``Stage.light``: a rate limit or ``min-level`` alone, whose
+cost per line is a small constant of ours) is processed on the loop, as it is decoded.
 A ``block`` rate limit holds lines over the rate in the stage and releases them as it
 refills (``flush_due``); while it holds any (``Stage.holds_back``) the FIFO is paused
 and the pipe fills, so the container's writes slow to the rate; every ``MAX_HOLD`` it
@@ -183,7 +185,8 @@ class FifoLog:
         if self.decoder.errors != self._errors_reported:
             self._report_errors()
         if self._stage is not None and batch:
-            if batch.nbytes > INLINE_BYTES or len(batch) > INLINE_LINES or not self._stage.cheap:
+            big = batch.nbytes > INLINE_BYTES or len(batch) > INLINE_LINES
+            if (big or not self._stage.cheap) and not self._stage.light:
                 self._hold_back(_Stall(batch, [], unprocessed=True))
                 return
             # A small read is processed here: its cost is bounded (the matcher's per byte),

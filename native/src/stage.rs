@@ -211,6 +211,12 @@ impl Stage {
             .reduce(f64::min)
     }
 
+    /// Whether every step is light (`Step::light`): any read may be processed on the
+    /// caller's loop, the way it decodes it.
+    pub fn light(&self) -> bool {
+        self.redactor.is_none() && self.steps.iter().all(|step| step.light())
+    }
+
     /// Whether a step holds lines back (a `block` rate limit): the caller should stop
     /// reading the container's FIFO until it does not.
     pub fn holds_back(&self) -> bool {

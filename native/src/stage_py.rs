@@ -233,6 +233,12 @@ impl Stage {
         Batch::from(self.stage.cut_open(now).0)
     }
 
+    /// Every step costs a small constant of ours per line: any read may be processed on the loop.
+    #[getter]
+    fn light(&self) -> bool {
+        self.stage.light()
+    }
+
     /// A step holds lines back (a ``block`` rate limit): stop reading the FIFO until it does not.
     #[getter]
     fn holds_back(&self) -> bool {

@@ -39,6 +39,13 @@ pub trait Step: Send + Sync {
         None
     }
 
+    /// Whether the step costs a small constant of ours per line, whatever the container's
+    /// options (no pattern of its own, no parsing): its caller may run any read of it on its
+    /// event loop rather than hand it to a worker thread.
+    fn light(&self) -> bool {
+        false
+    }
+
     /// Whether the step holds lines back that the caller should wait for before it reads
     /// more of the container's FIFO (a rate limit whose action is `block`).
     fn holds_back(&self) -> bool {
