@@ -11,7 +11,7 @@ With multiline or ``parse=json`` set, a processing stage (``logdriver._native.St
 sits between the decoder and the pipelines: it holds an open event until its rule ends
 it, a limit cuts it, or its timeout passes (``Deadlines`` calls ``flush_due``). What it
 holds is charged to the memory budget with the open partial lines, and sent at the end.
-A read of more than ``INLINE_BYTES`` is processed in a worker thread without the GIL
+A read of more than ``INLINE_BYTES`` (64 KiB) is processed in a worker thread without the GIL
 (``PROCESSING_THREADS`` of them for every container), so that what a container's patterns
 and JSON cost is never the event loop's; meanwhile its FIFO is paused as for a full
 ``block`` pipeline, and the stage's own CPU allowance bounds how long one call may take.
@@ -63,10 +63,11 @@ ERROR_LOG_INTERVAL = 60.0
 # worth, so that processing never takes trio's default thread pool from the sinks.
 PROCESSING_THREADS = 2
 # A read at most this big, of a stage not costly lately, is processed on the event loop: at
-# the costliest pattern that compiles about 1.3 ms (tests/unit/test_costly_processing.py),
-# and then the stage is costly for 10 s.
-INLINE_BYTES = 16 << 10
-INLINE_LINES = 64
+# the costliest pattern that compiles about 5 ms (tests/unit/test_costly_processing.py),
+# and then the stage is costly for 10 s. A cheap stage's read of this size costs less
+# than the hand-off to a worker thread, which cost a container flat out 0.5 µs a line.
+INLINE_BYTES = 64 << 10
+INLINE_LINES = 512
 # What a block rate limit reads of a FIFO it has held MAX_HOLD: more than one daemon write
 # (a 16 KiB line and its frame), so that the write in progress completes.
 TRICKLE_BYTES = 32 << 10
@@ -142,6 +143,7 @@ class FifoLog:
         self._budget_cut_logged_at = -math.inf
         self._stage_counts: dict[str, int] = {}
         self._rate_held_since: float | None = None  # a block rate limit stopped reading then
+        self._rate_paused = False  # the hub was told to pause for the rate limit
 
     def request_stop(self) -> bool:
         """StopLogging came: EOF follows, and the FIFO leaves the registry. False if it already had."""
@@ -272,8 +274,10 @@ class FifoLog:
             self._rate_held_since = None
         elif self._rate_held_since is None:
             self._rate_held_since = trio.current_time()
-        if self._stall is None and not self._closing and self._hub is not None:
-            self._hub.pause(self.key, self._rate_held_since is not None)
+        paused = self._rate_held_since is not None
+        if paused != self._rate_paused and self._stall is None and not self._closing and self._hub is not None:
+            self._hub.pause(self.key, paused)  # only on a change: each call re-arms the poller
+            self._rate_paused = paused
 
     def _trickle(self, now: float) -> None:
         """Held ``MAX_HOLD``: read ``TRICKLE_BYTES`` (held in turn), so that the daemon's
@@ -308,6 +312,7 @@ class FifoLog:
                     self._begin_close()
                 elif not self._closing:
                     self._hub.pause(self.key, False)
+                    self._rate_paused = False
                     self._arm()  # a due event waited for the stall; a rate limit may pause again
             except BaseException as exc:
                 self._fail_unless_cancelled(exc)

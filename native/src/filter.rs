@@ -44,11 +44,14 @@ pub struct Filter {
 
 /// A level name, or a common spelling of one, as an index into `LEVEL_NAMES`.
 pub fn level_index(word: &[u8]) -> Option<u8> {
-    if word.len() > 11 {
-        return None;
+    if !(3..=11).contains(&word.len()) || !word[0].is_ascii_alphabetic() {
+        return None; // most words: no allocation, no comparison
     }
-    let lower = word.to_ascii_lowercase();
-    Some(match lower.as_slice() {
+    let mut lower = [0u8; 11];
+    for (to, from) in lower.iter_mut().zip(word) {
+        *to = from.to_ascii_lowercase();
+    }
+    Some(match &lower[..word.len()] {
         b"trace" | b"trc" => 0,
         b"debug" | b"dbg" => 1,
         b"info" | b"inf" | b"information" | b"notice" => 2,
