@@ -216,10 +216,10 @@ class FifoLog:
         return self._stage.process(batch, now)
 
     def _store_redacted(self, batch: LogBatch) -> None:
-        """With ``redact-store``, the store keeps the redacted lines, whole, as frames (not
-        the raw frames: those hold what was redacted)."""
+        """With ``redact-store``, the store keeps the redacted lines (not the raw frames:
+        those hold what was redacted), in Docker's 16 KiB pieces as the raw frames were."""
         if batch:
-            self._store(batch.to_frames())
+            self._store(batch.to_docker_frames())
 
     def _redact_and_process(self, batch: LogBatch, now: float) -> tuple[LogBatch, LogBatch]:
         """In a worker thread: (the batch redacted for the store, the stage's output)."""

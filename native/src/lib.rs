@@ -34,6 +34,9 @@ pub mod wire;
 use join::{Joiner, Lines};
 use wire::{decode_entry, Framer, Partial, Source};
 
+/// The longest line dockerd writes in one entry; longer ones come in pieces of this size.
+const DOCKER_PIECE: usize = 16 << 10;
+
 type RecordTuple = (String, i64, Vec<u8>, Option<(String, i32, bool)>);
 
 /// An immutable batch of rejoined log lines, shared by every sink of a container.
@@ -158,6 +161,58 @@ impl Batch {
                 r.event.as_deref(),
                 &mut out,
             );
+        }
+        PyBytes::new(py, &out)
+    }
+
+    /// The records as Docker writes them to a FIFO, for the ``docker logs`` store: a line
+    /// longer than Docker's 16 KiB goes in pieces (cut at a character boundary), partial
+    /// but the last, so that a stored frame is as small as dockerd's and ``docker logs``
+    /// shows the line as json-file would. Processing metadata is not stored.
+    fn to_docker_frames<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut out = Vec::with_capacity(self.lines.arena.len() + self.lines.records.len() * 32);
+        for (index, r) in self.lines.records.iter().enumerate() {
+            let line = self.lines.line(r);
+            if line.len() <= DOCKER_PIECE {
+                let partial = r.partial.as_ref();
+                wire::encode_frame(
+                    r.source.as_str(),
+                    r.time_nano,
+                    line,
+                    partial,
+                    None,
+                    &mut out,
+                );
+                continue;
+            }
+            // A piece of a line cut before keeps its id and is never last unless it was.
+            let id = r
+                .partial
+                .as_ref()
+                .map_or_else(|| format!("{:x}-{index}", r.time_nano), |p| p.id.clone());
+            let last_of_line = r.partial.as_ref().is_none_or(|p| p.last);
+            let (mut at, mut ordinal) = (0, 1);
+            while at < line.len() {
+                let mut end = (at + DOCKER_PIECE).min(line.len());
+                while end < line.len() && end > at + 1 && (line[end] & 0xC0) == 0x80 {
+                    end -= 1; // not inside a UTF-8 character
+                }
+                let last = end == line.len() && last_of_line;
+                let piece = Partial {
+                    id: id.clone(),
+                    ordinal,
+                    last,
+                };
+                wire::encode_frame(
+                    r.source.as_str(),
+                    r.time_nano,
+                    &line[at..end],
+                    Some(&piece),
+                    None,
+                    &mut out,
+                );
+                (at, ordinal) = (end, ordinal + 1);
+            }
         }
         PyBytes::new(py, &out)
     }
