@@ -35,6 +35,7 @@ const SECRETS: &[(&str, &str, &str)] = &[
     ("credentials", "Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic [REDACTED]"),
     ("credentials", "curl -H 'bearer 0123456789abcdefXYZ'", "curl -H 'bearer [REDACTED]'"),
     ("keys", "key AKIAIOSFODNN7EXAMPLE used", "key [REDACTED] used"),
+    ("keys", "ключ AKIAIOSFODNN7EXAMPLE готов", "ключ [REDACTED] готов"),
     ("keys", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key = [REDACTED]"),
     ("keys", "maps AIzaSyA-0123456789abcdefghijklmnopqrstu", "maps [REDACTED]"),
     ("keys", "gh token ghp_0123456789abcdefghijklmnopqrstuvwxyz", "gh token [REDACTED]"),
@@ -47,6 +48,7 @@ const SECRETS: &[(&str, &str, &str)] = &[
     ("cards", "card 5500-0000-0000-0004", "card [REDACTED]"),
     ("cards", "card 4012888888881881", "card [REDACTED]"),
     ("emails", "mail to jane.doe+logs@example.co.uk sent", "mail to [REDACTED] sent"),
+    ("emails", "письмо для jane@example.com отправлено", "письмо для [REDACTED] отправлено"),
     ("ips", "from 203.0.113.9 via 2001:db8::8a2e:370:7334", "from [REDACTED] via [REDACTED]"),
     ("ips", "peer fe80:0:0:0:202:b3ff:fe1e:8329 up", "peer [REDACTED] up"),
 ];
@@ -114,11 +116,7 @@ fn a_private_key_over_several_lines_is_masked_whole_per_stream() {
 
 #[test]
 fn hash_keeps_equal_values_joinable_and_drop_line_drops() {
-    let mut step = Redact::new(
-        &[preset_index("emails").unwrap()],
-        None,
-        Mode::Hash(b"k".to_vec()),
-    );
+    let mut step = Redact::new(&[preset_index("emails").unwrap()], None, Mode::hash(b"k"));
     let out = run(
         &mut step,
         &[
@@ -135,11 +133,7 @@ fn hash_keeps_equal_values_joinable_and_drop_line_drops() {
         "{}",
         out[0]
     );
-    let mut other_key = Redact::new(
-        &[preset_index("emails").unwrap()],
-        None,
-        Mode::Hash(b"q".to_vec()),
-    );
+    let mut other_key = Redact::new(&[preset_index("emails").unwrap()], None, Mode::hash(b"q"));
     assert_ne!(run(&mut other_key, &["a jane@example.com"])[0], out[0]);
     let mut drop = Redact::new(&[preset_index("emails").unwrap()], None, Mode::DropLine);
     assert_eq!(
@@ -166,4 +160,23 @@ fn a_custom_pattern_masks_its_group_and_drops_what_it_cannot_check() {
     let line = "ab".repeat(8000);
     assert!(run(&mut step, &[&line]).is_empty()); // fails closed
     assert_eq!(count(&step, "redact_unchecked_dropped"), 1);
+}
+
+#[test]
+fn a_line_of_tiny_values_grows_to_twice_its_length_at_most() {
+    let line = "pwd=x ".repeat(10_000);
+    for mode in [Mode::Mask, Mode::hash(b"k")] {
+        let mut step = Redact::new(&[preset_index("credentials").unwrap()], None, mode);
+        let out = run(&mut step, &[&line]);
+        assert!(
+            out[0].len() <= 2 * line.len() + MAX_GROWTH,
+            "{}",
+            out[0].len()
+        );
+        assert!(
+            !out[0].contains("pwd=x"),
+            "every value is masked, the rest as one"
+        );
+        assert!(out[0].ends_with("[REDACTED]"));
+    }
 }

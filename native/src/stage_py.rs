@@ -120,7 +120,7 @@ impl StageConfig {
             return Ok(None);
         }
         let mode = match set(&self.redact_mode) {
-            Some("hash") => Mode::Hash(key.to_vec()),
+            Some("hash") => Mode::hash(key),
             Some("drop-line") => Mode::DropLine,
             _ => Mode::Mask,
         };
