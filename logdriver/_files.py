@@ -86,7 +86,7 @@ def private_key(path: str, size: int = 32) -> bytes:
     """The random key kept in ``path`` (0600), made the first time it is asked for."""
     try:
         with open(path, "rb") as kept:
-            key = kept.read()
+            key = kept.read(size + 1)
         if len(key) == size:
             return key
     except FileNotFoundError:

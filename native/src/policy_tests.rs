@@ -1,6 +1,7 @@
 //! The line-policy steps (keep/drop, rate limit) through the stage, as a container's
 //! options make them.
 
+use super::tests::counter;
 use super::*;
 use crate::filter::{line_level, min_level_index};
 use crate::rate_limit::{Rate, MARKER_SOURCE};
@@ -20,15 +21,6 @@ fn texts(lines: &Lines) -> Vec<String> {
         .iter()
         .map(|r| String::from_utf8(lines.line(r).to_vec()).unwrap())
         .collect()
-}
-
-fn counter(stage: &Stage, name: &str) -> u64 {
-    stage
-        .statistics()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .expect("a counter")
-        .1
 }
 
 fn filter(drop: &str, keep: &str, min_level: &str) -> Stage {

@@ -166,6 +166,26 @@ impl Shared {
         total
     }
 
+    /// What `slot` holds, handed out now rather than by `take` (re-armed unless paused).
+    fn hand_out<'py>(
+        &self,
+        py: Python<'py>,
+        key: u64,
+        slot: &mut Slot,
+        total: &mut usize,
+        ready: &mut Vec<u64>,
+    ) -> (Bound<'py, PyBytes>, bool, i32) {
+        let data = PyBytes::new(py, &slot.pending);
+        *total -= slot.pending.len();
+        slot.pending.clear();
+        let (eof, errno) = (slot.eof, slot.errno);
+        if !eof && errno == 0 && !slot.paused {
+            self.arm(key, slot, true);
+        }
+        ready.retain(|k| *k != key);
+        (data, eof, errno)
+    }
+
     /// Sleep, unless `hurry` (a write to the control eventfd) cuts it short.
     fn pause(&self, pause: Duration) {
         let mut control = libc::pollfd {
@@ -512,15 +532,7 @@ impl FifoPoller {
         if !slot.paused && !slot.eof && slot.errno == 0 {
             self.shared.read_slot(key, slot, total, starved);
         }
-        let data = PyBytes::new(py, &slot.pending);
-        *total -= slot.pending.len();
-        slot.pending.clear();
-        let (eof, errno) = (slot.eof, slot.errno);
-        if !eof && errno == 0 && !slot.paused {
-            self.shared.arm(key, slot, true);
-        }
-        ready.retain(|k| *k != key);
-        (data, eof, errno)
+        self.shared.hand_out(py, key, slot, total, ready)
     }
 
     /// Read at most `limit` more bytes of a paused FIFO now, on the caller's thread, with
@@ -556,11 +568,7 @@ impl FifoPoller {
                 slot.eof = true;
             }
         }
-        let data = PyBytes::new(py, &slot.pending);
-        *total -= slot.pending.len();
-        slot.pending.clear();
-        ready.retain(|k| *k != key);
-        (data, slot.eof, slot.errno)
+        self.shared.hand_out(py, key, slot, total, ready)
     }
 
     /// FIFOs being read.

@@ -4,7 +4,7 @@
 use super::*;
 use logdriver_lines::Source;
 
-fn counter(stage: &Stage, name: &str) -> u64 {
+pub(super) fn counter(stage: &Stage, name: &str) -> u64 {
     stage
         .statistics()
         .into_iter()
