@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from logdriver._native import LogBatch
 from logdriver._records import ContainerInfo
@@ -80,15 +80,20 @@ class SendResult:
 DELIVERED = SendResult()
 
 
+class _OwnDestination:
+    """A destination no other container shares (compared by identity)."""
+
+    __slots__ = ("container_id",)
+
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+
+    def __repr__(self) -> str:
+        return f"<own destination of {self.container_id[:12]}>"
+
+
 class SinkStream(abc.ABC):
     """One container's lines going to one sink."""
-
-    @property
-    def destination(self) -> Hashable:
-        """Streams of one sink with equal destinations share batches, requests and connections
-        (``Sink.send_together``): say so when the address, credentials and target match.
-        By default a stream is a destination of its own."""
-        return self
 
     @abc.abstractmethod
     async def send_batch(self, batch: LogBatch) -> SendResult:
@@ -113,15 +118,39 @@ class Sink(abc.ABC):
     # The log-opts this kind of sink owns, as the fields of its typed config (a frozen
     # dataclass declared with ``logdriver.config.option``), validated at StartLogging.
     config: ClassVar[type[SinkConfig]] = SinkConfig
+    # A log-opt of this sink that selects it when a container names no ``sinks``: another
+    # driver's users keep their log-opts (``loki-url``) and get this sink.
+    selected_by: ClassVar[str | None] = None
 
     @classmethod
     @abc.abstractmethod
     def from_settings(cls, settings: Settings) -> Sink:
         """Build from plugin-wide settings; raise ConfigError for bad ones."""
 
+    def expand_log_opts(self, config: Mapping[str, str]) -> Mapping[str, str]:
+        """A container's log-opts with what another driver's options of this sink mean in
+        logdriver's own (the Loki driver's pipeline stages → processing steps), before they
+        are validated; raise ``ConfigError`` for what it cannot take. By default, as given."""
+        return config
+
+    def destination(self, context: ContainerContext) -> Hashable:
+        """Where this container's lines go: containers with equal destinations share one
+        client, batches and requests (``send_together``). Say so when the address,
+        credentials and target match; by default a container is a destination of its own."""
+        return _OwnDestination(context.info.container_id)
+
+    def open_client(self, destination: Hashable) -> Any:
+        """The destination's client (a connection pool, a producer), or None for a sink
+        that needs none. The plugin opens it when the first container of ``destination``
+        starts and closes it (``aclose()``) when the last one's lines are delivered: no
+        I/O here (it runs inside StartLogging); raise ``ConfigError`` for settings the
+        client refuses."""
+        return None
+
     @abc.abstractmethod
-    def open_stream(self, context: ContainerContext) -> SinkStream:
-        """Start shipping one container (fast: called inside StartLogging)."""
+    def open_stream(self, context: ContainerContext, client: Any) -> SinkStream:
+        """Start shipping one container through its destination's ``client`` (fast: called
+        inside StartLogging)."""
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """Send several containers' batches to their shared ``destination``; one verdict per part.

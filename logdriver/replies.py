@@ -12,12 +12,14 @@ sees is already decoded, whole and within the bound, or the request failed with
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import zlib
 from typing import Final
 
 import httpx
 
-__all__ = ["BoundedTransport", "ReplyDecoder", "ReplyRefused", "read_reply"]
+__all__ = ["BoundedTransport", "ReplyDecoder", "ReplyRefused", "read_reply", "retry_after"]
 
 # wbits for zlib: gzip and zlib framing, told apart by their header (raw deflate is rare
 # and ambiguous; the servers logdriver talks to send gzip).
@@ -116,3 +118,18 @@ class BoundedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value), 3600))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or datetime.datetime.now(datetime.UTC)
+    return min(max((when - now).total_seconds(), 0.0), 3600.0)

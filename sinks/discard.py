@@ -17,7 +17,7 @@ class DiscardSink(Sink):
     def from_settings(cls, settings: Settings) -> DiscardSink:
         return cls()
 
-    def open_stream(self, context: ContainerContext) -> SinkStream:
+    def open_stream(self, context: ContainerContext, client: None = None) -> SinkStream:
         return DiscardStream()
 
 

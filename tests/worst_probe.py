@@ -8,7 +8,7 @@ process (a subprocess of the test, so that pytest's memory does not count) and p
 JSON object: the bystander's lines written and delivered, the worst ``Plugin.Activate``
 round trip, the process's peak RSS over its RSS before the first line, and the budget.
 
-Both destinations are fakes (``FakeOtlpEndpoint``, named fakes): the operator's answers
+Both destinations are fakes (``FakeHttpEndpoint``, named fakes): the operator's answers
 at once; the container's answers in turn with a gzip-of-gzip bomb, a 64 KiB reply of
 one-byte fields, a partial success refusing everything, 429 with Retry-After, and a reply
 that drips a byte at a time. The option values come from the registry (``worst_log_opts``),
@@ -45,8 +45,9 @@ from logdriver.store.log_store import LogStore
 from logdriver.testing import encode_entry, encode_frame
 from logdriver_sinks.otlp import MAX_REPLY, OtlpSink
 
+from .fakes import FakeHttpEndpoint
 from .memory_probe import reset_peak, rss_kib
-from .sinks.test_otlp import OK, FakeOtlpEndpoint, _partial
+from .sinks.test_otlp import OK, _partial
 
 BUDGET = "64Mi"
 COSTLY_PATTERN = "[ab]{0,1000}X|[ab]{0,1000}Y"  # the costliest that compiles (tests/unit/test_costly_processing.py)
@@ -56,6 +57,8 @@ EXPLICIT: dict[str, str] = {
     "sinks": "otlp",
     "tag": "{{.ID}}" * 580,  # near the template cap, rendered 64 characters a piece
     "labels": "",
+    "no-file": "false",  # the docker logs copy written: the costlier
+    "keep-file": "true",
     "labels-regex": ".*",
     "env": "",
     "env-regex": ".*",
@@ -228,7 +231,7 @@ def activate_seconds(path: str) -> float:
 
 async def main(seconds: float, hostile_on: bool = True) -> dict[str, object]:
     state = tempfile.mkdtemp(prefix="worst-probe-")
-    operator = FakeOtlpEndpoint([OK])
+    operator = FakeHttpEndpoint([OK])
     answers = worst_answers()
     lock = threading.Lock()
 
@@ -236,7 +239,7 @@ async def main(seconds: float, hostile_on: bool = True) -> dict[str, object]:
         with lock:
             return next(answers)
 
-    hostile = FakeOtlpEndpoint([], answer=next_answer)
+    hostile = FakeHttpEndpoint([], answer=next_answer)
     settings = Settings.from_env(
         {
             "LOGDRIVER_STATE_DIR": state,
@@ -321,7 +324,7 @@ async def main(seconds: float, hostile_on: bool = True) -> dict[str, object]:
     return result
 
 
-def _delivered(endpoint: FakeOtlpEndpoint) -> int:
+def _delivered(endpoint: FakeHttpEndpoint) -> int:
     return len({body_line for body in endpoint.bodies for body_line in _markers(body)})
 
 

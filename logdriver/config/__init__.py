@@ -9,6 +9,7 @@ from logdriver.config.registry import Option, SinkConfig, env_name, option
 from logdriver.config.templates import Template, render_tag
 from logdriver.config.tls import client_tls_context
 from logdriver.config.units import (
+    CredentialsInValue,
     choice,
     int_between,
     non_negative_int,
@@ -19,6 +20,7 @@ from logdriver.config.units import (
 )
 
 __all__ = [
+    "CredentialsInValue",
     "Option",
     "SinkConfig",
     "option",

@@ -30,6 +30,16 @@ class Explained(ValueError):
     """A bad value whose message says why, worth showing the user (a template's or regex's error)."""
 
 
+class CredentialsInValue(ValueError):
+    """A value that carries a credential (``user:password@`` in a URL): refused, shown only
+    ``redacted``, with ``how`` to give the credential the one way the plugin takes it."""
+
+    def __init__(self, redacted: str, how: str) -> None:
+        super().__init__(how)
+        self.redacted = redacted
+        self.how = how
+
+
 def parse_size(text: str, *, binary: bool = False) -> int:
     """``10m`` → bytes. Decimal like Docker's ``FromHumanSize`` (json-file's ``max-size``)
     unless ``binary`` (``RAMInBytes``) or the unit says ``Ki``/``Mi``."""

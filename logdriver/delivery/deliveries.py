@@ -38,6 +38,7 @@ from logdriver._files import makedirs_private, write_private
 from logdriver.abc import ContainerContext, Sink
 from logdriver.config.pipeline_options import PipelineOptions
 from logdriver.delivery.budget import Budget
+from logdriver.delivery.clients import Clients, close_client
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.pipeline_statistics import PipelineStatistics
@@ -84,6 +85,8 @@ class Deliveries:
         self.dead_letters: dict[str, DeadLetters] = {}
         self.live: set[SinkPipeline] = set()
         self.senders: dict[Hashable, Sender] = {}
+        self.clients = Clients()
+        self._destinations: dict[SinkPipeline, Hashable] = {}
         self.failures = 0  # pipelines that ended on an unexpected error
         self._nursery: trio.Nursery | None = None
 
@@ -112,13 +115,25 @@ class Deliveries:
         assert self._nursery is not None, "Deliveries.run has not started"
         options = context.options.pipelines[name]
         spool_dir = os.path.join(self.spool_root, name, spool_key(context.info.container_id, fifo_path))
+        sink = self.sinks[name]
         try:
-            stream = self.sinks[name].open_stream(context)
+            destination = sink.destination(context)
+            hash(destination)
         except LogDriverError:
+            raise
+        except Exception as exc:  # a sink's bug: this container ships alone
+            log.exception("sink %s: unusable destination for %s; it gets its own", name, context.info.short_id)
+            destination = ("own", context.info.container_id, id(exc))
+        client = self._client(name, destination, context)
+        try:
+            stream = sink.open_stream(context, client)
+        except LogDriverError:
+            self._release(name, destination)
             raise
         except Exception as exc:
             # A sink's bug or an unforeseen setup failure: this container's start fails, with the
             # type only (a message might quote a secret), and the traceback goes to the log.
+            self._release(name, destination)
             log.exception("sink %s cannot start for container %s", name, context.info.short_id)
             raise LogDriverError(f"logdriver: sink {name} cannot start: {type(exc).__name__}") from exc
         if options.buffer == "disk":
@@ -130,18 +145,30 @@ class Deliveries:
                 options = dataclasses.replace(options, buffer="memory")
         spill_dir = os.path.join(self.spill_root, name, spool_key(context.info.container_id, fifo_path))
         pipeline = self._pipeline(name, context, options, stream, spool_dir, spill_dir)
-        self._attach(pipeline)
+        self._destinations[pipeline] = destination
+        self._attach(pipeline, destination)
         return pipeline
 
-    def _attach(self, pipeline: SinkPipeline) -> None:
+    def _client(self, name: str, destination: Hashable, context: ContainerContext) -> Any:
+        """The destination's client, from the one registry (``clients.py``)."""
+        try:
+            return self.clients.acquire(self.sinks[name], destination)
+        except LogDriverError:
+            raise
+        except Exception as exc:  # as open_stream's: the type only, the traceback to the log
+            log.exception("sink %s cannot open a client for container %s", name, context.info.short_id)
+            raise LogDriverError(f"logdriver: sink {name} cannot start: {type(exc).__name__}") from exc
+
+    def _release(self, name: str, destination: Hashable) -> None:
+        """One user of the destination's client fewer; the last one closes it, off this call."""
+        client = self.clients.release(self.sinks[name], destination)
+        if client is not None and self._nursery is not None:
+            self._nursery.start_soon(close_client, client)
+
+    def _attach(self, pipeline: SinkPipeline, destination: Hashable) -> None:
         """Hand the pipeline to its destination's worker, starting one for a new destination."""
         assert self._nursery is not None, "Deliveries.run has not started"
-        try:
-            key = (pipeline.sink, pipeline.stream.destination, delivery_key(pipeline.options))
-            hash(key)
-        except Exception:  # a sink's unhashable key: the stream ships alone
-            log.exception("sink %s: unusable destination key; this container gets its own", pipeline.sink)
-            key = (pipeline.sink, id(pipeline), None)
+        key = (pipeline.sink, destination, delivery_key(pipeline.options))
         sender = self.senders.get(key)
         if sender is None:
             sender = Sender(pipeline.sink, pipeline.options, self.sinks[pipeline.sink].send_together)
@@ -198,6 +225,9 @@ class Deliveries:
 
     def _finished(self, pipeline: SinkPipeline) -> None:
         self.live.discard(pipeline)
+        destination = self._destinations.pop(pipeline, None)
+        if destination is not None:
+            self._release(pipeline.sink, destination)
         self.totals.fold_pipeline(pipeline)
         stats = pipeline.counters
         kept = pipeline.queue.undelivered
@@ -244,6 +274,7 @@ class Deliveries:
             pipeline.close(deadline=now + pipeline.options.flush_timeout)
         for pipeline in list(self.live):
             await pipeline.finished()
+        await self.clients.aclose_all()
 
     # -- spools left by stopped containers -------------------------------------
 

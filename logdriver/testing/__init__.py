@@ -4,7 +4,9 @@ The harness (no private imports needed):
 
 - ``context_for(sink, config)``: the ``ContainerContext`` StartLogging would build for a
   container with these log-opts (every option validated, the tag rendered);
-- ``open_stream(sink, config)``: that container's stream;
+- ``open_stream(sink, config)``: that container's stream, on its destination's client
+  (streams of equal destinations share one, as in the plugin; ``close_stream(stream)``
+  closes the stream and its client with its last user, ``close_clients(sink)`` all of them);
 - ``open_pipeline(sink, config, state_dir=...)``: the real pipeline (queue, batching,
   retries, dead letters) in front of that stream, and ``running(pipeline)`` to run it;
 - ``running_together(sink, pipelines)``: several containers' pipelines on one shared
@@ -26,8 +28,9 @@ import logging
 import math
 import os
 import re
+import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -40,6 +43,7 @@ from logdriver._records import LogRecord, batch_of, records_of
 from logdriver.abc import ContainerContext, Sink, SinkStream
 from logdriver.config.options import parse_log_opts, plugin_defaults
 from logdriver.config.processing import MARKER_SOURCE
+from logdriver.delivery.clients import Clients, close_client
 from logdriver.delivery.context import container_context
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.pipeline import SinkPipeline
@@ -50,7 +54,10 @@ __all__ = [
     "CONTAINER_ID",
     "Peer",
     "SinkConformance",
+    "close_clients",
+    "close_stream",
     "context_for",
+    "open_clients",
     "open_pipeline",
     "open_stream",
     "running",
@@ -103,7 +110,52 @@ def open_stream(
     environ: Mapping[str, str] | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> SinkStream:
-    return sink.open_stream(context_for(sink, config, environ=environ, info=info))
+    context = context_for(sink, config, environ=environ, info=info)
+    stream = sink.open_stream(context, _client(sink, context))
+    _HELD[stream] = (sink, sink.destination(context))
+    return stream
+
+
+async def close_stream(stream: SinkStream) -> None:
+    """Close a stream ``open_stream`` gave, and its client if no other stream uses it."""
+    await stream.aclose()
+    await _release(stream)
+
+
+# The clients streams opened here use, one registry per sink object, as the plugin keeps
+# one for all (``close_clients`` ends a test's).
+_CLIENTS: weakref.WeakKeyDictionary[Sink, Clients] = weakref.WeakKeyDictionary()
+
+
+# The client each stream or pipeline opened here holds: ``close_stream`` and ``running``
+# give it back, and the last user closes it, as in the plugin.
+_HELD: weakref.WeakKeyDictionary[SinkStream | SinkPipeline, tuple[Sink, Hashable]] = weakref.WeakKeyDictionary()
+
+
+def _client(sink: Sink, context: ContainerContext) -> Any:
+    return _CLIENTS.setdefault(sink, Clients()).acquire(sink, sink.destination(context))
+
+
+async def _release(user: SinkStream | SinkPipeline) -> None:
+    held = _HELD.pop(user, None)
+    clients = _CLIENTS.get(held[0]) if held is not None else None
+    if held is not None and clients is not None:
+        client = clients.release(*held)
+        if client is not None:
+            await close_client(client)
+
+
+async def close_clients(sink: Sink) -> None:
+    """Close every client the harness opened for ``sink``'s streams and pipelines."""
+    clients = _CLIENTS.pop(sink, None)
+    if clients is not None:
+        await clients.aclose_all()
+
+
+def open_clients(sink: Sink) -> int:
+    """How many clients the harness holds open for ``sink``."""
+    clients = _CLIENTS.get(sink)
+    return sum(clients.statistics().open.values()) if clients is not None else 0
 
 
 def open_pipeline(
@@ -119,15 +171,17 @@ def open_pipeline(
     and ``info`` overrides fields of the daemon's Info (another ``ContainerID``...)."""
     context = context_for(sink, config, environ=environ, info=info)
     options = context.options.pipelines[sink.name]
-    return SinkPipeline(
+    pipeline = SinkPipeline(
         sink.name,
         context.info.container_id,
-        sink.open_stream(context),
+        sink.open_stream(context, _client(sink, context)),
         options,
         DeadLetters(os.path.join(state_dir, "deadletter"), sink.name),
         spool_dir=os.path.join(state_dir, "spool", sink.name, context.info.container_id),
         spill_dir=os.path.join(state_dir, "spill", sink.name, context.info.container_id),
     )
+    _HELD[pipeline] = (sink, sink.destination(context))
+    return pipeline
 
 
 @asynccontextmanager
@@ -140,6 +194,7 @@ async def running(pipeline: SinkPipeline, flush_timeout: float = 60.0) -> AsyncI
         finally:
             pipeline.close(trio.current_time() + flush_timeout)
             await pipeline.finished()
+            await _release(pipeline)
 
 
 @asynccontextmanager
@@ -162,6 +217,7 @@ async def running_together(
                 pipeline.close(trio.current_time() + flush_timeout)
             for pipeline in pipelines:
                 await pipeline.finished()
+                await _release(pipeline)
 
 
 def sample_records(count: int, start: int = 0) -> list[LogRecord]:

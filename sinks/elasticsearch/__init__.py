@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -151,33 +151,40 @@ class ElasticsearchSink(Sink):
             "templates_installed": 0,
             "data_streams_unavailable": 0,
         }
-        self._clients: dict[ClientOptions, BulkClient] = {}
-        self.templates: set[tuple[ClientOptions, str]] = set()
         self._failing = False  # logs the start and the end of a run of failed requests once each
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ElasticsearchSink:
         return cls()
 
-    def client(self, options: ClientOptions) -> BulkClient:
-        """One transport (connection pool) per distinct node set and credentials, shared by
-        the containers using it, and closed when the last of them stops."""
-        client = self._clients.get(options)
-        if client is None:
-            client = self._clients[options] = BulkClient(options)
-        client.users += 1
-        return client
+    def destination(self, context: ContainerContext) -> ClientOptions:
+        """Containers on the same nodes with the same credentials share a transport and bulk
+        requests (each document names its own index)."""
+        config = context.config(ElasticsearchConfig)
+        options = ClientOptions(
+            urls=config.url,
+            compress=config.compress,
+            request_timeout=config.request_timeout,
+            username=config.username,
+            password=config.password,
+            api_key=config.api_key,
+            bearer_token=config.bearer_token,
+            ca_file=config.tls_ca,
+            cert_file=config.tls_cert,
+            key_file=config.tls_key,
+            verify=config.tls_verify,
+        )
+        if any(url.scheme == "https" for url in options.urls):
+            # Load the files now, so that a bad one fails docker run naming its option.
+            client_tls_context(options.ca_file, options.cert_file, options.key_file, options.verify, prefix="es-tls-")
+        return options
 
-    async def release(self, client: BulkClient) -> None:
-        """A stream closed: the last one closes the transport and its connections."""
-        client.users -= 1
-        if client.users <= 0 and self._clients.get(client.options) is client:
-            del self._clients[client.options]
-            self.templates = {key for key in self.templates if key[0] != client.options}
-            await client.aclose()
+    def open_client(self, destination: Hashable) -> BulkClient:
+        assert isinstance(destination, ClientOptions)
+        return BulkClient(destination)
 
-    def open_stream(self, context: ContainerContext) -> SinkStream:
-        return ElasticsearchStream(self, context, context.config(ElasticsearchConfig))
+    def open_stream(self, context: ContainerContext, client: BulkClient) -> SinkStream:
+        return ElasticsearchStream(self, context, context.config(ElasticsearchConfig), client)
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """One bulk request for the lines of every container in ``parts`` (one destination)."""
@@ -240,39 +247,16 @@ class ElasticsearchSink(Sink):
     def counters(self) -> Mapping[str, int]:
         return self.events
 
-    async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
-
 
 class ElasticsearchStream(SinkStream):
-    def __init__(self, sink: ElasticsearchSink, context: ContainerContext, config: ElasticsearchConfig) -> None:
+    def __init__(
+        self, sink: ElasticsearchSink, context: ContainerContext, config: ElasticsearchConfig, client: BulkClient
+    ) -> None:
         self.sink = sink
         info = context.info
         self.container = info.short_id
-        self.client_options = ClientOptions(
-            urls=config.url,
-            compress=config.compress,
-            request_timeout=config.request_timeout,
-            username=config.username,
-            password=config.password,
-            api_key=config.api_key,
-            bearer_token=config.bearer_token,
-            ca_file=config.tls_ca,
-            cert_file=config.tls_cert,
-            key_file=config.tls_key,
-            verify=config.tls_verify,
-        )
-        if any(url.scheme == "https" for url in self.client_options.urls):
-            # Load the files now, so that a bad one fails docker run naming its option.
-            client_tls_context(
-                self.client_options.ca_file,
-                self.client_options.cert_file,
-                self.client_options.key_file,
-                self.client_options.verify,
-                prefix="es-tls-",
-            )
+        self.client = client
+        self.client_options = client.options
         index = config.index or ""  # unset: a data stream
         if any(code in index for code in ("%H", "%I", "%M", "%S", "%p", "%f", "%s")):
             # Bulk bodies pick the index once per UTC day of log time.
@@ -308,18 +292,9 @@ class ElasticsearchStream(SinkStream):
         if self.target.data_stream:
             fields["data_stream"] = _data_stream_fields(self.target.name)
         self.encoder = BulkEncoder(info.container_id, fields, self.target)
-        # Last: every check above has passed, so the stream will be closed and release it.
-        self.client = sink.client(self.client_options)
-        self._closed = False
-
-    @property
-    def destination(self) -> ClientOptions:
-        """Containers on the same nodes with the same credentials share bulk requests
-        (each document names its own index)."""
-        return self.client_options
 
     async def template_ready(self) -> bool:
-        installed = (self.client_options, self.target.name) in self.sink.templates
+        installed = self.target.name in self.client.templates
         return not self.install_template or installed or await self._install_template()
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
@@ -358,18 +333,16 @@ class ElasticsearchStream(SinkStream):
             self.sink.events["data_streams_unavailable"] += 1
             outcome = await self.client.put_template(template_name, template_body(pattern, data_stream=False))
         if outcome.status in (200, 201):
-            self.sink.templates.add((self.client_options, name))
+            self.client.templates.add(name)
             self.sink.events["templates_installed"] += 1
             return True
         log.warning("elasticsearch: cannot install the index template for %s: %s", name, outcome.reason)
         if outcome.permanent:
             # Refused for good (say, another template with the same priority overlaps):
             # ship without it rather than hold every line back.
-            self.sink.templates.add((self.client_options, name))
+            self.client.templates.add(name)
             return True
         return False
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self.sink.release(self.client)
+        return None

@@ -20,7 +20,7 @@ from elastic_transport import AsyncTransport, HttpxAsyncHttpNode, NodeConfig, Tr
 from elastic_transport._serializer import NdjsonSerializer, OrjsonSerializer
 from zlib_ng import zlib_ng
 
-from logdriver.config import client_tls_context
+from logdriver.config import CredentialsInValue, client_tls_context
 from logdriver.replies import BoundedTransport
 
 
@@ -43,7 +43,12 @@ def parse_urls(text: str) -> tuple[NodeUrl, ...]:
     urls = []
     for part in (p.strip() for p in text.split(",")):
         url = urlsplit(part if "://" in part else "http://" + part)
-        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.username:
+        if url.username is not None or url.password is not None:
+            raise CredentialsInValue(
+                f"{url.scheme}://***@{url.hostname}",
+                "node URLs without user:password: set es-username, and LOGDRIVER_ES_PASSWORD plugin-wide",
+            )
+        if url.scheme not in ("http", "https") or not url.hostname or url.query:
             raise ValueError(f"not an http(s) node URL without credentials: {part!r}")
         port = url.port or (443 if url.scheme == "https" else 9200)
         urls.append(NodeUrl(url.scheme, url.hostname, port, url.path.rstrip("/")))
@@ -138,7 +143,7 @@ class BoundedNode(HttpxAsyncHttpNode):
 class BulkClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
-        self.users = 0  # open streams
+        self.templates: set[str] = set()  # index templates installed through this client
         headers = options.auth_headers()
         tls = None
         if any(url.scheme == "https" for url in options.urls):

@@ -94,16 +94,31 @@ class FileSink(Sink):
         """``LOGDRIVER_FILE_DIR``, by default ``files`` under the state directory."""
         return cls(settings.environ.get(env_name("file-dir")) or os.path.join(settings.state_dir, "files"))
 
-    def open_stream(self, context: ContainerContext) -> FileStream:
+    def destination(self, context: ContainerContext) -> str:
+        """Containers whose rotations are cheap share one worker (one wake-up per batch
+        interval for all of them); one whose rotations are costly (more than
+        ``SHARED_RENAMES_PER_MIB`` renames per MiB written) has a worker of its own, so that
+        its rotations never hold back its neighbours' writes, as they did when one worker
+        waited for every container's rotations."""
+        config = context.config(FileConfig)
+        renames_per_mib = (config.max_file - 1) * (1 << 20) / config.max_size
+        return self.directory if renames_per_mib <= SHARED_RENAMES_PER_MIB else file_path(self.directory, context)
+
+    def open_stream(self, context: ContainerContext, client: None = None) -> FileStream:
         return FileStream(self.directory, context, self.threads)
+
+
+def file_path(directory: str, context: ContainerContext) -> str:
+    """``<directory>/<12-char id>-<name>.log``, the name cut to ``NAME_BYTES`` bytes."""
+    info = context.info
+    name = info.name.removeprefix("/").replace("/", "_") or "container"
+    name = name.encode()[:NAME_BYTES].decode(errors="ignore")
+    return os.path.join(directory, f"{info.short_id}-{name}.log")
 
 
 class FileStream(SinkStream):
     def __init__(self, directory: str, context: ContainerContext, threads: trio.CapacityLimiter | None = None) -> None:
-        info = context.info
-        name = info.name.removeprefix("/").replace("/", "_") or "container"
-        name = name.encode()[:NAME_BYTES].decode(errors="ignore")
-        self.path = os.path.join(directory, f"{info.short_id}-{name}.log")
+        self.path = file_path(directory, context)
         self.directory = directory
         config = context.config(FileConfig)
         self.text = config.format == "text"
@@ -121,16 +136,6 @@ class FileStream(SinkStream):
         self._suffix = b"," + orjson.dumps(context.record_fields())[1:] + b"\n"
         self._fd = -1
         self._size = 0
-
-    @property
-    def destination(self) -> str:
-        """Containers whose rotations are cheap share one worker (one wake-up per batch
-        interval for all of them); one whose rotations are costly (more than
-        ``SHARED_RENAMES_PER_MIB`` renames per MiB written) has a worker of its own, so that
-        its rotations never hold back its neighbours' writes, as they did when one worker
-        waited for every container's rotations."""
-        renames_per_mib = (self.max_file - 1) * (1 << 20) / self.max_size
-        return self.directory if renames_per_mib <= SHARED_RENAMES_PER_MIB else self.path
 
     def _open(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)

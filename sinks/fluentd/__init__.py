@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from logdriver import LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
@@ -182,24 +182,6 @@ class FluentdSink(Sink):
 
     def __init__(self) -> None:
         self.events = {"unacked_lines": 0, "connects": 0, "connect_failures": 0, "failovers": 0}
-        self._routes: dict[Hashable, ForwardRoute] = {}
-
-    def route(self, key: Hashable, choice: Callable[[], ServerChoice], connect: ConnectOptions) -> ForwardRoute:
-        """The route of every open stream with this destination key (made on first use)."""
-        route = self._routes.get(key)
-        if route is None:
-            route = self._routes[key] = ForwardRoute(key, choice(), connect, self.events)
-        route.users += 1
-        return route
-
-    async def release(self, route: ForwardRoute) -> None:
-        """A stream closed: the last one closes the route's connections. (A container's
-        pipeline outlives its exit by ``batch-max-wait`` at least, so containers that
-        start and exit one after another still overlap and share the connection.)"""
-        route.users -= 1
-        if route.users <= 0 and self._routes.get(route.key) is route:
-            del self._routes[route.key]
-            await route.aclose()
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """One write of every container's message on the destination's connection, each acked."""
@@ -211,25 +193,64 @@ class FluentdSink(Sink):
             return [DELIVERED] * len(parts)
         return [SendResult.retry_all(len(batch)) for _, batch in parts]
 
-    async def aclose(self) -> None:
-        for route in self._routes.values():
-            await route.aclose()
-        self._routes.clear()
-
     @classmethod
     def from_settings(cls, settings: Settings) -> FluentdSink:
         return cls()
 
-    def open_stream(self, context: ContainerContext) -> SinkStream:
-        return FluentdStream(self, context, context.config(FluentdConfig))
+    def destination(self, context: ContainerContext) -> RouteSettings:
+        """Everything a connection depends on, by value: containers that agree share a route
+        and its connections (a container's pipeline outlives its exit by ``batch-max-wait``
+        at least, so containers that start and exit one after another share the connection)."""
+        config = context.config(FluentdConfig)
+        servers = config.address or parse_addresses("")  # empty: tcp://127.0.0.1:24224
+        if any(server.scheme == "tls" for server in servers):  # a bad file fails docker run, naming it
+            client_tls_context(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify, prefix="fluentd-tls-")
+        return RouteSettings(tuple(getattr(config, field) for field in _ROUTE_FIELDS))
+
+    def open_client(self, destination: Hashable) -> ForwardRoute:
+        assert isinstance(destination, RouteSettings)
+        config = destination.fields
+        servers = config["address"] or parse_addresses("")
+        tls = None
+        if any(server.scheme == "tls" for server in servers):
+            tls = client_tls_context(
+                config["tls_ca"], config["tls_cert"], config["tls_key"], config["tls_verify"], prefix="fluentd-tls-"
+            )
+        write_timeout = config["write_timeout"]
+        connect = ConnectOptions(
+            connect_timeout=config["connect_timeout"],
+            write_timeout=write_timeout if write_timeout > 0 else float("inf"),
+            ack_timeout=config["ack_timeout"],
+            shared_key=config["shared_key"],
+            username=config["username"],
+            password=config["password"],
+            hostname=config["hostname"] or socket.gethostname(),
+            tls_context=tls,
+            tls_server_name=config["tls_server_name"],
+        )
+        choice = ServerChoice(servers, config["balance"] == "weighted", config["recover_wait"])
+        return ForwardRoute(destination, choice, connect, self.events)
+
+    def open_stream(self, context: ContainerContext, client: ForwardRoute) -> SinkStream:
+        return FluentdStream(context, context.config(FluentdConfig), client)
 
     def counters(self) -> Mapping[str, int]:
         return self.events
 
 
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """A route's options (``_ROUTE_FIELDS``) by value: the Fluentd sink's destination."""
+
+    values: tuple[Any, ...]
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return dict(zip(_ROUTE_FIELDS, self.values, strict=True))
+
+
 class FluentdStream(SinkStream):
-    def __init__(self, sink: FluentdSink, context: ContainerContext, config: FluentdConfig) -> None:
-        self.sink = sink
+    def __init__(self, context: ContainerContext, config: FluentdConfig, route: ForwardRoute) -> None:
         info = context.info
         self.tag = context.tag or render_tag("{{.ID}}", info)  # Docker's fluentd default tag
         self.container = info.short_id
@@ -237,39 +258,7 @@ class FluentdStream(SinkStream):
         self.encoder = EntryEncoder(info.container_id, info.name, context.extras, config.sub_second_precision)
         self.request_ack = config.request_ack
         self.compress = config.compress == "gzip"
-        servers = config.address or parse_addresses("")  # empty: tcp://127.0.0.1:24224
-        tls = None
-        if any(server.scheme == "tls" for server in servers):
-            tls = client_tls_context(
-                config.tls_ca,
-                config.tls_cert,
-                config.tls_key,
-                config.tls_verify,
-                prefix="fluentd-tls-",
-            )
-        write_timeout = config.write_timeout
-        # Everything a connection depends on, by value (the TLS context is rebuilt per stream).
-        self._destination = tuple(getattr(config, field) for field in _ROUTE_FIELDS)
-        self.route = sink.route(
-            self._destination,
-            lambda: ServerChoice(servers, config.balance == "weighted", config.recover_wait),
-            ConnectOptions(
-                connect_timeout=config.connect_timeout,
-                write_timeout=write_timeout if write_timeout > 0 else float("inf"),
-                ack_timeout=config.ack_timeout,
-                shared_key=config.shared_key,
-                username=config.username,
-                password=config.password,
-                hostname=config.hostname or socket.gethostname(),
-                tls_context=tls,
-                tls_server_name=config.tls_server_name,
-            ),
-        )
-        self._closed = False
-
-    @property
-    def destination(self) -> Hashable:
-        return self._destination
+        self.route = route
 
     def message(self, batch: LogBatch) -> tuple[bytes, str | None]:
         """This container's lines as one forward message, and its chunk id when acks are on."""
@@ -283,6 +272,4 @@ class FluentdStream(SinkStream):
         return SendResult.retry_all(len(batch))
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self.sink.release(self.route)
+        return None

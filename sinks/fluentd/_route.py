@@ -26,7 +26,6 @@ class ForwardRoute:
         self.choice = choice
         self.connect = connect
         self.events = events
-        self.users = 0  # open streams using this route
         self._connections: dict[int, ForwardConnection] = {}
         self._failing: set[int] = set()
 

@@ -278,7 +278,7 @@ class KafkaSink(Sink):
             "stalled_requests": 0,
             "full_queue_waits": 0,
         }
-        self._producers: dict[Hashable, SharedProducer] = {}
+        self.open_producers: set[Hashable] = set()  # their keys; a producer's close takes its own out
         # The producer of the plugin-wide brokers and settings: it always has its place,
         # whatever containers with settings of their own have opened (or left draining).
         self.operator_key: Hashable | None = None
@@ -292,78 +292,75 @@ class KafkaSink(Sink):
             sink.operator_key = _key(producer_config(KafkaConfig.from_environ(settings.environ)))
         return sink
 
-    def producer(self, config: Mapping[str, Any], report_timeout: float) -> SharedProducer:
-        """The producer of every open stream with these settings (made on first use); the
-        plugin-wide one always, containers' own up to ``MAX_PRODUCERS - 1`` at once."""
-        key = _key(config)
-        producer = self._producers.get(key)
-        if producer is None:
-            others = sum(1 for open_key in self._producers if open_key != self.operator_key)
-            if key != self.operator_key and others >= MAX_PRODUCERS - 1:
-                raise ConfigError(
-                    "kafka-brokers",
-                    config["bootstrap.servers"][:200],
-                    f"the brokers and settings of a running container: {MAX_PRODUCERS} producers are open, "
-                    "the most one plugin runs",
-                )
-            try:
-                producer = SharedProducer(key, config, report_timeout, self.events, self.threads)
-            except KafkaException as exc:
-                text = str(exc.args[0].str() if exc.args else exc)
-                option = next((o for p, o in _PROPERTY_OPTION.items() if p in text), "kafka-brokers")
-                raise ConfigError(option, "<see reason>", text[:200]) from None
-            self._producers[key] = producer
-            self.events["producers_opened"] += 1
-            log.info("kafka: producer opened for %s", config["bootstrap.servers"])
-        producer.users += 1
+    def destination(self, context: ContainerContext) -> Hashable:
+        """Containers with the same brokers and producer settings share one producer and
+        requests (each message names its own topic)."""
+        return _key(producer_config(context.config(KafkaConfig)))
+
+    def open_client(self, destination: Hashable) -> SharedProducer:
+        """The producer of a destination: the plugin-wide one always, containers' own up to
+        ``MAX_PRODUCERS - 1`` at once."""
+        config = dict(cast(tuple[tuple[str, Any], ...], destination))
+        others = sum(1 for open_key in self.open_producers if open_key != self.operator_key)
+        if destination != self.operator_key and others >= MAX_PRODUCERS - 1:
+            raise ConfigError(
+                "kafka-brokers",
+                config["bootstrap.servers"][:200],
+                f"the brokers and settings of a running container: {MAX_PRODUCERS} producers are open, "
+                "the most one plugin runs",
+            )
+        report_timeout = config["message.timeout.ms"] / 1000 + 30
+        try:
+            producer = SharedProducer(
+                destination, config, report_timeout, self.events, self.threads, self.open_producers.discard
+            )
+        except KafkaException as exc:
+            text = str(exc.args[0].str() if exc.args else exc)
+            option = next((o for p, o in _PROPERTY_OPTION.items() if p in text), "kafka-brokers")
+            raise ConfigError(option, "<see reason>", text[:200]) from None
+        self.open_producers.add(destination)
+        self.events["producers_opened"] += 1
+        log.info("kafka: producer opened for %s", config["bootstrap.servers"])
         return producer
 
-    async def release(self, producer: SharedProducer) -> None:
-        """A stream closed: the last one closes the producer (its lines are all settled)."""
-        producer.users -= 1
-        if producer.users <= 0 and self._producers.get(producer.key) is producer:
-            del self._producers[producer.key]
-            await producer.aclose()
-
-    def open_stream(self, context: ContainerContext) -> KafkaStream:
-        return KafkaStream(self, context, context.config(KafkaConfig))
+    def open_stream(self, context: ContainerContext, client: SharedProducer) -> KafkaStream:
+        return KafkaStream(context, context.config(KafkaConfig), client)
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
-        """Every container's lines in one request on the destination's producer."""
-        streams = [cast(KafkaStream, stream) for stream, _ in parts]
-        request = await streams[0].producer.send(
-            [stream.outgoing(batch) for stream, (_, batch) in zip(streams, parts, strict=True)]
-        )
-        if not request.retry and not request.rejected:
-            return [DELIVERED] * len(parts)
-        # Request indexes run through the parts in order: one pass over the sorted failures
-        # (a broker outage fails every line of every container).
-        retry = iter(request.retry)
-        rejected = iter(sorted(request.rejected.items()))
-        next_retry, next_rejected = next(retry, None), next(rejected, None)
-        results = []
-        start = 0
-        for _, batch in parts:
-            stop = start + len(batch)
-            part_retry = []
-            while next_retry is not None and next_retry < stop:
-                part_retry.append(next_retry - start)
-                next_retry = next(retry, None)
-            part_rejected = {}
-            while next_rejected is not None and next_rejected[0] < stop:
-                part_rejected[next_rejected[0] - start] = next_rejected[1]
-                next_rejected = next(rejected, None)
-            results.append(SendResult(retry=part_retry, rejected=part_rejected))
-            start = stop
-        return results
+        return await send_shared(parts)
 
     def counters(self) -> Mapping[str, int]:
         return self.events
 
-    async def aclose(self) -> None:
-        for producer in self._producers.values():
-            await producer.aclose()
-        self._producers.clear()
+
+async def send_shared(parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
+    """Every container's lines in one request on the destination's producer."""
+    streams = [cast(KafkaStream, stream) for stream, _ in parts]
+    request = await streams[0].producer.send(
+        [stream.outgoing(batch) for stream, (_, batch) in zip(streams, parts, strict=True)]
+    )
+    if not request.retry and not request.rejected:
+        return [DELIVERED] * len(parts)
+    # Request indexes run through the parts in order: one pass over the sorted failures
+    # (a broker outage fails every line of every container).
+    retry = iter(request.retry)
+    rejected = iter(sorted(request.rejected.items()))
+    next_retry, next_rejected = next(retry, None), next(rejected, None)
+    results = []
+    start = 0
+    for _, batch in parts:
+        stop = start + len(batch)
+        part_retry = []
+        while next_retry is not None and next_retry < stop:
+            part_retry.append(next_retry - start)
+            next_retry = next(retry, None)
+        part_rejected = {}
+        while next_rejected is not None and next_rejected[0] < stop:
+            part_rejected[next_rejected[0] - start] = next_rejected[1]
+            next_rejected = next(rejected, None)
+        results.append(SendResult(retry=part_retry, rejected=part_rejected))
+        start = stop
+    return results
 
 
 def _rendered(option: str, template: str, info: ContainerInfo) -> str:
@@ -385,9 +382,8 @@ def _headers(context: ContainerContext, stream: str) -> list[tuple[str, bytes]]:
 
 
 class KafkaStream(SinkStream):
-    def __init__(self, sink: KafkaSink, context: ContainerContext, config: KafkaConfig) -> None:
+    def __init__(self, context: ContainerContext, config: KafkaConfig, producer: SharedProducer) -> None:
         info = context.info
-        self.sink = sink
         self.topic = _rendered("kafka-topic", config.topic or "", info)
         if not _TOPIC.fullmatch(self.topic) or self.topic in (".", ".."):
             raise ConfigError("kafka-topic", self.topic, "a topic name of 1-249 characters from [A-Za-z0-9._-]")
@@ -400,21 +396,13 @@ class KafkaStream(SinkStream):
         self.headers: tuple[Any, Any, Any] = (None, None, None)  # by stream: stdout, stderr, a marker
         if headers:
             self.headers = tuple(_headers(context, s) for s in ("stdout", "stderr", MARKER_SOURCE))  # type: ignore[assignment]
-        report_timeout = config.message_timeout / 1000 + 30
-        self.producer = sink.producer(producer_config(config), report_timeout)
-        self._closed = False
-
-    @property
-    def destination(self) -> Hashable:
-        return self.producer.key
+        self.producer = producer
 
     def outgoing(self, batch: LogBatch) -> Outgoing:
         return Outgoing(self.topic, self.key, self.headers, messages(batch.columns(), self._suffix, self.raw))
 
     async def send_batch(self, batch: LogBatch) -> SendResult:
-        return (await self.sink.send_together([(self, batch)]))[0]
+        return (await send_shared([(self, batch)]))[0]
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self.sink.release(self.producer)
+        return None

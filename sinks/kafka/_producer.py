@@ -213,15 +213,16 @@ class SharedProducer:
         report_timeout: float,
         events: MutableMapping[str, int],
         threads: trio.CapacityLimiter,
+        on_close: Callable[[Hashable], None] = lambda key: None,
     ) -> None:
         self.key = key
+        self._on_close = on_close
         # The sink's own worker threads: a request waits in one for its reports (up to the
         # report timeout), and trio's shared pool (DNS for every other sink) must not pay.
         self.threads = threads
         self.config = dict(config)
         self.report_timeout = report_timeout
         self.events = events
-        self.users = 0  # open streams
         self._failing = False
         self._fatal = False
         self.client = Client(self.config, self._on_error)  # raises KafkaException for a bad setting
@@ -324,6 +325,7 @@ class SharedProducer:
         await trio.to_thread.run_sync(old.close, 0.0, abandon_on_cancel=True, limiter=self.threads)
 
     async def aclose(self, flush_seconds: float = 5.0) -> None:
+        self._on_close(self.key)
         left = await trio.to_thread.run_sync(
             self.client.close, flush_seconds, abandon_on_cancel=True, limiter=self.threads
         )

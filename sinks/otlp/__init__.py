@@ -4,7 +4,7 @@ Each container's batch becomes one ``ResourceLogs`` (rendered in ``native/``: it
 ``Resource`` says which container, host and service the records come from), and the
 containers sharing an endpoint and its settings share one ``ExportLogsServiceRequest``
 per send (``send_together``), gzip-compressed by default, over one httpx connection pool
-per destination. Verdicts come from ``_export.judge``.
+per destination (the ``Exporter``, the plugin's to open and close). Verdicts come from ``_export.judge``.
 
 Counters (``logdriver_sink_events{sink="otlp"}``): ``partial_rejections`` (records a
 server's partial success refused), ``unreadable_responses`` (a 2xx whose body was not an
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, cast
 
@@ -153,11 +153,10 @@ async def _bounded_body(reply: httpx.Response, content_encoding: str) -> bytes:
 
 
 class Exporter:
-    """One connection pool per destination, shared by its containers."""
+    """One destination's connection pool, shared by its containers (the plugin opens and closes it)."""
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
-        self.users = 0
         verify: object = True
         if destination.endpoint.startswith("https:"):
             verify = client_tls_context(*destination.tls, prefix="otlp-tls-")
@@ -203,28 +202,30 @@ class OtlpSink(Sink):
 
     def __init__(self) -> None:
         self.events = {"partial_rejections": 0, "unreadable_responses": 0, "throttled": 0, "partial_resent_alone": 0}
-        self._exporters: dict[Destination, Exporter] = {}
         self._failing = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OtlpSink:
         return cls()
 
-    def exporter(self, destination: Destination) -> Exporter:
-        exporter = self._exporters.get(destination)
-        if exporter is None:
-            exporter = self._exporters[destination] = Exporter(destination)
-        exporter.users += 1
-        return exporter
+    def destination(self, context: ContainerContext) -> Destination:
+        config = context.config(OtlpConfig)
+        if config.endpoint.startswith("https:"):  # a bad file fails docker run naming its option
+            client_tls_context(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify, prefix="otlp-tls-")
+        return Destination(
+            endpoint=config.endpoint,
+            headers=config.headers or (),
+            compression=config.compression,
+            timeout=config.timeout,
+            tls=(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify),
+        )
 
-    async def release(self, exporter: Exporter) -> None:
-        exporter.users -= 1
-        if exporter.users <= 0 and self._exporters.get(exporter.destination) is exporter:
-            del self._exporters[exporter.destination]
-            await exporter.aclose()
+    def open_client(self, destination: Hashable) -> Exporter:
+        assert isinstance(destination, Destination)
+        return Exporter(destination)
 
-    def open_stream(self, context: ContainerContext) -> SinkStream:
-        return OtlpStream(self, context, context.config(OtlpConfig))
+    def open_stream(self, context: ContainerContext, client: Exporter) -> SinkStream:
+        return OtlpStream(self, context, context.config(OtlpConfig), client)
 
     async def send_together(self, parts: Sequence[tuple[SinkStream, LogBatch]]) -> Sequence[SendResult]:
         """One export request carrying one ResourceLogs per container."""
@@ -268,14 +269,9 @@ class OtlpSink(Sink):
     def counters(self) -> Mapping[str, int]:
         return self.events
 
-    async def aclose(self) -> None:
-        for exporter in self._exporters.values():
-            await exporter.aclose()
-        self._exporters.clear()
-
 
 class OtlpStream(SinkStream):
-    def __init__(self, sink: OtlpSink, context: ContainerContext, config: OtlpConfig) -> None:
+    def __init__(self, sink: OtlpSink, context: ContainerContext, config: OtlpConfig, exporter: Exporter) -> None:
         self.sink = sink
         info = context.info
         labels = info.labels
@@ -297,21 +293,7 @@ class OtlpStream(SinkStream):
             kind = "label" if info.labels.get(key) == value else "env"
             attributes.append((f"container.{kind}.{key}", value))
         self.resource = encode_resource(attributes)
-        self.destination_key = Destination(
-            endpoint=config.endpoint,
-            headers=config.headers or (),
-            compression=config.compression,
-            timeout=config.timeout,
-            tls=(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify),
-        )
-        if config.endpoint.startswith("https:"):  # a bad file fails docker run naming its option
-            client_tls_context(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify, prefix="otlp-tls-")
-        self.exporter = sink.exporter(self.destination_key)  # last: the stream will be closed and release it
-        self._closed = False
-
-    @property
-    def destination(self) -> Destination:
-        return self.destination_key
+        self.exporter = exporter
 
     def render(self, batch: LogBatch) -> bytes:
         return resource_logs(batch.columns(), self.resource, SCOPE)
@@ -320,6 +302,4 @@ class OtlpStream(SinkStream):
         return (await self.sink.send_together([(self, batch)]))[0]
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self.sink.release(self.exporter)
+        return None

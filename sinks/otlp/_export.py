@@ -10,10 +10,10 @@ refused too (an endpoint that moved is a configuration to fix, not to follow bli
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 from dataclasses import dataclass
 from typing import Final
+
+from logdriver.replies import retry_after
 
 RETRYABLE: Final = frozenset({429, 502, 503, 504})
 MAX_REASON: Final = 500  # characters of a server's message kept in a dead letter
@@ -98,21 +98,6 @@ def status_message(body: bytes, content_type: str) -> str:
         except ValueError:
             pass
     return body[: 4 * MAX_REASON].decode("utf-8", "replace")[:MAX_REASON].strip()
-
-
-def retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value), 3600))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = now or datetime.datetime.now(datetime.UTC)
-    return min(max((when - now).total_seconds(), 0.0), 3600.0)
 
 
 def judge(status: int, body: bytes, headers: dict[str, str], size: int) -> Verdict:

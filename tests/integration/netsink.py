@@ -29,7 +29,7 @@ class FakeNetSink(Sink):
     def from_settings(cls, settings: Settings) -> FakeNetSink:
         return cls(int(os.environ["FAKENET_PORT"]))
 
-    def open_stream(self, context: ContainerContext) -> SinkStream:
+    def open_stream(self, context: ContainerContext, client: object = None) -> SinkStream:
         return FakeNetStream(self.port)
 
 

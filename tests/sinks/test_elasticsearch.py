@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 from logdriver import ConfigError, LogDriverError, LogRecord, PartialInfo, batch_of
 from logdriver.abc import DELIVERED
-from logdriver.testing import context_for, open_pipeline, open_stream, running, running_together
+from logdriver.testing import (
+    close_clients,
+    close_stream,
+    context_for,
+    open_clients,
+    open_pipeline,
+    open_stream,
+    running,
+    running_together,
+)
 from logdriver_sinks.elasticsearch import ElasticsearchSink, ElasticsearchStream
 from logdriver_sinks.elasticsearch._bulk import BulkEncoder, Target
 
@@ -74,7 +83,7 @@ async def test_every_line_is_searchable_in_a_data_stream_with_ecs_fields(
     ]
     assert await stream.send_batch(batch_of(records)) == DELIVERED
     assert await stream.send_batch(batch_of(records)) == DELIVERED  # a replay: no duplicates
-    await sink.aclose()
+    await close_clients(sink)
     documents = node.documents("logs-docker.api-test")
     assert len(documents) == len(records)
     assert sink.events["duplicates_avoided"] == len(records)
@@ -116,7 +125,7 @@ async def test_dated_indices_from_a_template_name(node: SearchNode) -> None:
     stream = stream_for({"es-url": node.url, "es-index": "dated-{{.Name}}-%Y.%m.%d"})
     day = 86_400 * 10**9
     assert await stream.send_batch(batch_of(lines(10) + lines(5, 10, t=T0 + day))) == DELIVERED
-    await stream.sink.aclose()
+    await close_clients(stream.sink)
     assert node.count("dated-api-2025.11.28") == 10
     assert node.count("dated-api-2025.11.29") == 5
 
@@ -127,8 +136,8 @@ async def test_a_thousand_requests_to_a_healthy_node_log_nothing_at_info(node: S
     with plugin_log(LOGDRIVER_LOG_LEVEL="info") as out:
         for start in range(0, 10_000, 10):
             assert await stream.send_batch(batch_of(lines(10, start))) == DELIVERED
-    await stream.aclose()
-    await stream.sink.aclose()
+    await close_stream(stream)
+    await close_clients(stream.sink)
     assert out.getvalue() == ""
     assert node.count("quiet") == 10_000
 
@@ -142,7 +151,7 @@ async def test_a_mapping_conflict_goes_to_the_dead_letters(node: SearchNode, tmp
     records = [LogRecord("stdout", T0 + i, text) for i, text in enumerate([b"12", b"not a number", b"34"])]
     async with running(pipeline):
         await pipeline.put(batch_of(records))
-    await sink.aclose()
+    await close_clients(sink)
     assert node.count("conflict") == 2
     letters = [
         orjson.loads(line)
@@ -172,7 +181,7 @@ async def test_items_throttled_with_429_are_retried_alone(fake: FakeBulkServer) 
     assert len(fake.documents) == 7
     assert await stream.send_batch(batch_of(lines(3))) == DELIVERED  # the pipeline resends those
     assert len(fake.documents) == 10
-    await stream.sink.aclose()
+    await close_clients(stream.sink)
 
 
 async def test_413_splits_the_batch_and_a_single_huge_line_is_rejected(fake: FakeBulkServer) -> None:
@@ -181,7 +190,7 @@ async def test_413_splits_the_batch_and_a_single_huge_line_is_rejected(fake: Fak
     fake.max_body = 20_000
     records = [*lines(200), LogRecord("stdout", T0 + 1, b"y" * 30_000)]
     result = await stream.send_batch(batch_of(records))
-    await sink.aclose()
+    await close_clients(sink)
     assert list(result.retry) == []
     assert list(result.rejected) == [200]
     assert "413" in result.rejected[200]
@@ -195,7 +204,7 @@ async def test_top_level_errors(fake: FakeBulkServer, status: int, verdict: str)
     stream = stream_for({"es-url": fake.url}, sink)
     fake.status = status
     result = await stream.send_batch(batch_of(lines(4)))
-    await sink.aclose()
+    await close_clients(sink)
     if verdict == "retry":
         assert list(result.retry) == [0, 1, 2, 3]
     else:
@@ -212,7 +221,7 @@ async def test_a_slow_node_times_out_and_the_resend_cannot_duplicate(fake: FakeB
     fake.delay = 0
     await trio.sleep(1.5)
     assert await stream.send_batch(batch_of(lines(50))) == DELIVERED
-    await sink.aclose()
+    await close_clients(sink)
     assert len(fake.documents) == 50
     assert sink.events["duplicates_avoided"] == 50
 
@@ -224,7 +233,7 @@ async def test_a_dead_node_fails_over_to_the_next_url(fake: FakeBulkServer) -> N
     dead.close()
     stream = stream_for({"es-url": f"http://127.0.0.1:{dead_port},{fake.url}"})
     results = [await stream.send_batch(batch_of(lines(5, 5 * i))) for i in range(4)]
-    await stream.sink.aclose()
+    await close_clients(stream.sink)
     # At most one attempt lands on the dead node before it is marked dead; nothing is lost.
     assert sum(1 for r in results if r != DELIVERED) <= 1
     assert len(fake.documents) == 5 * sum(1 for r in results if r == DELIVERED)
@@ -332,8 +341,8 @@ async def test_https_with_a_test_ca_and_each_kind_of_credentials(
     assert b"authorization" not in fake.headers
     untrusted = stream_for({}, ElasticsearchSink(), environ)  # verification is on by default
     assert list((await untrusted.send_batch(batch_of(lines(1)))).retry) == [0]
-    await sink.aclose()
-    await untrusted.sink.aclose()
+    await close_clients(sink)
+    await close_clients(untrusted.sink)
     assert len(fake.documents) == 4
     secret = header.split()[1].decode()
     assert secret not in caplog.text
@@ -347,7 +356,7 @@ async def test_a_refused_template_never_holds_lines_back_for_good(
     fake.template_status = status
     stream = stream_for({"es-url": fake.url, "es-install-template": "true"})
     result = await stream.send_batch(batch_of(lines(3)))
-    await stream.sink.aclose()
+    await close_clients(stream.sink)
     assert (result == DELIVERED) is delivered  # a transient refusal is retried with the lines
     assert len(fake.documents) == (3 if delivered else 0)
 
@@ -367,7 +376,7 @@ async def test_a_container_whose_index_is_throttled_does_not_hold_up_its_neighbo
     fast = {"es-url": fake.url, "batch-max-wait": "0s", "retry-initial": "50ms", "retry-max-delay": "200ms"}
     throttled = open_pipeline(sink, {**fast, "es-index": "throttled"}, state_dir=tmp_path / "t", environ={})
     bystander = open_pipeline(sink, {**fast, "es-index": "bystander"}, state_dir=tmp_path / "b", environ={})
-    assert throttled.stream.destination == bystander.stream.destination  # one shared worker
+    assert sink.destination(context_for(sink, fast | {"es-index": "a"})) == sink.destination(context_for(sink, fast))
     async with running_together(sink, [throttled, bystander], flush_timeout=1):
         for start in range(0, 300, 30):
             throttled.try_put(batch_of(lines(30, start)))
@@ -379,7 +388,7 @@ async def test_a_container_whose_index_is_throttled_does_not_hold_up_its_neighbo
         assert throttled.counters.lines_out == 0
         assert throttled.counters.retried > 0  # still retrying, on its own schedule
     assert sum(doc["message"].startswith("line") for doc in fake.documents.values()) == 300
-    await sink.aclose()
+    await close_clients(sink)
 
 
 def test_names_that_reach_api_paths_are_checked() -> None:
@@ -395,17 +404,15 @@ def test_names_that_reach_api_paths_are_checked() -> None:
     assert stream_for({"es-index": "logs-{{.Name}}-%Y.%m.%d"}).target.name.startswith("logs-api-")
 
 
-async def test_a_transport_closes_with_the_last_container_using_it() -> None:
+async def test_containers_share_a_transport_only_with_equal_settings() -> None:
     # Audit finding: 150 stopped containers with distinct es-request-timeout left 150
-    # connection pools open.
+    # connection pools open (the plugin now closes each with its last container:
+    # tests/unit/test_clients.py).
     sink = ElasticsearchSink()
     streams = [stream_for({"es-request-timeout": f"{200 + n}s"}, sink) for n in range(150)]
     shared = [stream_for({}, sink) for _ in range(2)]
-    assert len(sink._clients) == 151
-    for stream in streams:
-        await stream.aclose()
-    assert len(sink._clients) == 1
-    await shared[0].aclose()
-    assert len(sink._clients) == 1
-    await shared[1].aclose()
-    assert sink._clients == {}
+    assert open_clients(sink) == 151
+    assert shared[0].client is shared[1].client
+    assert len({id(stream.client) for stream in streams}) == 150
+    await close_clients(sink)
+    assert open_clients(sink) == 0

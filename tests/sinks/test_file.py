@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from logdriver import ConfigError, LogRecord, PartialInfo, batch_of
 from logdriver.abc import DELIVERED
-from logdriver.testing import open_stream, sample_records
+from logdriver.testing import close_stream, open_stream, sample_records
 from logdriver_sinks.file import FileSink, FileStream
 from logdriver_sinks.file._render import json_lines, text_lines
 
@@ -68,7 +68,7 @@ async def test_rotation_keeps_max_file_files_of_about_max_size(tmp_path: Path) -
     records = sample_records(300)  # about 6 KB
     for start in range(0, 300, 7):
         await stream.send_batch(batch_of(records[start : start + 7]))
-    await stream.aclose()
+    await close_stream(stream)
     files = sorted(tmp_path.glob("*.log*"))  # noqa: ASYNC240 - a test reading its result
     assert [f.name.rsplit(".", 1)[-1] for f in files] == ["log", "1", "2"]
     assert all(f.stat().st_size < 1000 + 30 for f in files)  # past max-size by less than one line

@@ -6,7 +6,7 @@ import pytest
 
 from logdriver import ConfigError, ContainerOptions, LogDriverError
 from logdriver.testing import context_for, open_stream
-from logdriver_sinks.fluentd import FluentdSink
+from logdriver_sinks.fluentd import FluentdSink, FluentdStream
 from logdriver_sinks.fluentd._servers import Server, ServerChoice, parse_address, parse_addresses
 
 
@@ -101,5 +101,5 @@ def test_no_address_means_the_default_server() -> None:
     """``sinks=fluentd`` alone ships to tcp://127.0.0.1:24224, as documented (it used to fail
     docker run with a TypeError: the empty default reached the stream as None)."""
     stream = open_stream(FluentdSink(), {})
-    assert stream.destination is not None
+    assert isinstance(stream, FluentdStream)
     assert parse_addresses("") == (Server("tcp", "127.0.0.1", 24224),)

@@ -18,7 +18,7 @@ import trustme
 
 from logdriver import LogRecord, PartialInfo, batch_of
 from logdriver.abc import DELIVERED
-from logdriver.testing import open_stream
+from logdriver.testing import close_stream, open_stream
 from logdriver_sinks.fluentd import FluentdSink, FluentdStream
 
 from ..fluent_peer import FluentPeer, received
@@ -53,7 +53,7 @@ async def test_records_arrive_as_dockers_fluentd_driver_sends_them(tmp_path: Pat
         ]
         assert await stream.send_batch(batch_of(records)) == DELIVERED
         events = await received(peer, len(records))
-        await stream.aclose()
+        await close_stream(stream)
     assert len(events) == len(records)
     assert {e["tag"] for e in events} == {"docker.web"}
     assert events[1]["time"] == [T0 // 10**9, (T0 + 1001) % 10**9]  # EventTime, nanoseconds exact
@@ -92,7 +92,7 @@ async def test_default_tag_whole_seconds_gzip_and_no_ack(tmp_path: Path) -> None
         )
         assert await stream.send_batch(batch_of(lines(500))) == DELIVERED
         events = await received(peer, 500)
-        await stream.aclose()
+        await close_stream(stream)
     assert len(events) == 500
     assert {e["tag"] for e in events} == {CONTAINER_ID[:12]}
     assert events[0]["time"] == T0 // 10**9
@@ -104,13 +104,15 @@ async def test_unix_socket(tmp_path: Path) -> None:
         stream = stream_for({"fluentd-address": f"unix://{path}"})
         assert await stream.send_batch(batch_of(lines(10))) == DELIVERED
         assert len(await received(peer, 10)) == 10
-        await stream.aclose()
+        await close_stream(stream)
 
 
 async def test_handshake_with_the_right_key_and_user(tmp_path: Path) -> None:
     with FluentPeer(tmp_path, PEER_SHARED_KEY="s3cret", PEER_USER="alice", PEER_PASSWORD="pw") as peer:
+        sink = FluentdSink()
         stream = stream_for(
             {},
+            sink,
             environ={
                 "LOGDRIVER_FLUENTD_ADDRESS": peer.address,
                 "LOGDRIVER_FLUENTD_USERNAME": "alice",
@@ -121,8 +123,8 @@ async def test_handshake_with_the_right_key_and_user(tmp_path: Path) -> None:
         assert await stream.send_batch(batch_of(lines(10))) == DELIVERED
         assert await stream.send_batch(batch_of(lines(10, 10))) == DELIVERED  # kept alive
         assert len(await received(peer, 20)) == 20
-        await stream.aclose()
-    assert stream.sink.events["connects"] == 1
+        await close_stream(stream)
+    assert sink.events["connects"] == 1
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ async def test_a_failed_handshake_is_retried_and_logged(
             {"fluentd-ack-timeout": "2s"}, environ={"LOGDRIVER_FLUENTD_ADDRESS": peer.address, **config}
         )
         result = await stream.send_batch(batch_of(lines(5)))
-        await stream.aclose()
+        await close_stream(stream)
         assert list(result.retry) == list(range(5))
         assert peer.events() == []
     assert reason in caplog.text
@@ -175,7 +177,7 @@ async def test_tls_with_a_ca_made_here(tmp_path: Path, caplog: pytest.LogCapture
         assert await unverified.send_batch(batch_of(lines(10, 20))) == DELIVERED
         events = await received(peer, 30)
         for stream in (trusted, by_name, untrusted, unverified):
-            await stream.aclose()
+            await close_stream(stream)
     assert len(events) == 30
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
 
@@ -195,7 +197,7 @@ async def test_failover_to_the_next_server_and_back(tmp_path: Path) -> None:
         assert await stream.send_batch(batch_of(lines(10, 30))) == DELIVERED
         first = await received(primary, 20)
         second = await received(secondary, 20)
-        await stream.aclose()
+        await close_stream(stream)
     assert [e["record"]["log"] for e in first] == [f"line {i}" for i in (*range(10), *range(30, 40))]
     assert [e["record"]["log"] for e in second] == [f"line {i}" for i in range(10, 30)]
     assert sink.events["failovers"] == 1  # the first batch after the primary died
@@ -210,4 +212,4 @@ async def test_weighted_balancing_shares_batches_by_weight(tmp_path: Path) -> No
             assert await stream.send_batch(batch_of(lines(5, batch * 5))) == DELIVERED
         assert math.isclose(len(await received(a, 10)), 10)
         assert len(await received(b, 30)) == 30
-        await stream.aclose()
+        await close_stream(stream)

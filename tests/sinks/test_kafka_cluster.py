@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from logdriver import LogRecord, batch_of
-from logdriver.testing import open_pipeline, running
+from logdriver.testing import close_clients, open_pipeline, running
 from logdriver_sinks.kafka import KafkaSink
 
 from ..kafka_peer import KafkaCluster
@@ -57,7 +57,7 @@ async def test_kill_9_of_the_leader_loses_and_repeats_nothing(cluster: KafkaClus
         nursery.start_soon(kill)
         for index in range(len(pipelines)):
             nursery.start_soon(log, index)
-    await sink.aclose()
+    await close_clients(sink)
     assert killed_at
     for pipeline in pipelines:
         stats = pipeline.counters

@@ -7,9 +7,8 @@ import pytest
 import trio
 from confluent_kafka import KafkaError, KafkaException
 
-from logdriver import ConfigError, batch_of
-from logdriver.config.settings import Settings
-from logdriver.testing import context_for, open_stream, sample_records
+from logdriver import ConfigError, Settings, batch_of
+from logdriver.testing import close_clients, close_stream, context_for, open_stream, sample_records
 from logdriver_sinks.kafka import (
     MAX_BROKERS,
     MAX_PRODUCERS,
@@ -60,7 +59,7 @@ async def test_a_bad_value_fails_docker_run_naming_the_option(config: dict[str, 
     with pytest.raises(ConfigError) as caught:
         open_stream(sink, config)
     assert caught.value.option == option
-    await sink.aclose()
+    await close_clients(sink)
 
 
 def test_the_sasl_password_is_not_a_log_opt() -> None:
@@ -82,8 +81,8 @@ async def test_defaults_are_idempotent_acks_all_and_the_full_container_id_as_key
     assert len(stream.key) == 64
     assert stream.topic == "docker-logs"
     assert stream.headers == (None, None, None)  # the JSON record carries the container's fields
-    await stream.aclose()
-    await sink.aclose()
+    await close_stream(stream)
+    await close_clients(sink)
 
 
 def test_tls_and_sasl_make_sasl_ssl() -> None:
@@ -125,8 +124,8 @@ async def test_a_dead_cluster_never_blocks_the_event_loop() -> None:
         nursery.cancel_scope.cancel()
     assert list(result.retry) == list(range(10))
     assert ticks >= 10
-    await stream.aclose()
-    await sink.aclose()
+    await close_stream(stream)
+    await close_clients(sink)
 
 
 class FakeReport:
@@ -200,8 +199,8 @@ async def test_a_requests_failures_go_back_to_their_containers() -> None:
         ([2], {1: "unknown topic"}),
     ]
     for stream in streams:
-        await stream.aclose()
-    await sink.aclose()
+        await close_stream(stream)
+    await close_clients(sink)
 
 
 def test_broker_lists_and_producers_are_bounded() -> None:
@@ -221,10 +220,11 @@ def test_broker_lists_and_producers_are_bounded() -> None:
     # Finding 9 of issue 30: containers' own producers (left draining by stopped containers)
     # never take the operator's place: the plugin-wide brokers still get their producer.
     operator = open_stream(sink, {}, environ=environ)
-    for stream in [*streams, same, operator]:
-        trio.run(stream.aclose)
+    assert same.producer is streams[0].producer
+    assert operator.producer not in [s.producer for s in streams]
+    trio.run(close_clients, sink)
     open_stream(sink, {"kafka-brokers": "127.0.0.1:9999"})  # closed producers make room
-    trio.run(sink.aclose)
+    trio.run(close_clients, sink)
 
 
 async def test_requests_to_a_silent_broker_hold_none_of_trios_shared_threads() -> None:
@@ -243,8 +243,8 @@ async def test_requests_to_a_silent_broker_hold_none_of_trios_shared_threads() -
         assert shared.borrowed_tokens == 0
         await trio.socket.getaddrinfo("localhost", 24224)  # another sink's DNS is served
     for stream in streams:
-        await stream.aclose()
-    await sink.aclose()
+        await close_stream(stream)
+    await close_clients(sink)
 
 
 class _ProducerFake:

@@ -7,26 +7,22 @@ renderer's own reading; the real Collector is in test_conformance and the engine
 from __future__ import annotations
 
 import datetime
-import gzip
-import http.server
 import importlib.util
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 
-from logdriver import LogBatch, LogRecord
-from logdriver._records import batch_of
+from logdriver import LogBatch, LogRecord, batch_of
 from logdriver.abc import DELIVERED
-from logdriver.testing import open_pipeline, open_stream, running, sample_records, stage_for
+from logdriver.replies import retry_after
+from logdriver.testing import close_clients, open_pipeline, open_stream, running, sample_records, stage_for
 from logdriver_sinks.otlp import SCOPE, OtlpSink
-from logdriver_sinks.otlp._export import judge, partial_success, retry_after
+from logdriver_sinks.otlp._export import judge, partial_success
 from logdriver_sinks.otlp._render import encode_resource, export_request, resource_logs
 
+from ..fakes import FakeHttpEndpoint
 from ..otel_peer import CollectorPeer
 
 
@@ -121,61 +117,6 @@ def test_the_body_reads_back_through_the_otlp_schema(tmp_path: Path) -> None:
     assert tags == ["string_value", "double_value", "bool_value"]
 
 
-class FakeOtlpEndpoint:
-    """A fake OTLP/HTTP server (http.server in a thread) that answers as told: the lying and
-    broken endpoints a real Collector is never. The real Collector is in test_conformance."""
-
-    def __init__(
-        self,
-        answers: list[tuple[int, dict[str, str], bytes, float]],
-        answer: Callable[[bytes], tuple[int, dict[str, str], bytes, float]] | None = None,
-    ) -> None:
-        self.answers = answers  # (status, headers, body, seconds to wait first), the last repeats
-        self.answer = answer  # or an answer made from each request's body
-        self.bodies: list[bytes] = []
-        self.encodings: list[str] = []
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                fake.encodings.append(self.headers.get("content-encoding", ""))
-                fake.bodies.append(gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body)
-                if fake.answer is not None:
-                    status, headers, answer, wait = fake.answer(fake.bodies[-1])
-                else:
-                    status, headers, answer, wait = fake.answers[min(len(fake.bodies), len(fake.answers)) - 1]
-                if wait < 0:  # a reply that drips: a byte every -wait seconds, never done
-                    self.send_response(status)
-                    self.send_header("content-length", "100000")
-                    self.end_headers()
-                    try:
-                        for _ in range(1000):
-                            self.wfile.write(b"\x00")
-                            self.wfile.flush()
-                            time.sleep(-wait)
-                    except OSError:
-                        pass  # the client gave up, as it should
-                    return
-                time.sleep(wait)
-                self.send_response(status)
-                for key, value in {**headers, "content-length": str(len(answer))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 OK = (200, {"content-type": "application/x-protobuf"}, b"", 0.0)
 
 
@@ -195,7 +136,7 @@ OK = (200, {"content-type": "application/x-protobuf"}, b"", 0.0)
 async def test_lying_and_broken_endpoints_get_a_counted_decision(
     tmp_path: Path, answers: list[Any], delivered: int, dead: int, event: str | None
 ) -> None:
-    endpoint = FakeOtlpEndpoint(answers)
+    endpoint = FakeHttpEndpoint(answers)
     sink = OtlpSink()
     try:
         config = {"otlp-endpoint": endpoint.url, "otlp-timeout": "1s", "retry-initial": "100ms"}
@@ -208,7 +149,7 @@ async def test_lying_and_broken_endpoints_get_a_counted_decision(
             assert sink.counters()[event] > 0
         assert set(endpoint.encodings) == {"gzip"}  # the default
     finally:
-        await sink.aclose()
+        await close_clients(sink)
         endpoint.close()
 
 
@@ -234,7 +175,7 @@ async def test_https_to_a_real_collector_verifies_with_the_given_ca(tmp_path: Pa
             assert list((await untrusted.send_batch(batch_of(sample_records(1)))).retry) == [0]
             assert [r["text"] for r in peer.wait_for(3)] == [r.line.decode() for r in sample_records(3)]
         finally:
-            await sink.aclose()
+            await close_clients(sink)
 
 
 async def test_a_collector_that_requires_a_client_certificate(tmp_path: Path) -> None:
@@ -254,7 +195,7 @@ async def test_a_collector_that_requires_a_client_certificate(tmp_path: Path) ->
             assert await signed.send_batch(batch_of(sample_records(3))) == DELIVERED
             assert [r["text"] for r in peer.wait_for(3)] == [r.line.decode() for r in sample_records(3)]
         finally:
-            await sink.aclose()
+            await close_clients(sink)
 
 
 async def test_a_grpc_port_is_retried_and_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -264,13 +205,13 @@ async def test_a_grpc_port_is_retried_and_named(tmp_path: Path, caplog: pytest.L
             stream = open_stream(sink, {"otlp-endpoint": peer.endpoint, "otlp-timeout": "2s"})
             assert list((await stream.send_batch(batch_of(sample_records(2)))).retry) == [0, 1]
         finally:
-            await sink.aclose()
+            await close_clients(sink)
     assert "OTLP/gRPC port (4317)" in caplog.text
 
 
 async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_path: Path) -> None:
     pb = otlp_schema(tmp_path)
-    endpoint = FakeOtlpEndpoint([OK])
+    endpoint = FakeHttpEndpoint([OK])
     sink = OtlpSink()
     try:
         config = {"otlp-endpoint": endpoint.url, "parse": "json", "otlp-compression": "none"}
@@ -289,7 +230,7 @@ async def test_a_huge_attribute_and_invalid_utf8_still_make_a_valid_request(tmp_
         assert values(big.attributes)["blob"] == "x" * 60_000
         assert bad.body.string_value == "bad \ufffd( utf-8"
     finally:
-        await sink.aclose()
+        await close_clients(sink)
         endpoint.close()
 
 
@@ -350,7 +291,7 @@ async def test_a_partial_success_on_a_shared_request_falls_on_its_own_container(
     def refuse_bad_records(body: bytes) -> tuple[int, dict[str, str], bytes, float]:
         return (200, {}, _partial(body.count(b"refuse me"), b"bad records"), 0.0)
 
-    endpoint = FakeOtlpEndpoint([], answer=refuse_bad_records)
+    endpoint = FakeHttpEndpoint([], answer=refuse_bad_records)
     sink = OtlpSink()
     try:
         config = {"otlp-endpoint": endpoint.url, "otlp-compression": "none"}
@@ -363,5 +304,5 @@ async def test_a_partial_success_on_a_shared_request_falls_on_its_own_container(
         assert results[1] == DELIVERED
         assert sink.counters()["partial_resent_alone"] == 2
     finally:
-        await sink.aclose()
+        await close_clients(sink)
         endpoint.close()

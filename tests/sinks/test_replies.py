@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from logdriver._records import batch_of
+from logdriver import batch_of
 from logdriver.replies import ReplyDecoder, ReplyRefused
-from logdriver.testing import open_pipeline, running, sample_records
+from logdriver.testing import close_clients, open_pipeline, running, sample_records
 from logdriver_sinks.elasticsearch import ElasticsearchSink
 from logdriver_sinks.otlp import MAX_REPLY, OtlpSink
 
 from ..fake_bulk import FakeBulkServer
+from ..fakes import FakeHttpEndpoint
 from .test_elasticsearch import lines, stream_for
-from .test_otlp import FakeOtlpEndpoint
 
 BOMB_SIZE = 256 << 20  # decoded bytes of each bomb
 
@@ -86,7 +86,7 @@ def test_the_raw_bytes_are_bounded_too() -> None:
 @pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip"])
 async def test_otlp_reads_a_bombs_first_bytes_only(tmp_path: Path, bomb: bytes, encoding: str) -> None:
     body = gzip.compress(bomb) if encoding == "gzip, gzip" else bomb
-    endpoint = FakeOtlpEndpoint([(200, {"content-encoding": encoding}, body, 0.0)])
+    endpoint = FakeHttpEndpoint([(200, {"content-encoding": encoding}, body, 0.0)])
     sink = OtlpSink()
     before = peak_rss()
     try:
@@ -96,7 +96,7 @@ async def test_otlp_reads_a_bombs_first_bytes_only(tmp_path: Path, bomb: bytes, 
         # A 2xx: delivered, its body unreadable (zeros are no ExportLogsServiceResponse).
         assert (pipeline.counters.lines_out, pipeline.counters.dead_lettered) == (5, 0)
     finally:
-        await sink.aclose()
+        await close_clients(sink)
         endpoint.close()
     assert peak_rss() - before < 64 << 20 + MAX_REPLY
 
@@ -117,7 +117,7 @@ async def test_elasticsearch_refuses_a_bomb_and_retries(
     assert peak_rss() - before < 64 << 20
     server.reply_bomb = None
     assert not (await stream.send_batch(batch_of(lines(4)))).retry
-    await sink.aclose()
+    await close_clients(sink)
 
 
 def test_an_otlp_reply_of_many_fields_is_not_walked_field_by_field() -> None:

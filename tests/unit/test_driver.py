@@ -166,7 +166,7 @@ class FakeSinkKind(Sink):
     def from_settings(cls, settings: Settings) -> FakeSinkKind:
         return cls()
 
-    def open_stream(self, context: ContainerContext) -> SinkStream:
+    def open_stream(self, context: ContainerContext, client: object = None) -> SinkStream:
         self.streams.append(FakeStream())
         return self.streams[-1]
 

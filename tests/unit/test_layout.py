@@ -57,6 +57,13 @@ def test_sinks_import_only_the_public_face() -> None:
     assert private == set()
 
 
+def test_sink_tests_use_only_the_public_face() -> None:
+    """What a sink author's tests may use: ``logdriver.testing`` and the rest of the public face."""
+    graph = imports("tests.sinks", ROOT / "tests" / "sinks")
+    private = {(m, t) for m, ts in graph.items() for t in ts if t.startswith("logdriver.") and t not in PUBLIC}
+    assert private == set()
+
+
 def test_the_layers_import_one_way() -> None:
     """config ← store ← delivery ← reading ← server: nothing imports a layer above it."""
     order = ["config", "store", "delivery", "reading", "server"]

@@ -76,7 +76,7 @@ class PanicOnce(FakeStream):
 
 
 class PanicKind(FakeSinkKind):
-    def open_stream(self, context: Any) -> FakeStream:
+    def open_stream(self, context: Any, client: Any = None) -> FakeStream:
         self.streams.append(PanicOnce())
         return self.streams[-1]
 

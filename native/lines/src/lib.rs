@@ -4,10 +4,12 @@
 //! in its destination's format in a Rust extension module of its own (`sinks/*/native`).
 //! Python extension modules cannot share a Rust type, so a batch crosses from one to the
 //! other in its column form (`columns`): the line bytes, and a fixed-size index entry per
-//! line. `text` holds what renderers share (JSON strings, RFC 3339 times).
+//! line. `text` holds what renderers share (JSON strings, RFC 3339 times), `proto` the
+//! protobuf encodings.
 
 pub mod columns;
 pub mod event;
+pub mod proto;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod record;

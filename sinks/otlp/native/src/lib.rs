@@ -3,7 +3,6 @@
 //! sink joins the parts of one request into an `ExportLogsServiceRequest`.
 
 pub mod logs;
-pub mod proto;
 
 use logdriver_lines::python::{lines_of, Columns};
 use logdriver_lines::text::with_scratch;

@@ -14,7 +14,7 @@ use logdriver_lines::text::{literal_text, text_of};
 use logdriver_lines::{Lines, Record, Source};
 use serde_json::Value;
 
-use crate::proto::{bytes, fixed64, key, uint, varint};
+use logdriver_lines::proto::{bytes, fixed64, key, uint, varint};
 
 /// SeverityNumber of a level's text (the first of each range: TRACE 1 ... FATAL 21), 0 if unknown.
 pub fn severity_number(level: &str) -> u64 {

@@ -20,12 +20,14 @@ from logdriver.store.log_store import LogStore
 from logdriver.testing import encode_entry
 from logdriver_sinks.otlp import OtlpSink
 
-from ..unit.test_driver import container, daemon_fifo, frames
-from .test_otlp import OK, FakeOtlpEndpoint
+from ..fakes import FakeHttpEndpoint
+from .test_driver import container, daemon_fifo, frames
+
+OK = (200, {"content-type": "application/x-protobuf"}, b"", 0.0)
 
 
 async def test_a_containers_dead_endpoint_shows_in_the_body_not_as_503(tmp_path: Path) -> None:
-    operator = FakeOtlpEndpoint([OK])
+    operator = FakeHttpEndpoint([OK])
     environ = {
         "LOGDRIVER_STATE_DIR": str(tmp_path),
         "LOGDRIVER_GC_INTERVAL": "0s",
@@ -63,6 +65,5 @@ async def test_a_containers_dead_endpoint_shows_in_the_body_not_as_503(tmp_path:
     finally:
         os.close(dead)
         os.close(fine)
-        await sink.aclose()
         operator.close()
         store.close()

@@ -1,4 +1,4 @@
-//! The few protobuf encodings OTLP logs need, written by hand: varints, fixed64, and
+//! The few protobuf encodings the OTLP and Loki renderers need, written by hand: varints, fixed64, and
 //! length-delimited fields (strings, bytes, submessages built in a scratch buffer).
 
 pub fn varint(mut value: u64, out: &mut Vec<u8>) {
