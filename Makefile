@@ -14,7 +14,7 @@ KAFKA_JARS := tests/peers/kafka/target/dependency/.copied
 
 export LOGDRIVER_STATE_DIR ?= /var/lib/logdriver
 
-.PHONY: otelcol reference peers venv native run test test-setup test-unit test-integration test-engines lint alerts typecheck proto plugin plugin-push bench clean docker docker28 docker29
+.PHONY: otelcol victorialogs reference peers venv native run test test-setup test-unit test-integration test-engines lint alerts typecheck proto plugin plugin-push bench clean docker docker28 docker29
 
 RUST_SOURCES := Cargo.toml $(wildcard native/Cargo.toml native/src/*.rs native/lines/Cargo.toml native/lines/src/*.rs sinks/*/native/Cargo.toml sinks/*/native/src/*.rs)
 
@@ -68,7 +68,11 @@ $(KAFKA_JARS): tests/peers/kafka/pom.xml | $(ES_JARS)
 otelcol:
 	./scripts/build-otelcol.sh
 
-peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol
+## VictoriaLogs, which takes Loki pushes, for the Loki sink's tests (Go module proxy, cached).
+victorialogs:
+	./scripts/build-victorialogs.sh
+
+peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs
 
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
 run: docker
@@ -84,17 +88,17 @@ test:
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	PY=$(PY) ./scripts/run-tests.sh
 
-test-setup: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29 lint alerts
+test-setup: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker docker29 lint alerts
 
 test-unit: $(NATIVE)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker29
+test-integration: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker docker29
 	$(PY) -m pytest -q tests/integration
 
 ## The integration tests on other engines: make test-engines ENGINES=docker-28.5 (or all).
 ENGINES ?= docker-28.5
-test-engines: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker docker28 docker29
+test-engines: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker docker28 docker29
 	LOGDRIVER_TEST_ENGINES=$(ENGINES) $(PY) -m pytest -q tests/integration
 
 docker:
@@ -150,7 +154,7 @@ plugin-push: $(NATIVE) docker
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
 ## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
 ## DOCKER_HOST=$$(./scripts/ensure-engine.sh 29) make bench for dockerd 29.8.
-bench: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
+bench: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker
 	@$(MAKE) --no-print-directory native CARGO_PROFILE=release
 	./scripts/build-otelcol-agent.sh >/dev/null
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
@@ -166,6 +170,7 @@ bench: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol docker
 	$(PY) bench/es_bench.py
 	$(PY) bench/kafka_bench.py
 	$(PY) bench/otlp_bench.py
+	$(PY) bench/loki_bench.py
 	$(PY) bench/shared_fate_bench.py
 	$(PY) bench/burst_bench.py
 	$(PY) bench/agent_bench.py

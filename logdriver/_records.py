@@ -84,6 +84,7 @@ class ContainerInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, str] = field(default_factory=dict)
     daemon_name: str = "docker"
+    log_path: str = ""  # the daemon's own log file path for the container (json-file's)
 
     @property
     def short_id(self) -> str:
@@ -104,6 +105,7 @@ class ContainerInfo:
             labels=_str_map(info.get("ContainerLabels")),
             config=_str_map(info.get("Config")),
             daemon_name=str(info.get("DaemonName") or "docker"),
+            log_path=str(info.get("LogPath") or ""),
         )
 
 

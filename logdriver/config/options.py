@@ -29,7 +29,7 @@ from logdriver.config.processing import PROCESSING_OPTIONS, Processing, processi
 from logdriver.config.registry import OptionRecord, Scope, SinkConfig, closest, is_engine_key
 from logdriver.config.registry import option as option_field
 from logdriver.config.templates import Template, compile_regex, regex_error
-from logdriver.config.units import Explained, int_between, size_between
+from logdriver.config.units import CredentialsInValue, Explained, int_between, parse_bool, size_between
 
 
 class SinkKind(Protocol):
@@ -61,6 +61,14 @@ def _tag(value: str) -> str:
     return value
 
 
+_STORE_SIZE: Final = size_between(1000, 100 * 10**9)
+
+
+def _store_size(value: str) -> int:
+    """A size; -1 (the Loki driver's "unlimited") is the most the store takes."""
+    return 100 * 10**9 if value.strip() == "-1" else int(_STORE_SIZE(value))
+
+
 def _name_list(value: str) -> tuple[str, ...]:
     """Sink names; ``none`` alone means only the ``docker logs`` store."""
     names = tuple(n.strip() for n in value.split(",") if n.strip())
@@ -84,9 +92,9 @@ class ContainerOptions(OptionRecord):
     store_max_size: int = _container(
         "max-size",
         "20m",
-        "a size from 1k to 100g, such as 10m",
-        "docker logs store: bytes per file",
-        size_between(1000, 100 * 10**9),
+        "a size from 1k to 100g, such as 10m, or -1 for the most",
+        "docker logs store: bytes per file (-1, the Loki driver's unlimited: 100g, within the store's budget)",
+        _store_size,
     )
     store_max_file: int = _container(
         "max-file",
@@ -94,6 +102,21 @@ class ContainerOptions(OptionRecord):
         "an integer from 1 to 1000",
         "docker logs store: files kept per container",
         int_between(1, 1000),
+    )
+    no_file: bool = _container(
+        "no-file",
+        "false",
+        "true or false",
+        "no docker logs copy for this container (the Loki driver's option)",
+        parse_bool,
+    )
+    keep_file: bool = _container(
+        "keep-file",
+        "false",
+        "true or false",
+        "the Loki driver's option, taken with no effect: the docker logs copy goes when the "
+        "container is removed, or after LOGDRIVER_STORE_RETENTION idle",
+        parse_bool,
     )
     tag: str = _container("tag", "", "a Docker tag template such as {{.Name}}", "tag added to every record", _tag)
     labels: str = _container("labels", "", "comma-separated label keys", "labels copied into records", str)
@@ -165,6 +188,8 @@ def parse_log_opts(
             )
     values: dict[str, Any] = {}
     merged = {**defaults, **{k: v for k, v in config.items() if k in OPTIONS}}
+    if "sinks" not in config and (implied := _implied_sinks(config, known_sinks)):
+        merged["sinks"] = implied
     for option in CONTAINER_OPTIONS:
         text = merged.get(option.name, option.default)
         try:
@@ -188,6 +213,12 @@ def parse_log_opts(
     return ContainerOptions.from_values(
         values, raw=merged, pipelines=pipelines, sink_configs=sink_configs, processing=processing(values)
     )
+
+
+def _implied_sinks(config: Mapping[str, str], known_sinks: Mapping[str, SinkKind]) -> str:
+    """The sinks a container's log-opts select without ``sinks``: a sink whose
+    ``selected_by`` option they set (``loki-url``, as another driver's users write it)."""
+    return ",".join(name for name, kind in known_sinks.items() if getattr(kind, "selected_by", None) in config)
 
 
 def known_log_opts(known_sinks: Mapping[str, SinkKind]) -> list[str]:
@@ -238,6 +269,8 @@ def _sink_config(
                 where, text = option.name, option.default  # not the plugin-wide credential
         try:
             values[option.name] = option.value(text)
+        except CredentialsInValue as exc:
+            raise ConfigError(where, exc.redacted, exc.how) from None
         except ValueError as exc:
             raise ConfigError(where, "<hidden>" if option.secret else text, option.accepts) from exc
         target = f"{sink}-{option.pipeline}"

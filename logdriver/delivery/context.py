@@ -20,7 +20,12 @@ def container_context(
 ) -> ContainerContext:
     """Every log-opt validated, the tag rendered, the extras picked; ``ConfigError`` names what is wrong."""
     info = ContainerInfo.from_json(dict(raw_info))
-    options = parse_log_opts(info.config, defaults, sinks, environ)
+    config = info.config
+    for kind in sinks.values():  # another driver's options in logdriver's own terms (the Loki driver's stages)
+        expand = getattr(kind, "expand_log_opts", None)
+        if expand is not None:
+            config = expand(config)
+    options = parse_log_opts(config, defaults, sinks, environ)
     try:
         tag = Template.parse(options.tag).render(info) if options.tag else ""
     except ValueError as exc:

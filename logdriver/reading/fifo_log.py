@@ -125,7 +125,12 @@ class FifoLog:
         # redact-store: the store keeps lines after redaction, not the raw frames.
         self._redacts_store = stage is not None and stage.redacts_store
         self._deadlines = deadlines if deadlines is not None else Deadlines()
-        self._writer: Any = store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
+        # no-file (the Loki driver's): no docker logs copy for this container.
+        self._writer: Any = (
+            None
+            if options.no_file
+            else store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
+        )
         self._counts = FifoStatistics()
         self.stop_requested = False
         self.closed = trio.Event()
@@ -396,7 +401,8 @@ class FifoLog:
             finally:
                 # Whatever failed above, the descriptors go and the driver hears of it:
                 # a FIFO left half-closed would hold its container's docker stop.
-                self.store.close_writer(self._writer)
+                if self._writer is not None:
+                    self.store.close_writer(self._writer)
                 self._deadlines.discard(self)
                 fd, self.fd = self.fd, -1
                 try:
@@ -438,6 +444,8 @@ class FifoLog:
 
     def _store(self, raw: bytes) -> None:
         """Append to the docker logs store; a full disk costs docker logs these lines, never the sinks."""
+        if self._writer is None:
+            return
         try:
             self.store.append(self._writer, raw)
         except OSError as exc:

@@ -1,28 +1,31 @@
 """Every sink passes the shared contract (``logdriver.testing.SinkConformance``) against a real destination:
 a directory for the file sink, FluentServer for Fluentd, an OpenSearch node for Elasticsearch,
-a Kafka 4.4 broker for Kafka."""
+a Kafka 4.4 broker for Kafka, the OpenTelemetry Collector for OTLP, VictoriaLogs for Loki."""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from logdriver.testing import SinkConformance
+from logdriver.testing import SinkConformance, close_clients
 from logdriver_sinks.elasticsearch import ElasticsearchSink
 from logdriver_sinks.file import FileSink
 from logdriver_sinks.fluentd import FluentdSink
 from logdriver_sinks.kafka import KafkaSink
+from logdriver_sinks.loki import LokiSink
 from logdriver_sinks.otlp import OtlpSink
 
 from ..es_peer import SERVERS, SearchNode
 from ..fluent_peer import FluentPeer
 from ..kafka_peer import SASL_PASSWORD, SASL_USER, KafkaCluster
+from ..loki_peer import VictoriaLogsPeer
 from ..otel_peer import CollectorPeer
 
 
@@ -106,8 +109,10 @@ class TestFluentdSink(SinkConformance):
             yield FluentSinkPeer(peer)
 
     @pytest.fixture
-    def sink(self) -> FluentdSink:
-        return FluentdSink()
+    async def sink(self) -> object:
+        sink = FluentdSink()
+        yield sink
+        await close_clients(sink)
 
 
 class SearchSinkPeer:
@@ -157,7 +162,7 @@ class TestElasticsearchSink(SinkConformance):
     async def sink(self) -> object:
         sink = ElasticsearchSink()
         yield sink
-        await sink.aclose()
+        await close_clients(sink)
 
 
 class KafkaSinkPeer:
@@ -217,7 +222,7 @@ class TestKafkaSink(SinkConformance):
     async def sink(self) -> object:
         sink = KafkaSink()
         yield sink
-        await sink.aclose()
+        await close_clients(sink)
 
 
 class CollectorSinkPeer:
@@ -267,4 +272,70 @@ class TestOtlpSink(SinkConformance):
     async def sink(self) -> object:
         sink = OtlpSink()
         yield sink
-        await sink.aclose()
+        await close_clients(sink)
+
+
+LOKI_PASSWORD = "loki-conformance-s3cret"
+
+
+class LokiSinkPeer:
+    """VictoriaLogs taking Loki pushes (protobuf + snappy); the outage stops it. Each test's
+    lines are a stream of their own (a ``job`` label), read back in time order.
+
+    A push VictoriaLogs stored whose answer was lost is sent again: at-least-once."""
+
+    def __init__(self, victoria: VictoriaLogsPeer) -> None:
+        self.victoria = victoria
+        self.job = f"conformance-{uuid.uuid4().hex[:10]}"
+        self.config: Mapping[str, str] = {"loki-external-labels": f"job={self.job}"}
+        self.environ: Mapping[str, str] = {
+            "LOGDRIVER_LOKI_URL": victoria.push_url,  # plugin-wide: the credentials go there
+            "LOGDRIVER_LOKI_USERNAME": "shipper",
+            "LOGDRIVER_LOKI_PASSWORD": LOKI_PASSWORD,
+        }
+        self.elsewhere = ("loki-url", "http://127.0.0.1:1/loki/api/v1/push")
+        self.secrets: Sequence[str] = (LOKI_PASSWORD,)
+        self.bad_option = ("loki-format", "xml")
+        self.exactly_once = False
+
+    def received(self, count: int, timeout: float) -> list[bytes]:
+        query = f'_stream:{{job="{self.job}"}}'
+        self.victoria.wait_for(count, query, timeout)
+        rows = self.victoria.query(f"{query} | sort by (_time)")
+        return [str(row["_msg"]).encode() for row in rows]
+
+    def stop(self) -> None:
+        self.victoria.stop()
+
+    def start(self) -> None:
+        self.victoria.start()
+
+
+@pytest.fixture(scope="module")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaLogsPeer]:
+    peer = VictoriaLogsPeer(tmp_path_factory.mktemp("victorialogs")).start()
+    yield peer
+    peer.stop()
+
+
+class TestLokiSink(SinkConformance):
+    @pytest.fixture
+    def peer(self, victoria: VictoriaLogsPeer) -> LokiSinkPeer:
+        return LokiSinkPeer(victoria)
+
+    @pytest.fixture
+    async def sink(self) -> object:
+        sink = LokiSink()
+        yield sink
+        await close_clients(sink)
+
+
+def test_every_registered_sink_runs_the_suite() -> None:
+    """A sink registers in one place, its entry point; this module must then have its class
+    (``Test<Name>Sink``)."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    registered = set(pyproject["project"]["entry-points"]["logdriver.sinks"]) - {"discard"}
+    tested = {
+        cls.__name__.removeprefix("Test").removesuffix("Sink").lower() for cls in SinkConformance.__subclasses__()
+    }
+    assert registered <= tested, f"no conformance class for {sorted(registered - tested)}"

@@ -153,3 +153,20 @@ def test_tls_files_a_container_names_must_be_regular_files(tmp_path: Path) -> No
             client_tls_context(*paths, True, prefix="x-tls-")
         assert caught.value.option == option
     assert time.monotonic() - started < 5
+
+
+def test_loki_url_without_sinks_selects_the_loki_sink() -> None:
+    """The Loki drop-in: a Loki driver user's log-opts, unchanged, ship to Loki."""
+    from logdriver_sinks.loki import LokiSink
+
+    kinds = {"file": FileSink("/tmp/unused"), "loki": LokiSink()}
+    defaults = plugin_defaults({})
+    url = "http://loki:3100/loki/api/v1/push"
+    assert parse_log_opts({"loki-url": url}, defaults, kinds).sinks == ("loki",)
+    assert parse_log_opts({"loki-url": url, "sinks": "file,loki"}, defaults, kinds).sinks == ("file", "loki")
+    assert parse_log_opts({}, defaults, kinds).sinks == ("file",)
+    # The Loki driver's own options for its local copy.
+    options = parse_log_opts(
+        {"loki-url": url, "no-file": "true", "keep-file": "true", "max-size": "-1"}, defaults, kinds
+    )
+    assert (options.no_file, options.store_max_size) == (True, 100 * 10**9)

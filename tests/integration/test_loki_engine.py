@@ -1,0 +1,105 @@
+"""The Loki drop-in on the real engines, into real VictoriaLogs (it takes Loki's push API):
+a container keeps the Loki driver's log-opts, changes only ``--log-driver``, and ships.
+
+Each of the Loki driver's known failures is a test here: Loki down and ``docker stop``,
+``kill`` and ``rm`` never wait (grafana/loki#2361, #4082, moby#42705); 40 KB lines arrive
+whole (#12262); ``docker logs`` and ``docker logs -f`` are served from the plugin's store
+(#4447) and survive a plugin restart, as in an upgrade (#2439)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..loki_peer import VictoriaLogsPeer
+from ..ports import free_port
+from .conftest import Plugin, docker, logs
+
+SCRIPT = (
+    'seq 1 2000; for i in 1 2 3; do echo "err $i" >&2; done; '
+    "head -c 40000 /dev/zero | tr '\\0' x; echo; printf 'no newline at the end'"
+)
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaLogsPeer]:
+    peer = VictoriaLogsPeer(tmp_path / "victorialogs").start()
+    yield peer
+    peer.stop()
+
+
+def test_the_loki_drivers_log_opts_ship_unchanged(plugin: Plugin, victoria: VictoriaLogsPeer) -> None:
+    job = f"web-{uuid.uuid4().hex[:8]}"
+    opts = {  # as a Loki driver user writes them: no sinks, Loki's own names
+        "loki-url": victoria.push_url,
+        "loki-external-labels": f"job={job},container_name={{{{.Name}}}}",
+        "loki-batch-size": "400000",
+        "loki-retries": "5",
+        "loki-timeout": "5s",
+        "max-size": "-1",
+        "labels": "tier",
+    }
+    args = ("--label", "tier=front", "--label", "com.docker.compose.project=shop")
+    container = plugin.run("sh", "-c", SCRIPT, opts=opts, args=args)
+    delivered, dropped = plugin.closing_counts(container, "loki")
+    assert (delivered, dropped) == (2005, 0)
+    query = f'_stream:{{job="{job}"}}'
+    assert victoria.wait_for(2005, query) == 2005
+    rows = victoria.query(f"{query} | sort by (_time)")
+    lines = [row["_msg"] for row in rows]
+    assert [line for line in lines if line.isdigit()] == [str(n) for n in range(1, 2001)]
+    assert "x" * 40000 in lines  # a 40 KB line, rejoined from Docker's 16 KiB pieces
+    assert "no newline at the end" in lines
+    name = docker("inspect", "-f", "{{.Name}}", container).stdout.decode().strip().removeprefix("/")
+    stream = rows[0]["_stream"]
+    for label in (f'container_name="{name}"', 'compose_project="shop"', 'tier="front"', "host=", "filename="):
+        assert label in stream, (label, stream)
+    assert {row["container_id"] for row in rows} == {container}
+    assert {row["stream"] for row in rows} == {"stdout", "stderr"}
+    # docker logs works, from the plugin's own store (the Loki driver's local file).
+    stdout, stderr = logs(container)
+    assert stdout.decode().split("\n")[:3] == ["1", "2", "3"]
+    assert stderr.decode().splitlines() == ["err 1", "err 2", "err 3"]
+
+
+def test_loki_down_never_holds_stop_kill_or_rm(plugin: Plugin) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/loki/api/v1/push"  # nothing listens: every push fails
+    opts = {"loki-url": dead, "loki-min-backoff": "100ms"}
+    names = []
+    for verb in ("stop", "kill", "rm"):
+        container = plugin.create("sh", "-c", "seq 1 20000; sleep 600", opts=opts)
+        docker("start", container)
+        names.append((verb, container))
+    time.sleep(3)  # the lines are read and queued, their pushes failing
+    for verb, container in names:
+        command = {"stop": ("stop", "-t", "1"), "kill": ("kill",), "rm": ("rm", "-f")}[verb]
+        started = time.monotonic()
+        docker(*command, container, timeout=60)
+        took = time.monotonic() - started
+        assert took < 10, f"docker {verb} took {took:.1f}s with Loki down"
+    stopped = names[0][1]
+    assert docker("logs", "--tail", "1", stopped).stdout.strip() == b"20000"  # served while Loki is down
+
+
+def test_docker_logs_follow_keeps_going_and_survives_a_plugin_restart(
+    make_plugin: object, victoria: VictoriaLogsPeer
+) -> None:
+    plugin: Plugin = make_plugin()  # type: ignore[operator]
+    opts = {"loki-url": victoria.push_url}
+    container = plugin.create("sh", "-c", "for i in $(seq 1 40); do echo tick $i; sleep 1; done", opts=opts)
+    docker("start", container)
+    with subprocess.Popen(["docker", "logs", "-f", container], stdout=subprocess.PIPE) as follow:
+        assert follow.stdout is not None
+        seen = [follow.stdout.readline().strip() for _ in range(35)]  # past the Loki driver's ~30 s
+        assert seen[-1] == b"tick 35"
+        follow.wait(timeout=60)
+    assert docker("wait", container, timeout=60).stdout.strip() == b"0"
+    plugin.stop()  # an upgrade: the plugin goes and comes back
+    plugin.start()
+    stdout, _ = logs(container)
+    assert stdout.decode().splitlines()[-1] == "tick 40"
