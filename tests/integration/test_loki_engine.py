@@ -57,7 +57,7 @@ def test_the_loki_drivers_log_opts_ship_unchanged(plugin: Plugin, victoria: Vict
     assert "no newline at the end" in lines
     name = docker("inspect", "-f", "{{.Name}}", container).stdout.decode().strip().removeprefix("/")
     stream = rows[0]["_stream"]
-    for label in (f'container_name="{name}"', 'compose_project="shop"', 'tier="front"', "host=", "filename="):
+    for label in (f'container_name="{name}"', 'compose_project="shop"', 'tier="front"', "host="):
         assert label in stream, (label, stream)
     assert {row["container_id"] for row in rows} == {container}
     assert {row["stream"] for row in rows} == {"stdout", "stderr"}
