@@ -38,7 +38,7 @@ from logdriver._files import makedirs_private, write_private
 from logdriver.abc import ContainerContext, Sink
 from logdriver.config.pipeline_options import PipelineOptions
 from logdriver.delivery.budget import Budget
-from logdriver.delivery.clients import Clients, close_client
+from logdriver.delivery.clients import Clients, ClientStatistics, close_client
 from logdriver.delivery.dead_letters import DeadLetters
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.pipeline_statistics import PipelineStatistics
@@ -331,6 +331,7 @@ class Deliveries:
             failures=self.failures,
             senders=len(self.senders),
             dead_letters_lost={name: dead.lost for name, dead in sorted(self.dead_letters.items())},
+            clients=self.clients.statistics(),
         )
 
 
@@ -341,3 +342,4 @@ class DeliveryStatistics:
     failures: int  # senders that ended on an unexpected error
     senders: int
     dead_letters_lost: Mapping[str, int]  # per sink: rejected lines the dead-letter file could not take
+    clients: ClientStatistics  # destination clients open per sink

@@ -238,6 +238,13 @@ METRICS: Final = (
         (),
         _one(lambda s: s.deliveries.draining),
     ),
+    MetricSpec(
+        "logdriver_sink_clients",
+        "gauge",
+        "Destination clients open (connection pools, producers): one per sink and destination in use",
+        ("sink",),
+        lambda stats: [((sink,), count) for sink, count in sorted(stats.deliveries.clients.open.items())],
+    ),
     MetricSpec("logdriver_budget_bytes", "gauge", "Plugin-wide budgets: used and limit", ("budget", "kind"), _budgets),
     MetricSpec(
         "logdriver_budget_refusals",
