@@ -15,11 +15,24 @@ from __future__ import annotations
 import datetime
 import email.utils
 import zlib
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 import httpx
+import trio
 
-__all__ = ["BoundedTransport", "ReplyDecoder", "ReplyRefused", "read_reply", "retry_after"]
+from logdriver.config.tls import TlsSettings
+
+__all__ = [
+    "BoundedTransport",
+    "HttpClient",
+    "Reply",
+    "ReplyDecoder",
+    "ReplyRefused",
+    "read_reply",
+    "retry_after",
+]
 
 # wbits for zlib: gzip and zlib framing, told apart by their header (raw deflate is rare
 # and ambiguous; the servers logdriver talks to send gzip).
@@ -133,3 +146,71 @@ def retry_after(value: str | None, now: datetime.datetime | None = None) -> floa
         return None
     now = now or datetime.datetime.now(datetime.UTC)
     return min(max((when - now).total_seconds(), 0.0), 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A destination's answer, its body read within the client's bound (what was read when
+    it was over the bound or in an encoding not decoded: the status decides)."""
+
+    status: int
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+
+
+class HttpClient:
+    """The HTTP client group of a sink that posts to a destination (the Collector's
+    ``confighttp``): a connection pool of ``connections``, TLS from its ``TlsSettings``,
+    redirects never followed, a deadline on each whole exchange, replies read within
+    ``max_reply`` bytes raw and decoded. One per destination, opened and closed by the
+    plugin (``Sink.open_client``)."""
+
+    def __init__(
+        self,
+        url: str,
+        tls: TlsSettings,
+        deadline: float,
+        max_reply: int,
+        *,
+        connections: int = 4,
+        proxy: str | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> None:
+        self.deadline = deadline
+        self.max_reply = max_reply
+        verify: Any = tls.context() if url.startswith("https:") else True
+        self.extensions = {"sni_hostname": tls.server_name} if tls.server_name else {}
+        self.client = httpx.AsyncClient(
+            timeout=deadline,
+            verify=verify,
+            follow_redirects=False,
+            proxy=proxy or None,
+            auth=auth,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=max(1, connections // 2)),
+        )
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """One POST and its reply within the deadline: ``trio.TooSlowError`` past it, an
+        ``httpx.HTTPError`` for a connection or protocol failure."""
+        # The deadline bounds the whole exchange: httpx's own timeout bounds each read,
+        # which a reply dripping a byte at a time never trips.
+        with trio.fail_after(self.deadline):
+            async with self.client.stream(
+                "POST", url, content=body, headers=dict(headers), extensions=self.extensions
+            ) as response:
+                lowered = {k.lower(): v for k, v in response.headers.items()}
+                return Reply(response.status_code, lowered, await self._body(response, lowered))
+
+    async def _body(self, response: httpx.Response, headers: Mapping[str, str]) -> bytes:
+        try:
+            decoder = ReplyDecoder(headers.get("content-encoding", ""), self.max_reply)
+        except ReplyRefused:
+            return b""
+        try:
+            return await read_reply(response, decoder)
+        except ReplyRefused:
+            return decoder.finish()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.client.aclose()

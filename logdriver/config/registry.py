@@ -113,6 +113,14 @@ class OptionRecord:
     def options(cls) -> tuple[Option, ...]:
         return tuple(field.metadata["option"] for field in _option_fields(cls))
 
+    @classmethod
+    def option_of(cls, field_name: str) -> Option:
+        """The option a field declares (``tls_ca`` → ``otlp-tls-ca``): to name it in a message."""
+        for field in _option_fields(cls):
+            if field.name == field_name:
+                return field.metadata["option"]  # type: ignore[no-any-return]
+        raise KeyError(field_name)
+
     def get(self, name: str) -> object:
         """An option's value by its log-opt name (for code that walks the options)."""
         for field in _option_fields(type(self)):

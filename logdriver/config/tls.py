@@ -12,6 +12,7 @@ import collections
 import os
 import ssl
 import stat
+from dataclasses import dataclass
 from typing import Final
 
 from logdriver._exceptions import ConfigError
@@ -39,46 +40,61 @@ def _check_file(option: str, path: str) -> tuple[int, int, int] | None:
     return info.st_ino, info.st_size, info.st_mtime_ns
 
 
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """One destination's TLS, as its options set it (``logdriver.config.groups``): the CA,
+    the client certificate and key, whether to verify and which name, and the options'
+    names, so that a bad file fails ``docker run`` naming the option that gave it."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    verify: bool = True
+    server_name: str = ""  # the name the server's certificate must carry; empty: the host's
+    names: tuple[str, str, str] = ("tls-ca", "tls-cert", "tls-key")
+
+    def context(self) -> ssl.SSLContext:
+        """The client context (shared with every destination of the same files and settings)."""
+        return _context(self.ca, self.cert, self.key, self.verify, self.names)
+
+
 def client_tls_context(ca_file: str, cert_file: str, key_file: str, verify: bool, *, prefix: str) -> ssl.SSLContext:
     """A client context: the system's CAs unless ``ca_file``, and an optional client certificate.
 
     ``prefix`` names the options (``fluentd-tls-`` → ``fluentd-tls-ca``, ``-cert``, ``-key``):
     a file that is missing, unreadable or not PEM raises ``ConfigError`` naming its option.
     """
-    files = tuple(
-        _check_file(f"{prefix}{suffix}", path)
-        for suffix, path in (("ca", ca_file), ("cert", cert_file), ("key", key_file))
-    )
+    return _context(ca_file, cert_file, key_file, verify, (f"{prefix}ca", f"{prefix}cert", f"{prefix}key"))
+
+
+def _context(ca_file: str, cert_file: str, key_file: str, verify: bool, names: tuple[str, str, str]) -> ssl.SSLContext:
+    files = tuple(_check_file(name, path) for name, path in zip(names, (ca_file, cert_file, key_file), strict=True))
     key = (ca_file, cert_file, key_file, verify, files)
     context = _contexts.get(key)
     if context is None:
-        context = _contexts[key] = _build(ca_file, cert_file, key_file, verify, prefix)
+        context = _contexts[key] = _build(ca_file, cert_file, key_file, verify, names)
         if len(_contexts) > MAX_CONTEXTS:
             _contexts.popitem(last=False)
     _contexts.move_to_end(key)
     return context
 
 
-def _build(ca_file: str, cert_file: str, key_file: str, verify: bool, prefix: str) -> ssl.SSLContext:
+def _build(ca_file: str, cert_file: str, key_file: str, verify: bool, names: tuple[str, str, str]) -> ssl.SSLContext:
+    ca_name, cert_name, key_name = names
     try:
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{prefix}ca", ca_file, f"a readable PEM CA bundle ({_reason(exc)})") from None
+        raise ConfigError(ca_name, ca_file, f"a readable PEM CA bundle ({_reason(exc)})") from None
     if cert_file:
         try:
             context.load_cert_chain(cert_file, key_file or None)
         except (OSError, ssl.SSLError) as exc:
             option, value = (
-                (f"{prefix}key", key_file)
-                if key_file and "key" in _reason(exc).lower()
-                else (
-                    f"{prefix}cert",
-                    cert_file,
-                )
+                (key_name, key_file) if key_file and "key" in _reason(exc).lower() else (cert_name, cert_file)
             )
             raise ConfigError(option, value, f"a readable PEM certificate and key ({_reason(exc)})") from None
     elif key_file:
-        raise ConfigError(f"{prefix}key", key_file, f"a key with its certificate in {prefix}cert")
+        raise ConfigError(key_name, key_file, f"a key with its certificate in {cert_name}")
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, cast
 
 from logdriver import ConfigError, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
-from logdriver.config import SinkConfig, Template, client_tls_context, option, parse_bool, parse_duration
+from logdriver.config import SinkConfig, Template, client_tls_context, groups, option, parse_bool, parse_duration
 
 from ._bulk import BulkEncoder, Target, item_verdicts
 from ._client import BulkClient, ClientOptions, NodeUrl, Outcome, lacks_data_streams, parse_urls, template_body
@@ -116,14 +116,10 @@ class ElasticsearchConfig(SinkConfig):
     bearer_token: str = option(
         "es-bearer-token", "", "a token", "bearer authentication (plugin-wide only)", secret=True
     )
-    tls_ca: str = option(
-        "es-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's", transport=True
-    )
-    tls_cert: str = option("es-tls-cert", "", "a PEM file path", "client certificate", credential=True)
-    tls_key: str = option("es-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_verify: bool = option(
-        "es-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool, transport=True
-    )
+    tls_ca: str = groups.tls_ca("es")
+    tls_cert: str = groups.tls_cert("es")
+    tls_key: str = groups.tls_key("es")
+    tls_verify: bool = groups.tls_verify("es")
 
 
 def _data_stream_fields(name: str) -> dict[str, str]:

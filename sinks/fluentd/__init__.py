@@ -27,6 +27,7 @@ from logdriver.config import (
     SinkConfig,
     choice,
     client_tls_context,
+    groups,
     int_between,
     option,
     parse_bool,
@@ -108,17 +109,11 @@ class FluentdConfig(SinkConfig):
     )
     password: str = option("fluentd-password", "", "a string", "handshake password (plugin-wide only)", secret=True)
     hostname: str = option("fluentd-hostname", "", "a host name", "our name in the handshake; empty means this host's")
-    tls_ca: str = option(
-        "fluentd-tls-ca", "", "a PEM file path", "CA bundle for tls://; empty means the system's", transport=True
-    )
-    tls_cert: str = option("fluentd-tls-cert", "", "a PEM file path", "client certificate", credential=True)
-    tls_key: str = option("fluentd-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_server_name: str = option(
-        "fluentd-tls-server-name", "", "a host name", "name to verify; empty means the address host", transport=True
-    )
-    tls_verify: bool = option(
-        "fluentd-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool, transport=True
-    )
+    tls_ca: str = groups.tls_ca("fluentd")
+    tls_cert: str = groups.tls_cert("fluentd")
+    tls_key: str = groups.tls_key("fluentd")
+    tls_server_name: str = groups.tls_server_name("fluentd")
+    tls_verify: bool = groups.tls_verify("fluentd")
     async_: bool = option("fluentd-async", "false", _BOOL, "accepted; logdriver never blocks docker run", parse_bool)
     async_connect: bool = option(
         "fluentd-async-connect", "false", _BOOL, "accepted (Docker 28 removed it from its own driver)", parse_bool

@@ -45,6 +45,7 @@ from logdriver.config import (
     Template,
     choice,
     client_tls_context,
+    groups,
     int_between,
     option,
     parse_bool,
@@ -161,12 +162,10 @@ class KafkaConfig(SinkConfig):
     )
     linger: float = option("kafka-linger", "5ms", "a duration", "librdkafka's batching delay", parse_duration)
     tls: bool = option("kafka-tls", "false", _BOOL, "TLS to the brokers", parse_bool, transport=True)
-    tls_ca: str = option("kafka-tls-ca", "", "a PEM file path", "CA bundle; empty means the system's", transport=True)
-    tls_cert: str = option("kafka-tls-cert", "", "a PEM file path", "client certificate", credential=True)
-    tls_key: str = option("kafka-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_verify: bool = option(
-        "kafka-tls-verify", "true", _BOOL, "verify the broker certificate and name", parse_bool, transport=True
-    )
+    tls_ca: str = groups.tls_ca("kafka")
+    tls_cert: str = groups.tls_cert("kafka")
+    tls_key: str = groups.tls_key("kafka")
+    tls_verify: bool = groups.tls_verify("kafka")
     sasl_mechanism: str = option(
         "kafka-sasl-mechanism",
         "none",

@@ -32,15 +32,16 @@ from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStr
 from logdriver.config import (
     SinkConfig,
     Template,
+    TlsSettings,
     choice,
-    client_tls_context,
+    groups,
     int_between,
     option,
-    parse_bool,
     parse_duration,
     size_between,
+    tls_settings,
 )
-from logdriver.replies import ReplyDecoder, ReplyRefused, read_reply
+from logdriver.replies import HttpClient
 
 from ._push import LabelSet, Verdict, compose_labels, external_labels, judge, label_name, push_url
 from ._relabel import Rule, parse_relabel_config, relabel
@@ -87,7 +88,7 @@ class LokiConfig(SinkConfig):
         "labels of the container's stream; setting it replaces the default",
         external_labels,
     )
-    timeout: float = option("loki-timeout", "10s", "a duration", "one push, its reply included", parse_duration)
+    timeout: float = groups.request_timeout("loki")
     batch_wait: float = option(
         "loki-batch-wait",
         "1s",
@@ -134,22 +135,12 @@ class LokiConfig(SinkConfig):
     proxy_url: str = option(
         "loki-proxy-url", "", "an http(s) URL", "HTTP proxy to reach the push URL through", _proxy, transport=True
     )
-    tls_ca: str = option(
-        "loki-tls-ca-file", "", "a PEM file path", "CA bundle for https; empty means the system's", transport=True
-    )
-    tls_cert: str = option("loki-tls-cert-file", "", "a PEM file path", "client certificate", credential=True)
-    tls_key: str = option("loki-tls-key-file", "", "a PEM file path", "client key", credential=True)
-    tls_server_name: str = option(
-        "loki-tls-server-name", "", "a host name", "name the server certificate must have", transport=True
-    )
-    tls_insecure_skip_verify: bool = option(
-        "loki-tls-insecure-skip-verify",
-        "false",
-        _BOOL,
-        "do not verify the server certificate",
-        parse_bool,
-        transport=True,
-    )
+    # The TLS group, under the Loki driver's names.
+    tls_ca: str = groups.tls_ca("loki", "loki-tls-ca-file")
+    tls_cert: str = groups.tls_cert("loki", "loki-tls-cert-file")
+    tls_key: str = groups.tls_key("loki", "loki-tls-key-file")
+    tls_server_name: str = groups.tls_server_name("loki")
+    tls_verify: bool = groups.tls_verify("loki", insecure_skip=True)
     pipeline_stages: str = option(
         "loki-pipeline-stages",
         "",
@@ -189,7 +180,7 @@ class Destination:
     timeout: float
     auth: tuple[str, str, str]  # user, password, bearer token
     proxy_url: str
-    tls: tuple[str, str, str, bool, str]  # ca, cert, key, verify, server name
+    tls: TlsSettings
 
 
 class Pusher:
@@ -197,18 +188,14 @@ class Pusher:
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
-        verify: object = True
-        if destination.url.startswith("https:"):
-            ca, cert, key, check, _ = destination.tls
-            verify = client_tls_context(ca, cert, key, check, prefix="loki-tls-")
         user, password, token = destination.auth
-        self.client = httpx.AsyncClient(
-            timeout=destination.timeout,
-            verify=verify,  # type: ignore[arg-type]
-            follow_redirects=False,
-            proxy=destination.proxy_url or None,
+        self.http = HttpClient(
+            destination.url,
+            destination.tls,
+            destination.timeout,
+            MAX_REPLY,
+            proxy=destination.proxy_url,
             auth=httpx.BasicAuth(user, password) if user or password else None,
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
         )
         self.headers = {"content-type": "application/x-protobuf"}
         if destination.format == "json":
@@ -217,8 +204,6 @@ class Pusher:
             self.headers["authorization"] = f"Bearer {token}"
         if destination.tenant_id:
             self.headers["x-scope-orgid"] = destination.tenant_id
-        server_name = destination.tls[4]
-        self.extensions = {"sni_hostname": server_name} if server_name else {}
 
     def body(self, streams: list[bytes]) -> bytes:
         if self.destination.format == "json":
@@ -226,38 +211,16 @@ class Pusher:
         return snappy(b"".join(streams))
 
     async def push(self, body: bytes) -> Verdict:
-        timeout = self.destination.timeout
         try:
-            # loki-timeout bounds the whole push: httpx's own bounds each read, which a reply
-            # dripping a byte at a time never trips.
-            with trio.fail_after(timeout):
-                async with self.client.stream(
-                    "POST", self.destination.url, content=body, headers=self.headers, extensions=self.extensions
-                ) as reply:
-                    status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
-                    text = await _bounded_body(reply, headers.get("content-encoding", ""))
+            reply = await self.http.post(self.destination.url, body, self.headers)
         except trio.TooSlowError:
-            return Verdict(retry=True, reason=f"no whole answer within loki-timeout ({timeout:g}s)")
+            return Verdict(retry=True, reason=f"no whole answer within loki-timeout ({self.destination.timeout:g}s)")
         except httpx.HTTPError as exc:
             return Verdict(retry=True, reason=type(exc).__name__)
-        return judge(status, text, headers)
+        return judge(reply.status, reply.body, reply.headers)
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await self.client.aclose()
-
-
-async def _bounded_body(reply: httpx.Response, content_encoding: str) -> bytes:
-    """At most MAX_REPLY bytes of the reply, raw and decoded: the status decides the
-    verdict, the body is only its reason."""
-    try:
-        decoder = ReplyDecoder(content_encoding, MAX_REPLY)
-    except ReplyRefused:
-        return b""
-    try:
-        return await read_reply(reply, decoder)
-    except ReplyRefused:
-        return decoder.finish()
+        await self.http.aclose()
 
 
 class LokiSink(Sink):
@@ -288,9 +251,9 @@ class LokiSink(Sink):
         config = context.config(LokiConfig)
         if not config.url:
             raise ConfigError("loki-url", "", "the full push URL, such as http://loki:3100/loki/api/v1/push")
-        verify = not config.tls_insecure_skip_verify
+        tls = tls_settings(config)
         if config.url.startswith("https:"):  # a bad file fails docker run, naming its option
-            client_tls_context(config.tls_ca, config.tls_cert, config.tls_key, verify, prefix="loki-tls-")
+            tls.context()
         return Destination(
             url=config.url,
             tenant_id=config.tenant_id,
@@ -298,7 +261,7 @@ class LokiSink(Sink):
             timeout=config.timeout,
             auth=(config.username, config.password or "", config.bearer_token or ""),
             proxy_url=config.proxy_url,
-            tls=(config.tls_ca, config.tls_cert, config.tls_key, verify, config.tls_server_name),
+            tls=tls,
         )
 
     def open_client(self, destination: Hashable) -> Pusher:

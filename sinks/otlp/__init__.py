@@ -28,8 +28,8 @@ from zlib_ng import zlib_ng
 
 from logdriver import LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
-from logdriver.config import SinkConfig, choice, client_tls_context, option, parse_bool, parse_duration
-from logdriver.replies import ReplyDecoder, ReplyRefused, read_reply
+from logdriver.config import SinkConfig, TlsSettings, choice, groups, option, tls_settings
+from logdriver.replies import HttpClient
 
 from ._export import Verdict, judge
 from ._render import encode_resource, export_request, resource_logs
@@ -106,21 +106,17 @@ class OtlpConfig(SinkConfig):
     compression: str = option(
         "otlp-compression", "gzip", "gzip or none", "request body compression", choice("gzip", "none")
     )
-    timeout: float = option("otlp-timeout", "10s", "a duration such as 10s", "one export request", parse_duration)
+    timeout: float = groups.request_timeout("otlp")
     service_name: str = option(
         "otlp-service-name",
         "",
         "a name",
         "service.name of the records; empty: the Compose service label, else the container name",
     )
-    tls_ca: str = option(
-        "otlp-tls-ca", "", "a PEM file path", "CA bundle for https; empty means the system's", transport=True
-    )
-    tls_cert: str = option("otlp-tls-cert", "", "a PEM file path", "client certificate", credential=True)
-    tls_key: str = option("otlp-tls-key", "", "a PEM file path", "client key", credential=True)
-    tls_verify: bool = option(
-        "otlp-tls-verify", "true", _BOOL, "verify the server certificate", parse_bool, transport=True
-    )
+    tls_ca: str = groups.tls_ca("otlp")
+    tls_cert: str = groups.tls_cert("otlp")
+    tls_key: str = groups.tls_key("otlp")
+    tls_verify: bool = groups.tls_verify("otlp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,25 +127,11 @@ class Destination:
     headers: tuple[tuple[str, str], ...]
     compression: str
     timeout: float
-    tls: tuple[str, str, str, bool]
+    tls: TlsSettings
 
 
 # What an endpoint that does not answer HTTP/1.1 most often is: the Collector's gRPC port.
 NOT_HTTP1 = "the endpoint does not answer HTTP/1.1; if it is an OTLP/gRPC port (4317), use the OTLP/HTTP one (4318)"
-
-
-async def _bounded_body(reply: httpx.Response, content_encoding: str) -> bytes:
-    """The reply's body, raw bytes inflated within MAX_REPLY (a server may answer with a
-    bomb); past the bound, or in encodings not decoded (stacked), what was read so far:
-    the status decides, and a body that does not parse is an unreadable reply."""
-    try:
-        decoder = ReplyDecoder(content_encoding, MAX_REPLY)
-    except ReplyRefused:
-        return b""
-    try:
-        return await read_reply(reply, decoder)
-    except ReplyRefused:
-        return decoder.finish()
 
 
 class Exporter:
@@ -157,15 +139,7 @@ class Exporter:
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
-        verify: object = True
-        if destination.endpoint.startswith("https:"):
-            verify = client_tls_context(*destination.tls, prefix="otlp-tls-")
-        self.client = httpx.AsyncClient(
-            timeout=destination.timeout,
-            verify=verify,  # type: ignore[arg-type]
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-        )
+        self.http = HttpClient(destination.endpoint, destination.tls, destination.timeout, MAX_REPLY)
         self.headers = {"content-type": "application/x-protobuf", **dict(destination.headers)}
         if destination.compression == "gzip":
             self.headers["content-encoding"] = "gzip"
@@ -174,25 +148,17 @@ class Exporter:
         if self.destination.compression == "gzip":
             body = zlib_ng.compress(body, 1, 31)
         try:
-            # otlp-timeout bounds the whole export, as the OTLP exporters' timeout does: httpx's
-            # own bounds each read, which a reply dripping a byte at a time never trips.
-            with trio.fail_after(self.destination.timeout):
-                async with self.client.stream(
-                    "POST", self.destination.endpoint, content=body, headers=self.headers
-                ) as reply:
-                    status, headers = reply.status_code, {k.lower(): v for k, v in reply.headers.items()}
-                    body = await _bounded_body(reply, headers.get("content-encoding", ""))
+            reply = await self.http.post(self.destination.endpoint, body, self.headers)
         except trio.TooSlowError:
             return Verdict(retry=True, reason=f"no whole answer within otlp-timeout ({self.destination.timeout:g}s)")
         except httpx.RemoteProtocolError as exc:
             return Verdict(retry=True, reason=f"{type(exc).__name__}: {NOT_HTTP1}")
         except httpx.HTTPError as exc:
             return Verdict(retry=True, reason=type(exc).__name__)
-        return judge(status, body, headers, size)
+        return judge(reply.status, reply.body, dict(reply.headers), size)
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await self.client.aclose()
+        await self.http.aclose()
 
 
 class OtlpSink(Sink):
@@ -210,14 +176,15 @@ class OtlpSink(Sink):
 
     def destination(self, context: ContainerContext) -> Destination:
         config = context.config(OtlpConfig)
+        tls = tls_settings(config)
         if config.endpoint.startswith("https:"):  # a bad file fails docker run naming its option
-            client_tls_context(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify, prefix="otlp-tls-")
+            tls.context()
         return Destination(
             endpoint=config.endpoint,
             headers=config.headers or (),
             compression=config.compression,
             timeout=config.timeout,
-            tls=(config.tls_ca, config.tls_cert, config.tls_key, config.tls_verify),
+            tls=tls,
         )
 
     def open_client(self, destination: Hashable) -> Exporter:

@@ -343,3 +343,15 @@ def test_a_stage_file_is_read_within_bounds_and_never_quoted(tmp_path: Path) -> 
             expand({"loki-pipeline-stage-file": str(path)})
     with pytest.raises(ConfigError, match="drop-lines"):  # a stage and the container's own option
         expand({"loki-pipeline-stages": "- drop: {expression: x}", "drop-lines": "y"})
+
+
+def test_the_tls_group_under_the_loki_drivers_names(tmp_path: Path) -> None:
+    sink = LokiSink()
+    https = {"loki-url": "https://loki.example/loki/api/v1/push"}
+    skip = sink.destination(context_for(sink, https | {"loki-tls-insecure-skip-verify": "true"}))
+    assert skip.tls.verify is False
+    assert sink.destination(context_for(sink, https)).tls.verify is True
+    named = sink.destination(context_for(sink, https | {"loki-tls-server-name": "loki.internal"}))
+    assert named.tls.server_name == "loki.internal"
+    with pytest.raises(ConfigError, match="loki-tls-ca-file"):  # a bad file is named by its own option
+        sink.destination(context_for(sink, https | {"loki-tls-ca-file": str(tmp_path / "missing.pem")}))
