@@ -1,10 +1,12 @@
-"""The sink interface: what Fluentd, Elasticsearch and file sinks implement.
+"""The sink interface: what every sink (file, Fluentd, Elasticsearch, Kafka, OTLP, Loki) implements.
 
 A ``Sink`` is one destination kind, created once per plugin process from the
-plugin settings. For every container that lists it in ``sinks``, the driver
-calls ``open_stream`` at StartLogging (it must not block: no network there,
-StartLogging delays ``docker start``) and then hands the stream batches of
-rejoined lines (``logdriver.LogBatch``). The pipeline, not the sink, owns buffering and retries: a
+plugin settings. For every container that lists it in ``sinks``, the plugin asks
+where its lines go (``destination``), opens that destination's client when it is the
+first container there (``open_client``; the plugin closes it with the last), and calls
+``open_stream`` at StartLogging (none of these may block: no network there, StartLogging
+delays ``docker start``); then it hands the stream batches of rejoined lines
+(``logdriver.LogBatch``). The pipeline, not the sink, owns buffering and retries: a
 stream answers each batch with a ``SendResult`` and never sleeps to retry.
 """
 

@@ -24,7 +24,7 @@ A JSON record::
      "tag":"...", "attrs":{...}}                   # only when tag / labels / env ask
 
 The constant part of each record is serialised once per container; the rest is
-rendered for the whole batch in Rust (``native/``, built as ``sinks.file._render``),
+rendered for the whole batch in Rust (``native/``, built as ``logdriver_sinks.file._render``),
 which keeps this sink off the per-line Python path.
 """
 

@@ -1,9 +1,8 @@
 """Property: whatever arrives on the plugin socket, the plugin answers it and keeps logging.
 
-The real server and Driver, with the real installed sinks (file, Fluentd,
-Elasticsearch), run in a thread; hypothesis sends generated StartLogging,
-StopLogging and ReadLogs bodies: every known option with hostile values,
-templates, sizes, Unicode and NUL, wrong JSON types. Every request must get an
+The real server and Driver, with every installed sink (the entry points), run in a
+thread; hypothesis sends generated StartLogging, StopLogging and ReadLogs bodies:
+every known option with hostile values, templates, sizes, Unicode and NUL, wrong JSON types. Every request must get an
 HTTP answer of the kind the daemon expects, and afterwards a control FIFO must
 still log to the file sink and read back through ReadLogs.
 """

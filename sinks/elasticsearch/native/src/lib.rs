@@ -1,4 +1,4 @@
-//! The Elasticsearch sink's renderer (`sinks.elasticsearch._render`): a bulk body for a
+//! The Elasticsearch sink's renderer (`logdriver_sinks.elasticsearch._render`): a bulk body for a
 //! whole batch in one call, from its column form (`LogBatch.columns()`).
 
 pub mod bulk;

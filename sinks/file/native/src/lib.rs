@@ -1,4 +1,4 @@
-//! The file sink's renderer (`sinks.file._render`): JSON lines or raw text for a whole
+//! The file sink's renderer (`logdriver_sinks.file._render`): JSON lines or raw text for a whole
 //! batch in one call, from its column form (`LogBatch.columns()`).
 
 use logdriver_lines::python::{lines_of, Columns};

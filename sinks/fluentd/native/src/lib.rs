@@ -1,4 +1,4 @@
-//! The Fluentd sink's renderer (`sinks.fluentd._render`): forward-protocol entries for a
+//! The Fluentd sink's renderer (`logdriver_sinks.fluentd._render`): forward-protocol entries for a
 //! whole batch in one call, from its column form (`LogBatch.columns()`).
 
 pub mod forward;

@@ -1,4 +1,4 @@
-//! The kafka sink's renderer (`sinks.kafka._render`): one message per line of a batch,
+//! The kafka sink's renderer (`logdriver_sinks.kafka._render`): one message per line of a batch,
 //! from its column form (`LogBatch.columns()`), so that the sink's Python loop does no
 //! more per line than hand the message to librdkafka.
 

@@ -1,4 +1,4 @@
-//! The Loki sink's renderer (`sinks.loki._render`): a container's batch as one Loki push
+//! The Loki sink's renderer (`logdriver_sinks.loki._render`): a container's batch as one Loki push
 //! stream, protobuf (`logproto.StreamAdapter`, the Loki driver's format) or JSON, in one
 //! call from its column form (`LogBatch.columns()`); the sink joins the streams of one
 //! push and compresses the body (`snappy` for protobuf).

@@ -1,4 +1,4 @@
-//! The OTLP sink's renderer (`sinks.otlp._render`): a container's batch as one OTLP
+//! The OTLP sink's renderer (`logdriver_sinks.otlp._render`): a container's batch as one OTLP
 //! `ResourceLogs` message in one call, from its column form (`LogBatch.columns()`); the
 //! sink joins the parts of one request into an `ExportLogsServiceRequest`.
 
