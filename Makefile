@@ -72,7 +72,22 @@ otelcol:
 victorialogs:
 	./scripts/build-victorialogs.sh
 
-peers: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs
+# The sinks, from their one registration (pyproject.toml's logdriver.sinks entry points).
+# Each sink that ships over the network has a peer-<sink> rule: its real peer, which the
+# tests run against. A new sink without one fails `make test` at once ("No rule to make
+# target peer-<sink>"), not later in its tests.
+SINKS := $(shell sed -n '/^\[project.entry-points."logdriver.sinks"\]/,/^\[/s/^\([a-z0-9_]*\) = .*/\1/p' pyproject.toml)
+LOCAL_SINKS := file discard
+PEER_TARGETS := $(addprefix peer-,$(filter-out $(LOCAL_SINKS),$(SINKS)))
+.PHONY: $(PEER_TARGETS)
+
+peer-fluentd: $(PEERS)
+peer-elasticsearch: $(OS_JARS) $(ES_JARS)
+peer-kafka: $(KAFKA_JARS)
+peer-otlp: otelcol
+peer-loki: victorialogs
+
+peers: $(PEER_TARGETS)
 
 ## Serve Docker as a legacy plugin at /run/docker/plugins/logdriver.sock (file sink, docker logs store).
 run: docker
@@ -88,17 +103,17 @@ test:
 	PYO3_PYTHON=$(CURDIR)/$(PY) cargo test -q --workspace --no-default-features
 	PY=$(PY) ./scripts/run-tests.sh
 
-test-setup: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker docker29 lint alerts
+test-setup: $(NATIVE) $(PEER_TARGETS) docker docker29 lint alerts
 
 test-unit: $(NATIVE)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker docker29
+test-integration: $(NATIVE) $(PEER_TARGETS) docker docker29
 	$(PY) -m pytest -q tests/integration
 
 ## The integration tests on other engines: make test-engines ENGINES=docker-28.5 (or all).
 ENGINES ?= docker-28.5
-test-engines: $(NATIVE) $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker docker28 docker29
+test-engines: $(NATIVE) $(PEER_TARGETS) docker docker28 docker29
 	LOGDRIVER_TEST_ENGINES=$(ENGINES) $(PY) -m pytest -q tests/integration
 
 docker:
@@ -154,7 +169,7 @@ plugin-push: $(NATIVE) docker
 ## host CPU per line with 50 containers at ~100 lines/s each, against json-file.
 ## On the engine at DOCKER_HOST (default Debian's 20.10: the `docker` prerequisite starts that one), e.g.
 ## DOCKER_HOST=$$(./scripts/ensure-engine.sh 29) make bench for dockerd 29.8.
-bench: $(PEERS) $(OS_JARS) $(ES_JARS) $(KAFKA_JARS) otelcol victorialogs docker
+bench: $(PEER_TARGETS) docker
 	@$(MAKE) --no-print-directory native CARGO_PROFILE=release
 	./scripts/build-otelcol-agent.sh >/dev/null
 	@echo "engine: dockerd $$(docker version --format '{{.Server.Version}}') at $${DOCKER_HOST:-unix:///var/run/docker.sock}"
