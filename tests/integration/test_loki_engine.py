@@ -5,9 +5,8 @@ Each of the Loki driver's known failures is a test here: Loki down and ``docker 
 ``kill`` and ``rm`` never wait (grafana/loki#2361, #4082, moby#42705); 40 KB lines arrive
 whole (#12262); ``docker logs`` and ``docker logs -f`` are served from the plugin's store
 (#4447) and survive a plugin restart, as in an upgrade (#2439); 1,000 short-lived
-containers leave no pipeline, client, descriptor or memory behind (#17718). Memory while
-Loki is down (#3172) is the plugin-wide budget's, for every sink (test_worst_inputs,
-test_memory_budget)."""
+containers leave no pipeline, client, descriptor or memory behind (#17718); memory stays
+within the plugin's budget while Loki is down, what does not fit waiting on disk (#3172)."""
 
 from __future__ import annotations
 
@@ -164,3 +163,28 @@ def _fds_and_rss(pid: int) -> tuple[int, int]:
     with open(f"/proc/{pid}/status") as status:
         rss = next(int(line.split()[1]) << 10 for line in status if line.startswith("VmRSS:"))
     return fds, rss
+
+
+def test_memory_stays_within_the_budget_while_loki_is_down(make_plugin: object, victoria: VictoriaLogsPeer) -> None:
+    """grafana/loki#3172: the Loki driver's memory grew with every line while Loki was down."""
+    plugin: Plugin = make_plugin(LOGDRIVER_MEMORY_MAX_BYTES="16Mi")  # type: ignore[operator]
+    assert plugin.process is not None
+    pid = plugin.process.pid
+    victoria.stop()
+    opts = {"loki-url": victoria.push_url, "loki-min-backoff": "200ms", "loki-max-backoff": "1s"}
+    _, before = _fds_and_rss(pid)
+    # 100 MB of 86-byte lines: six times the budget, which spills to disk (buffer=hybrid).
+    line = "a line of about a hundred bytes, written while Loki is down, padded out to its length"
+    script = f"yes '{line}' | head -c 100000000"
+    container = plugin.run("sh", "-c", script, opts=opts)
+    peak = _peak_rss(pid)
+    assert peak - before < 160 << 20, f"peak RSS {peak >> 20} MiB, {before >> 20} MiB before"
+    victoria.start()
+    delivered, dropped = plugin.closing_counts(container, "loki", timeout=300)
+    assert dropped == 0
+    assert delivered == 100_000_000 // (len(line) + 1) + 1  # the last line cut by head, unterminated
+
+
+def _peak_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) << 10 for line in status if line.startswith("VmHWM:"))
