@@ -12,7 +12,8 @@
 Printed: lines/s of each and the plugin's ratio to the reference (target >= 0.8), CPU
 microseconds per line of the plugin (target <= 2.5), and the sink's share. Then 50
 containers at ~100 lines/s into the same VictoriaLogs: connections the plugin holds to it,
-and lines per push (target >= 1,000).
+and lines per push (target >= 1,000). Then 1,000 short-lived containers (grafana/loki#17718):
+what the plugin holds after them against before (descriptors, RSS, clients, pipelines).
 
 Usage: python bench/loki_bench.py [--runs 3] [--lines 1000000]
 """
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, start_plugin  # bench/bench.py, beside this file
 from logdriver import LogBatch
 from logdriver_sinks.loki._render import proto_stream, snappy
+from tests.integration.churn import fds_and_rss, metric_sum, start_short_lived
 from tests.loki_peer import VictoriaLogsPeer
 from tests.ports import free_port
 
@@ -129,6 +131,7 @@ def main() -> None:
         print(f"plugin CPU {cpu['logdriver']:.2f} us a line (target <= 2.5)")
         print(f"the loki sink's share (logdriver - discard): {cpu['logdriver'] - cpu['discard']:.2f} us a line")
         many(plugin, metrics, state)
+        churn(plugin, metrics, state)
     finally:
         plugin.terminate()
         plugin.wait(timeout=30)
@@ -175,3 +178,32 @@ def many(plugin: subprocess.Popen[bytes], metrics: str, state: str, containers: 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     main()
+
+
+def churn(plugin: subprocess.Popen[bytes], metrics: str, state: str, containers: int = 1000) -> None:
+    """``containers`` short-lived containers of one line each, through the Engine API."""
+    peer = victoria(state, "victorialogs-churn")
+    try:
+        engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+        opts = {"loki-url": peer.push_url}
+        start_short_lived(engine, PLUGIN, opts, 20, image=IMAGE)  # warm
+        wait_for(peer, 20)
+        fds, rss = fds_and_rss(plugin.pid)
+        started = time.perf_counter()
+        start_short_lived(engine, PLUGIN, opts, containers, image=IMAGE)
+        wait_for(peer, 20 + containers)
+        took = time.perf_counter() - started
+        deadline = time.monotonic() + 60
+        held = ("logdriver_sink_clients", "logdriver_pipelines_draining")
+        while [metric_sum(metrics, name) for name in held] != [0, 0] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        after_fds, after_rss = fds_and_rss(plugin.pid)
+        left = [int(metric_sum(metrics, name)) for name in held]
+        print(f"\n## {containers} short-lived containers, one line each ({took:.0f} s)")
+        print(
+            f"descriptors {fds} -> {after_fds}; RSS {rss >> 20} -> {after_rss >> 20} MiB"
+            f" ({(after_rss - rss) / containers / 1024:+.1f} KiB a container); clients and draining pipelines"
+            f" left: {left[0]}, {left[1]}"
+        )
+    finally:
+        peer.stop()
