@@ -7,7 +7,9 @@
   as the plugin's (``loki-batch-size``, 1 MiB), snappy-compressed while timed; the protobuf
   bodies are made before its clock starts, so its CPU is compression, HTTP and nothing else;
 - the plugin again with ``sinks=discard``: what reading, decoding and the ``docker logs``
-  store cost before any sink, so the Loki sink's own share is the difference.
+  store cost before any sink, so the Loki sink's own share is the difference;
+- the sink alone: its real pipeline in this process, fed the same lines decoded, without
+  dockerd (which takes a core's share of two beside VictoriaLogs in the plugin's rows).
 
 Printed: lines/s of each and the plugin's ratio to the reference (target >= 0.8), CPU
 microseconds per line of the plugin (target <= 2.5), and the sink's share. Then 50
@@ -31,17 +33,20 @@ import urllib.request
 from pathlib import Path
 
 import httpx
+import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import IMAGE, cpu_seconds, docker, start_plugin  # bench/bench.py, beside this file
 from logdriver import LogBatch
+from logdriver.testing import close_clients, open_pipeline, running
+from logdriver_sinks.loki import LokiSink
 from logdriver_sinks.loki._render import proto_stream, snappy
 from tests.integration.churn import fds_and_rss, metric_sum, start_short_lived
 from tests.loki_peer import VictoriaLogsPeer
 from tests.ports import free_port
 
 PLUGIN = "logdriver-loki-bench"
-BATCH = 5000  # the pipeline's batch-max-entries default (1 MiB of seq's lines holds more)
+BATCH = 20000  # the Loki sink's batch-max-entries default (1 MiB of seq's lines holds more)
 
 
 def reference_bodies(lines: int) -> list[bytes]:
@@ -79,6 +84,29 @@ def discarded(plugin: subprocess.Popen[bytes], lines: int) -> tuple[float, float
     return time.perf_counter() - started, cpu_seconds(plugin.pid) - before
 
 
+async def sink_alone(peer: VictoriaLogsPeer, lines: int, state: Path) -> tuple[float, float]:
+    """The plugin's Loki sink without Docker: its real pipeline (queue, batching, render,
+    snappy, HTTP) fed the same records as batches of 5,000 decoded lines, until VictoriaLogs
+    holds them all. What the shipper costs, without dockerd's share of two cores."""
+    sink = LokiSink()
+    now = time.time_ns()
+    batches = [
+        LogBatch.from_tuples(
+            [("stdout", now + i, str(i).encode(), None) for i in range(start, min(start + 5000, lines + 1))]
+        )
+        for start in range(1, lines + 1, 5000)
+    ]
+    pipeline = open_pipeline(sink, {"loki-url": peer.push_url, "overflow": "block"}, state_dir=state)
+    started, cpu = time.perf_counter(), time.process_time()
+    async with running(pipeline):
+        for batch in batches:
+            await pipeline.put(batch)
+    used = time.process_time() - cpu
+    await trio.to_thread.run_sync(wait_for, peer, lines)
+    await close_clients(sink)
+    return time.perf_counter() - started, used
+
+
 def wait_for(peer: VictoriaLogsPeer, count: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while (held := peer.count()) < count:
@@ -100,7 +128,7 @@ def main() -> None:
     metrics = f"127.0.0.1:{free_port()}"
     plugin = start_plugin(PLUGIN, state, LOGDRIVER_METRICS_ADDRESS=metrics, LOGDRIVER_GC_INTERVAL="5s")
     bodies = reference_bodies(args.lines)
-    rows: dict[str, list[tuple[float, float]]] = {"logdriver": [], "reference": [], "discard": []}
+    rows: dict[str, list[tuple[float, float]]] = {"logdriver": [], "sink alone": [], "reference": [], "discard": []}
     try:
         for run in range(args.runs):
             peer = victoria(state, f"victorialogs-{run}-plugin")
@@ -119,6 +147,11 @@ def main() -> None:
                 rows["reference"].append(reference(peer, bodies, args.lines))
             finally:
                 peer.stop()
+            peer = victoria(state, f"victorialogs-{run}-sink")
+            try:
+                rows["sink alone"].append(trio.run(sink_alone, peer, args.lines, Path(state) / f"sink-{run}"))
+            finally:
+                peer.stop()
             rows["discard"].append(discarded(plugin, args.lines))
         print(f"\n## seq 1 {args.lines} into one VictoriaLogs, Loki push (median of {args.runs})")
         print(f"{'':<12}{'lines/s':>12}{'CPU us / line':>15}")
@@ -128,6 +161,7 @@ def main() -> None:
             cpu[name] = statistics.median(v[1] for v in values) * 1_000_000 / args.lines
             print(f"{name:<12}{rate[name]:>12,.0f}{cpu[name]:>15.2f}")
         print(f"plugin lines/s x{rate['logdriver'] / rate['reference']:.2f} the reference's (target >= 0.8)")
+        print(f"the sink alone x{rate['sink alone'] / rate['reference']:.2f} the reference's")
         print(f"plugin CPU {cpu['logdriver']:.2f} us a line (target <= 2.5)")
         print(f"the loki sink's share (logdriver - discard): {cpu['logdriver'] - cpu['discard']:.2f} us a line")
         many(plugin, metrics, state)
@@ -175,11 +209,6 @@ def many(plugin: subprocess.Popen[bytes], metrics: str, state: str, containers: 
         peer.stop()
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
-    main()
-
-
 def churn(plugin: subprocess.Popen[bytes], metrics: str, state: str, containers: int = 1000) -> None:
     """``containers`` short-lived containers of one line each, through the Engine API."""
     peer = victoria(state, "victorialogs-churn")
@@ -207,3 +236,8 @@ def churn(plugin: subprocess.Popen[bytes], metrics: str, state: str, containers:
         )
     finally:
         peer.stop()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    main()
