@@ -76,24 +76,43 @@ EOF
 
 # The shim, runc and docker-proxy are found on PATH: ours first, ahead of Debian's older ones.
 export PATH="$engine_dir:$PATH"
-if ! [ -S "$sock" ] || ! pgrep -f "containerd --config $run/containerd.toml" >/dev/null; then
+# A socket that takes a connection, not merely a socket file: one left by a containerd that
+# was killed (a stopped machine, the end of a CI run) exists but refuses, and a dockerd started
+# against it gives up at once ("failed to get containerd plugins").
+accepts() {
+  python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null
+}
+if ! accepts "$sock" || ! pgrep -f "containerd --config $run/containerd.toml" >/dev/null; then
+  pkill -f "containerd --config $run/containerd.toml" 2>/dev/null || true
+  rm -f "$sock" "$sock.ttrpc"
   echo "starting containerd $containerd_version (log: $log)" >&2
   nohup "$engine_dir/containerd" --config "$run/containerd.toml" --address "$sock" \
     --root "$data/containerd" --state "$run/containerd" >>"$log" 2>&1 &
   i=0
-  until [ -S "$sock" ]; do
+  until accepts "$sock"; do
     i=$((i + 1))
     [ "$i" -le 60 ] || { echo "containerd did not come up:" >&2; tail -20 "$log" >&2; exit 1; }
     sleep 0.5
   done
 fi
-echo "starting dockerd $version (log: $log)" >&2
-nohup "$engine_dir/dockerd" --config-file "$run/daemon.json" >>"$log" 2>&1 &
-i=0
-until DOCKER_HOST=$host docker info >/dev/null 2>&1; do
-  i=$((i + 1))
-  [ "$i" -le 60 ] || { echo "dockerd $version did not come up:" >&2; tail -20 "$log" >&2; exit 1; }
-  sleep 1
+# A dockerd that exits while starting (containerd still loading its plugins) is started again,
+# up to three times; one that keeps running is waited for.
+attempt=1
+while :; do
+  echo "starting dockerd $version (log: $log)" >&2
+  nohup "$engine_dir/dockerd" --config-file "$run/daemon.json" >>"$log" 2>&1 &
+  pid=$!
+  i=0
+  until DOCKER_HOST=$host docker info >/dev/null 2>&1; do
+    i=$((i + 1))
+    kill -0 "$pid" 2>/dev/null || break
+    [ "$i" -le 60 ] || { echo "dockerd $version did not come up:" >&2; tail -20 "$log" >&2; exit 1; }
+    sleep 1
+  done
+  DOCKER_HOST=$host docker info >/dev/null 2>&1 && break
+  [ "$attempt" -lt 3 ] || { echo "dockerd $version exited while starting:" >&2; tail -20 "$log" >&2; exit 1; }
+  attempt=$((attempt + 1))
+  sleep 2
 done
 DOCKER_HOST=$host "$here/build-test-image.sh" logdriver-test >&2
 echo "$host"
