@@ -28,6 +28,7 @@ from logdriver.server.docker_api import removed_containers
 from logdriver.server.driver import Driver
 from logdriver.server.logging_setup import configure_logging
 from logdriver.server.metrics import serve_metrics
+from logdriver.server.policy_command import policy_command
 from logdriver.server.reference import render
 from logdriver.server.unix import serve_unix
 from logdriver.store.log_store import LogStore
@@ -119,8 +120,9 @@ def parse_command_line(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"logdriver {__version__}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("options", help="print the generated reference", add_help=False)
+    commands.add_parser("policy", help="check, apply or show the operator policy (policy --help)", add_help=False)
     chosen, rest = parser.parse_known_args(args)
-    if rest and chosen.command != "options":
+    if rest and chosen.command not in ("options", "policy"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     chosen.rest = rest
     return chosen
@@ -131,6 +133,8 @@ def main() -> None:
     if command.command == "options":
         options_command(command.rest)
         return
+    if command.command == "policy":
+        sys.exit(policy_command(command.rest, sink_classes()))
     try:
         configure_logging(os.environ)
     except ConfigError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from typing import Final
 
 PRIVATE_DIR: Final = 0o700
@@ -122,3 +123,26 @@ def write_whole(fd: int, data: bytes, size_before: int) -> None:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, size_before)
         raise
+
+
+def read_regular(path: str, limit: int, *, owner_only: bool = False) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes, read without ever
+    blocking: opened non-blocking and not through a symlink, then checked with ``fstat``
+    (so a path swapped for a FIFO or a device between a check and the open cannot hold
+    the event loop). ``owner_only``: it must belong to this process's user and be writable
+    by it alone. Raises ``OSError`` (``FileNotFoundError`` when absent) or ``ValueError``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError("not a regular file")
+        if owner_only and (status.st_uid != os.geteuid() or status.st_mode & 0o022):
+            raise ValueError(f"must belong to uid {os.geteuid()} and be writable by it alone (chmod 600)")
+        if status.st_size > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        return data
+    finally:
+        os.close(fd)

@@ -32,6 +32,11 @@ class ContainerContext:
     options: ContainerOptions
     tag: str
     extras: Mapping[str, str]
+    # Where each option the container's log-opts or the operator's policy set came from
+    # ("log-opt", "rule <name> (enforce)"), and the policy rules that select the container.
+    sources: Mapping[str, str] = field(default_factory=dict)
+    rules: tuple[str, ...] = ()
+    given: Mapping[str, str] = field(default_factory=dict)  # the option texts, log-opts with the policy's layers
 
     def sink_config(self, sink: str) -> SinkConfig:
         """The config of the sink named ``sink`` (one of this container's sinks)."""

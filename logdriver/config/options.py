@@ -215,6 +215,33 @@ def parse_log_opts(
     )
 
 
+def check_log_opts(config: Mapping[str, str], known_sinks: Mapping[str, SinkKind]) -> None:
+    """Each value on its own, as ``parse_log_opts`` would take it (known names, bounds, no
+    secret or plugin-wide-only option), without the combination: what an operator policy's
+    rule is checked with before it meets a container (which checks the whole)."""
+    _refuse_unknown(config, known_sinks)
+    sink_options = {option.name: option for kind in known_sinks.values() for option in kind.config.options()}
+    for key, text in config.items():
+        if len(text) > MAX_LOG_OPT_VALUE:
+            raise ConfigError(key, text[:40] + "...", f"at most {MAX_LOG_OPT_VALUE} characters")
+        if not text:
+            continue  # unset: the layer below decides
+        declared = OPTIONS.get(key) or sink_options.get(key)
+        try:
+            if declared is not None and (declared.plugin_only or declared.secret):
+                shown = "<hidden>" if declared.secret else text
+                raise ConfigError(key, shown, f"the plugin-wide setting {declared.env}, never per container")
+            if declared is not None:
+                declared.parse(text)
+            elif is_pipeline_key(key, known_sinks):
+                sink = next((name for name in known_sinks if key.startswith(f"{name}-")), "")
+                pipeline_options(sink, {}, {key: text}, {})
+        except CredentialsInValue as exc:
+            raise ConfigError(key, exc.redacted, exc.how) from None
+        except ValueError as exc:
+            raise ConfigError(key, text, _accepts(declared.accepts, exc) if declared else "a valid value") from exc
+
+
 def _implied_sinks(config: Mapping[str, str], known_sinks: Mapping[str, SinkKind]) -> str:
     """The sinks a container's log-opts select without ``sinks``: a sink whose
     ``selected_by`` option they set (``loki-url``, as another driver's users write it)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from logdriver._exceptions import ConfigError
+from logdriver._exceptions import ConfigError, LogDriverError
 from logdriver._records import ContainerInfo
 from logdriver.abc import ContainerContext
 from logdriver.config.options import SinkKind, parse_log_opts
+from logdriver.config.policy import NO_POLICY, Policy, PolicyError
 from logdriver.config.templates import Template, extra_attributes
 
 
@@ -17,17 +18,35 @@ def container_context(
     defaults: Mapping[str, str],
     sinks: Mapping[str, SinkKind],
     environ: Mapping[str, str],
+    policy: Policy = NO_POLICY,
 ) -> ContainerContext:
-    """Every log-opt validated, the tag rendered, the extras picked; ``ConfigError`` names what is wrong."""
+    """Every log-opt validated (with the operator policy's layers), the tag rendered, the
+    extras picked; ``ConfigError`` names what is wrong, ``PolicyError`` when a rule set it."""
     info = ContainerInfo.from_json(dict(raw_info))
-    config = info.config
-    for kind in sinks.values():  # another driver's options in logdriver's own terms (the Loki driver's stages)
-        expand = getattr(kind, "expand_log_opts", None)
-        if expand is not None:
-            config = expand(config)
-    options = parse_log_opts(config, defaults, sinks, environ)
+    layered = policy.layered(info, info.config)
+    config = layered.config
+    try:
+        for kind in sinks.values():  # another driver's options in logdriver's own terms (the Loki driver's stages)
+            expand = getattr(kind, "expand_log_opts", None)
+            if expand is not None:
+                config = expand(config)
+        options = parse_log_opts(config, defaults, sinks, environ)
+    except LogDriverError as exc:
+        source = layered.sources.get(str(getattr(exc, "option", "")), "")
+        if source.startswith("rule "):
+            rule = source.removeprefix("rule ").rsplit(" (", 1)[0]
+            raise PolicyError(rule, str(getattr(exc, "option", "")), str(exc).removeprefix("logdriver: ")) from None
+        raise
     try:
         tag = Template.parse(options.tag).render(info) if options.tag else ""
     except ValueError as exc:
         raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
-    return ContainerContext(info=info, options=options, tag=tag, extras=extra_attributes(info, options.raw))
+    return ContainerContext(
+        info=info,
+        options=options,
+        tag=tag,
+        extras=extra_attributes(info, options.raw),
+        sources=layered.sources,
+        rules=layered.rules,
+        given=layered.config,
+    )

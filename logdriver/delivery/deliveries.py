@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -98,11 +98,19 @@ class Deliveries:
 
     # -- creating --------------------------------------------------------------
 
-    def open(self, fifo_path: str, context: ContainerContext, raw_info: Mapping[str, Any]) -> dict[str, SinkPipeline]:
-        """One started pipeline per sink of the container; all or none (a failure closes the rest)."""
+    def open(
+        self,
+        fifo_path: str,
+        context: ContainerContext,
+        raw_info: Mapping[str, Any],
+        names: Iterable[str] | None = None,
+    ) -> dict[str, SinkPipeline]:
+        """One started pipeline per sink of the container (or per sink in ``names``); all or
+        none (a failure closes the rest). ``fifo_path`` keys their spools: a policy's new
+        pipelines for a running FIFO give it a suffix, so that they never share one."""
         pipelines: dict[str, SinkPipeline] = {}
         try:
-            for name in context.options.sinks:
+            for name in context.options.sinks if names is None else names:
                 pipelines[name] = self._open_one(name, fifo_path, context, raw_info)
         except BaseException:
             self.abandon(pipelines)

@@ -83,6 +83,18 @@ def processing_limiter() -> trio.CapacityLimiter:
         return limiter
 
 
+@dataclass(frozen=True, slots=True)
+class Reconfiguration:
+    """A running container's new options (an operator policy changed), to take between two
+    read batches: its context, its stage, and its pipelines after the switch (those it keeps
+    and those opened for it). ``left_behind`` gets the pipelines it no longer uses, to drain."""
+
+    context: ContainerContext
+    stage: Stage | None
+    pipelines: dict[str, SinkPipeline]
+    left_behind: Callable[[dict[str, SinkPipeline]], None]
+
+
 @dataclass(slots=True)
 class _Stall:
     """A read batch that ``block`` pipelines had no room for: the FIFO is paused in the hub,
@@ -92,6 +104,7 @@ class _Stall:
     waiting: list[SinkPipeline]  # the pipelines still to take it, in order
     unprocessed: bool = False  # the batch waits for the processing stage (in a worker thread)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # a close cancels the wait
+    after: Callable[[], None] | None = None  # once every pipeline took the batch (a switch's drains)
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -149,6 +162,58 @@ class FifoLog:
         self._stage_counts: dict[str, int] = {}
         self._rate_held_since: float | None = None  # a block rate limit stopped reading then
         self._rate_paused = False  # the hub was told to pause for the rate limit
+        self._pending: Reconfiguration | None = None  # taken when no read batch is in flight
+        self._retired_counts: dict[str, int] = {}  # the counters of stages a reconfiguration replaced
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def processes(self) -> bool:
+        """Whether this FIFO has a processing stage now, or had one (its counters are kept)."""
+        return self._stage is not None or bool(self._retired_counts)
+
+    def reconfigure(self, change: Reconfiguration) -> None:
+        """Take new options between two read batches: now, or when the batch in flight (held
+        back by a full ``block`` pipeline or in a worker thread) has been put. A later change
+        replaces one not yet taken (its new pipelines are left behind, empty)."""
+        if self._pending is not None:
+            kept = set(map(id, change.pipelines.values())) | set(map(id, self.pipelines.values()))
+            change.left_behind({n: p for n, p in self._pending.pipelines.items() if id(p) not in kept})
+        self._pending = change
+        if self._stall is None and not self._closing:
+            self._switch()
+
+    def _switch(self) -> None:
+        """The old stage ends first (its open events and held lines go, in order, to the old
+        pipelines), then the new options take every line read after. The decoder (open
+        partial lines), the docker logs writer and the pipelines kept carry over."""
+        change, self._pending = self._pending, None
+        if change is None:
+            return
+        now = trio.current_time()
+        if self._stage is not None:
+            tail = self._stage.finish(now)
+            if self._closing:
+                self._put_now(tail)
+            else:  # a full block pipeline holds the FIFO back for it, as for any batch
+                self._deliver(tail)
+            for name, value in self._stage.statistics().items():
+                self._retired_counts[name] = self._retired_counts.get(name, 0) + value
+        left = {name: pipe for name, pipe in self.pipelines.items() if change.pipelines.get(name) is not pipe}
+        self.context, self._stage, self.pipelines = change.context, change.stage, change.pipelines
+        self._redacts_store = self._stage is not None and self._stage.redacts_store
+        self._stage_counts = {}
+        self._deadlines.discard(self)
+        if self._stall is not None:  # they drain once they hold the old stage's last lines
+            self._stall.after = lambda: change.left_behind(left)
+        else:
+            change.left_behind(left)
+        self._charge_partial(self._held_bytes())  # the old stage's events are out: it only shrinks
+        if not self._closing and self._stall is None:
+            self._arm()
+            self._hold_for_rate()
 
     def request_stop(self) -> bool:
         """StopLogging came: EOF follows, and the FIFO leaves the registry. False if it already had."""
@@ -306,7 +371,12 @@ class FifoLog:
                 while stall.waiting and not self._closing:
                     # At most block-timeout, then it drops (counted); cancelled, it counts the batch too.
                     await stall.waiting.pop(0).put(stall.batch)
+                if stall.after is not None:
+                    stall.after()
                 self._stall = None
+                self._switch()  # a reconfiguration waited for this batch
+                if self._stall is not None:  # the old stage's last lines wait for room in turn
+                    return
                 backlog, self._backlog = self._backlog, []
                 for index, data in enumerate(backlog):
                     self._feed(data)
@@ -382,7 +452,10 @@ class FifoLog:
             if self._stall is not None:
                 for pipeline in self._stall.waiting:
                     pipeline.try_put(self._stall.batch, wait=False)
+                if self._stall.after is not None:
+                    self._stall.after()
                 self._stall = None
+            self._switch()  # one not yet taken: the rest goes by the new options
             for data in [*self._backlog, leftover]:
                 if data:
                     self._feed_now(data)
@@ -526,7 +599,12 @@ class FifoLog:
         """The stage's counters; while a worker thread holds the stage, the last ones read."""
         if self._stage is not None and not (self._stall is not None and self._stall.unprocessed):
             self._stage_counts = self._stage.statistics()
-        return self._stage_counts
+        if not self._retired_counts:
+            return self._stage_counts
+        counts = dict(self._retired_counts)
+        for name, value in self._stage_counts.items():
+            counts[name] = counts.get(name, 0) + value
+        return counts
 
     def _record(self) -> None:
         stats = self.statistics()

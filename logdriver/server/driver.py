@@ -24,8 +24,11 @@ from typing import Any
 
 import trio
 
+from logdriver._exceptions import LogDriverError
 from logdriver._files import private_key
 from logdriver.abc import ContainerContext, Sink
+from logdriver.config.options import check_log_opts
+from logdriver.config.policy import NO_POLICY, Policy, PolicyError
 from logdriver.config.settings import Settings
 from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
 from logdriver.delivery.context import container_context
@@ -33,10 +36,11 @@ from logdriver.delivery.deliveries import Deliveries, DeliveryStatistics
 from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.delivery.totals import FifoStatistics, Totals
 from logdriver.reading.deadlines import Deadlines
-from logdriver.reading.fifo_log import FifoLog
+from logdriver.reading.fifo_log import FifoLog, Reconfiguration
 from logdriver.reading.poller import FifoHub, open_fifo
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server import rpc
+from logdriver.server.live_policy import LivePolicy, PolicyStatistics
 from logdriver.store.log_store import LogStore, StoreStatistics
 from logdriver.store.readlogs import read_logs
 
@@ -56,6 +60,8 @@ class PluginStatistics:
     budgets: tuple[BudgetStatistics, ...]
     # Containers running now with a processing stage: (short id, name, their FIFO's counters).
     processing: tuple[tuple[str, str, FifoStatistics], ...] = ()
+    policy: PolicyStatistics | None = None
+    rule_containers: Mapping[str, int] = dataclasses.field(default_factory=dict)  # running, per rule in force
 
 
 class Driver:
@@ -80,6 +86,11 @@ class Driver:
         # Asks the Docker API which of these containers are gone; None when there is no API.
         self.container_exists = container_exists
         self._fifos: dict[str, FifoLog] = {}
+        self._infos: dict[str, dict[str, Any]] = {}  # each open FIFO's Info, for a new policy
+        self._respools = 0  # a new policy's pipelines of a running FIFO get spools of their own
+        self.live_policy = LivePolicy(
+            settings.state_dir, lambda opts: check_log_opts(opts, self.sinks), self.apply_policy, self.describe
+        )
         self._registry_flush_due = False
         self._redact_key_bytes: bytes | None = None
         self.active_reads = 0
@@ -105,10 +116,12 @@ class Driver:
             await nursery.start(self.hub.run)
             await nursery.start(self.deadlines.run)
             self._nursery = nursery
+            self.live_policy.load()  # before any container resumes: they resume under it
             self._resume()
             self.deliveries.recover(self._context_of)
             nursery.start_soon(self._collect_garbage_forever)
             nursery.start_soon(self._release_memory_forever)
+            await nursery.start(self.live_policy.run)
             task_status.started()
             await trio.sleep_forever()
 
@@ -117,7 +130,11 @@ class Driver:
         for path, info in self.registry.entries().items():
             try:
                 rpc.check_info(info)
-                self._start(path, info)
+                try:
+                    self._start(path, info)
+                except PolicyError as exc:  # its logs go on, as before the restart
+                    log.error("%s; the container resumes without the policy", exc)
+                    self._start(path, info, NO_POLICY)
                 log.info("resumed FIFO %s for container %s", path, str(info.get("ContainerID", "?"))[:12])
             except Exception as exc:
                 log.warning("dropping FIFO %s from the registry: %s", path, exc)
@@ -151,8 +168,9 @@ class Driver:
         except OSError as exc:
             log.error("cannot rewrite the FIFO registry: %s", exc)
 
-    def _context_of(self, raw_info: Mapping[str, Any]) -> ContainerContext:
-        return container_context(raw_info, self.settings.defaults, self.sinks, self.settings.environ)
+    def _context_of(self, raw_info: Mapping[str, Any], policy: Policy | None = None) -> ContainerContext:
+        policy = self.live_policy.policy if policy is None else policy
+        return container_context(raw_info, self.settings.defaults, self.sinks, self.settings.environ, policy)
 
     def _redact_key(self) -> bytes:
         """The plugin's key for ``redact-mode=hash``: the operator's, or one kept in the state
@@ -162,10 +180,10 @@ class Driver:
             self._redact_key_bytes = configured or private_key(os.path.join(self.settings.state_dir, "redact.key"))
         return self._redact_key_bytes
 
-    def _start(self, path: str, raw_info: dict[str, Any]) -> None:
+    def _start(self, path: str, raw_info: dict[str, Any], policy: Policy | None = None) -> None:
         """Validate, open the FIFO and the sink pipelines, start reading; all or nothing."""
         assert self._nursery is not None, "Driver.run has not started"
-        context = self._context_of(raw_info)
+        context = self._context_of(raw_info, policy)
         fd, _ = open_fifo(path, self.settings.pipe_size)
         try:
             pipelines = self.deliveries.open(path, context, raw_info)
@@ -174,10 +192,7 @@ class Driver:
             raise
         try:
             memory = self.memory.share(context.info.container_id)  # with its pipelines' queues
-            processing = context.options.processing
-            stage = None
-            if processing is not None:
-                stage = processing.stage(self._redact_key() if processing.redact_mode == "hash" else b"")
+            stage = self._stage(context)
             fifo = FifoLog(path, context, fd, pipelines, self.store, memory, self._closed, self.deadlines, stage)
             fifo.start(self.hub, self._nursery)
         except BaseException:
@@ -185,6 +200,97 @@ class Driver:
             self.deliveries.abandon(pipelines)
             raise
         self._fifos[path] = fifo
+        self._infos[path] = raw_info
+        self.live_policy.count_matches(context.rules)
+
+    def _stage(self, context: ContainerContext) -> Any:
+        processing = context.options.processing
+        if processing is None:
+            return None
+        return processing.stage(self._redact_key() if processing.redact_mode == "hash" else b"")
+
+    # -- the operator policy ---------------------------------------------------------
+
+    def apply_policy(self, policy: Policy) -> None:
+        """Switch every running container to ``policy``, or none: each container's options
+        are validated and its new pipelines opened first; any failure (``PolicyError``,
+        naming the container, rule and option) closes those and changes nothing. Then each
+        FIFO takes its options between two read batches (``FifoLog.reconfigure``)."""
+        plans: list[tuple[FifoLog, ContainerContext, Reconfiguration | None]] = []
+        try:
+            for path, fifo in self._fifos.items():
+                if not fifo.closing:
+                    plans.append((fifo, *self._plan(path, fifo, policy)))
+        except BaseException:
+            for fifo, _, change in plans:
+                if change is not None:
+                    kept = list(fifo.pipelines.values())
+                    self.deliveries.abandon({n: p for n, p in change.pipelines.items() if p not in kept})
+            raise
+        for fifo, context, change in plans:
+            self.live_policy.count_matches(tuple(r for r in context.rules if r not in fifo.context.rules))
+            if change is None:
+                fifo.context = context  # the same options: only where they come from changed
+            else:
+                fifo.reconfigure(change)
+        self.live_policy.status_due = True
+
+    def _plan(self, path: str, fifo: FifoLog, policy: Policy) -> tuple[ContainerContext, Reconfiguration | None]:
+        old = fifo.context
+        try:
+            context = self._context_of(self._infos[path], policy)
+        except LogDriverError as exc:
+            reason = getattr(exc, "reason", str(exc).removeprefix("logdriver: "))
+            raise PolicyError(
+                getattr(exc, "rule", ""),
+                str(getattr(exc, "option", "")),
+                f"for container {old.info.name.removeprefix('/')} ({old.info.short_id}): {reason}",
+            ) from None
+        if context.given == old.given:  # the same option texts: the same options
+            return context, None
+        kept = {name: fifo.pipelines[name] for name in context.options.sinks if self._keeps(name, old, context)}
+        self._respools += 1
+        fresh = [name for name in context.options.sinks if name not in kept]
+        opened = self.deliveries.open(f"{path}#policy-{self._respools}", context, self._infos[path], fresh)
+        try:
+            stage = self._stage(context)
+        except BaseException:
+            self.deliveries.abandon(opened)
+            raise
+        pipelines = {name: kept.get(name) or opened[name] for name in context.options.sinks}
+        return context, Reconfiguration(context, stage, pipelines, self.deliveries.release)
+
+    def _keeps(self, sink: str, old: ContainerContext, new: ContainerContext) -> bool:
+        """Whether the sink's pipeline carries over: its queue, spool and stream stay."""
+        if sink not in old.options.sinks or (old.tag, old.extras) != (new.tag, new.extras):
+            return False
+        if old.options.pipelines.get(sink) != new.options.pipelines.get(sink):
+            return False
+        return old.options.sink_configs.get(sink) == new.options.sink_configs.get(sink)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every running container's effective options and where each came from (``policy show``):
+        what its log-opts or a rule set, and the plugin-wide settings that differ from the default."""
+        described = []
+        for fifo in self._fifos.values():
+            context = fifo.context
+            options: dict[str, dict[str, str]] = {}
+            for option in sorted(self.settings.defaults):
+                env = f"LOGDRIVER_{option.upper().replace('-', '_')}"
+                if env in self.settings.environ:
+                    options[option] = {"value": self.settings.defaults[option], "source": f"plugin-wide ({env})"}
+            for option, source in sorted(context.sources.items()):
+                options[option] = {"value": context.given.get(option, ""), "source": source}
+            options.setdefault("sinks", {"value": ",".join(context.options.sinks) or "none", "source": "default"})
+            described.append(
+                {
+                    "id": context.info.short_id,
+                    "name": context.info.name.removeprefix("/"),
+                    "rules": list(context.rules),
+                    "options": options,
+                }
+            )
+        return described
 
     async def stop_logging(self, command: rpc.StopLogging) -> None:
         fifo = self._fifos.get(command.file)
@@ -230,6 +336,8 @@ class Driver:
         """A FIFO ended: its pipelines deliver what they hold, however long a destination is down
         (in a plugin shutdown, for their flush-timeout)."""
         self._fifos.pop(fifo.path, None)
+        self._infos.pop(fifo.path, None)
+        self.live_policy.status_due = True
         self.deliveries.release(fifo.pipelines, shutting_down=shutting_down)
         self.totals.fold_fifo(fifo.statistics())
         if fifo.failed:
@@ -266,7 +374,7 @@ class Driver:
         for fifo in self._fifos.values():
             live = fifo.statistics()
             fifos.add(live)
-            if fifo.context.options.processing is not None:
+            if fifo.processes:
                 info = fifo.context.info
                 processing.append((info.short_id, info.name.removeprefix("/"), live))
         deliveries = self.deliveries.statistics(trio.current_time())
@@ -284,6 +392,11 @@ class Driver:
             store=self.store.statistics(),
             budgets=(self.memory.statistics(), self.disk.statistics()),
             processing=tuple(processing),
+            policy=self.live_policy.statistics(),
+            rule_containers={
+                rule: sum(rule in fifo.context.rules for fifo in self._fifos.values())
+                for rule in self.live_policy.policy.rule_names()
+            },
         )
 
     # -- housekeeping ----------------------------------------------------------
