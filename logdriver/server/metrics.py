@@ -260,6 +260,48 @@ METRICS: Final = (
         ("sink",),
         lambda stats: [((name,), lost) for name, lost in stats.deliveries.dead_letters_lost.items()],
     ),
+    MetricSpec(
+        "logdriver_policy_generation",
+        "gauge",
+        "Operator policies taken since the plugin started (0: none); see policy-status.json",
+        (),
+        _one(lambda s: s.policy.generation if s.policy else 0),
+    ),
+    MetricSpec(
+        "logdriver_policy_loaded_timestamp_seconds",
+        "gauge",
+        "When the policy in force was taken (Unix time; 0: none)",
+        (),
+        _one(lambda s: s.policy.loaded_at if s.policy else 0),
+    ),
+    MetricSpec(
+        "logdriver_policy_load_seconds",
+        "gauge",
+        "How long parsing, validating and switching every running container to it took",
+        (),
+        _one(lambda s: s.policy.load_seconds if s.policy else 0),
+    ),
+    MetricSpec(
+        "logdriver_policy_rejected",
+        "counter",
+        "Policies refused (invalid, an unsafe file, or one a running container cannot take); the last one is kept",
+        (),
+        _one(lambda s: s.policy.rejected if s.policy else 0),
+    ),
+    MetricSpec(
+        "logdriver_policy_rule_matches",
+        "counter",
+        "Containers a rule of the policy in force selected, at their start or when the policy came",
+        ("rule",),
+        lambda stats: [((rule,), count) for rule, count in (stats.policy.rule_matches if stats.policy else {}).items()],
+    ),
+    MetricSpec(
+        "logdriver_policy_rule_containers",
+        "gauge",
+        "Running containers each rule of the policy in force selects",
+        ("rule",),
+        lambda stats: [((rule,), count) for rule, count in stats.rule_containers.items()],
+    ),
 )
 
 

@@ -1,0 +1,292 @@
+"""The operator policy (issue 34): parsing and its refusals, selection and precedence (sans-IO),
+then the switch of running containers in the Driver, on real FIFOs, with lines in flight."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+
+from logdriver.__main__ import sink_classes
+from logdriver._records import ContainerInfo
+from logdriver.config.options import check_log_opts
+from logdriver.config.policy import Policy, PolicyError, parse_policy
+from logdriver.server.driver import Driver
+from logdriver.server.live_policy import APPLIED_FILE, POLICY_FILE
+from logdriver.server.metrics import DriverCollector
+from logdriver.server.rpc import StartLogging, StopLogging
+from logdriver.testing import encode_entry
+
+from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
+
+SINKS = {**sink_classes(), "fake": FakeSinkKind}
+
+
+def policy(text: str) -> Policy:
+    return parse_policy(text.encode(), lambda options: check_log_opts(options, SINKS))
+
+
+def info(name: str = "web", image: str = "shop/web:1.2", cid: str = "a" * 64, **labels: str) -> ContainerInfo:
+    return ContainerInfo(container_id=cid, name=f"/{name}", image_name=image, labels=labels)
+
+
+# -- the format -------------------------------------------------------------------------
+
+
+def test_rules_select_by_label_name_image_and_id_every_part_of_a_match() -> None:
+    rules = policy(
+        """
+rules:
+  - {name: by-label, match: {label: {app: noisy}}, enforce: {rate-limit: 100/s}}
+  - {name: by-pattern, match: {label: {app: "~checkout-.*"}}, enforce: {redact: all}}
+  - {name: by-name, match: {name: "~pay-[0-9]+"}, default: {multiline: java}}
+  - {name: by-image, match: {image: shop/web:1.2}, default: {parse: json}}
+  - {name: by-id, match: {id: aaaaaaaaaaaa}, default: {min-level: info}}
+  - {name: both, match: {label: {app: noisy, tier: web}}, enforce: {drop-lines: debug}}
+  - {name: everyone, match: {}, default: {redact: credentials}}
+"""
+    )
+
+    def selected(container: ContainerInfo) -> tuple[str, ...]:
+        return rules.layered(container, {}).rules
+
+    assert selected(info(app="noisy")) == ("by-label", "by-image", "by-id", "everyone")
+    assert selected(info(app="checkout-eu", cid="b" * 64)) == ("by-pattern", "by-image", "everyone")
+    assert selected(info(app="checkout", cid="b" * 64, image="x")) == ("everyone",)  # the pattern is whole
+    assert selected(info(name="pay-12", image="x", cid="b" * 64)) == ("by-name", "everyone")
+    assert selected(info(name="pay-12x", image="x", cid="b" * 64)) == ("everyone",)
+    assert "both" in selected(info(app="noisy", tier="web"))
+    assert "both" not in selected(info(app="quiet", tier="web"))
+
+
+def test_precedence_defaults_then_log_opts_then_enforced_later_rules_win() -> None:
+    rules = policy(
+        """
+rules:
+  - {name: d1, match: {}, default: {multiline: java, redact: credentials, min-level: debug}}
+  - {name: d2, match: {}, default: {min-level: info}}
+  - {name: e1, match: {}, enforce: {rate-limit: 100/s}}
+  - {name: e2, match: {}, enforce: {rate-limit: 50/s}}
+"""
+    )
+    layered = rules.layered(info(), {"multiline": "python", "rate-limit": "1000/s", "tag": "x"})
+    assert layered.config == {
+        "multiline": "python",  # the log-opt wins over a default
+        "redact": "credentials",
+        "min-level": "info",  # the later default
+        "rate-limit": "50/s",  # an enforced value wins over the log-opt; the later one over the earlier
+        "tag": "x",
+    }
+    assert layered.sources == {
+        "multiline": "log-opt",
+        "redact": "rule d1 (default)",
+        "min-level": "rule d2 (default)",
+        "rate-limit": "rule e2 (enforce)",
+        "tag": "log-opt",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "option"),
+    [
+        ("rules: {a: 1}", "", "rules"),
+        ("nope: []", "", ""),
+        ("rules: [[1]]", "rule-1", ""),
+        ("rules: [{match: {}}]", "rule-1", ""),  # sets nothing
+        ("rules: [{match: {who: x}, enforce: {redact: all}}]", "rule-1", "match.who"),
+        ("rules: [{match: {label: {app: '~(x'}}, enforce: {redact: all}}]", "rule-1", "match.label.app"),
+        ("rules: [{match: {}, enforce: {rate-limit: fast}}]", "rule-1", "rate-limit"),
+        ("rules: [{match: {}, enforce: {ratelimit: 5/s}}]", "rule-1", "ratelimit"),
+        ("rules: [{match: {}, enforce: {max-size: 1m}}]", "rule-1", "max-size"),  # the store is the container's
+        ("rules: [{match: {}, enforce: {mode: non-blocking}}]", "rule-1", "mode"),  # the engine's
+        ("rules: [{match: {}, enforce: {redact: [all]}}]", "rule-1", "redact"),
+        ("rules: [{name: a, match: {}, enforce: {redact: all}}, {name: a, match: {}, default: {}}]", "a", "name"),
+        ("rules: [{}, {name: x, match: {}, enforce: {es-password: hunter2}}]", "rule-1", ""),
+    ],
+)
+def test_a_bad_policy_names_the_rule_and_option(text: str, rule: str, option: str) -> None:
+    with pytest.raises(PolicyError) as refused:
+        policy(text)
+    assert (refused.value.rule, refused.value.option) == (rule, option)
+
+
+def test_a_secret_is_refused_without_being_shown_and_every_value_is_bounded() -> None:
+    with pytest.raises(PolicyError, match="LOGDRIVER_ES_PASSWORD") as refused:
+        policy("rules: [{name: x, match: {}, enforce: {es-password: hunter2}}]")
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(PolicyError, match="8192"):
+        policy("rules: [{match: {}, enforce: {drop-lines: '" + "x" * 9000 + "'}}]")
+    with pytest.raises(PolicyError, match="larger than"):
+        policy("#" * (65 << 10))
+    with pytest.raises(PolicyError, match="at most 256"):
+        policy("rules:\n" + "  - {match: {}, default: {redact: all}}\n" * 257)
+    assert policy("").rules == ()
+    assert policy("rules: []").rules == ()
+    scalars = policy("rules: [{match: {}, enforce: {redact-store: false, multiline-max-lines: 50}}]")
+    assert scalars.rules[0].enforce == {"redact-store": "false", "multiline-max-lines": "50"}
+
+
+# -- the switch in the Driver --------------------------------------------------------------
+
+
+def labelled(cid: str, labels: Mapping[str, str], **opts: str) -> dict[str, object]:
+    return {**container(cid, **opts), "ContainerLabels": dict(labels)}
+
+
+def lines_of(kind: FakeSinkKind) -> list[bytes]:
+    return [record.line for stream in kind.streams for record in stream.delivered]
+
+
+def write_lines(fd: int, first: int, count: int, text: bytes = b"line %d password=hunter2") -> None:
+    os.write(fd, frames(*(encode_entry("stdout", n, text % n) for n in range(first, first + count))))
+
+
+def take(driver: Driver, text: str) -> None:
+    driver.apply_policy(parse_policy(text.encode(), lambda options: check_log_opts(options, driver.sinks)))
+
+
+async def test_a_running_container_is_redacted_from_a_read_batch_on_in_order_exactly_once(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", multiline="java", **{"multiline-timeout": "60s"})))
+        write_lines(fd, 0, 1000)
+        # An event left open (its timeout is a minute away) when the policy comes.
+        os.write(fd, frames(*(encode_entry("stderr", 2000 + n, line) for n, line in enumerate(JAVA))))
+        fifo = next(iter(driver._fifos.values()))
+        await wait_until(lambda: len(lines_of(kind)) == 1000 and fifo._held_bytes() > 0)
+        take(driver, "rules: [{name: hush, match: {name: a}, enforce: {redact: all}}]")
+        write_lines(fd, 1000, 1000)
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
+    got = lines_of(kind)
+    assert len(kind.streams) == 1  # the sink stayed: its pipeline carried over
+    assert got[:1000] == [b"line %d password=hunter2" % n for n in range(1000)]
+    assert got[1000] == b"\n".join(JAVA)  # the open event was finished first, under the old options
+    assert got[1001:] == [b"line %d password=[REDACTED]" % n for n in range(1000, 2000)]
+    assert driver.totals.fifos.processing["redacted_credentials"] == 1000
+
+
+JAVA = (b"java.lang.IllegalStateException: boom", b"\tat T.inner(T.java:3)", b"\tat T.main(T.java:9)")
+
+
+async def test_a_sink_left_drains_and_a_new_one_takes_the_rest_while_lines_flow(tmp_path: Path) -> None:
+    old, new = FakeSinkKind(), FakeSinkKind()
+    driver = fake_driver(tmp_path, old)
+    driver.sinks["other"] = new
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, labelled("a", {"app": "x"})))
+
+        async def writer() -> None:
+            for n in range(0, 20_000, 500):
+                write_lines(fd, n, 500, b"line %d")
+                await trio.sleep(0.005)
+
+        async with trio.open_nursery() as writing:
+            writing.start_soon(writer)
+            await wait_until(lambda: len(lines_of(old)) > 2000)
+            take(driver, "rules: [{name: route, match: {name: a}, enforce: {sinks: other}}]")
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
+    before, after = lines_of(old), lines_of(new)
+    assert before + after == [b"line %d" % n for n in range(20_000)]  # none lost, none twice, in order
+    assert before
+    assert after
+    assert old.streams[0].closed  # the sink it left drained and closed
+
+
+async def test_a_policy_one_container_cannot_take_changes_nothing_and_is_counted(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", **{"multiline-start": "^x"})))
+        take(driver, "rules: [{name: r1, match: {}, enforce: {rate-limit: 5/s}}]")
+        # A preset beside the container's own multiline-start: refused for that container.
+        with pytest.raises(PolicyError, match=r"rule 'r2'.*option 'multiline'.*container a \(aaaaaaaaaaaa\)"):
+            take(driver, "rules: [{name: r2, match: {}, enforce: {multiline: java}}]")
+        fifo = next(iter(driver._fifos.values()))
+        assert fifo.context.given["rate-limit"] == "5/s"
+        assert fifo.context.rules == ("r1",)
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
+    assert len(kind.streams) == 1
+
+
+# -- the file, restarts and metrics -----------------------------------------------------------
+
+
+def write_policy(state: Path, text: str, mode: int = 0o600) -> None:
+    tmp = state / "policy.tmp"
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(state / POLICY_FILE)
+
+
+def metrics(driver: Driver) -> Mapping[str, float]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DriverCollector(driver))
+    out = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line.startswith("logdriver_policy"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+async def test_the_file_is_taken_live_refused_when_unsafe_and_kept_across_a_restart(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, labelled("a", {"app": "noisy"})))
+        write_policy(tmp_path, "rules: [{name: tame, match: {label: {app: noisy}}, enforce: {rate-limit: 10/s}}]")
+        with trio.fail_after(2):  # live within 2 s
+            await wait_until(lambda: driver.live_policy.generation == 1)
+        fifo = next(iter(driver._fifos.values()))
+        assert fifo.context.options.processing is not None
+        assert fifo.context.options.processing.rate_limit == 10
+        seen = metrics(driver)
+        assert seen["logdriver_policy_generation"] == 1
+        assert seen['logdriver_policy_rule_containers{rule="tame"}'] == 1
+        assert seen['logdriver_policy_rule_matches_total{rule="tame"}'] == 1
+        # Writable by others: refused, counted; the one in force stays.
+        write_policy(tmp_path, "rules: []", mode=0o666)
+        await wait_until(lambda: driver.live_policy.rejected == 1)
+        write_policy(tmp_path, "rules: [{match: {}, enforce: {rate-limit: soon}}]")
+        await wait_until(lambda: driver.live_policy.rejected == 2)
+        assert metrics(driver)["logdriver_policy_rejected_total"] == 2
+        assert fifo.context.rules == ("tame",)
+        assert driver.live_policy.generation == 1
+        nursery.cancel_scope.cancel()  # the plugin stops; the container goes on logging
+    # The restarted plugin resumes the FIFO under the last good policy (policy.yaml is broken).
+    assert (tmp_path / APPLIED_FILE).stat().st_mode & 0o777 == 0o600
+    restarted = fake_driver(tmp_path, FakeSinkKind())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(restarted.run)
+        resumed = next(iter(restarted._fifos.values()))
+        assert resumed.context.rules == ("tame",)
+        assert restarted.live_policy.rejected == 1
+        assert restarted.live_policy.generation == 1
+        (tmp_path / POLICY_FILE).unlink()  # no file: no policy
+        await wait_until(lambda: restarted.live_policy.generation == 2)
+        assert resumed.context.rules == ()
+        assert resumed.context.options.processing is None
+        nursery.cancel_scope.cancel()
+    os.close(fd)
