@@ -88,9 +88,7 @@ class Driver:
         self._fifos: dict[str, FifoLog] = {}
         self._infos: dict[str, dict[str, Any]] = {}  # each open FIFO's Info, for a new policy
         self._respools = 0  # a new policy's pipelines of a running FIFO get spools of their own
-        self.live_policy = LivePolicy(
-            settings.state_dir, lambda opts: check_log_opts(opts, self.sinks), self.apply_policy, self.describe
-        )
+        self.live_policy = LivePolicy(settings.state_dir, self._check_rule, self.apply_policy, self.describe)
         self._registry_flush_due = False
         self._redact_key_bytes: bytes | None = None
         self.active_reads = 0
@@ -210,6 +208,12 @@ class Driver:
         return processing.stage(self._redact_key() if processing.redact_mode == "hash" else b"")
 
     # -- the operator policy ---------------------------------------------------------
+
+    def _check_rule(self, options: Mapping[str, str]) -> None:
+        """A rule's options, each as a log-opt, then together as a container's log-opts over
+        the plugin-wide settings (a rule must make sense on its own, whatever it meets)."""
+        check_log_opts(options, self.sinks)
+        self._context_of({"ContainerID": "0" * 64, "ContainerName": "/policy-check", "Config": dict(options)})
 
     def apply_policy(self, policy: Policy) -> None:
         """Switch every running container to ``policy``, or none: each container's options
