@@ -207,6 +207,27 @@ async def test_a_sink_left_drains_and_a_new_one_takes_the_rest_while_lines_flow(
     assert old.streams[0].closed  # the sink it left drained and closed
 
 
+async def test_lifting_a_block_rate_limit_live_sends_what_it_held_in_order(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        opts = {"rate-limit": "100/s", "rate-limit-action": "block"}
+        await driver.start_logging(StartLogging(path, container("a", **opts)))
+        write_lines(fd, 0, 2000, b"line %d")  # 20 s at the limit
+        await wait_until(lambda: len(lines_of(kind)) >= 100)
+        take(driver, "rules: [{name: lift, match: {}, enforce: {rate-limit: '', rate-limit-action: drop}}]")
+        with trio.fail_after(5):  # not the 19 s the limit would have taken
+            await wait_until(lambda: len(lines_of(kind)) == 2000)
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
+    assert lines_of(kind) == [b"line %d" % n for n in range(2000)]
+    assert driver.totals.fifos.processing["rate_limited_lines"] == 0
+
+
 async def test_a_policy_one_container_cannot_take_changes_nothing_and_is_counted(tmp_path: Path) -> None:
     kind = FakeSinkKind()
     driver = fake_driver(tmp_path, kind)
