@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,15 +17,19 @@ from logdriver.__main__ import sink_classes
 from logdriver._records import ContainerInfo
 from logdriver.config.options import check_log_opts
 from logdriver.config.policy import Policy, PolicyError, parse_policy
+from logdriver.config.registry import Option
+from logdriver.config.settings import Settings
+from logdriver.delivery.context import container_context
 from logdriver.server.driver import Driver
 from logdriver.server.live_policy import APPLIED_FILE, POLICY_FILE
 from logdriver.server.metrics import DriverCollector
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
+from .test_credentials_rule import changes, plugin_wide
 from .test_driver import FakeSinkKind, container, daemon_fifo, fake_driver, frames, wait_until
 
-SINKS = {**sink_classes(), "fake": FakeSinkKind}
+SINKS: dict[str, Any] = {**sink_classes(), "fake": FakeSinkKind}
 
 
 def policy(text: str) -> Policy:
@@ -128,6 +134,27 @@ def test_a_secret_is_refused_without_being_shown_and_every_value_is_bounded() ->
     assert policy("rules: []").rules == ()
     scalars = policy("rules: [{match: {}, enforce: {redact-store: false, multiline-max-lines: 50}}]")
     assert scalars.rules[0].enforce == {"redact-store": "false", "multiline-max-lines": "50"}
+
+
+@pytest.mark.parametrize(("sink", "option", "value"), changes(), ids=lambda v: getattr(v, "name", str(v)))
+def test_a_rule_that_changes_a_destination_gets_no_plugin_wide_credential(
+    sink: str, option: Option, value: str
+) -> None:
+    """The credentials rule of log-opts, walked over every option of where or how lines go:
+    a rule is one more writer of log-opts, not a way around them."""
+    env = plugin_wide(sink)
+    rules = parse_policy(
+        orjson.dumps({"rules": [{"match": {}, "enforce": {"sinks": sink, option.name: value}}]}),
+        lambda options: check_log_opts(options, SINKS),
+    )
+    raw = {"ContainerID": "c" * 64, "ContainerName": "/c", "Config": {}}
+    settings = Settings.from_env({"LOGDRIVER_STATE_DIR": "/nonexistent"})
+    kinds = {name: kind.from_settings(settings) for name, kind in sink_classes().items()}
+    context = container_context(raw, {}, kinds, env, rules)
+    assert context.options.pipelines[sink].container_destination
+    for bound in SINKS[sink].config.options():
+        if bound.bound and bound.name != option.name:
+            assert context.options.sink_configs[sink].get(bound.name) == bound.value(bound.default)
 
 
 # -- the switch in the Driver --------------------------------------------------------------
