@@ -2,7 +2,8 @@
 
 The public face, for sinks and tests, is these modules:
 
-- ``logdriver`` (this one): lines and batches, container facts, settings and errors;
+- ``logdriver`` (this one): lines and batches, container facts, settings and errors, and
+  ``read_regular``, the one way to read a file a container names (never blocking);
 - ``logdriver.abc``: the sink interface (``Sink``, ``SinkStream``, ``SendResult``) and
   the context a stream gets; ``logdriver.config``: what a sink declares its options with;
 - ``logdriver.replies``: a destination's HTTP replies read within a bound (for sinks
@@ -35,6 +36,7 @@ Glossary (one word per thing):
 """
 
 from logdriver._exceptions import ConfigError, LogDriverError
+from logdriver._files import read_regular
 from logdriver._native import LogBatch
 from logdriver._records import ContainerInfo, LogRecord, PartialInfo, batch_of, records_of
 from logdriver.config.options import ContainerOptions
@@ -52,6 +54,7 @@ __all__ = [
     "MARKER_SOURCE",
     "Settings",
     "batch_of",
+    "read_regular",
     "records_of",
 ]
 

@@ -127,11 +127,12 @@ def write_whole(fd: int, data: bytes, size_before: int) -> None:
 
 def read_regular(path: str, limit: int, *, owner_only: bool = False) -> bytes:
     """The bytes of ``path``, a regular file of at most ``limit`` bytes, read without ever
-    blocking: opened non-blocking and not through a symlink, then checked with ``fstat``
-    (so a path swapped for a FIFO or a device between a check and the open cannot hold
-    the event loop). ``owner_only``: it must belong to this process's user and be writable
-    by it alone. Raises ``OSError`` (``FileNotFoundError`` when absent) or ``ValueError``."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    blocking: opened non-blocking, then checked with ``fstat`` (so a path swapped for a
+    FIFO or a device between a check and the open cannot hold the event loop).
+    ``owner_only``: not through a symlink, and it must belong to this process's user and be
+    writable by it alone. Raises ``OSError`` (``FileNotFoundError`` when absent) or ``ValueError``."""
+    nofollow = os.O_NOFOLLOW if owner_only else 0
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow | os.O_CLOEXEC)
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):

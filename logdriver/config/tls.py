@@ -9,9 +9,11 @@ on disk (a renewed certificate) makes a new context.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import ssl
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -79,21 +81,56 @@ def _context(ca_file: str, cert_file: str, key_file: str, verify: bool, names: t
     return context
 
 
+@contextlib.contextmanager
+def _held(option: str, path: str) -> Iterator[str | None]:
+    """A path OpenSSL may open without blocking: the file, opened non-blocking and checked
+    with ``fstat`` (a regular file within the bound), as ``/proc/self/fd/N``. A path swapped
+    for a FIFO after ``_check_file`` cannot then hold the event loop in OpenSSL's open()."""
+    if not path:
+        yield None
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(option, path, f"a readable PEM file ({_reason(exc)})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PEM_BYTES:
+            raise ConfigError(option, path, f"a regular PEM file of at most {MAX_PEM_BYTES >> 20} MiB")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 def _build(ca_file: str, cert_file: str, key_file: str, verify: bool, names: tuple[str, str, str]) -> ssl.SSLContext:
     ca_name, cert_name, key_name = names
+    with _held(ca_name, ca_file) as ca, _held(cert_name, cert_file) as cert, _held(key_name, key_file) as key:
+        return _built(ca, cert, key, verify, names, (ca_file, cert_file, key_file))
+
+
+def _built(
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    verify: bool,
+    names: tuple[str, str, str],
+    given: tuple[str, str, str],
+) -> ssl.SSLContext:
+    ca_name, cert_name, key_name = names
+    ca_file, cert_file, key_file = given
     try:
-        context = ssl.create_default_context(cafile=ca_file or None)
+        context = ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(ca_name, ca_file, f"a readable PEM CA bundle ({_reason(exc)})") from None
-    if cert_file:
+    if cert:
         try:
-            context.load_cert_chain(cert_file, key_file or None)
+            context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
             option, value = (
                 (key_name, key_file) if key_file and "key" in _reason(exc).lower() else (cert_name, cert_file)
             )
             raise ConfigError(option, value, f"a readable PEM certificate and key ({_reason(exc)})") from None
-    elif key_file:
+    elif key:
         raise ConfigError(key_name, key_file, f"a key with its certificate in {cert_name}")
     if not verify:
         context.check_hostname = False

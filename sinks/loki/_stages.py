@@ -28,15 +28,13 @@ never appears in an error.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from collections.abc import Mapping
 from typing import Any, Final
 
 import yaml
 
-from logdriver import ConfigError
+from logdriver import ConfigError, read_regular
 
 MAX_FILE: Final = 64 << 10
 MAX_STAGES: Final = 64
@@ -63,11 +61,11 @@ def _fail(stage: str, why: str) -> ConfigError:
 def read_stage_file(path: str) -> str:
     """The file's text: regular, readable, at most ``MAX_FILE`` bytes (a container names it)."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE:
-            raise ConfigError("loki-pipeline-stage-file", path, f"a regular YAML file of at most {MAX_FILE >> 10} KiB")
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE + 1)
+        data = read_regular(path, MAX_FILE)
+    except ValueError:
+        raise ConfigError(
+            "loki-pipeline-stage-file", path, f"a regular YAML file of at most {MAX_FILE >> 10} KiB"
+        ) from None
     except OSError as exc:
         raise ConfigError("loki-pipeline-stage-file", path, f"a file the plugin can read ({exc.strerror})") from None
     try:
