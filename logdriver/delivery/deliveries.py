@@ -152,7 +152,11 @@ class Deliveries:
                 log.error("sink %s: cannot create spool %s (%s); buffering in memory", name, spool_dir, exc.strerror)
                 options = dataclasses.replace(options, buffer="memory")
         spill_dir = os.path.join(self.spill_root, name, spool_key(context.info.container_id, fifo_path))
-        pipeline = self._pipeline(name, context, options, stream, spool_dir, spill_dir)
+        try:
+            pipeline = self._pipeline(name, context, options, stream, spool_dir, spill_dir)
+        except BaseException:  # a bug, or a spool it cannot fall back from: the client is not kept for it
+            self._release(name, destination)
+            raise
         self._destinations[pipeline] = destination
         self._attach(pipeline, destination)
         return pipeline

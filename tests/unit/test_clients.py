@@ -17,6 +17,9 @@ import trio
 from logdriver import ConfigError, LogBatch, Settings
 from logdriver.abc import DELIVERED, ContainerContext, SendResult, Sink, SinkStream
 from logdriver.config import SinkConfig, option
+from logdriver.config.options import check_log_opts
+from logdriver.config.policy import parse_policy
+from logdriver.delivery import deliveries
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
@@ -144,3 +147,44 @@ def test_no_sink_keeps_a_client_registry() -> None:
         text = path.read_text()
         assert ".users" not in text, path
         assert "def release(" not in text, path
+
+
+async def test_a_pipeline_that_cannot_be_built_gives_its_client_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = CountedSink()
+    driver = fake_driver(tmp_path, sink)  # type: ignore[arg-type]
+    path, fd = daemon_fifo(tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in building a pipeline")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        monkeypatch.setattr(deliveries, "SinkPipeline", broken)
+        with pytest.raises(RuntimeError):
+            await driver.start_logging(StartLogging(path, container("a", sinks="fake")))
+        await wait_until(lambda: _open(sink.clients) == {})  # closed off the call
+        assert driver.deliveries.clients.statistics().open == {}
+        nursery.cancel_scope.cancel()
+    os.close(fd)
+
+
+async def test_a_policy_that_moves_a_container_opens_the_new_client_and_closes_the_old(tmp_path: Path) -> None:
+    sink = CountedSink()
+    driver = fake_driver(tmp_path, sink)  # type: ignore[arg-type]
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", sinks="fake")))
+        os.write(fd, frames(encode_entry("stdout", 1, b"before")))
+        await wait_until(lambda: driver.statistics().sinks["fake"].totals.lines_out == 1)
+        rule = "rules: [{name: move, match: {name: a}, enforce: {counted-address: there}}]"
+        driver.apply_policy(parse_policy(rule.encode(), lambda options: check_log_opts(options, driver.sinks)))
+        await wait_until(lambda: _open(sink.clients) == {"there": 1})  # "here" drained and closed
+        os.write(fd, frames(encode_entry("stdout", 2, b"after")))
+        await wait_until(lambda: driver.statistics().sinks["fake"].totals.lines_out == 2)
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: _open(sink.clients) == {})
+        nursery.cancel_scope.cancel()
