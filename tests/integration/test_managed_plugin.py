@@ -55,6 +55,18 @@ def test_managed_plugin_logs_and_keeps_state_across_recreation(managed: Path) ->
         files = list((propagated_mount() / "propagated-mount" / "files").glob(f"{container[:12]}-*.log"))
         assert len(files) == 1
         assert b'"message":"from managed"' in files[0].read_bytes()
+        # The operator policy reaches the managed plugin through its state mount on the host.
+        state = propagated_mount() / "propagated-mount"
+        (tmp := state.parent / "policy-it.yaml").write_text("rules: [{name: all, match: {}, enforce: {redact: all}}]")
+        command = [sys.executable, "-m", "logdriver", "policy", "--state-dir", str(state), "apply", str(tmp)]
+        applied = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        redacted = (
+            docker("run", "-d", f"--log-driver={NAME}", IMAGE, "echo", "password=hunter2").stdout.decode().strip()
+        )
+        assert docker("wait", redacted).stdout.strip() == b"0"
+        assert logs(redacted) == (b"password=[REDACTED]\n", b"")
+        docker("rm", "-f", redacted)
         # Re-created (the only upgrade path without a registry), now into a custom
         # directory: the script carries the state over, so docker logs still has everything.
         build(managed)
