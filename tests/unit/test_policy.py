@@ -15,13 +15,23 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from logdriver.__main__ import sink_classes
 from logdriver._records import ContainerInfo
-from logdriver.config.options import check_log_opts
-from logdriver.config.policy import Policy, PolicyError, parse_policy
+from logdriver.config.options import MAX_LOG_OPT_VALUE, check_log_opts
+from logdriver.config.policy import (
+    FIXED_AT_START,
+    MAX_LABELS_PER_RULE,
+    MAX_MATCH_VALUE,
+    MAX_POLICY_BYTES,
+    MAX_RULE_NAME,
+    MAX_RULES,
+    Policy,
+    PolicyError,
+    parse_policy,
+)
 from logdriver.config.registry import Option
 from logdriver.config.settings import Settings
 from logdriver.delivery.context import container_context
 from logdriver.server.driver import Driver
-from logdriver.server.live_policy import APPLIED_FILE, POLICY_FILE
+from logdriver.server.live_policy import APPLIED_FILE, POLICY_FILE, POLL_INTERVAL
 from logdriver.server.metrics import DriverCollector
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
@@ -155,6 +165,22 @@ def test_a_rule_that_changes_a_destination_gets_no_plugin_wide_credential(
     for bound in SINKS[sink].config.options():
         if bound.bound and bound.name != option.name:
             assert context.options.sink_configs[sink].get(bound.name) == bound.value(bound.default)
+
+
+def test_the_bounds_docs_state_are_the_code() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "policy.md").read_text()
+    for bound in (
+        f"at most {MAX_POLICY_BYTES >> 10} KiB",
+        f"Rules: at most {MAX_RULES}",
+        f"Labels per rule: at most {MAX_LABELS_PER_RULE}",
+        f"at most {MAX_MATCH_VALUE} characters",
+        f"A rule name: at most {MAX_RULE_NAME} characters",
+        f"every value ≤ {MAX_LOG_OPT_VALUE}",
+        f"every {POLL_INTERVAL:g} s" if POLL_INTERVAL != 0.5 else "every half second",
+    ):
+        assert bound in text, bound
+    for name in sorted(FIXED_AT_START):
+        assert f"`{name}`" in text, name
 
 
 # -- the switch in the Driver --------------------------------------------------------------
