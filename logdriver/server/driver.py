@@ -24,10 +24,8 @@ from typing import Any
 
 import trio
 
-from logdriver._exceptions import LogDriverError
 from logdriver._files import private_key
 from logdriver.abc import ContainerContext, Sink
-from logdriver.config.options import check_log_opts
 from logdriver.config.policy import NO_POLICY, Policy, PolicyError
 from logdriver.config.settings import Settings
 from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
@@ -36,11 +34,12 @@ from logdriver.delivery.deliveries import Deliveries, DeliveryStatistics
 from logdriver.delivery.pipeline_statistics import PipelineStatistics
 from logdriver.delivery.totals import FifoStatistics, Totals
 from logdriver.reading.deadlines import Deadlines
-from logdriver.reading.fifo_log import FifoLog, Reconfiguration
+from logdriver.reading.fifo_log import FifoLog
 from logdriver.reading.poller import FifoHub, open_fifo
 from logdriver.reading.registry import FifoRegistry
 from logdriver.server import rpc
 from logdriver.server.live_policy import LivePolicy, PolicyStatistics
+from logdriver.server.policy_switch import PolicySwitch
 from logdriver.store.log_store import LogStore, StoreStatistics
 from logdriver.store.readlogs import read_logs
 
@@ -87,8 +86,6 @@ class Driver:
         self.container_exists = container_exists
         self._fifos: dict[str, FifoLog] = {}
         self._infos: dict[str, dict[str, Any]] = {}  # each open FIFO's Info, for a new policy
-        self._respools = 0  # a new policy's pipelines of a running FIFO get spools of their own
-        self.live_policy = LivePolicy(settings.state_dir, self._check_rule, self.apply_policy, self.describe)
         self._registry_flush_due = False
         self._redact_key_bytes: bytes | None = None
         self.active_reads = 0
@@ -106,6 +103,19 @@ class Driver:
             stopped_drain_max_time=settings.stopped_drain_max_time,
         )
         self.deadlines = Deadlines()  # when open multiline events are due
+        self.policy_switch = PolicySwitch(
+            settings,
+            self.sinks,
+            self._fifos,
+            self._infos,
+            self._context_of,
+            self._stage,
+            self.deliveries,
+            lambda rules: self.live_policy.count_matches(rules),
+        )
+        self.live_policy = LivePolicy(
+            settings.state_dir, self.policy_switch.check_rule, self.apply_policy, self.policy_switch.describe
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -207,94 +217,10 @@ class Driver:
             return None
         return processing.stage(self._redact_key() if processing.redact_mode == "hash" else b"")
 
-    # -- the operator policy ---------------------------------------------------------
-
-    def _check_rule(self, options: Mapping[str, str]) -> None:
-        """A rule's options, each as a log-opt, then together as a container's log-opts over
-        the plugin-wide settings (a rule must make sense on its own, whatever it meets)."""
-        check_log_opts(options, self.sinks)
-        self._context_of({"ContainerID": "0" * 64, "ContainerName": "/policy-check", "Config": dict(options)})
-
     def apply_policy(self, policy: Policy) -> None:
-        """Switch every running container to ``policy``, or none: each container's options
-        are validated and its new pipelines opened first; any failure (``PolicyError``,
-        naming the container, rule and option) closes those and changes nothing. Then each
-        FIFO takes its options between two read batches (``FifoLog.reconfigure``)."""
-        plans: list[tuple[FifoLog, ContainerContext, Reconfiguration | None]] = []
-        try:
-            for path, fifo in self._fifos.items():
-                if not fifo.closing:
-                    plans.append((fifo, *self._plan(path, fifo, policy)))
-        except BaseException:
-            for fifo, _, change in plans:
-                if change is not None:
-                    kept = list(fifo.pipelines.values())
-                    self.deliveries.abandon({n: p for n, p in change.pipelines.items() if p not in kept})
-            raise
-        for fifo, context, change in plans:
-            self.live_policy.count_matches(tuple(r for r in context.rules if r not in fifo.context.rules))
-            if change is None:
-                fifo.context = context  # the same options: only where they come from changed
-            else:
-                fifo.reconfigure(change)
+        """Switch every running container to ``policy``, or none (``PolicySwitch``)."""
+        self.policy_switch.apply(policy)
         self.live_policy.status_due = True
-
-    def _plan(self, path: str, fifo: FifoLog, policy: Policy) -> tuple[ContainerContext, Reconfiguration | None]:
-        old = fifo.context
-        try:
-            context = self._context_of(self._infos[path], policy)
-        except LogDriverError as exc:
-            reason = getattr(exc, "reason", str(exc).removeprefix("logdriver: "))
-            raise PolicyError(
-                getattr(exc, "rule", ""),
-                str(getattr(exc, "option", "")),
-                f"for container {old.info.name.removeprefix('/')} ({old.info.short_id}): {reason}",
-            ) from None
-        if context.given == old.given:  # the same option texts: the same options
-            return context, None
-        kept = {name: fifo.pipelines[name] for name in context.options.sinks if self._keeps(name, old, context)}
-        self._respools += 1
-        fresh = [name for name in context.options.sinks if name not in kept]
-        opened = self.deliveries.open(f"{path}#policy-{self._respools}", context, self._infos[path], fresh)
-        try:
-            stage = self._stage(context)
-        except BaseException:
-            self.deliveries.abandon(opened)
-            raise
-        pipelines = {name: kept.get(name) or opened[name] for name in context.options.sinks}
-        return context, Reconfiguration(context, stage, pipelines, self.deliveries.release)
-
-    def _keeps(self, sink: str, old: ContainerContext, new: ContainerContext) -> bool:
-        """Whether the sink's pipeline carries over: its queue, spool and stream stay."""
-        if sink not in old.options.sinks or (old.tag, old.extras) != (new.tag, new.extras):
-            return False
-        if old.options.pipelines.get(sink) != new.options.pipelines.get(sink):
-            return False
-        return old.options.sink_configs.get(sink) == new.options.sink_configs.get(sink)
-
-    def describe(self) -> list[dict[str, Any]]:
-        """Every running container's effective options and where each came from (``policy show``):
-        what its log-opts or a rule set, and the plugin-wide settings that differ from the default."""
-        described = []
-        for fifo in self._fifos.values():
-            context = fifo.context
-            options: dict[str, dict[str, str]] = {}
-            for option in sorted(self.settings.defaults):
-                env = f"LOGDRIVER_{option.upper().replace('-', '_')}"
-                if env in self.settings.environ:
-                    options[option] = {"value": self.settings.defaults[option], "source": f"plugin-wide ({env})"}
-            for option, source in sorted(context.sources.items()):
-                options[option] = {"value": context.given.get(option, ""), "source": source}
-            options.setdefault("sinks", {"value": ",".join(context.options.sinks) or "none", "source": "default"})
-            described.append(
-                {
-                    "id": context.info.short_id,
-                    "name": context.info.name.removeprefix("/"),
-                    "rules": list(context.rules),
-                    "options": options,
-                }
-            )
-        return described
 
     async def stop_logging(self, command: rpc.StopLogging) -> None:
         fifo = self._fifos.get(command.file)

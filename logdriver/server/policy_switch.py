@@ -1,0 +1,134 @@
+"""Switching running containers to a new operator policy: all of them, or none.
+
+For each running FIFO the new options are worked out and validated with the container's
+own log-opts, and the pipelines it needs that it has not got are opened; only when every
+container can take the policy does each FIFO get its ``Reconfiguration`` (taken between
+two read batches, ``FifoLog.reconfigure``). A sink a container keeps with the same options
+keeps its pipeline (queue, spool, client); one it leaves drains, then closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from logdriver._exceptions import LogDriverError
+from logdriver.abc import ContainerContext, Sink
+from logdriver.config.options import check_log_opts
+from logdriver.config.policy import Policy, PolicyError
+from logdriver.config.settings import Settings
+from logdriver.delivery.deliveries import Deliveries
+from logdriver.reading.fifo_log import FifoLog, Reconfiguration
+
+ContextOf = Callable[[Mapping[str, Any], Policy | None], ContainerContext]
+
+
+class PolicySwitch:
+    """The Driver's FIFOs seen by the policy: it reads ``fifos`` and ``infos`` (path → the
+    FIFO, and the daemon's Info it started with), never changes which FIFOs there are."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Mapping[str, Sink],
+        fifos: Mapping[str, FifoLog],
+        infos: Mapping[str, Mapping[str, Any]],
+        context_of: ContextOf,
+        stage_of: Callable[[ContainerContext], Any],
+        deliveries: Deliveries,
+        matched: Callable[[tuple[str, ...]], None],
+    ) -> None:
+        self.settings = settings
+        self.sinks = sinks
+        self.fifos = fifos
+        self.infos = infos
+        self.context_of = context_of
+        self.stage_of = stage_of
+        self.deliveries = deliveries
+        self.matched = matched
+        self._respools = 0  # a new policy's pipelines of a running FIFO get spools of their own
+
+    def check_rule(self, options: Mapping[str, str]) -> None:
+        """A rule's options, each as a log-opt, then together as a container's log-opts over
+        the plugin-wide settings (a rule must make sense on its own, whatever it meets)."""
+        check_log_opts(options, self.sinks)
+        self.context_of({"ContainerID": "0" * 64, "ContainerName": "/policy-check", "Config": dict(options)}, None)
+
+    def apply(self, policy: Policy) -> None:
+        """Switch every running container to ``policy``, or none: any failure (``PolicyError``,
+        naming the container, rule and option) closes the pipelines opened for it and changes nothing."""
+        plans: list[tuple[FifoLog, ContainerContext, Reconfiguration | None]] = []
+        try:
+            for path, fifo in self.fifos.items():
+                if not fifo.closing:
+                    plans.append((fifo, *self._plan(path, fifo, policy)))
+        except BaseException:
+            for fifo, _, change in plans:
+                if change is not None:
+                    kept = list(fifo.pipelines.values())
+                    self.deliveries.abandon({n: p for n, p in change.pipelines.items() if p not in kept})
+            raise
+        for fifo, context, change in plans:
+            self.matched(tuple(rule for rule in context.rules if rule not in fifo.context.rules))
+            if change is None:
+                fifo.context = context  # the same options: only where they come from changed
+            else:
+                fifo.reconfigure(change)
+
+    def _plan(self, path: str, fifo: FifoLog, policy: Policy) -> tuple[ContainerContext, Reconfiguration | None]:
+        old = fifo.context
+        try:
+            context = self.context_of(self.infos[path], policy)
+        except LogDriverError as exc:
+            reason = getattr(exc, "reason", str(exc).removeprefix("logdriver: "))
+            raise PolicyError(
+                getattr(exc, "rule", ""),
+                str(getattr(exc, "option", "")),
+                f"for container {old.info.name.removeprefix('/')} ({old.info.short_id}): {reason}",
+            ) from None
+        if context.given == old.given:  # the same option texts: the same options
+            return context, None
+        kept = {name: fifo.pipelines[name] for name in context.options.sinks if _keeps(name, old, context)}
+        self._respools += 1
+        fresh = [name for name in context.options.sinks if name not in kept]
+        opened = self.deliveries.open(f"{path}#policy-{self._respools}", context, self.infos[path], fresh)
+        try:
+            stage = self.stage_of(context)
+        except BaseException:
+            self.deliveries.abandon(opened)
+            raise
+        pipelines = {name: kept.get(name) or opened[name] for name in context.options.sinks}
+        return context, Reconfiguration(context, stage, pipelines, self.deliveries.release)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every running container's effective options and where each came from (``policy show``):
+        what its log-opts or a rule set, and the plugin-wide settings that differ from the default."""
+        described = []
+        for fifo in self.fifos.values():
+            context = fifo.context
+            options: dict[str, dict[str, str]] = {}
+            for option in sorted(self.settings.defaults):
+                env = f"LOGDRIVER_{option.upper().replace('-', '_')}"
+                if env in self.settings.environ:
+                    options[option] = {"value": self.settings.defaults[option], "source": f"plugin-wide ({env})"}
+            for option, source in sorted(context.sources.items()):
+                options[option] = {"value": context.given.get(option, ""), "source": source}
+            options.setdefault("sinks", {"value": ",".join(context.options.sinks) or "none", "source": "default"})
+            described.append(
+                {
+                    "id": context.info.short_id,
+                    "name": context.info.name.removeprefix("/"),
+                    "rules": list(context.rules),
+                    "options": options,
+                }
+            )
+        return described
+
+
+def _keeps(sink: str, old: ContainerContext, new: ContainerContext) -> bool:
+    """Whether the sink's pipeline carries over: its queue, spool and stream stay."""
+    if sink not in old.options.sinks or (old.tag, old.extras) != (new.tag, new.extras):
+        return False
+    if old.options.pipelines.get(sink) != new.options.pipelines.get(sink):
+        return False
+    return old.options.sink_configs.get(sink) == new.options.sink_configs.get(sink)
