@@ -177,6 +177,7 @@ bench: $(PEER_TARGETS) docker
 	$(PY) bench/bench.py
 	$(PY) bench/events_bench.py
 	$(PY) bench/policy_bench.py
+	$(PY) bench/switch_bench.py
 	$(PY) bench/many_bench.py --containers 50
 	$(PY) bench/many_bench.py --containers 200
 	$(PY) bench/many_sinks_bench.py --containers 50

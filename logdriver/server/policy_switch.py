@@ -9,6 +9,7 @@ keeps its pipeline (queue, spool, client); one it leaves drains, then closes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -77,6 +78,9 @@ class PolicySwitch:
 
     def _plan(self, path: str, fifo: FifoLog, policy: Policy) -> tuple[ContainerContext, Reconfiguration | None]:
         old = fifo.context
+        layered = policy.layered(old.info, old.info.config)
+        if layered.config == old.given:  # the same option texts (most containers, most policies): no parse
+            return dataclasses.replace(old, sources=layered.sources, rules=layered.rules), None
         try:
             context = self.context_of(self.infos[path], policy)
         except LogDriverError as exc:

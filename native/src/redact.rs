@@ -13,6 +13,9 @@
 //! by the bounded matcher of multiline patterns; a line it could not check (the matcher
 //! gave up, or the time was spent) is dropped and counted: redaction fails closed.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use hmac::{Hmac, Mac};
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use sha2::Sha256;
@@ -116,9 +119,70 @@ impl Mode {
     }
 }
 
+#[derive(Clone)]
 struct Rule {
     preset: usize, // the counter it adds to
     regex: Regex,
+}
+
+/// The automata of one set of presets: built once per process and shared (a `Regex` clone
+/// shares its compiled program), since building `redact=all`'s takes about 18 ms, which a
+/// policy giving a thousand running containers redaction would otherwise pay each time.
+#[derive(Clone)]
+struct Compiled {
+    any: Option<Regex>,
+    which: Option<RegexSet>,
+    rules: Vec<Rule>,
+    key_blocks: Option<(Regex, Regex)>,
+}
+
+/// Preset sets seen so far (at most 2^6 of them: the cache is bounded by the presets).
+static COMPILED: OnceLock<Mutex<HashMap<Vec<usize>, Compiled>>> = OnceLock::new();
+
+fn compiled(presets: &[usize]) -> Compiled {
+    let cache = COMPILED.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    cache
+        .entry(presets.to_vec())
+        .or_insert_with(|| compile(presets))
+        .clone()
+}
+
+fn compile(presets: &[usize]) -> Compiled {
+    let mut rules = Vec::new();
+    let mut all = Vec::new();
+    for &preset in presets {
+        for pattern in PRESETS[preset].1 {
+            rules.push(Rule {
+                preset,
+                regex: build(pattern).expect("a preset's pattern compiles"),
+            });
+            all.push(format!("(?:{pattern})"));
+        }
+    }
+    let key_blocks = presets.contains(&KEYS).then(|| {
+        let begin = build(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----").expect("compiles");
+        let end = build(r"-----END [A-Z0-9 ]*PRIVATE KEY-----").expect("compiles");
+        (begin, end)
+    });
+    let patterns: Vec<&str> = presets
+        .iter()
+        .flat_map(|&p| PRESETS[p].1.iter().copied())
+        .collect();
+    let which = (!patterns.is_empty()).then(|| {
+        RegexSetBuilder::new(patterns.iter().map(|p| ascii_boundaries(p)))
+            .size_limit(4 << 20)
+            .build()
+            .expect("presets compile as a set")
+    });
+    Compiled {
+        any: (!all.is_empty()).then(|| build(&all.join("|")).expect("presets compile together")),
+        which,
+        rules,
+        key_blocks,
+    }
 }
 
 /// A container's own pattern: the bounded matcher decides, captures find the value.
@@ -197,35 +261,14 @@ fn luhn(digits: &[u8]) -> bool {
 impl Redact {
     /// The step for these presets (indexes into `PRESETS`), pattern and mode.
     pub fn new(presets: &[usize], custom: Option<Custom>, mode: Mode) -> Redact {
-        let mut rules = Vec::new();
-        let mut all = Vec::new();
-        for &preset in presets {
-            for pattern in PRESETS[preset].1 {
-                rules.push(Rule {
-                    preset,
-                    regex: build(pattern).expect("a preset's pattern compiles"),
-                });
-                all.push(format!("(?:{pattern})"));
-            }
-        }
-        let key_blocks = presets.contains(&KEYS).then(|| {
-            let begin = build(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----").expect("compiles");
-            let end = build(r"-----END [A-Z0-9 ]*PRIVATE KEY-----").expect("compiles");
-            (begin, end)
-        });
-        let patterns: Vec<&str> = presets
-            .iter()
-            .flat_map(|&p| PRESETS[p].1.iter().copied())
-            .collect();
-        let which = (!patterns.is_empty()).then(|| {
-            RegexSetBuilder::new(patterns.iter().map(|p| ascii_boundaries(p)))
-                .size_limit(4 << 20)
-                .build()
-                .expect("presets compile as a set")
-        });
+        let Compiled {
+            any,
+            which,
+            rules,
+            key_blocks,
+        } = compiled(presets);
         Redact {
-            any: (!all.is_empty())
-                .then(|| build(&all.join("|")).expect("presets compile together")),
+            any,
             which,
             rules,
             custom,
