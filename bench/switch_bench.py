@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -40,6 +41,14 @@ def write_policy(state: Path, text: str) -> float:
     tmp.chmod(0o600)
     tmp.replace(state / "policy.yaml")
     return time.monotonic()
+
+
+async def until(done: Callable[[], bool], limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the plugin did not get there in 60 s")
+        await trio.sleep(0.005)
 
 
 async def one_size(count: int) -> tuple[float, float, float, float]:
@@ -84,16 +93,14 @@ async def one_size(count: int) -> tuple[float, float, float, float]:
             timings = []
             for generation, text in ((1, ON), (2, OFF)):
                 written = write_policy(state, text)
-                while driver.live_policy.generation < generation:
-                    await trio.sleep(0.005)
+                await until(lambda wanted=generation: driver.live_policy.generation >= wanted)
                 timings += [time.monotonic() - written, driver.live_policy.load_seconds]
                 await trio.sleep(1)
             writing.cancel()
             for path, fd in fds:
                 await driver.stop_logging(StopLogging(path))
                 os.close(fd)
-            while driver.statistics().active_fifos or driver.deliveries.live:
-                await trio.sleep(0.01)
+            await until(lambda: not (driver.statistics().active_fifos or driver.deliveries.live))
             nursery.cancel_scope.cancel()
         return timings[0], timings[1], timings[2], timings[3]
 
