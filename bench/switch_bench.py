@@ -14,6 +14,7 @@ Usage: python bench/switch_bench.py [--containers 50,200,1000]
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -41,6 +42,10 @@ def write_policy(state: Path, text: str) -> float:
     tmp.chmod(0o600)
     tmp.replace(state / "policy.yaml")
     return time.monotonic()
+
+
+def taken(driver: Driver, generation: int) -> bool:
+    return driver.live_policy.generation >= generation
 
 
 async def until(done: Callable[[], bool], limit: float = 60) -> None:
@@ -93,7 +98,7 @@ async def one_size(count: int) -> tuple[float, float, float, float]:
             timings = []
             for generation, text in ((1, ON), (2, OFF)):
                 written = write_policy(state, text)
-                await until(lambda wanted=generation: driver.live_policy.generation >= wanted)
+                await until(functools.partial(taken, driver, generation))
                 timings += [time.monotonic() - written, driver.live_policy.load_seconds]
                 await trio.sleep(1)
             writing.cancel()
