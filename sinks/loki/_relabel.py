@@ -19,7 +19,7 @@ import yaml
 
 ACTIONS: Final = ("replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep")
 MAX_RULES: Final = 64
-_GO_GROUP: Final = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_GO_GROUP: Final = re.compile(r"\$(?:\$|\{(\w+)\}|(\w+))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +32,22 @@ class Rule:
     replacement: str
 
 
-def _python_template(replacement: str) -> str:
-    """Go's ``$1`` / ``${name}`` expansion as Python's ``\\g<1>`` / ``\\g<name>``."""
-    escaped = replacement.replace("\\", "\\\\")
-    return _GO_GROUP.sub(lambda m: f"\\g<{m.group(1) or m.group(2)}>", escaped)
+def _expand(found: Any, template: str) -> str:
+    """Go's ``regexp.Expand``, as Prometheus relabelling uses it: ``$1`` and ``${name}`` are
+    the group's text, and a group the regex does not have (or that did not take part) is
+    empty, never an error."""
+
+    def group(reference: re.Match[str]) -> str:
+        name = reference.group(1) or reference.group(2)
+        if name is None:
+            return "$"  # $$
+        try:
+            text = found.group(int(name) if name.isdigit() else name)
+        except (IndexError, re2.error):
+            return ""
+        return str(text or "")
+
+    return _GO_GROUP.sub(group, template)
 
 
 def parse_relabel_config(text: str) -> tuple[Rule, ...]:
@@ -89,8 +101,8 @@ def relabel(rules: tuple[Rule, ...], labels: Mapping[str, str]) -> dict[str, str
             case "replace":
                 found = regex.search(value)
                 if found is not None:
-                    result = found.expand(_python_template(rule.replacement))
-                    target = found.expand(_python_template(rule.target_label))
+                    result = _expand(found, rule.replacement)
+                    target = _expand(found, rule.target_label)
                     if result:
                         out[target] = result
                     else:
@@ -105,7 +117,7 @@ def relabel(rules: tuple[Rule, ...], labels: Mapping[str, str]) -> dict[str, str
                 for name, label_value in list(out.items()):
                     found = regex.search(name)
                     if found is not None:
-                        out[found.expand(_python_template(rule.replacement))] = label_value
+                        out[_expand(found, rule.replacement)] = label_value
             case "labeldrop":
                 out = {name: v for name, v in out.items() if regex.search(name) is None}
             case "labelkeep":

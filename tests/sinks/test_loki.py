@@ -249,6 +249,19 @@ def test_relabel_rules_run_once_over_the_container_labels() -> None:
             parse_relabel_config(bad)
 
 
+def test_relabel_replacements_expand_as_gos_regexp_expand() -> None:
+    """A group the regex lacks is empty (Prometheus's behaviour), not an error at start."""
+    rules = parse_relabel_config(
+        """
+- source_labels: [compose_service]
+  regex: "(?P<kind>w)(.*)"
+  target_label: service
+  replacement: "$$-${kind}-$2-$7-${nope}$$"
+"""
+    )
+    assert relabel(rules, {"compose_service": "web"}) == {"compose_service": "web", "service": "$-w-eb--$"}
+
+
 def test_a_stream_relabel_drops_pushes_nothing_and_counts(tmp_path: Path) -> None:
     sink = LokiSink()
     config = {
