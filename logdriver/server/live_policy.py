@@ -100,7 +100,7 @@ class LivePolicy:
                 self._refuse(path, "", PolicyError("", "", f"{path}: {exc}"))
                 continue
             try:
-                self._take(data)
+                self.take(data)
                 if path == self.applied_path:
                     log.warning("policy: keeping the last good policy (%s)", path)
                 return
@@ -132,11 +132,13 @@ class LivePolicy:
         if digest in (self.policy.digest, self._rejected_digest):
             return  # what is in force already, or what was refused already (said once)
         try:
-            self._take(data)
+            self.take(data)
         except PolicyError as exc:
             self._refuse(self.path, digest, exc)
 
-    def _take(self, data: bytes) -> None:
+    def take(self, data: bytes) -> None:
+        """Parse, validate and switch every running container to the policy in ``data``, or
+        raise ``PolicyError`` having changed nothing."""
         started = time.perf_counter()
         policy = parse_policy(data, self._validate) if data.strip() else NO_POLICY
         self._apply(policy)  # every running container, or none (PolicyError)

@@ -199,7 +199,8 @@ def write_lines(fd: int, first: int, count: int, text: bytes = b"line %d passwor
 
 
 def take(driver: Driver, text: str) -> None:
-    driver.apply_policy(parse_policy(text.encode(), lambda options: check_log_opts(options, driver.sinks)))
+    """As the plugin takes a new policy.yaml (``LivePolicy.look``), without the file."""
+    driver.live_policy.take(text.encode())
 
 
 async def test_a_running_container_is_redacted_from_a_read_batch_on_in_order_exactly_once(tmp_path: Path) -> None:
@@ -300,6 +301,24 @@ async def test_a_policy_one_container_cannot_take_changes_nothing_and_is_counted
         await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
         nursery.cancel_scope.cancel()
     assert len(kind.streams) == 1
+
+
+async def test_a_container_starting_against_an_enforced_rule_fails_naming_it(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        take(driver, "rules: [{name: java, match: {name: a}, enforce: {multiline: java}}]")
+        with pytest.raises(PolicyError, match=r"rule 'java', option 'multiline'"):
+            await driver.start_logging(StartLogging(path, container("a", **{"multiline-start": "^x"})))
+        assert driver.statistics().active_fifos == 0
+        await driver.start_logging(StartLogging(path, container("b", **{"multiline-start": "^x"})))  # not selected
+        assert driver.statistics().active_fifos == 1
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
 
 
 # -- the file, restarts and metrics -----------------------------------------------------------
