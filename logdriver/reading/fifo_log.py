@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import errno as errnos
 import logging
-import math
 import os
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,11 +52,11 @@ from logdriver.delivery.budget import Allowance
 from logdriver.delivery.pipeline import SinkPipeline
 from logdriver.delivery.totals import FifoStatistics
 from logdriver.reading.deadlines import Deadlines
+from logdriver.reading.fifo_accounts import FifoAccounts
 from logdriver.store.log_store import LogStore
 
 log = logging.getLogger("logdriver.driver")
 
-ERROR_LOG_INTERVAL = 60.0
 # Worker threads that run every container's processing stage: the host's two cores'
 # worth, so that processing never takes trio's default thread pool from the sinks.
 PROCESSING_THREADS = 2
@@ -144,7 +142,7 @@ class FifoLog:
             if options.no_file
             else store.open_writer(context.info.container_id, options.store_max_size, options.store_max_file)
         )
-        self._counts = FifoStatistics()
+        self._accounts = FifoAccounts(path, context.info.short_id)
         self.stop_requested = False
         self.closed = trio.Event()
         self.key = 0
@@ -155,15 +153,9 @@ class FifoLog:
         self._end: tuple[bool, int] | None = None  # (eof, errno) once the hub reported the end
         self._closing = False
         self._partial_bytes = 0
-        self._errors_reported = 0
-        self._errors_reported_at = -math.inf
-        self._store_error_logged_at = -math.inf
-        self._budget_cut_logged_at = -math.inf
-        self._stage_counts: dict[str, int] = {}
         self._rate_held_since: float | None = None  # a block rate limit stopped reading then
         self._rate_paused = False  # the hub was told to pause for the rate limit
         self._pending: Reconfiguration | None = None  # taken when no read batch is in flight
-        self._retired_counts: dict[str, int] = {}  # the counters of stages a reconfiguration replaced
 
     @property
     def closing(self) -> bool:
@@ -172,7 +164,7 @@ class FifoLog:
     @property
     def processes(self) -> bool:
         """Whether this FIFO has a processing stage now, or had one (its counters are kept)."""
-        return self._stage is not None or bool(self._retired_counts)
+        return self._stage is not None or self._accounts.retired
 
     def reconfigure(self, change: Reconfiguration) -> None:
         """Take new options between two read batches: now, or when the batch in flight (held
@@ -199,12 +191,10 @@ class FifoLog:
                 self._put_now(tail)
             else:  # a full block pipeline holds the FIFO back for it, as for any batch
                 self._deliver(tail)
-            for name, value in self._stage.statistics().items():
-                self._retired_counts[name] = self._retired_counts.get(name, 0) + value
+            self._accounts.retire_stage(self._stage.statistics())
         left = {name: pipe for name, pipe in self.pipelines.items() if change.pipelines.get(name) is not pipe}
         self.context, self._stage, self.pipelines = change.context, change.stage, change.pipelines
         self._redacts_store = self._stage is not None and self._stage.redacts_store
-        self._stage_counts = {}
         self._deadlines.discard(self)
         if self._stall is not None:  # they drain once they hold the old stage's last lines
             self._stall.after = lambda: change.left_behind(left)
@@ -254,8 +244,7 @@ class FifoLog:
         raw, batch = self.decoder.feed(data)
         if raw and not self._redacts_store:
             self._store(raw)
-        if self.decoder.errors != self._errors_reported:
-            self._report_errors()
+        self._accounts.decoder_errors(self.decoder)
         if self._stage is not None and batch:
             big = batch.nbytes > INLINE_BYTES or len(batch) > INLINE_LINES
             if (big or not self._stage.cheap) and not self._stage.light:
@@ -330,7 +319,7 @@ class FifoLog:
     def _deliver(self, batch: LogBatch) -> None:
         if not batch:
             return
-        self._counts.records += len(batch)
+        self._accounts.counts.records += len(batch)
         waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
         if waiting:
             self._hold_back(_Stall(batch, waiting))
@@ -408,7 +397,7 @@ class FifoLog:
         batch = self._with_cut(processed)
         stall.batch, stall.unprocessed = batch, False
         if batch:
-            self._counts.records += len(batch)
+            self._accounts.counts.records += len(batch)
             stall.waiting = [pipeline for pipeline in self.pipelines.values() if not pipeline.try_put(batch)]
 
     def _fail_unless_cancelled(self, exc: BaseException) -> None:
@@ -470,7 +459,6 @@ class FifoLog:
         finally:
             try:
                 self._charge_partial(0)
-                self._record()
             finally:
                 # Whatever failed above, the descriptors go and the driver hears of it:
                 # a FIFO left half-closed would hold its container's docker stop.
@@ -484,7 +472,7 @@ class FifoLog:
                     log.error("closing FIFO %s failed: %s", self.path, exc)
                 self.closed.set()
                 self._on_closed(self, reached_eof or self.stop_requested, shutting_down)
-                self._log_closed(reached_eof)
+                self._accounts.closed(self.statistics(), reached_eof)
 
     def _feed_now(self, data: bytes) -> None:
         raw, batch = self.decoder.feed(data)
@@ -494,24 +482,9 @@ class FifoLog:
 
     def _put_now(self, batch: LogBatch) -> None:
         if batch:
-            self._counts.records += len(batch)
+            self._accounts.counts.records += len(batch)
             for pipeline in self.pipelines.values():
                 pipeline.try_put(batch, wait=False)
-
-    def _log_closed(self, reached_eof: bool) -> None:
-        stats = self.statistics()
-        log.info(
-            "FIFO %s of %s closed%s: %d entries, %d lines, %d bytes, %d decode errors, %d corrupt frames%s",
-            os.path.basename(self.path)[:12],
-            self.context.info.short_id,
-            "" if reached_eof else " before EOF",
-            stats.entries,
-            stats.records,
-            stats.bytes,
-            stats.decode_errors,
-            stats.corrupt_frames,
-            f", {stats.store_errors} store write errors" if stats.store_errors else "",
-        )
 
     # -- accounting ----------------------------------------------------------------
 
@@ -522,16 +495,7 @@ class FifoLog:
         try:
             self.store.append(self._writer, raw)
         except OSError as exc:
-            self._counts.store_errors += 1
-            now = trio.current_time()
-            if now - self._store_error_logged_at >= ERROR_LOG_INTERVAL:
-                self._store_error_logged_at = now
-                log.error(
-                    "docker logs store cannot write for %s (%s); %d reads missing from docker logs so far",
-                    self.context.info.short_id,
-                    exc.strerror,
-                    self._counts.store_errors,
-                )
+            self._accounts.store_failed(exc)
 
     def _charge_partial(self, open_bytes: int) -> LogBatch | None:
         """The decoder's open partial lines count against the memory budget, with refusal:
@@ -544,76 +508,19 @@ class FifoLog:
             self._partial_bytes = open_bytes
             return None
         cut = self.decoder.cut_open()
-        self._counts.partial_cut_by_budget += len(cut)
+        pieces = len(cut)
         if self._stage is not None:
             events = self._stage.cut_open(trio.current_time())  # counted by the step that held them
             cut = LogBatch.concat([self._processed(cut), events])
         self.memory.give(self._partial_bytes)
         self._partial_bytes = self._held_bytes()
         self.memory.take(self._partial_bytes)
-        now = trio.current_time()
-        if now - self._budget_cut_logged_at >= ERROR_LOG_INTERVAL:
-            self._budget_cut_logged_at = now
-            log.warning(
-                "memory budget full: %d open partial lines or multiline events of %s sent as they were (%d so far)",
-                len(cut),
-                self.context.info.short_id,
-                self._counts.partial_cut_by_budget,
-            )
+        self._accounts.budget_cut(pieces)
         return cut
 
-    def _report_errors(self) -> None:
-        """Log corrupt input as it happens, at most once a minute per FIFO (counts are cumulative)."""
-        now = trio.current_time()
-        if now - self._errors_reported_at < ERROR_LOG_INTERVAL:
-            return
-        self._errors_reported_at = now
-        self._errors_reported = self.decoder.errors
-        counts = self.decoder.statistics()
-        log.error(
-            "FIFO %s of %s: %d corrupt frame headers (%d bytes skipped to resync), %d undecodable entries so far",
-            self.path,
-            self.context.info.short_id,
-            counts["oversize_frames"],
-            counts["skipped_bytes"],
-            counts["decode_errors"],
-        )
-
     def statistics(self) -> FifoStatistics:
-        """This FIFO's counters now."""
-        counts = self.decoder.statistics()
-        stats = self._counts
-        return FifoStatistics(
-            entries=counts["entries"],
-            records=stats.records,
-            bytes=counts["bytes"],
-            decode_errors=counts["decode_errors"],
-            corrupt_frames=counts["oversize_frames"],
-            skipped_bytes=counts["skipped_bytes"],
-            store_errors=stats.store_errors,
-            partial_cut_by_budget=stats.partial_cut_by_budget,
-            processing=Counter(self._stage_statistics()),
-        )
-
-    def _stage_statistics(self) -> dict[str, int]:
-        """The stage's counters; while a worker thread holds the stage, the last ones read."""
-        if self._stage is not None and not (self._stall is not None and self._stall.unprocessed):
-            self._stage_counts = self._stage.statistics()
-        if not self._retired_counts:
-            return self._stage_counts
-        counts = dict(self._retired_counts)
-        for name, value in self._stage_counts.items():
-            counts[name] = counts.get(name, 0) + value
-        return counts
-
-    def _record(self) -> None:
-        stats = self.statistics()
-        if stats.corrupt_frames or stats.decode_errors:
-            log.error(
-                "FIFO %s of %s had %d corrupt frame headers (%d bytes skipped to resync) and %d undecodable entries",
-                self.path,
-                self.context.info.short_id,
-                stats.corrupt_frames,
-                stats.skipped_bytes,
-                stats.decode_errors,
-            )
+        """This FIFO's counters now (while a worker thread holds the stage, its last ones read)."""
+        stage = self._stage
+        if stage is not None and not (self._stall is not None and self._stall.unprocessed):
+            return self._accounts.statistics(self.decoder, stage.statistics())
+        return self._accounts.statistics(self.decoder, None if stage is not None else {})
