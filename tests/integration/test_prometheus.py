@@ -39,6 +39,7 @@ QUIET = {
     "LogdriverInternalFailures": "nothing failed unexpectedly",
     "LogdriverCorruptInput": "dockerd writes well-formed frames",
     "LogdriverStoreWriteErrors": "the disk has room",
+    "LogdriverPolicyRefused": "no operator policy was offered",
 }
 # Every dashboard query returns data here: a counter or gauge with nothing to count
 # (dead letters, disk spools, decode errors) is still a series, at 0.
