@@ -72,7 +72,6 @@ class LivePolicy:
         self.load_seconds = 0.0
         self.rejected = 0
         self._last_rejection: dict[str, Any] | None = None
-        self._rejected_digest: str | None = None
         self._seen: tuple[int, ...] | None = None
         self.rule_matches: dict[str, int] = {}
         self.status_due = True
@@ -129,8 +128,8 @@ class LivePolicy:
             self._refuse(self.path, "", PolicyError("", "", f"{self.path}: {exc}"))
             return
         digest = policy_digest(data)
-        if digest in (self.policy.digest, self._rejected_digest):
-            return  # what is in force already, or what was refused already (said once)
+        if digest == self.policy.digest:
+            return  # what is in force already (a refused file put back)
         try:
             self.take(data)
         except PolicyError as exc:
@@ -146,7 +145,6 @@ class LivePolicy:
         self.generation += 1
         self.loaded_at = time.time()
         self.load_seconds = time.perf_counter() - started
-        self._rejected_digest = None
         self.rule_matches = {rule: self.rule_matches.get(rule, 0) for rule in policy.rule_names()}
         try:
             if data.strip():
@@ -166,7 +164,6 @@ class LivePolicy:
 
     def _refuse(self, path: str, digest: str, exc: LogDriverError) -> None:
         self.rejected += 1
-        self._rejected_digest = digest or None
         self._last_rejection = {"digest": digest, "error": str(exc), "at": time.time(), "file": path}
         log.error("%s; the policy in force (generation %d) is kept", exc, self.generation)
         self.status_due = True

@@ -73,6 +73,7 @@ def _apply(state_dir: str, data: bytes, wait: float) -> int:
     if not os.path.isdir(state_dir):
         print(f"logdriver: policy: no state directory {state_dir}", file=sys.stderr)
         return 1
+    refused_before = (_status(state_dir) or {}).get("rejected", 0)  # a refusal must be a new one
     write_private(path, data)
     if not _plugin_running(state_dir):
         print(f"{path} written; no logdriver is serving {state_dir}: it takes the policy when it starts")
@@ -88,7 +89,7 @@ def _apply(state_dir: str, data: bytes, wait: float) -> int:
             )
             return 0
         rejection = (status or {}).get("last_rejection") or {}
-        if digest and rejection.get("digest") == digest:
+        if (status or {}).get("rejected", 0) > refused_before and rejection.get("digest") == digest:
             _restore(path, previous)
             print(f"{rejection.get('error')}\nnothing changed: the policy in force is kept", file=sys.stderr)
             return 1
