@@ -13,7 +13,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
-from logdriver.__main__ import sink_classes
+from logdriver.__main__ import lock_state_dir, sink_classes
 from logdriver._records import ContainerInfo
 from logdriver.config.options import MAX_LOG_OPT_VALUE, check_log_opts
 from logdriver.config.policy import (
@@ -33,6 +33,7 @@ from logdriver.delivery.context import container_context
 from logdriver.server.driver import Driver
 from logdriver.server.live_policy import APPLIED_FILE, POLICY_FILE, POLL_INTERVAL
 from logdriver.server.metrics import DriverCollector
+from logdriver.server.policy_command import policy_command
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
@@ -383,3 +384,28 @@ async def test_the_file_is_taken_live_refused_when_unsafe_and_kept_across_a_rest
         assert resumed.context.options.processing is None
         nursery.cancel_scope.cancel()
     os.close(fd)
+
+
+async def test_apply_waits_for_the_verdict_puts_a_refused_file_back_and_may_try_again(tmp_path: Path) -> None:
+    kind = FakeSinkKind()
+    driver = fake_driver(tmp_path, kind)
+    lock = lock_state_dir(str(tmp_path))  # as the serving plugin holds it: how apply finds it
+    path, fd = daemon_fifo(tmp_path)
+    offered = tmp_path / "offered.yaml"
+    offered.write_text("rules: [{name: java, match: {}, enforce: {multiline: java}}]")
+
+    def apply() -> int:
+        return policy_command(["--state-dir", str(tmp_path), "apply", str(offered)], driver.sinks)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", **{"multiline-start": "^x"})))
+        assert await trio.to_thread.run_sync(apply) == 1  # the running container cannot take it
+        assert not (tmp_path / POLICY_FILE).exists()  # put back as it was: none
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0)
+        assert await trio.to_thread.run_sync(apply) == 0  # the same file again, now it can
+        assert driver.live_policy.policy.rule_names() == ("java",)
+        nursery.cancel_scope.cancel()
+    os.close(lock)
