@@ -124,7 +124,7 @@ class Driver:
             await nursery.start(self.hub.run)
             await nursery.start(self.deadlines.run)
             self._nursery = nursery
-            self.live_policy.load()  # before any container resumes: they resume under it
+            await self.live_policy.load()  # before any container resumes: they resume under it
             self._resume()
             self.deliveries.recover(self._context_of)
             nursery.start_soon(self._collect_garbage_forever)
@@ -217,9 +217,9 @@ class Driver:
             return None
         return processing.stage(self._redact_key() if processing.redact_mode == "hash" else b"")
 
-    def apply_policy(self, policy: Policy) -> None:
+    async def apply_policy(self, policy: Policy) -> None:
         """Switch every running container to ``policy``, or none (``PolicySwitch``)."""
-        self.policy_switch.apply(policy)
+        await self.policy_switch.apply(policy)
         self.live_policy.status_due = True
 
     async def stop_logging(self, command: rpc.StopLogging) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -57,7 +57,7 @@ class LivePolicy:
         self,
         state_dir: str,
         validate: Validate,
-        apply: Callable[[Policy], None],
+        apply: Callable[[Policy], Awaitable[None]],
         describe: Callable[[], list[dict[str, Any]]],
     ) -> None:
         self.path = os.path.join(state_dir, POLICY_FILE)
@@ -84,7 +84,7 @@ class LivePolicy:
             self.rule_matches[rule] = self.rule_matches.get(rule, 0) + 1
         self.status_due = True
 
-    def load(self) -> None:
+    async def load(self) -> None:
         """At start, before any container resumes: ``policy.yaml``, or when it cannot be
         used, the last good copy (both refused: no policy, said loudly)."""
         self._seen = self._signature()
@@ -99,7 +99,7 @@ class LivePolicy:
                 self._refuse(path, "", PolicyError("", "", f"{path}: {exc}"))
                 continue
             try:
-                self.take(data)
+                await self.take(data)
                 if path == self.applied_path:
                     log.warning("policy: keeping the last good policy (%s)", path)
                 return
@@ -109,12 +109,12 @@ class LivePolicy:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            self.look()
+            await self.look()
             if self.status_due:
                 self.write_status()
             await trio.sleep(POLL_INTERVAL)
 
-    def look(self) -> None:
+    async def look(self) -> None:
         """Take ``policy.yaml`` if it changed since the last look (gone: no policy)."""
         seen = self._signature()
         if seen == self._seen:
@@ -131,16 +131,16 @@ class LivePolicy:
         if digest == self.policy.digest:
             return  # what is in force already (a refused file put back)
         try:
-            self.take(data)
+            await self.take(data)
         except PolicyError as exc:
             self._refuse(self.path, digest, exc)
 
-    def take(self, data: bytes) -> None:
+    async def take(self, data: bytes) -> None:
         """Parse, validate and switch every running container to the policy in ``data``, or
         raise ``PolicyError`` having changed nothing."""
         started = time.perf_counter()
         policy = parse_policy(data, self._validate) if data.strip() else NO_POLICY
-        self._apply(policy)  # every running container, or none (PolicyError)
+        await self._apply(policy)  # every running container, or none (PolicyError)
         self.policy = policy
         self.generation += 1
         self.loaded_at = time.time()

@@ -180,7 +180,7 @@ async def test_a_policy_that_moves_a_container_opens_the_new_client_and_closes_t
         os.write(fd, frames(encode_entry("stdout", 1, b"before")))
         await wait_until(lambda: driver.statistics().sinks["fake"].totals.lines_out == 1)
         rule = "rules: [{name: move, match: {name: a}, enforce: {counted-address: there}}]"
-        driver.apply_policy(parse_policy(rule.encode(), lambda options: check_log_opts(options, driver.sinks)))
+        await driver.apply_policy(parse_policy(rule.encode(), lambda options: check_log_opts(options, driver.sinks)))
         await wait_until(lambda: _open(sink.clients) == {"there": 1})  # "here" drained and closed
         os.write(fd, frames(encode_entry("stdout", 2, b"after")))
         await wait_until(lambda: driver.statistics().sinks["fake"].totals.lines_out == 2)

@@ -199,9 +199,9 @@ def write_lines(fd: int, first: int, count: int, text: bytes = b"line %d passwor
     os.write(fd, frames(*(encode_entry("stdout", n, text % n) for n in range(first, first + count))))
 
 
-def take(driver: Driver, text: str) -> None:
+async def take(driver: Driver, text: str) -> None:
     """As the plugin takes a new policy.yaml (``LivePolicy.look``), without the file."""
-    driver.live_policy.take(text.encode())
+    await driver.live_policy.take(text.encode())
 
 
 async def test_a_running_container_is_redacted_from_a_read_batch_on_in_order_exactly_once(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ async def test_a_running_container_is_redacted_from_a_read_batch_on_in_order_exa
         os.write(fd, frames(*(encode_entry("stderr", 2000 + n, line) for n, line in enumerate(JAVA))))
         fifo = next(iter(driver._fifos.values()))
         await wait_until(lambda: len(lines_of(kind)) == 1000 and fifo._held_bytes() > 0)
-        take(driver, "rules: [{name: hush, match: {name: a}, enforce: {redact: all}}]")
+        await take(driver, "rules: [{name: hush, match: {name: a}, enforce: {redact: all}}]")
         write_lines(fd, 1000, 1000)
         await driver.stop_logging(StopLogging(path))
         os.close(fd)
@@ -250,7 +250,7 @@ async def test_a_sink_left_drains_and_a_new_one_takes_the_rest_while_lines_flow(
         async with trio.open_nursery() as writing:
             writing.start_soon(writer)
             await wait_until(lambda: len(lines_of(old)) > 2000)
-            take(driver, "rules: [{name: route, match: {name: a}, enforce: {sinks: other}}]")
+            await take(driver, "rules: [{name: route, match: {name: a}, enforce: {sinks: other}}]")
         await driver.stop_logging(StopLogging(path))
         os.close(fd)
         await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
@@ -272,7 +272,7 @@ async def test_lifting_a_block_rate_limit_live_sends_what_it_held_in_order(tmp_p
         await driver.start_logging(StartLogging(path, container("a", **opts)))
         write_lines(fd, 0, 2000, b"line %d")  # 20 s at the limit
         await wait_until(lambda: len(lines_of(kind)) >= 100)
-        take(driver, "rules: [{name: lift, match: {}, enforce: {rate-limit: '', rate-limit-action: drop}}]")
+        await take(driver, "rules: [{name: lift, match: {}, enforce: {rate-limit: '', rate-limit-action: drop}}]")
         with trio.fail_after(5):  # not the 19 s the limit would have taken
             await wait_until(lambda: len(lines_of(kind)) == 2000)
         await driver.stop_logging(StopLogging(path))
@@ -290,10 +290,10 @@ async def test_a_policy_one_container_cannot_take_changes_nothing_and_is_counted
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
         await driver.start_logging(StartLogging(path, container("a", **{"multiline-start": "^x"})))
-        take(driver, "rules: [{name: r1, match: {}, enforce: {rate-limit: 5/s}}]")
+        await take(driver, "rules: [{name: r1, match: {}, enforce: {rate-limit: 5/s}}]")
         # A preset beside the container's own multiline-start: refused for that container.
         with pytest.raises(PolicyError, match=r"rule 'r2'.*option 'multiline'.*container a \(aaaaaaaaaaaa\)"):
-            take(driver, "rules: [{name: r2, match: {}, enforce: {multiline: java}}]")
+            await take(driver, "rules: [{name: r2, match: {}, enforce: {multiline: java}}]")
         fifo = next(iter(driver._fifos.values()))
         assert fifo.context.given["rate-limit"] == "5/s"
         assert fifo.context.rules == ("r1",)
@@ -310,7 +310,7 @@ async def test_a_container_starting_against_an_enforced_rule_fails_naming_it(tmp
     path, fd = daemon_fifo(tmp_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
-        take(driver, "rules: [{name: java, match: {name: a}, enforce: {multiline: java}}]")
+        await take(driver, "rules: [{name: java, match: {name: a}, enforce: {multiline: java}}]")
         with pytest.raises(PolicyError, match=r"rule 'java', option 'multiline'"):
             await driver.start_logging(StartLogging(path, container("a", **{"multiline-start": "^x"})))
         assert driver.statistics().active_fifos == 0
@@ -318,6 +318,37 @@ async def test_a_container_starting_against_an_enforced_rule_fails_naming_it(tmp
         assert driver.statistics().active_fifos == 1
         await driver.stop_logging(StopLogging(path))
         os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_policy_planned_in_chunks_still_reaches_every_container_once(tmp_path: Path) -> None:
+    """Planning yields every 32 containers: one that starts meanwhile is planned last, one
+    that stops meanwhile keeps no pipeline the plan opened for it."""
+    driver = fake_driver(tmp_path, FakeSinkKind())
+    driver.sinks["other"] = FakeSinkKind()
+    fifos = [daemon_fifo(tmp_path, f"fifo{n}") for n in range(80)]
+    late_path, late_fd = daemon_fifo(tmp_path, "late")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        for n, (path, _) in enumerate(fifos):
+            await driver.start_logging(StartLogging(path, labelled(f"{n:02d}", {"app": "x"})))
+
+        async def meanwhile() -> None:
+            await trio.lowlevel.checkpoint()
+            await driver.start_logging(StartLogging(late_path, labelled("z", {"app": "x"})))
+            await driver.stop_logging(StopLogging(fifos[0][0]))
+            os.close(fifos[0][1])
+
+        nursery.start_soon(meanwhile)
+        await take(driver, "rules: [{name: to-other, match: {label: {app: x}}, enforce: {sinks: other, tag: t}}]")
+        await wait_until(lambda: driver.statistics().active_fifos == 80)  # 80 + late - the stopped one
+        running = list(driver._fifos.values())
+        assert all(fifo.context.rules == ("to-other",) for fifo in running)
+        assert all(list(fifo.pipelines) == ["other"] for fifo in running)
+        for path, fd in [*fifos[1:], (late_path, late_fd)]:
+            await driver.stop_logging(StopLogging(path))
+            os.close(fd)
         await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
         nursery.cancel_scope.cancel()
 
