@@ -103,8 +103,8 @@ class LivePolicy:
                 if path == self.applied_path:
                     log.warning("policy: keeping the last good policy (%s)", path)
                 return
-            except PolicyError as exc:
-                self._refuse(path, policy_digest(data), exc)
+            except Exception as exc:
+                self._refuse(path, policy_digest(data), _refusal(exc))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -132,8 +132,8 @@ class LivePolicy:
             return  # what is in force already (a refused file put back)
         try:
             await self.take(data)
-        except PolicyError as exc:
-            self._refuse(self.path, digest, exc)
+        except Exception as exc:
+            self._refuse(self.path, digest, _refusal(exc))
 
     async def take(self, data: bytes) -> None:
         """Parse, validate and switch every running container to the policy in ``data``, or
@@ -203,3 +203,12 @@ class LivePolicy:
             rules=self.policy.rule_names(),
             rule_matches=dict(self.rule_matches),
         )
+
+
+def _refusal(exc: Exception) -> LogDriverError:
+    """Why a policy was not taken. Not taking it is the one outcome: the plugin carries on
+    with the policy in force whatever refused it (a sink's error, a bug, logged whole)."""
+    if isinstance(exc, LogDriverError):
+        return exc
+    log.error("policy: unexpected error while taking a policy", exc_info=exc)
+    return PolicyError("", "", f"not taken: {type(exc).__name__} (the plugin's log has the traceback)")

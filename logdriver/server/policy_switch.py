@@ -102,18 +102,16 @@ class PolicySwitch:
         try:
             context = self.context_of(self.infos[path], policy)
         except LogDriverError as exc:
-            reason = getattr(exc, "reason", str(exc).removeprefix("logdriver: "))
-            raise PolicyError(
-                getattr(exc, "rule", ""),
-                str(getattr(exc, "option", "")),
-                f"for container {old.info.name.removeprefix('/')} ({old.info.short_id}): {reason}",
-            ) from None
+            raise _for_container(old, exc, layered.sources) from None
         if context.given == old.given:  # the same option texts: the same options
             return context, None
         kept = {name: fifo.pipelines[name] for name in context.options.sinks if _keeps(name, old, context)}
         self._respools += 1
         fresh = [name for name in context.options.sinks if name not in kept]
-        opened = self.deliveries.open(f"{path}#policy-{self._respools}", context, self.infos[path], fresh)
+        try:  # a client the sink cannot open (a TLS file a rule names is missing): the policy's fault
+            opened = self.deliveries.open(f"{path}#policy-{self._respools}", context, self.infos[path], fresh)
+        except LogDriverError as exc:
+            raise _for_container(old, exc, layered.sources) from None
         try:
             stage = self.stage_of(context)
         except BaseException:
@@ -145,6 +143,17 @@ class PolicySwitch:
                 }
             )
         return described
+
+
+def _for_container(context: ContainerContext, exc: LogDriverError, sources: Mapping[str, str]) -> PolicyError:
+    """``exc`` as the policy's refusal, naming the container, and the rule when one set the option."""
+    option = str(getattr(exc, "option", ""))
+    source = sources.get(option, "")
+    named = source.removeprefix("rule ").rsplit(" (", 1)[0] if source.startswith("rule ") else ""
+    rule = getattr(exc, "rule", "") or named
+    reason = getattr(exc, "reason", str(exc).removeprefix("logdriver: "))
+    name = context.info.name.removeprefix("/")
+    return PolicyError(rule, option, f"for container {name} ({context.info.short_id}): {reason}")
 
 
 def _keeps(sink: str, old: ContainerContext, new: ContainerContext) -> bool:

@@ -188,3 +188,27 @@ async def test_a_policy_that_moves_a_container_opens_the_new_client_and_closes_t
         os.close(fd)
         await wait_until(lambda: _open(sink.clients) == {})
         nursery.cancel_scope.cancel()
+
+
+async def test_a_rule_whose_client_cannot_open_is_refused_and_the_plugin_goes_on(tmp_path: Path) -> None:
+    sink = CountedSink()
+    driver = fake_driver(tmp_path, sink)  # type: ignore[arg-type]
+    path, fd = daemon_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, container("a", sinks="fake")))
+        # Valid as a log-opt; only opening the client refuses it (as a TLS file a rule names may be missing).
+        policy = tmp_path / "policy.yaml"
+        policy.write_text("rules: [{name: bad, match: {}, enforce: {counted-address: refused}}]")
+        policy.chmod(0o600)
+        await wait_until(lambda: driver.live_policy.rejected == 1)
+        status = (tmp_path / "policy-status.json").read_text()
+        assert "rule 'bad', option 'counted-address'" in status
+        assert "for container a (aaaaaaaaaaaa)" in status
+        assert _open(sink.clients) == {"here": 1}  # the plugin goes on, as it was
+        os.write(fd, frames(encode_entry("stdout", 1, b"still here")))
+        await wait_until(lambda: driver.statistics().sinks["fake"].totals.lines_out == 1)
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: _open(sink.clients) == {})
+        nursery.cancel_scope.cancel()
