@@ -24,9 +24,10 @@ from typing import Any
 
 import trio
 
+from logdriver._exceptions import LogDriverError
 from logdriver._files import private_key
 from logdriver.abc import ContainerContext, Sink
-from logdriver.config.policy import NO_POLICY, Policy, PolicyError
+from logdriver.config.policy import NO_POLICY, Policy
 from logdriver.config.settings import Settings
 from logdriver.delivery.budget import RELEASE_AFTER, Budget, BudgetStatistics, release_free_memory
 from logdriver.delivery.context import container_context
@@ -140,7 +141,9 @@ class Driver:
                 rpc.check_info(info)
                 try:
                     self._start(path, info)
-                except PolicyError as exc:  # its logs go on, as before the restart
+                except LogDriverError as exc:  # under the policy: its logs go on, as before the restart
+                    if not self.live_policy.policy.rules:
+                        raise
                     log.error("%s; the container resumes without the policy", exc)
                     self._start(path, info, NO_POLICY)
                 log.info("resumed FIFO %s for container %s", path, str(info.get("ContainerID", "?"))[:12])

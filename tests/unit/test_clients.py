@@ -212,3 +212,26 @@ async def test_a_rule_whose_client_cannot_open_is_refused_and_the_plugin_goes_on
         os.close(fd)
         await wait_until(lambda: _open(sink.clients) == {})
         nursery.cancel_scope.cancel()
+
+
+async def test_a_container_the_policy_fails_for_at_resume_resumes_without_it(tmp_path: Path) -> None:
+    path, fd = daemon_fifo(tmp_path)
+    first = fake_driver(tmp_path, CountedSink())  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        await first.start_logging(StartLogging(path, container("a", sinks="fake")))
+        nursery.cancel_scope.cancel()  # the plugin stops; the container goes on
+    policy = tmp_path / "policy.yaml"  # taken at the next start, before any container resumes
+    policy.write_text("rules: [{name: bad, match: {}, enforce: {counted-address: refused}}]")
+    policy.chmod(0o600)
+    sink = CountedSink()
+    restarted = fake_driver(tmp_path, sink)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(restarted.run)
+        assert restarted.live_policy.policy.rule_names() == ("bad",)
+        resumed = list(restarted._fifos.values())
+        assert len(resumed) == 1  # its logging goes on, without the policy
+        assert resumed[0].context.rules == ()
+        assert _open(sink.clients) == {"here": 1}
+        nursery.cancel_scope.cancel()
+    os.close(fd)
