@@ -323,25 +323,39 @@ async def test_a_container_starting_against_an_enforced_rule_fails_naming_it(tmp
 
 
 async def test_a_policy_planned_in_chunks_still_reaches_every_container_once(tmp_path: Path) -> None:
-    """Planning yields every 32 containers: one that starts meanwhile is planned last, one
-    that stops meanwhile keeps no pipeline the plan opened for it."""
+    """Planning yields every 32 containers: one that starts meanwhile is planned last (or
+    starts under the new policy), one that stops meanwhile keeps no pipeline the plan opened."""
     driver = fake_driver(tmp_path, FakeSinkKind())
     driver.sinks["other"] = FakeSinkKind()
     fifos = [daemon_fifo(tmp_path, f"fifo{n}") for n in range(80)]
     late_path, late_fd = daemon_fifo(tmp_path, "late")
+    planned, meanwhile_done = trio.Event(), trio.Event()
+    plan = driver.policy_switch._plan
+
+    counted: list[int] = []
+
+    def counting_plan(*args: Any) -> Any:
+        counted.append(1)
+        if len(counted) == 40:  # in the second chunk: what follows runs at its checkpoint
+            planned.set()
+        return plan(*args)
+
+    driver.policy_switch._plan = counting_plan  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
         await nursery.start(driver.run)
         for n, (path, _) in enumerate(fifos):
             await driver.start_logging(StartLogging(path, labelled(f"{n:02d}", {"app": "x"})))
 
         async def meanwhile() -> None:
-            await trio.lowlevel.checkpoint()
+            await planned.wait()
             await driver.start_logging(StartLogging(late_path, labelled("z", {"app": "x"})))
             await driver.stop_logging(StopLogging(fifos[0][0]))
             os.close(fifos[0][1])
+            meanwhile_done.set()
 
         nursery.start_soon(meanwhile)
         await take(driver, "rules: [{name: to-other, match: {label: {app: x}}, enforce: {sinks: other, tag: t}}]")
+        await meanwhile_done.wait()
         await wait_until(lambda: driver.statistics().active_fifos == 80)  # 80 + late - the stopped one
         running = list(driver._fifos.values())
         assert all(fifo.context.rules == ("to-other",) for fifo in running)
