@@ -39,6 +39,10 @@ MAX_RULES: Final = 256
 MAX_MATCH_VALUE: Final = 1024
 MAX_LABELS_PER_RULE: Final = 32
 MAX_RULE_NAME: Final = 64
+# A pattern is matched against a value of at most this many characters; a longer one (a
+# container's label can be megabytes) never matches a pattern, so that what a selection
+# costs is bounded by the operator's rules, never by the container's labels.
+MAX_MATCHED_VALUE: Final = 4096
 # Fixed when the container starts: its docker logs store and its frame decoder are opened then.
 FIXED_AT_START: Final = frozenset({"max-size", "max-file", "no-file", "keep-file", "partial-max-size"})
 ENFORCE, DEFAULT = "enforce", "default"
@@ -73,7 +77,7 @@ class Matcher:
     def matches(self, value: str) -> bool:
         if self.pattern is None:
             return value == self.text
-        return self.pattern.fullmatch(value) is not None
+        return len(value) <= MAX_MATCHED_VALUE and self.pattern.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,11 @@ class Layered:
     config: Mapping[str, str]
     sources: Mapping[str, str]  # option → "log-opt" or "rule <name> (enforce|default)"
     rules: tuple[str, ...]  # the rules that select the container, in file order
+    set_by: Mapping[str, str] = field(default_factory=dict)  # option → the rule that set it
+
+    def rule_of(self, option: str) -> str:
+        """The rule that set ``option`` ("" when the container's log-opts or nothing did)."""
+        return self.set_by.get(option, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +126,20 @@ class Policy:
 
     def layered(self, info: ContainerInfo, log_opts: Mapping[str, str]) -> Layered:
         selected = [rule for rule in self.rules if rule.selects(info)]
+        sources = dict.fromkeys(log_opts, "log-opt")
+        if not selected:  # most containers: their own log-opts, not copied
+            return Layered(log_opts, sources, ())
         config: dict[str, str] = {}
-        sources: dict[str, str] = {}
+        set_by: dict[str, str] = {}
         for rule in selected:
             for name, value in rule.default.items():
-                config[name], sources[name] = value, f"rule {rule.name} ({DEFAULT})"
-        for name, value in log_opts.items():
-            config[name], sources[name] = value, "log-opt"
+                if name not in log_opts:
+                    config[name], sources[name], set_by[name] = value, f"rule {rule.name} ({DEFAULT})", rule.name
+        config.update(log_opts)
         for rule in selected:
             for name, value in rule.enforce.items():
-                config[name], sources[name] = value, f"rule {rule.name} ({ENFORCE})"
-        return Layered(config, sources, tuple(rule.name for rule in selected))
+                config[name], sources[name], set_by[name] = value, f"rule {rule.name} ({ENFORCE})", rule.name
+        return Layered(config, sources, tuple(rule.name for rule in selected), set_by)
 
     def rule_names(self) -> tuple[str, ...]:
         return tuple(rule.name for rule in self.rules)

@@ -31,16 +31,15 @@ def container_context(
             if expand is not None:
                 config = expand(config)
         options = parse_log_opts(config, defaults, sinks, environ)
+        try:
+            tag = Template.parse(options.tag).render(info) if options.tag else ""
+        except ValueError as exc:
+            raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
     except LogDriverError as exc:
-        source = layered.sources.get(str(getattr(exc, "option", "")), "")
-        if source.startswith("rule "):
-            rule = source.removeprefix("rule ").rsplit(" (", 1)[0]
-            raise PolicyError(rule, str(getattr(exc, "option", "")), str(exc).removeprefix("logdriver: ")) from None
+        option = str(getattr(exc, "option", ""))
+        if rule := layered.rule_of(option):
+            raise PolicyError(rule, option, str(exc).removeprefix("logdriver: ")) from None
         raise
-    try:
-        tag = Template.parse(options.tag).render(info) if options.tag else ""
-    except ValueError as exc:
-        raise ConfigError("tag", options.tag, f"a Docker tag template ({exc})") from exc
     return ContainerContext(
         info=info,
         options=options,

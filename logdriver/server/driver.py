@@ -223,7 +223,6 @@ class Driver:
     async def apply_policy(self, policy: Policy) -> None:
         """Switch every running container to ``policy``, or none (``PolicySwitch``)."""
         await self.policy_switch.apply(policy)
-        self.live_policy.status_due = True
 
     async def stop_logging(self, command: rpc.StopLogging) -> None:
         fifo = self._fifos.get(command.file)
@@ -270,7 +269,7 @@ class Driver:
         (in a plugin shutdown, for their flush-timeout)."""
         self._fifos.pop(fifo.path, None)
         self._infos.pop(fifo.path, None)
-        self.live_policy.status_due = True
+        self.live_policy.containers_changed()
         self.deliveries.release(fifo.pipelines, shutting_down=shutting_down)
         self.totals.fold_fifo(fifo.statistics())
         if fifo.failed:

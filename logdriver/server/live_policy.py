@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,10 @@ POLICY_FILE: Final = "policy.yaml"
 APPLIED_FILE: Final = "policy.applied.yaml"
 STATUS_FILE: Final = "policy-status.json"
 POLL_INTERVAL: Final = 0.5  # a new policy is live within 2 s: one look, one parse, one switch
+# The status is rewritten at once for a policy taken or refused (policy apply waits for it),
+# and at most this often for containers that start and stop (a host churning through
+# short-lived containers would otherwise rewrite it twice a second).
+CONTAINERS_STATUS_EVERY: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,9 @@ class LivePolicy:
         self._last_rejection: dict[str, Any] | None = None
         self._seen: tuple[int, ...] | None = None
         self.rule_matches: dict[str, int] = {}
-        self.status_due = True
+        self.status_due = True  # a policy was taken or refused: write the status now
+        self._containers_due = False  # containers started or stopped: write it soon
+        self._status_written_at = -math.inf
 
     # -- the driver's side ----------------------------------------------------------
 
@@ -82,7 +89,11 @@ class LivePolicy:
         """A container was selected by these rules (at its start, or by a new policy)."""
         for rule in rules:
             self.rule_matches[rule] = self.rule_matches.get(rule, 0) + 1
-        self.status_due = True
+        self.containers_changed()
+
+    def containers_changed(self) -> None:
+        """A container started or stopped: ``policy show`` should list it, within 5 s."""
+        self._containers_due = True
 
     async def load(self) -> None:
         """At start, before any container resumes: ``policy.yaml``, or when it cannot be
@@ -110,7 +121,10 @@ class LivePolicy:
         task_status.started()
         while True:
             await self.look()
-            if self.status_due:
+            now = trio.current_time()
+            soon = self._containers_due and now - self._status_written_at >= CONTAINERS_STATUS_EVERY
+            if self.status_due or soon:
+                self._status_written_at = now
                 self.write_status()
             await trio.sleep(POLL_INTERVAL)
 
@@ -178,7 +192,7 @@ class LivePolicy:
     # -- what policy show reads -------------------------------------------------------
 
     def write_status(self) -> None:
-        self.status_due = False
+        self.status_due = self._containers_due = False
         status = {
             "generation": self.generation,
             "digest": self.policy.digest,

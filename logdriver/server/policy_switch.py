@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from logdriver._exceptions import LogDriverError
 from logdriver.abc import ContainerContext, Sink
-from logdriver.config.options import check_log_opts
-from logdriver.config.policy import Policy, PolicyError
+from logdriver.config.options import CONTAINER_OPTIONS, check_log_opts
+from logdriver.config.policy import Layered, Policy, PolicyError
 from logdriver.config.settings import Settings
 from logdriver.delivery.deliveries import Deliveries
 from logdriver.reading.fifo_log import FifoLog, Reconfiguration
@@ -102,7 +102,7 @@ class PolicySwitch:
         try:
             context = self.context_of(self.infos[path], policy)
         except LogDriverError as exc:
-            raise _for_container(old, exc, layered.sources) from None
+            raise _for_container(old, exc, layered) from None
         if context.given == old.given:  # the same option texts: the same options
             return context, None
         kept = {name: fifo.pipelines[name] for name in context.options.sinks if _keeps(name, old, context)}
@@ -111,7 +111,7 @@ class PolicySwitch:
         try:  # a client the sink cannot open (a TLS file a rule names is missing): the policy's fault
             opened = self.deliveries.open(f"{path}#policy-{self._respools}", context, self.infos[path], fresh)
         except LogDriverError as exc:
-            raise _for_container(old, exc, layered.sources) from None
+            raise _for_container(old, exc, layered) from None
         try:
             stage = self.stage_of(context)
         except BaseException:
@@ -123,16 +123,17 @@ class PolicySwitch:
     def describe(self) -> list[dict[str, Any]]:
         """Every running container's effective options and where each came from (``policy show``):
         what its log-opts or a rule set, and the plugin-wide settings that differ from the default."""
+        plugin_wide = {}
+        for declared in CONTAINER_OPTIONS:  # the plugin-wide settings that differ from the default
+            if declared.env in self.settings.environ:
+                value = _shown(self.settings.defaults.get(declared.name, ""))
+                plugin_wide[declared.name] = {"value": value, "source": f"plugin-wide ({declared.env})"}
         described = []
         for fifo in self.fifos.values():
             context = fifo.context
-            options: dict[str, dict[str, str]] = {}
-            for option in sorted(self.settings.defaults):
-                env = f"LOGDRIVER_{option.upper().replace('-', '_')}"
-                if env in self.settings.environ:
-                    options[option] = {"value": self.settings.defaults[option], "source": f"plugin-wide ({env})"}
+            options: dict[str, dict[str, str]] = dict(plugin_wide)
             for option, source in sorted(context.sources.items()):
-                options[option] = {"value": context.given.get(option, ""), "source": source}
+                options[option] = {"value": _shown(context.given.get(option, "")), "source": source}
             options.setdefault("sinks", {"value": ",".join(context.options.sinks) or "none", "source": "default"})
             described.append(
                 {
@@ -145,12 +146,18 @@ class PolicySwitch:
         return described
 
 
-def _for_container(context: ContainerContext, exc: LogDriverError, sources: Mapping[str, str]) -> PolicyError:
+# A value shown by policy show: a log-opt may be 8 KiB, and the status lists every container.
+MAX_SHOWN: Final = 200
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= MAX_SHOWN else f"{value[:MAX_SHOWN]}... ({len(value)} characters)"
+
+
+def _for_container(context: ContainerContext, exc: LogDriverError, layered: Layered) -> PolicyError:
     """``exc`` as the policy's refusal, naming the container, and the rule when one set the option."""
     option = str(getattr(exc, "option", ""))
-    source = sources.get(option, "")
-    named = source.removeprefix("rule ").rsplit(" (", 1)[0] if source.startswith("rule ") else ""
-    rule = getattr(exc, "rule", "") or named
+    rule = getattr(exc, "rule", "") or layered.rule_of(option)
     reason = getattr(exc, "reason", str(exc).removeprefix("logdriver: "))
     name = context.info.name.removeprefix("/")
     return PolicyError(rule, option, f"for container {name} ({context.info.short_id}): {reason}")

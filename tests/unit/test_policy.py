@@ -20,6 +20,7 @@ from logdriver.config.policy import (
     FIXED_AT_START,
     MAX_LABELS_PER_RULE,
     MAX_MATCH_VALUE,
+    MAX_MATCHED_VALUE,
     MAX_POLICY_BYTES,
     MAX_RULE_NAME,
     MAX_RULES,
@@ -31,9 +32,10 @@ from logdriver.config.registry import Option
 from logdriver.config.settings import Settings
 from logdriver.delivery.context import container_context
 from logdriver.server.driver import Driver
-from logdriver.server.live_policy import APPLIED_FILE, POLICY_FILE, POLL_INTERVAL
+from logdriver.server.live_policy import APPLIED_FILE, CONTAINERS_STATUS_EVERY, POLICY_FILE, POLL_INTERVAL
 from logdriver.server.metrics import DriverCollector
 from logdriver.server.policy_command import policy_command
+from logdriver.server.policy_switch import MAX_SHOWN
 from logdriver.server.rpc import StartLogging, StopLogging
 from logdriver.testing import encode_entry
 
@@ -78,6 +80,10 @@ rules:
     assert selected(info(name="pay-12x", image="x", cid="b" * 64)) == ("everyone",)
     assert "both" in selected(info(app="noisy", tier="web"))
     assert "both" not in selected(info(app="quiet", tier="web"))
+    # A pattern is never run over a value longer than MAX_MATCHED_VALUE: a container's label
+    # cannot make selection cost more than the operator's rules do.
+    assert "by-pattern" in selected(info(app="checkout-" + "x" * (MAX_MATCHED_VALUE - 9)))
+    assert "by-pattern" not in selected(info(app="checkout-" + "x" * MAX_MATCHED_VALUE))
 
 
 def test_precedence_defaults_then_log_opts_then_enforced_later_rules_win() -> None:
@@ -175,6 +181,9 @@ def test_the_bounds_docs_state_are_the_code() -> None:
         f"Rules: at most {MAX_RULES}",
         f"Labels per rule: at most {MAX_LABELS_PER_RULE}",
         f"at most {MAX_MATCH_VALUE} characters",
+        f"value of at most {MAX_MATCHED_VALUE} characters",
+        f"first {MAX_SHOWN} characters",
+        f"within {CONTAINERS_STATUS_EVERY:g} s when containers start or stop",
         f"A rule name: at most {MAX_RULE_NAME} characters",
         f"every value ≤ {MAX_LOG_OPT_VALUE}",
         f"every {POLL_INTERVAL:g} s" if POLL_INTERVAL != 0.5 else "every half second",
@@ -187,8 +196,8 @@ def test_the_bounds_docs_state_are_the_code() -> None:
 # -- the switch in the Driver --------------------------------------------------------------
 
 
-def labelled(cid: str, labels: Mapping[str, str], **opts: str) -> dict[str, object]:
-    return {**container(cid, **opts), "ContainerLabels": dict(labels)}
+def labelled(cid: str, container_labels: Mapping[str, str], **opts: str) -> dict[str, object]:
+    return {**container(cid, **opts), "ContainerLabels": dict(container_labels)}
 
 
 def lines_of(kind: FakeSinkKind) -> list[bytes]:
@@ -302,6 +311,31 @@ async def test_a_policy_one_container_cannot_take_changes_nothing_and_is_counted
         await wait_until(lambda: driver.statistics().active_fifos == 0 and not driver.deliveries.live)
         nursery.cancel_scope.cancel()
     assert len(kind.streams) == 1
+
+
+async def test_policy_show_says_where_each_option_came_from_within_a_bound(tmp_path: Path) -> None:
+    driver = fake_driver(tmp_path, FakeSinkKind(), LOGDRIVER_MULTILINE_TIMEOUT="2s")
+    path, fd = daemon_fifo(tmp_path)
+    keys = "k" * 5002  # a log-opt may be 8 KiB; the status lists every container
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await driver.start_logging(StartLogging(path, labelled("a", {"app": "x"}, **{"labels": keys})))
+        await take(driver, "rules: [{name: r1, match: {label: {app: x}}, enforce: {rate-limit: 5/s}}]")
+        (shown,) = driver.policy_switch.describe()
+        assert shown["rules"] == ["r1"]
+        assert shown["options"]["rate-limit"] == {"value": "5/s", "source": "rule r1 (enforce)"}
+        assert shown["options"]["multiline-timeout"] == {
+            "value": "2s",
+            "source": "plugin-wide (LOGDRIVER_MULTILINE_TIMEOUT)",
+        }
+        assert shown["options"]["labels"] == {
+            "value": keys[:200] + "... (5002 characters)",
+            "source": "log-opt",
+        }
+        await driver.stop_logging(StopLogging(path))
+        os.close(fd)
+        await wait_until(lambda: driver.statistics().active_fifos == 0)
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_container_starting_against_an_enforced_rule_fails_naming_it(tmp_path: Path) -> None:
