@@ -325,11 +325,17 @@ class Driver:
             budgets=(self.memory.statistics(), self.disk.statistics()),
             processing=tuple(processing),
             policy=self.live_policy.statistics(),
-            rule_containers={
-                rule: sum(rule in fifo.context.rules for fifo in self._fifos.values())
-                for rule in self.live_policy.policy.rule_names()
-            },
+            rule_containers=self._rule_containers(),
         )
+
+    def _rule_containers(self) -> dict[str, int]:
+        """Running containers per rule in force (zeros too): one pass over the FIFOs."""
+        counts = dict.fromkeys(self.live_policy.policy.rule_names(), 0)
+        for fifo in self._fifos.values():
+            for rule in fifo.context.rules:
+                if rule in counts:
+                    counts[rule] += 1
+        return counts
 
     # -- housekeeping ----------------------------------------------------------
 
